@@ -1,0 +1,67 @@
+// Command api is warren's HTTP front door. Configuration comes from environment
+// variables with flag twins; `api config` prints them.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/queue"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		config.PrintTable(stdout, config.API)
+		return 0
+	}
+	l, err := config.NewLoader(config.API, args, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 2
+	}
+	cfg := api.Config{
+		Queue:             queue.ClientConfig{DialConfig: queue.DialConfig{URL: l.String("AMQP_URL")}},
+		ManagementURL:     l.String("MANAGEMENT_URL"),
+		QueueMaxLength:    l.Int("QUEUE_MAX_LENGTH", 0, 1<<30),
+		RequestTimeout:    l.Duration("REQUEST_TIMEOUT", time.Millisecond),
+		MaxRequestTimeout: l.Duration("MAX_REQUEST_TIMEOUT", time.Millisecond),
+		BodyLimit:         l.Bytes("BODY_LIMIT", 64),
+		DrainTimeout:      l.Duration("DRAIN_TIMEOUT", 0),
+	}
+	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
+	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
+	addr := l.String("HTTP_ADDR")
+	if err := l.Err(); err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 2
+	}
+	cfg.Logger = config.NewLogger(stderr, level, format, "service", "api")
+
+	srv, err := api.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		cfg.Logger.Error("listen", "addr", addr, "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx, ln); err != nil {
+		cfg.Logger.Error("api stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,71 @@
+// Command worker is warren's predictor worker. Configuration comes from environment
+// variables with flag twins; `worker config` prints them.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/worker"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		config.PrintTable(stdout, config.Worker)
+		return 0
+	}
+	l, err := config.NewLoader(config.Worker, args, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	id := l.String("WORKER_ID")
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	qcfg := queue.ConsumerConfig{
+		DialConfig:   queue.DialConfig{URL: l.String("AMQP_URL")},
+		WorkerID:     id,
+		Concurrency:  l.Int("CONCURRENCY", 1, 4096),
+		Prefetch:     l.Int("PREFETCH", 0, 65535),
+		DrainTimeout: l.Duration("DRAIN_TIMEOUT", 0),
+	}
+	seed := model.SeedConfig{Seed: uint64(l.Int64("MODEL_SEED")), Latency: l.Duration("MODEL_LATENCY", 0)}
+	bodyLimit := l.Bytes("BODY_LIMIT", 64)
+	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
+	addr := l.String("HTTP_ADDR")
+	if err := l.Err(); err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	log := config.NewLogger(stderr, level, format, "service", "worker", "worker_id", id)
+
+	w, err := worker.New(worker.Config{Queue: qcfg, BodyLimit: bodyLimit, Logger: log}, model.NewSeed(seed))
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("listen", "addr", addr, "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := w.Run(ctx, ln); err != nil {
+		log.Error("worker stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,383 @@
+// Package api is warren's HTTP front door: POST /process turns a request into a
+// queue message for the predictor workers and answers with their reply; GET /,
+// /health, /ready, /openapi.json and /docs complete the surface.
+//
+// # Status contract
+//
+// One function, [statusFor], maps every failure to a status and a reason:
+//
+//	200  answered
+//	413  body over BodyLimit                              {"detail"}
+//	422  missing/wrong-typed field, malformed JSON        {"detail":[{loc,msg,type}]}
+//	502  model failed / worker panicked                   {"detail","reason":"model_error"}
+//	503  no_workers, queue_full, broker_unavailable,      {"detail","reason"} + Retry-After
+//	     draining
+//	504  the deadline passed                              {"detail","reason":"timeout"}
+//
+// 429 is kept free for per-client rate limits.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/warren-farm/warren/pkg/apidoc"
+	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/queue"
+)
+
+// Config configures the API process.
+type Config struct {
+	// Queue configures the RPC client (URL, connection name, request queue).
+	Queue queue.ClientConfig
+	// ManagementURL is the RabbitMQ management API used to apply the request-queue
+	// policy; empty skips the policy (the queue is unbounded).
+	ManagementURL string
+	// QueueMaxLength bounds the request queue's ready messages; 0 removes the bound.
+	QueueMaxLength int
+	// RequestTimeout is the default deadline of a /process call; zero means 10s.
+	RequestTimeout time.Duration
+	// MaxRequestTimeout caps X-Request-Timeout; zero means 60s.
+	MaxRequestTimeout time.Duration
+	// BodyLimit caps request bodies; zero means 1 MiB.
+	BodyLimit int64
+	// DrainTimeout bounds the wait for in-flight calls on shutdown; zero means 20s.
+	DrainTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MaxRequestTimeout == 0 {
+		c.MaxRequestTimeout = 60 * time.Second
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = 1 << 20
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.RequestTimeout < 0 || c.MaxRequestTimeout < c.RequestTimeout {
+		errs = append(errs, errors.New("api: need 0 < RequestTimeout <= MaxRequestTimeout"))
+	}
+	if c.BodyLimit < 0 || c.DrainTimeout < 0 || c.QueueMaxLength < 0 {
+		errs = append(errs, errors.New("api: BodyLimit, DrainTimeout and QueueMaxLength must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the API.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	client *queue.Client
+	echo   *echo.Echo
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	inflight int
+	idle     chan struct{} // closed when draining and inflight reaches 0
+}
+
+// New validates cfg and builds the server. Nothing connects until Run.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Queue.Logger = cfg.Logger
+	client, err := queue.NewClient(cfg.Queue)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, client: client, idle: make(chan struct{})}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Client exposes the queue client (state and counters).
+func (s *Server) Client() *queue.Client { return s.client }
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Run serves on ln until ctx is cancelled, then drains: /ready turns 503, new calls
+// get 503 draining, calls in flight finish (each up to its deadline, all within
+// DrainTimeout), then the HTTP server and the broker connection close. Run returns
+// after every goroutine it started has stopped.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	qctx, qcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.client.Run(qctx) }()
+	if s.cfg.ManagementURL != "" {
+		vhost, _ := queue.Vhost(s.cfg.Queue.URL)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			queue.KeepPolicy(qctx, queue.PolicyConfig{
+				ManagementURL: s.cfg.ManagementURL, Vhost: vhost,
+				Queue: s.queueName(), MaxLength: s.cfg.QueueMaxLength,
+			}, s.log)
+		}()
+	} else {
+		s.log.Warn("MANAGEMENT_URL is empty: the request queue bound is not applied")
+	}
+
+	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+	s.log.Info("api listening", "addr", ln.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-httpDone:
+		httpDone <- serveErr
+	}
+	s.drain()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serveErr = err
+	}
+	qcancel()
+	wg.Wait()
+	s.log.Info("api stopped", "stats", fmt.Sprintf("%+v", s.client.Stats()))
+	return serveErr
+}
+
+func (s *Server) drain() {
+	s.mu.Lock()
+	s.draining.Store(true)
+	if s.inflight == 0 {
+		close(s.idle)
+	}
+	n := s.inflight
+	s.mu.Unlock()
+	s.log.Info("draining", "in_flight", n)
+	t := time.NewTimer(s.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-s.idle:
+	case <-t.C:
+		s.log.Warn("drain timeout with calls in flight")
+	}
+}
+
+// enter registers an in-flight call; it fails once draining started.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.inflight++
+	return true
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.inflight--
+	if s.inflight == 0 && s.draining.Load() {
+		close(s.idle)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) queueName() string {
+	if s.cfg.Queue.Queue == "" {
+		return queue.DefaultQueue
+	}
+	return s.cfg.Queue.Queue
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = httperr.Handler(s.log)
+	e.Use(requestID)
+	e.GET("/", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"service": "Service A - Input Logger", "status": "running"})
+	})
+	e.GET("/health", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"service": "Service A", "status": "healthy"})
+	})
+	e.GET("/ready", s.ready)
+	e.POST("/process", s.process)
+	apidoc.Register(e)
+	return e
+}
+
+type readyBody struct {
+	Status  string `json:"status"`
+	Broker  string `json:"broker"`
+	Workers int    `json:"workers"`
+}
+
+func (s *Server) ready(c echo.Context) error {
+	st := s.client.State()
+	b := readyBody{Status: "ready", Broker: "down", Workers: max(st.Workers, 0)}
+	if st.Connected {
+		b.Broker = "up"
+	}
+	switch {
+	case s.draining.Load():
+		b.Status = "draining"
+		return c.JSON(http.StatusServiceUnavailable, b)
+	case !st.EverConnected:
+		b.Status = "starting"
+		return c.JSON(http.StatusServiceUnavailable, b)
+	}
+	// A broker outage after start keeps the API in the load balancer: clients get
+	// JSON 503s from /process rather than connection resets.
+	return c.JSON(http.StatusOK, b)
+}
+
+const loggedOK = `{"status":"Input logged successfully"}`
+
+func (s *Server) process(c echo.Context) error {
+	req := c.Request()
+	rid := c.Response().Header().Get(echo.HeaderXRequestID)
+	body, err := httperr.ReadBody(req, s.cfg.BodyLimit)
+	if err != nil {
+		return err
+	}
+	obj, err := httperr.Object(body)
+	if err != nil {
+		return err
+	}
+	ve := &httperr.ValidationError{}
+	data, _ := httperr.String(obj, "data", ve)
+	forward := httperr.Bool(obj, "forward_to_model", true, ve)
+	timeout := s.timeout(req.Header.Get("X-Request-Timeout"), ve)
+	if err := ve.OrNil(); err != nil {
+		return err
+	}
+	s.log.Debug("received input", "request_id", rid, "bytes", len(data), "forward_to_model", forward)
+	if !forward {
+		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
+	}
+	if !s.enter() {
+		return statusFor(errDraining)
+	}
+	defer s.leave()
+
+	payload, _ := jsonMarshal(map[string]string{"data": data})
+	reply, err := s.client.Call(req.Context(), queue.Request{
+		RequestID: rid, Body: payload, Deadline: time.Now().Add(timeout),
+	})
+	if err != nil {
+		return statusFor(err)
+	}
+	out := make([]byte, 0, len(reply.Body)+64)
+	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
+	out = append(out, reply.Body...)
+	out = append(out, '}')
+	return c.JSONBlob(http.StatusOK, out)
+}
+
+// timeout resolves the per-request deadline from X-Request-Timeout: a Go duration
+// ("2.5s", "500ms") or plain seconds ("3", "0.5"). Values above MaxRequestTimeout are
+// clamped to it.
+func (s *Server) timeout(h string, ve *httperr.ValidationError) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return s.cfg.RequestTimeout
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseFloat(h, 64); err == nil {
+		d = time.Duration(secs * float64(time.Second))
+	} else if d, err = time.ParseDuration(h); err != nil {
+		d = -1
+	}
+	if d <= 0 {
+		ve.Add("value_error", "X-Request-Timeout must be a positive duration such as 2.5s or 500ms, or seconds such as 3", h, "header", "X-Request-Timeout")
+		return 0
+	}
+	return min(d, s.cfg.MaxRequestTimeout)
+}
+
+var errDraining = errors.New("draining")
+
+// statusFor is the one place that maps a failed call to the status contract.
+func statusFor(err error) error {
+	var re *queue.RemoteError
+	switch {
+	case errors.Is(err, errDraining):
+		return &httperr.Error{Status: 503, Reason: "draining", RetryAfter: 2, Err: err,
+			Detail: "Model service is unavailable: this API instance is shutting down; retry"}
+	case errors.Is(err, queue.ErrNoWorkers):
+		return &httperr.Error{Status: 503, Reason: "no_workers", RetryAfter: 5, Err: err,
+			Detail: "Model service is unavailable: no predictor worker is running"}
+	case errors.Is(err, queue.ErrQueueFull):
+		return &httperr.Error{Status: 503, Reason: "queue_full", RetryAfter: 1, Err: err,
+			Detail: "Model service is unavailable: the request queue is full"}
+	case errors.Is(err, queue.ErrBrokerUnavailable), errors.Is(err, queue.ErrClosed):
+		return &httperr.Error{Status: 503, Reason: "broker_unavailable", RetryAfter: 5, Err: err,
+			Detail: "Model service is unavailable: " + strings.TrimPrefix(err.Error(), queue.ErrBrokerUnavailable.Error()+": ")}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &httperr.Error{Status: 504, Reason: "timeout", Err: err,
+			Detail: "The model did not answer before the request's deadline"}
+	case errors.As(err, &re):
+		return &httperr.Error{Status: 502, Reason: "model_error", Err: err,
+			Detail: "Model error: " + re.Message}
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		return &httperr.Error{Status: 499, Detail: "client closed request", Err: err}
+	}
+	return err
+}
+
+// requestID honours a client's X-Request-ID (at most 128 characters of
+// [A-Za-z0-9._:@/+=-]) and otherwise generates one, like Heroku's router: an invalid
+// id is replaced, not rejected. The id is returned in the response header.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			id = rand.Text()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case strings.IndexByte("._:@/+=-", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

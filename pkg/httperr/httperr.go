@@ -1,0 +1,238 @@
+// Package httperr gives warren's HTTP services one error model and the JSON shapes
+// the seed lab's FastAPI services used, so existing clients keep working:
+//
+//   - {"detail": "..."} for 404, 405, 413 and 500;
+//   - {"detail": "...", "reason": "..."} for the farm's 502/503/504 (503 also sets
+//     Retry-After);
+//   - 422 {"detail": [{"type", "loc", "msg", "input"}]} for validation errors, in
+//     pydantic v2's shape.
+//
+// Handlers return errors; [Handler] is the single place that turns them into
+// responses.
+package httperr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Error is an HTTP error with the farm's JSON body.
+type Error struct {
+	Status     int
+	Detail     string
+	Reason     string // omitted when empty
+	RetryAfter int    // seconds; sets Retry-After when > 0
+	Err        error  // cause, for logs only
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %v", e.Status, e.Detail, e.Err)
+	}
+	return fmt.Sprintf("%d %s", e.Status, e.Detail)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Item is one pydantic-style validation error.
+type Item struct {
+	Type  string `json:"type"`
+	Loc   []any  `json:"loc"`
+	Msg   string `json:"msg"`
+	Input any    `json:"input,omitempty"`
+}
+
+// ValidationError is a 422 with one or more items.
+type ValidationError struct{ Items []Item }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Items))
+	for i, it := range e.Items {
+		parts[i] = fmt.Sprintf("%v: %s", it.Loc, it.Msg)
+	}
+	return "validation failed: " + strings.Join(parts, "; ")
+}
+
+// Add appends an item.
+func (e *ValidationError) Add(typ, msg string, input any, loc ...any) {
+	e.Items = append(e.Items, Item{Type: typ, Loc: loc, Msg: msg, Input: input})
+}
+
+// OrNil returns e if it has items, else nil.
+func (e *ValidationError) OrNil() error {
+	if len(e.Items) == 0 {
+		return nil
+	}
+	return e
+}
+
+type detailBody struct {
+	Detail string `json:"detail"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Handler returns Echo's central error handler. 5xx answers other than the farm's
+// expected 503/504 are logged at WARN (502) or ERROR (500); the rest are not logged
+// here, so an outage does not turn into a log flood.
+func Handler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, body := render(err)
+		var he *Error
+		if errors.As(err, &he) && he.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(he.RetryAfter))
+		}
+		switch {
+		case status == http.StatusInternalServerError:
+			log.Error("request failed", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		case status == http.StatusBadGateway:
+			log.Warn("model error", "err", err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		_ = c.JSON(status, body)
+	}
+}
+
+func render(err error) (int, any) {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return http.StatusUnprocessableEntity, map[string]any{"detail": ve.Items}
+	}
+	var he *Error
+	if errors.As(err, &he) {
+		return he.Status, detailBody{Detail: he.Detail, Reason: he.Reason}
+	}
+	var ee *echo.HTTPError
+	if errors.As(err, &ee) {
+		switch ee.Code {
+		case http.StatusNotFound:
+			return ee.Code, detailBody{Detail: "Not Found"}
+		case http.StatusMethodNotAllowed:
+			return ee.Code, detailBody{Detail: "Method Not Allowed"}
+		case http.StatusRequestEntityTooLarge:
+			return ee.Code, detailBody{Detail: "Request body too large"}
+		}
+		if ee.Code < 500 {
+			return ee.Code, detailBody{Detail: fmt.Sprint(ee.Message)}
+		}
+	}
+	return http.StatusInternalServerError, detailBody{Detail: "Internal Server Error"}
+}
+
+// ReadBody reads the request body up to limit bytes. A longer body is a 413 naming
+// the limit.
+func ReadBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Detail: "could not read the request body", Err: err}
+	}
+	if int64(len(b)) > limit {
+		return nil, tooLarge(limit)
+	}
+	return b, nil
+}
+
+func tooLarge(limit int64) error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("Request body too large: the limit is %d bytes", limit)}
+}
+
+// Object parses body as a JSON object, whatever the Content-Type says (as FastAPI
+// does). Malformed JSON is json_invalid; anything but an object is
+// model_attributes_type.
+func Object(body []byte) (map[string]json.RawMessage, error) {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		ve := &ValidationError{}
+		ve.Add("json_invalid", "JSON decode error", map[string]any{}, "body", jsonErrorPos(body, err))
+		return nil, ve
+	}
+	if _, ok := v.(map[string]any); !ok {
+		ve := &ValidationError{}
+		ve.Add("model_attributes_type", "Input should be a valid dictionary or object to extract fields from", v, "body")
+		return nil, ve
+	}
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(body, &m)
+	return m, nil
+}
+
+func jsonErrorPos(body []byte, err error) int {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return int(se.Offset)
+	}
+	return len(body)
+}
+
+// String reads a required string field into ve's items on failure.
+func String(obj map[string]json.RawMessage, name string, ve *ValidationError) (string, bool) {
+	raw, ok := obj[name]
+	if !ok {
+		ve.Add("missing", "Field required", objectInput(obj), "body", name)
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || string(raw) == "null" {
+		ve.Add("string_type", "Input should be a valid string", anyOf(raw), "body", name)
+		return "", false
+	}
+	return s, true
+}
+
+// Bool reads an optional boolean field with pydantic's lax rules: true/false, 0/1,
+// and the strings true/false/yes/no/on/off/1/0/t/f/y/n in any case.
+func Bool(obj map[string]json.RawMessage, name string, def bool, ve *ValidationError) bool {
+	raw, ok := obj[name]
+	if !ok {
+		return def
+	}
+	var v any
+	_ = json.Unmarshal(raw, &v)
+	switch x := v.(type) {
+	case bool:
+		return x
+	case float64:
+		if x == 0 || x == 1 {
+			return x == 1
+		}
+	case string:
+		switch strings.ToLower(x) {
+		case "true", "yes", "on", "1", "t", "y":
+			return true
+		case "false", "no", "off", "0", "f", "n":
+			return false
+		}
+	}
+	ve.Add("bool_parsing", "Input should be a valid boolean, unable to interpret input", v, "body", name)
+	return def
+}
+
+func objectInput(obj map[string]json.RawMessage) map[string]any {
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		out[k] = anyOf(v)
+	}
+	return out
+}
+
+func anyOf(raw json.RawMessage) any {
+	var v any
+	_ = json.Unmarshal(raw, &v)
+	return v
+}

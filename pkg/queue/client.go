@@ -1,0 +1,397 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ClientConfig configures a [Client].
+type ClientConfig struct {
+	DialConfig
+	// Queue is the request queue; empty means DefaultQueue.
+	Queue string
+	// ConsumerRefresh is how often the consumer count of Queue is re-read (a passive
+	// declare on a dedicated channel); zero means 200ms. "No workers" is at most this
+	// stale.
+	ConsumerRefresh time.Duration
+}
+
+// Request is one sync call.
+type Request struct {
+	// RequestID travels as the message id and the x-request-id header.
+	RequestID string
+	// Body is the JSON payload.
+	Body []byte
+	// Deadline is required: it becomes the message expiration and the absolute
+	// deadline header. Call also stops waiting when ctx ends.
+	Deadline time.Time
+}
+
+// Reply is a worker's successful answer.
+type Reply struct {
+	Body   []byte
+	Worker string
+}
+
+// State is a snapshot for readiness endpoints.
+type State struct {
+	// EverConnected is false until the first session was established.
+	EverConnected bool
+	// Connected is true while a session is up.
+	Connected bool
+	// Blocked is true while the broker blocks publishers (resource alarm).
+	Blocked bool
+	// Workers is the consumer count of the request queue, -1 when unknown.
+	Workers int
+}
+
+// ClientStats are monotonically increasing counters.
+type ClientStats struct {
+	Sessions       uint64 // sessions established (1 + reconnects)
+	UnknownReplies uint64 // replies whose correlation id matched no waiting call (late, duplicate, or foreign)
+	Returned       uint64 // requests returned unroutable (request queue missing)
+}
+
+// Client sends requests and waits for replies. It keeps one connection; each
+// connection generation has its own exclusive, server-named reply queue, so replies
+// are demultiplexed by correlation id and never cross generations. Call is safe for
+// concurrent use. Run must be running for calls to succeed.
+type Client struct {
+	cfg      ClientConfig
+	sess     atomic.Pointer[clientSession]
+	ever     atomic.Bool
+	workers  atomic.Int64
+	seq      atomic.Uint64
+	unknown  atomic.Uint64
+	returned atomic.Uint64
+	sessions atomic.Uint64
+	stopped  atomic.Bool
+}
+
+type result struct {
+	reply *Reply
+	err   error
+}
+
+type clientSession struct {
+	gen        uint64
+	prefix     string
+	pub        *amqp.Channel
+	replyQueue string
+	blocked    atomic.Bool
+	done       chan struct{} // closed when the session ends
+
+	mu      sync.Mutex
+	pending map[string]chan result
+}
+
+// NewClient validates cfg and returns a client. Nothing is dialled until Run.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	cfg.DialConfig.setDefaults("api")
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.ConsumerRefresh == 0 {
+		cfg.ConsumerRefresh = 200 * time.Millisecond
+	}
+	if err := cfg.DialConfig.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ConsumerRefresh < 0 {
+		return nil, errors.New("queue: ConsumerRefresh must be positive")
+	}
+	c := &Client{cfg: cfg}
+	c.workers.Store(-1)
+	return c, nil
+}
+
+// Run connects and keeps the client connected until ctx is done, reconnecting with
+// backoff. Calls in flight when a connection is lost fail at once with
+// ErrBrokerUnavailable. Run returns after every goroutine it started has stopped.
+func (c *Client) Run(ctx context.Context) error {
+	defer c.stopped.Store(true)
+	runSessions(ctx, &c.cfg.DialConfig, func(error) {}, c.session)
+	return nil
+}
+
+// State returns a snapshot of the connection state.
+func (c *Client) State() State {
+	s := c.sess.Load()
+	st := State{EverConnected: c.ever.Load(), Connected: s != nil, Workers: int(c.workers.Load())}
+	if s != nil {
+		st.Blocked = s.blocked.Load()
+	} else {
+		st.Workers = -1
+	}
+	return st
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{Sessions: c.sessions.Load(), UnknownReplies: c.unknown.Load(), Returned: c.returned.Load()}
+}
+
+// Call publishes req and waits for its reply. It returns ErrNoWorkers, ErrQueueFull
+// or ErrBrokerUnavailable (wrapped) without waiting when the farm cannot take the
+// request; a *RemoteError for a worker's error reply; ctx's error when ctx ends first;
+// and context.DeadlineExceeded when req.Deadline passes.
+func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
+	s := c.sess.Load()
+	switch {
+	case s == nil && c.stopped.Load():
+		return nil, ErrClosed
+	case s == nil:
+		return nil, unavailable("not connected")
+	case s.blocked.Load():
+		return nil, unavailable("broker is blocking publishers (memory or disk alarm)")
+	case c.workers.Load() == 0:
+		return nil, ErrNoWorkers
+	}
+	if req.Deadline.IsZero() {
+		return nil, errors.New("queue: request without deadline")
+	}
+	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
+	defer cancel()
+
+	corr := s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
+	ch := make(chan result, 1)
+	s.mu.Lock()
+	if s.pending == nil { // session already ended
+		s.mu.Unlock()
+		return nil, unavailable("connection lost")
+	}
+	s.pending[corr] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pending != nil {
+			delete(s.pending, corr)
+		}
+		s.mu.Unlock()
+	}()
+
+	now := time.Now()
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", c.cfg.Queue, true, false, amqp.Publishing{
+		ContentType:   contentTypeJSON,
+		CorrelationId: corr,
+		ReplyTo:       s.replyQueue,
+		Expiration:    expirationFor(req.Deadline, now),
+		MessageId:     req.RequestID,
+		Timestamp:     now,
+		Type:          requestType,
+		Headers: amqp.Table{
+			HeaderSchema:    int32(SchemaVersion),
+			HeaderDeadline:  req.Deadline.UnixMilli(),
+			HeaderRequestID: req.RequestID,
+		},
+		Body: req.Body,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, unavailable("publish: " + err.Error())
+	}
+	confirmed := dc.Done()
+	for {
+		select {
+		case r := <-ch:
+			return r.reply, r.err
+		case <-confirmed:
+			confirmed = nil
+			if !dc.Acked() {
+				if s.pub.IsClosed() {
+					return nil, unavailable("connection lost before the publish was confirmed")
+				}
+				return nil, ErrQueueFull
+			}
+		case <-s.done:
+			// A reply may have raced the session's end.
+			select {
+			case r := <-ch:
+				return r.reply, r.err
+			default:
+			}
+			return nil, unavailable("connection lost while waiting for the reply")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// deliver hands a result to the call waiting on corr, if any.
+func (s *clientSession) deliver(corr string, r result) bool {
+	s.mu.Lock()
+	ch, ok := s.pending[corr]
+	if ok {
+		delete(s.pending, corr)
+	}
+	s.mu.Unlock()
+	if ok {
+		ch <- r // buffered 1, and removed from the map: never blocks
+	}
+	return ok
+}
+
+// session sets up one connection generation and runs it until the connection
+// closes or ctx ends.
+func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+
+	// Topology: the request queue (workers declare it too), then this generation's
+	// reply queue and consumer.
+	topo, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	q, err := declareRequestQueue(topo, c.cfg.Queue)
+	if err != nil {
+		return err
+	}
+	c.workers.Store(int64(q.Consumers))
+
+	replyCh, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open reply channel: %w", err)
+	}
+	rq, err := replyCh.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return fmt.Errorf("declare reply queue: %w", err)
+	}
+	replies, err := replyCh.Consume(rq.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume reply queue: %w", err)
+	}
+
+	pub, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open publish channel: %w", err)
+	}
+	if err := pub.Confirm(false); err != nil {
+		return fmt.Errorf("confirm mode: %w", err)
+	}
+	returns := pub.NotifyReturn(make(chan amqp.Return, 64))
+
+	s := &clientSession{
+		gen:        gen,
+		prefix:     "g" + strconv.FormatUint(gen, 10) + "-",
+		pub:        pub,
+		replyQueue: rq.Name,
+		done:       make(chan struct{}),
+		pending:    map[string]chan result{},
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(4)
+	go func() { // replies → waiting calls
+		defer wg.Done()
+		for d := range replies {
+			if !s.deliver(d.CorrelationId, decodeReply(&d)) {
+				c.unknown.Add(1)
+				c.cfg.Logger.Debug("dropped reply for no waiting call", "correlation_id", d.CorrelationId,
+					"request_id", headerString(d.Headers, HeaderRequestID))
+			}
+		}
+	}()
+	go func() { // mandatory returns: the request queue does not exist
+		defer wg.Done()
+		for r := range returns {
+			c.returned.Add(1)
+			s.deliver(r.CorrelationId, result{err: fmt.Errorf("%w: request queue %q does not exist (%s)", ErrNoWorkers, c.cfg.Queue, r.ReplyText)})
+		}
+	}()
+	go func() { // resource alarms
+		defer wg.Done()
+		for b := range blocked {
+			s.blocked.Store(b.Active)
+			if b.Active {
+				c.cfg.Logger.Warn("broker blocked publishers", "reason", b.Reason)
+			} else {
+				c.cfg.Logger.Info("broker unblocked publishers")
+			}
+		}
+	}()
+	stopMonitor := make(chan struct{})
+	go func() { // consumer count of the request queue
+		defer wg.Done()
+		c.monitorConsumers(topo, conn, stopMonitor)
+	}()
+
+	c.sessions.Add(1)
+	c.sess.Store(s)
+	c.ever.Store(true)
+
+	var cause error
+	select {
+	case <-ctx.Done():
+	case e, ok := <-closed:
+		if ok && e != nil {
+			cause = e
+		} else {
+			cause = errors.New("connection closed")
+		}
+	}
+	// Fail this generation's calls first, then tear down.
+	c.sess.CompareAndSwap(s, nil)
+	c.workers.Store(-1)
+	s.mu.Lock()
+	s.pending = nil
+	s.mu.Unlock()
+	close(s.done)
+	close(stopMonitor)
+	_ = conn.Close() // closes every channel and so every chan the goroutines range over
+	wg.Wait()
+	return cause
+}
+
+// monitorConsumers refreshes the request queue's consumer count with a passive
+// declare every ConsumerRefresh. A failed declare closes the channel (e.g. 404
+// after someone deleted the queue); the queue is then re-declared on a new channel.
+func (c *Client) monitorConsumers(ch *amqp.Channel, conn *amqp.Connection, stop <-chan struct{}) {
+	t := time.NewTicker(c.cfg.ConsumerRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if ch == nil || ch.IsClosed() {
+			var err error
+			if ch, err = conn.Channel(); err != nil {
+				continue // the connection is going away; the session notices
+			}
+			if _, err := declareRequestQueue(ch, c.cfg.Queue); err != nil {
+				c.cfg.Logger.Warn("re-declare request queue", "err", err)
+				c.workers.Store(0)
+				continue
+			}
+		}
+		q, err := ch.QueueDeclarePassive(c.cfg.Queue, true, false, false, false, nil)
+		if err != nil {
+			c.workers.Store(0)
+			continue
+		}
+		c.workers.Store(int64(q.Consumers))
+	}
+}
+
+func decodeReply(d *amqp.Delivery) result {
+	worker := headerString(d.Headers, HeaderWorker)
+	if headerString(d.Headers, HeaderStatus) == StatusOK {
+		return result{reply: &Reply{Body: d.Body, Worker: worker}}
+	}
+	reason := headerString(d.Headers, HeaderReason)
+	if reason == "" {
+		reason = ReasonModelError
+	}
+	return result{err: &RemoteError{Reason: reason, Message: string(d.Body), Worker: worker}}
+}

@@ -1,0 +1,165 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// DialConfig says how to reach the broker. Both the client and the consumer embed it.
+type DialConfig struct {
+	// URL is the AMQP URL, vhost included. Required.
+	URL string
+	// Name is the connection_name shown in the management UI and logs; empty means
+	// ConnectionName("warren").
+	Name string
+	// Heartbeat for the AMQP connection; zero means 10s.
+	Heartbeat time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay; zero means 100ms and 2s.
+	// The delay doubles after each failed attempt, with ±20% jitter, and resets once a
+	// session was established.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+func (c *DialConfig) setDefaults(role string) {
+	if c.Name == "" {
+		c.Name = ConnectionName(role)
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *DialConfig) validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("queue: URL is required"))
+	} else if _, err := amqp.ParseURI(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("queue: URL: %w", err))
+	}
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("queue: need 0 <= MinBackoff <= MaxBackoff"))
+	}
+	return errors.Join(errs...)
+}
+
+// ConnectionName returns "warren-<role> <host> pid <pid>", the connection_name every
+// warren connection carries.
+func ConnectionName(role string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("warren-%s %s pid %d", role, host, os.Getpid())
+}
+
+// Vhost returns the vhost named by an AMQP URL.
+func Vhost(url string) (string, error) {
+	u, err := amqp.ParseURI(url)
+	if err != nil {
+		return "", err
+	}
+	return u.Vhost, nil
+}
+
+func dial(cfg *DialConfig) (*amqp.Connection, error) {
+	return amqp.DialConfig(cfg.URL, amqp.Config{
+		Heartbeat:  cfg.Heartbeat,
+		Properties: amqp.Table{"connection_name": cfg.Name},
+		Dial: func(network, addr string) (net.Conn, error) {
+			return net.DialTimeout(network, addr, 5*time.Second)
+		},
+	})
+}
+
+// runSessions is the reconnect loop shared by [Client] and [Consumer]. It dials, runs
+// session (which owns the connection until the connection closes or ctx ends and
+// must return only after every goroutine it started has stopped; when ctx ended, the
+// session also owns closing the connection), and dials again
+// with capped, jittered backoff. Each session gets the next generation number. It
+// returns when ctx is done.
+func runSessions(ctx context.Context, cfg *DialConfig, onDialError func(error),
+	session func(ctx context.Context, conn *amqp.Connection, gen uint64) error) {
+	log := cfg.Logger
+	backoff := cfg.MinBackoff
+	var gen uint64
+	loggedVersion := false
+	for ctx.Err() == nil {
+		conn, err := dial(cfg)
+		if err != nil {
+			onDialError(err)
+			log.Warn("broker connection failed", "err", err, "retry_in", backoff)
+			if !sleepCtx(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(backoff*2, cfg.MaxBackoff)
+			continue
+		}
+		gen++
+		if !loggedVersion {
+			log.Info("connected to broker", "version", conn.Properties["version"], "product", conn.Properties["product"],
+				"connection_name", cfg.Name, "generation", gen)
+			loggedVersion = true
+		} else {
+			log.Info("reconnected to broker", "connection_name", cfg.Name, "generation", gen)
+		}
+		started := time.Now()
+		err = session(ctx, conn, gen)
+		if ctx.Err() != nil {
+			// Stopping: the session owns the connection's last moments (a consumer
+			// still has replies and acks to send while it drains).
+			return
+		}
+		_ = conn.Close()
+		log.Warn("broker session ended", "err", err, "generation", gen)
+		if time.Since(started) > cfg.MaxBackoff {
+			backoff = cfg.MinBackoff
+		}
+		if !sleepCtx(ctx, jitter(backoff)) {
+			return
+		}
+		backoff = min(backoff*2, cfg.MaxBackoff)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether the full wait happened.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// declareRequestQueue declares the sync request queue: durable, classic, with no
+// x-arguments at all, so a changed bound never makes a redeclare fail with 406
+// (the bound is a policy; see the package doc).
+func declareRequestQueue(ch *amqp.Channel, name string) (amqp.Queue, error) {
+	q, err := ch.QueueDeclare(name, true, false, false, false, nil)
+	if err != nil {
+		return q, fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	return q, nil
+}

@@ -1,0 +1,189 @@
+// Package worker is warren's predictor worker: it consumes the sync request queue,
+// runs the model and replies, and serves the seed lab's Service B endpoints
+// (GET /, /health, /ready and POST /predict) on its own HTTP port.
+//
+// Workers are stateless: any number may run against the same queue, and the number
+// running sets the farm's throughput.
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/queue"
+)
+
+// Config configures a worker process.
+type Config struct {
+	// Queue configures the consumer (URL, concurrency, prefetch, drain timeout, id).
+	Queue queue.ConsumerConfig
+	// BodyLimit caps POST /predict bodies; zero means 1 MiB.
+	BodyLimit int64
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Answer is the worker's answer to one input: the seed lab's prediction and
+// message, plus what identifies it. It is /process's model_prediction and
+// /predict's body.
+type Answer struct {
+	model.Output
+	RequestID   string     `json:"request_id"`
+	Model       model.Info `json:"model"`
+	WorkerID    string     `json:"worker_id"`
+	InputSHA256 string     `json:"input_sha256"`
+}
+
+// RequestBody is the JSON body of a request message.
+type RequestBody struct {
+	Data string `json:"data"`
+}
+
+// Worker ties a consumer, a model and an HTTP server together.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	model    model.Predictor
+	consumer *queue.Consumer
+}
+
+// New validates cfg and builds a worker around p.
+func New(cfg Config, p model.Predictor) (*Worker, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if p == nil {
+		return nil, errors.New("worker: nil model")
+	}
+	cfg.Queue.Logger = cfg.Logger
+	w := &Worker{cfg: cfg, log: cfg.Logger, model: p}
+	c, err := queue.NewConsumer(cfg.Queue, w.handle)
+	if err != nil {
+		return nil, err
+	}
+	w.consumer = c
+	return w, nil
+}
+
+// Consumer exposes the queue consumer (state and counters).
+func (w *Worker) Consumer() *queue.Consumer { return w.consumer }
+
+// Run serves HTTP on ln and consumes until ctx is cancelled, then drains (see
+// [queue.Consumer.Run]) and stops the HTTP server. It returns after everything it
+// started has stopped.
+func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+	w.log.Info("worker listening", "addr", ln.Addr().String(),
+		"model", w.model.Info().Name, "model_version", w.model.Info().Version)
+
+	err := w.consumer.Run(ctx) // returns after the drain
+	w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if herr := <-httpDone; herr != nil && !errors.Is(herr, http.ErrServerClosed) {
+		return errors.Join(err, herr)
+	}
+	return err
+}
+
+// handle answers one queued request.
+func (w *Worker) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
+	var rb RequestBody
+	if err := json.Unmarshal(m.Body, &rb); err != nil {
+		return nil, &queue.BadMessageError{Err: fmt.Errorf("decode request body: %w", err)}
+	}
+	return w.predict(ctx, m.RequestID, rb.Data)
+}
+
+// predict is the one model code path behind the queue and POST /predict.
+func (w *Worker) predict(ctx context.Context, requestID, data string) ([]byte, error) {
+	out, err := w.model.Predict(ctx, []model.Input{{RequestID: requestID, Data: data}})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != 1 {
+		return nil, fmt.Errorf("model returned %d outputs for 1 input", len(out))
+	}
+	sum := sha256.Sum256([]byte(data))
+	return json.Marshal(Answer{
+		Output:      out[0],
+		RequestID:   requestID,
+		Model:       w.model.Info(),
+		WorkerID:    w.cfg.Queue.WorkerID,
+		InputSHA256: hex.EncodeToString(sum[:]),
+	})
+}
+
+// Handler returns the worker's HTTP routes.
+func (w *Worker) Handler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = httperr.Handler(w.log)
+	e.GET("/", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"service": "Service B - ML Prediction", "status": "running"})
+	})
+	e.GET("/health", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"service": "Service B", "status": "healthy"})
+	})
+	e.GET("/ready", w.ready)
+	e.POST("/predict", w.predictHTTP)
+	return e
+}
+
+func (w *Worker) ready(c echo.Context) error {
+	body := map[string]any{"broker": "down", "in_flight": w.consumer.InFlight(), "stats": w.consumer.Stats()}
+	if w.consumer.Connected() {
+		body["broker"] = "up"
+	}
+	switch {
+	case w.consumer.Draining():
+		body["status"] = "draining"
+		return c.JSON(http.StatusServiceUnavailable, body)
+	case !w.consumer.Connected():
+		body["status"] = "not_consuming"
+		return c.JSON(http.StatusServiceUnavailable, body)
+	}
+	body["status"] = "ready"
+	return c.JSON(http.StatusOK, body)
+}
+
+// predictHTTP is the seed's POST /predict {"input": str}.
+func (w *Worker) predictHTTP(c echo.Context) error {
+	b, err := httperr.ReadBody(c.Request(), w.cfg.BodyLimit)
+	if err != nil {
+		return err
+	}
+	obj, err := httperr.Object(b)
+	if err != nil {
+		return err
+	}
+	ve := &httperr.ValidationError{}
+	input, _ := httperr.String(obj, "input", ve)
+	if err := ve.OrNil(); err != nil {
+		return err
+	}
+	rid := c.Request().Header.Get(echo.HeaderXRequestID)
+	out, err := w.predict(c.Request().Context(), rid, input)
+	if err != nil {
+		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: queue.ReasonModelError, Err: err}
+	}
+	return c.JSONBlob(http.StatusOK, out)
+}
