@@ -231,7 +231,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 	for {
 		select {
 		case <-ctx.Done():
-			return c.drainSession(ch, tag, deliveries)
+			return c.drainSession(ch, tag, deliveries, nil)
 		case e := <-closed:
 			if e == nil {
 				return errors.New("connection closed")
@@ -247,8 +247,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 			select {
 			case jobs <- work{d: d, sess: s}:
 			case <-ctx.Done():
-				c.requeue(d)
-				return c.drainSession(ch, tag, deliveries)
+				return c.drainSession(ch, tag, deliveries, &d)
 			case e := <-closed:
 				if e == nil {
 					return errors.New("connection closed")
@@ -259,12 +258,17 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 	}
 }
 
-// drainSession cancels the subscription and requeues every delivery still buffered;
-// the broker keeps prefetched deliveries of a cancelled consumer until they are nacked
-// or the channel closes.
-func (c *Consumer) drainSession(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery) error {
+// drainSession cancels the subscription, then requeues held (a delivery the pump
+// had in hand) and every delivery still buffered: the broker keeps prefetched
+// deliveries of a cancelled consumer until they are nacked or the channel closes.
+// Cancelling first matters: a delivery nacked while the consumer is still subscribed
+// may come straight back to it.
+func (c *Consumer) drainSession(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery, held *amqp.Delivery) error {
 	if err := ch.Cancel(tag, false); err != nil {
 		return nil // channel already gone: the broker requeues everything
+	}
+	if held != nil {
+		c.requeue(*held)
 	}
 	for d := range deliveries { // closed once the cancel is confirmed
 		c.requeue(d)

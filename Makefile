@@ -1,0 +1,31 @@
+# warren — `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin
+WORKERS  ?= 2
+# The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
+GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
+
+.PHONY: help build run test test-short bench lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/api and bin/worker
+	$(GOBUILD) -o $(BIN)/api ./cmd/api
+	$(GOBUILD) -o $(BIN)/worker ./cmd/worker
+
+run: build ## run the API and $(WORKERS) workers against AMQP_URL (worker i on port 8001+i-1... see README)
+	@WORKERS=$(WORKERS) BIN=$(BIN) ./scripts/run.sh
+
+test: ## all tests, against a real RabbitMQ (fails if none can be found)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short: ## unit tests only, no broker needed
+	$(GO) test -short -count=1 ./...
+
+bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
+	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+clean: ## remove build output
+	rm -rf $(BIN)
