@@ -34,7 +34,9 @@ type recorder struct {
 	calls atomic.Int64
 }
 
-func newRecorder(delay time.Duration) *recorder { return &recorder{seen: map[string]int{}, delay: delay} }
+func newRecorder(delay time.Duration) *recorder {
+	return &recorder{seen: map[string]int{}, delay: delay}
+}
 
 func (r *recorder) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
 	r.calls.Add(1)
