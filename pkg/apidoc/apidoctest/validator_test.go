@@ -1,0 +1,422 @@
+package apidoctest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+
+	"github.com/warren-farm/warren/pkg/apidoc"
+	"github.com/warren-farm/warren/pkg/httperr"
+)
+
+// exchange is one fake HTTP exchange for the Validator.
+type exchange struct {
+	name       string
+	method     string
+	path       string
+	reqHeader  map[string]string
+	reqBody    string
+	status     int
+	respHeader map[string]string // nil: JSON with an X-Request-ID
+	respBody   string
+	want       string // for a non-conforming exchange: part of the error
+}
+
+var jsonWithID = map[string]string{"Content-Type": "application/json", "X-Request-ID": "req-1"}
+
+func with(h map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			delete(out, kv[i])
+		} else {
+			out[kv[i]] = kv[i+1]
+		}
+	}
+	return out
+}
+
+var unavailable = with(jsonWithID, "Retry-After", "1")
+
+const prediction = `{"status":"Input logged successfully","model_prediction":{
+	"prediction":{"class":"dog","confidence":0.92,"input_length":4},
+	"message":"Predicted class: dog with 92.0% confidence",
+	"request_id":"req-1","model":{"name":"simple","version":"1"},"worker_id":"w-1",
+	"input_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}`
+
+func predictionWith(old, new string) string {
+	if !strings.Contains(prediction, old) {
+		panic("no " + old + " in the prediction")
+	}
+	return strings.Replace(prediction, old, new, 1)
+}
+
+func (x exchange) run(v *Validator, host string) error {
+	req, err := http.NewRequest(x.method, "http://"+host+x.path, strings.NewReader(x.reqBody))
+	if err != nil {
+		panic(err)
+	}
+	for k, val := range x.reqHeader {
+		req.Header.Set(k, val)
+	}
+	// The caller has consumed the bodies, as a real client has.
+	_, _ = io.ReadAll(req.Body)
+	rh := x.respHeader
+	if rh == nil {
+		rh = jsonWithID
+	}
+	resp := &http.Response{StatusCode: x.status, Header: http.Header{}, Body: http.NoBody}
+	for k, val := range rh {
+		resp.Header.Set(k, val)
+	}
+	return v.Validate(req, []byte(x.reqBody), resp, []byte(x.respBody))
+}
+
+func post(body string) (string, string, string) { return http.MethodPost, "/process", body }
+
+var conforming = []exchange{
+	{name: "root", method: "GET", path: "/", status: 200, respBody: `{"service":"Service A - Input Logger","status":"running"}`},
+	{name: "root without request id", method: "GET", path: "/", status: 200, respHeader: map[string]string{"Content-Type": "application/json"},
+		respBody: `{"service":"Service A - Input Logger","status":"running"}`},
+	{name: "health", method: "GET", path: "/health", status: 200, respBody: `{"service":"Service A","status":"healthy"}`},
+	{name: "health with query", method: "GET", path: "/health?probe=1", status: 200, respBody: `{"service":"Service A","status":"healthy"}`},
+	{name: "ready", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":3}`},
+	{name: "ready, broker down", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"down","workers":0}`},
+	{name: "starting", method: "GET", path: "/ready", status: 503, respBody: `{"status":"starting","broker":"down","workers":0}`},
+	{name: "draining", method: "GET", path: "/ready", status: 503, respBody: `{"status":"draining","broker":"up","workers":2}`},
+
+	{name: "200 log only", method: "POST", path: "/process", reqBody: `{"data":"test","forward_to_model":false}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "200 prediction", method: "POST", path: "/process", reqBody: `{"data":"test","forward_to_model":true}`, status: 200, respBody: prediction},
+	{name: "200 prediction, default forward", method: "POST", path: "/process", reqBody: `{"data":"test"}`, status: 200, respBody: prediction},
+	{name: "200 prediction with timings", method: "POST", path: "/process", reqBody: `{"data":"test"}`, status: 200,
+		respBody: predictionWith(`"worker_id":"w-1",`, `"worker_id":"w-1","timings":{"queue_ms":1.5},`)},
+	{name: "200 empty data, extra member", method: "POST", path: "/process", reqBody: `{"data":"","extra":[1,2]}`, status: 200, respBody: prediction},
+	{name: "200 lax bool yes", method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":"yes"}`, status: 200, respBody: prediction},
+	{name: "200 lax bool 0", method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":0}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "200 lax bool \"off\"", method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":"off"}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "200 body sent as text/plain", method: "POST", path: "/process", reqHeader: map[string]string{"Content-Type": "text/plain"},
+		reqBody: `{"data":"x"}`, status: 200, respBody: prediction},
+	{name: "200 with request headers", method: "POST", path: "/process",
+		reqHeader: map[string]string{"X-Request-ID": "order-42", "X-Request-Timeout": "1m30s"},
+		reqBody:   `{"data":"x"}`, status: 200, respHeader: with(jsonWithID, "X-Request-ID", "order-42"), respBody: prediction},
+	{name: "200 timeout in plain seconds", method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-Timeout": "0.5"},
+		reqBody: `{"data":"x"}`, status: 200, respBody: prediction},
+	{name: "200 invalid request id is replaced", method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-ID": "bad id with spaces"},
+		reqBody: `{"data":"x"}`, status: 200, respHeader: with(jsonWithID, "X-Request-ID", "a1b2c3d4e5f60718293a4b5c6d7e8f90"), respBody: prediction},
+	{name: "200 charset in Content-Type", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respHeader: with(jsonWithID, "Content-Type", "application/json; charset=UTF-8"), respBody: prediction},
+
+	{name: "413", method: "POST", path: "/process", reqBody: `{"data":"` + strings.Repeat("a", 64) + `"}`, status: 413,
+		respBody: `{"detail":"Request body is larger than 1048576 bytes"}`},
+	{name: "422 missing data", method: "POST", path: "/process", reqBody: `{"forward_to_model":true}`, status: 422,
+		respBody: `{"detail":[{"type":"missing","loc":["body","data"],"msg":"Field required","input":{"forward_to_model":true}}]}`},
+	{name: "422 data not a string", method: "POST", path: "/process", reqBody: `{"data":5}`, status: 422,
+		respBody: `{"detail":[{"type":"string_type","loc":["body","data"],"msg":"Input should be a valid string","input":5}]}`},
+	{name: "422 null input, pydantic url", method: "POST", path: "/process", reqBody: `{"data":null}`, status: 422,
+		respBody: `{"detail":[{"type":"string_type","loc":["body","data"],"msg":"Input should be a valid string","input":null,"url":"https://errors.pydantic.dev/2.4/v/string_type"}]}`},
+	{name: "422 bool parsing", method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":"maybe"}`, status: 422,
+		respBody: `{"detail":[{"type":"bool_parsing","loc":["body","forward_to_model"],"msg":"Input should be a valid boolean, unable to interpret input","input":"maybe"}]}`},
+	{name: "422 json invalid", method: "POST", path: "/process", reqBody: `{"data":`, status: 422,
+		respBody: `{"detail":[{"type":"json_invalid","loc":["body",8],"msg":"JSON decode error"}]}`},
+	{name: "422 empty body", method: "POST", path: "/process", status: 422,
+		respBody: `{"detail":[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]}`},
+	{name: "422 body not an object", method: "POST", path: "/process", reqBody: `[1,2]`, status: 422,
+		respBody: `{"detail":[{"type":"model_attributes_type","loc":["body"],"msg":"Input should be a valid dictionary or object to extract fields from","input":[1,2]}]}`},
+	{name: "422 timeout header", method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-Timeout": "soon"},
+		reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["header","X-Request-Timeout"],"msg":"must be a positive duration","input":"soon"}]}`},
+	{name: "422 zero timeout", method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-Timeout": "0s"},
+		reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["header","X-Request-Timeout"],"msg":"must be greater than zero","input":"0s"}]}`},
+	{name: "502", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 502, respBody: `{"detail":"model failed","reason":"model_error"}`},
+	{name: "503 no workers", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"no predictor worker is available","reason":"no_workers"}`},
+	{name: "503 queue full", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"queue full","reason":"queue_full"}`},
+	{name: "503 broker", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: with(unavailable, "Retry-After", "5"),
+		respBody: `{"detail":"broker down","reason":"broker_unavailable"}`},
+	{name: "503 draining, invalid request", method: "POST", path: "/process", reqBody: `{}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"shutting down","reason":"draining"}`},
+	{name: "504", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 504, respBody: `{"detail":"no answer within 10s","reason":"timeout"}`},
+
+	{name: "404 unknown path", method: "GET", path: "/nope", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "404 unknown path, POST", method: "POST", path: "/predict", reqBody: `{"input":"x"}`, status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "404 trailing slash", method: "GET", path: "/health/", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "404 trailing slash, wrong method", method: "POST", path: "/health/", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "405 wrong method", method: "GET", path: "/process", status: 405, respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "405 POST /health", method: "POST", path: "/health", status: 405, respHeader: map[string]string{"Content-Type": "application/json"},
+		respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "HEAD openapi.json", method: "HEAD", path: "/openapi.json", status: 200, respHeader: map[string]string{"Content-Type": "application/json"}},
+	{name: "HEAD / not served", method: "HEAD", path: "/", status: 405, respHeader: map[string]string{}},
+	{name: "openapi.json", method: "GET", path: "/openapi.json", status: 200, respHeader: map[string]string{"Content-Type": "application/json"},
+		respBody: `{"openapi":"3.0.3"}`},
+	{name: "docs", method: "GET", path: "/docs", status: 200, respHeader: map[string]string{"Content-Type": "text/html; charset=utf-8"},
+		respBody: `<!DOCTYPE html><title>x</title>`},
+}
+
+var nonConforming = []exchange{
+	// 503 must say when to come back, and why.
+	{name: "503 without Retry-After", want: `"Retry-After" missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503,
+		respBody: `{"detail":"no workers","reason":"no_workers"}`},
+	{name: "503 Retry-After not seconds", want: `"Retry-After"`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503,
+		respHeader: with(unavailable, "Retry-After", "soon"), respBody: `{"detail":"no workers","reason":"no_workers"}`},
+	{name: "503 without reason", want: `"reason" is missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Service B is unavailable"}`},
+	{name: "503 with a 504 reason", want: `/reason`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"late","reason":"timeout"}`},
+	{name: "503 with an unknown reason", want: `/reason`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"?","reason":"overloaded"}`},
+	{name: "504 with a 502 reason", want: `/reason`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 504,
+		respBody: `{"detail":"late","reason":"model_error"}`},
+	{name: "502 detail not a string", want: `/detail`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 502,
+		respBody: `{"detail":{"error":"boom"},"reason":"model_error"}`},
+
+	// The 200 body is checked member by member.
+	{name: "200 confidence as a string", want: `/confidence": value must be a number`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"confidence":0.92`, `"confidence":"0.92"`)},
+	{name: "200 confidence out of range", want: `/confidence`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"confidence":0.92`, `"confidence":1.5`)},
+	{name: "200 unknown class", want: `/class`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"class":"dog"`, `"class":"horse"`)},
+	{name: "200 input_length not an integer", want: `/input_length`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"input_length":4`, `"input_length":4.5`)},
+	{name: "200 short input_sha256", want: `/input_sha256`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"input_sha256":"9f86d0`, `"input_sha256":"`)},
+	{name: "200 without worker_id", want: `"worker_id" is missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"worker_id":"w-1",`, ``)},
+	{name: "200 without model", want: `"model" is missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`"model":{"name":"simple","version":"1"},`, ``)},
+	{name: "200 badly formatted message", want: `/message`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: predictionWith(`92.0% confidence`, `92% confidence`)},
+	{name: "200 wrong status text", want: `/status`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: `{"status":"ok"}`},
+	{name: "200 seed's verbatim prediction", want: `is missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respBody: `{"status":"Input logged successfully","model_prediction":{"prediction":{"class":"dog","confidence":0.92,"input_length":1},"message":"Predicted class: dog with 92.0% confidence"}}`},
+	{name: "200 body not JSON", want: `decode response body`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200, respBody: `Input logged successfully`},
+	{name: "200 as text/plain", want: `Content-Type`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respHeader: with(jsonWithID, "Content-Type", "text/plain"), respBody: `{"status":"Input logged successfully"}`},
+
+	// X-Request-ID is on every /process answer, and well formed.
+	{name: "200 without X-Request-ID", want: `"X-Request-ID" missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respHeader: map[string]string{"Content-Type": "application/json"}, respBody: `{"status":"Input logged successfully"}`},
+	{name: "422 without X-Request-ID", want: `"X-Request-ID" missing`, method: "POST", path: "/process", reqBody: `{}`, status: 422,
+		respHeader: map[string]string{"Content-Type": "application/json"}, respBody: `{"detail":[{"type":"missing","loc":["body","data"],"msg":"Field required"}]}`},
+	{name: "X-Request-ID with spaces", want: `"X-Request-ID" doesn`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respHeader: with(jsonWithID, "X-Request-ID", "bad id"), respBody: `{"status":"Input logged successfully"}`},
+	{name: "X-Request-ID too long", want: `"X-Request-ID" doesn`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 200,
+		respHeader: with(jsonWithID, "X-Request-ID", strings.Repeat("a", 129)), respBody: `{"status":"Input logged successfully"}`},
+
+	// 422 has FastAPI's shape.
+	{name: "422 detail a string", want: `/detail": value must be an array`, method: "POST", path: "/process", reqBody: `{}`, status: 422,
+		respBody: `{"detail":"data is required"}`},
+	{name: "422 item without loc", want: `"loc" is missing`, method: "POST", path: "/process", reqBody: `{}`, status: 422,
+		respBody: `{"detail":[{"type":"missing","msg":"Field required"}]}`},
+	{name: "422 loc not a list", want: `/loc`, method: "POST", path: "/process", reqBody: `{}`, status: 422,
+		respBody: `{"detail":[{"type":"missing","loc":"body.data","msg":"Field required"}]}`},
+	{name: "422 echo's shape", want: `"detail" is missing`, method: "POST", path: "/process", reqBody: `{}`, status: 422,
+		respBody: `{"message":"Unprocessable Entity"}`},
+
+	// A request the document rejects must not be accepted.
+	{name: "missing data accepted", want: `"data" is missing`, method: "POST", path: "/process", reqBody: `{"forward_to_model":false}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "data a number accepted", want: `/data`, method: "POST", path: "/process", reqBody: `{"data":5}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "bool \"maybe\" accepted", want: `/forward_to_model`, method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":"maybe"}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "bool 2 accepted", want: `/forward_to_model`, method: "POST", path: "/process", reqBody: `{"data":"x","forward_to_model":2}`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "malformed JSON accepted", want: `decode request body`, method: "POST", path: "/process", reqBody: `{"data":`, status: 200,
+		respBody: `{"status":"Input logged successfully"}`},
+	{name: "empty body accepted", want: `required but missing`, method: "POST", path: "/process", status: 200, respBody: `{"status":"Input logged successfully"}`},
+	{name: "malformed timeout accepted", want: `"X-Request-Timeout"`, method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-Timeout": "soon"},
+		reqBody: `{"data":"x"}`, status: 200, respBody: `{"status":"Input logged successfully"}`},
+	{name: "negative timeout accepted", want: `"X-Request-Timeout"`, method: "POST", path: "/process", reqHeader: map[string]string{"X-Request-Timeout": "-1s"},
+		reqBody: `{"data":"x"}`, status: 200, respBody: `{"status":"Input logged successfully"}`},
+
+	// Statuses the document does not list.
+	{name: "500", want: `status is not supported`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 500, respBody: `{"detail":"Internal Server Error"}`},
+	{name: "429", want: `status is not supported`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 429, respHeader: unavailable,
+		respBody: `{"detail":"slow down","reason":"no_workers"}`},
+	{name: "404 on a documented route", want: `status is not supported`, method: "GET", path: "/health", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "200 on an unknown path", want: `want status 404`, method: "GET", path: "/nope", status: 200, respBody: `{"detail":"Not Found"}`},
+	{name: "405 on an unknown path", want: `want status 404`, method: "GET", path: "/nope", status: 405, respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "405 for a trailing slash", want: `want status 404`, method: "POST", path: "/health/", status: 405, respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "200 for a trailing slash", want: `want status 404`, method: "GET", path: "/health/", status: 200, respBody: `{"service":"Service A","status":"healthy"}`},
+	{name: "404 for a wrong method", want: `want status 405`, method: "DELETE", path: "/process", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "404 in echo's shape", want: `"detail" is missing`, method: "GET", path: "/nope", status: 404, respBody: `{"message":"Not Found"}`},
+	{name: "405 with another detail", want: `/detail`, method: "PUT", path: "/ready", status: 405, respBody: `{"detail":"Not Found"}`},
+	{name: "HEAD openapi.json 404", want: `status is not supported`, method: "HEAD", path: "/openapi.json", status: 404, respHeader: map[string]string{}},
+
+	// The other routes' bodies.
+	{name: "root renamed", want: `/service`, method: "GET", path: "/", status: 200, respBody: `{"service":"warren","status":"running"}`},
+	{name: "root without status", want: `"status" is missing`, method: "GET", path: "/", status: 200, respBody: `{"service":"Service A - Input Logger"}`},
+	{name: "health not healthy", want: `/status`, method: "GET", path: "/health", status: 200, respBody: `{"service":"Service A","status":"ok"}`},
+	{name: "ready 200 while draining", want: `/status`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"draining","broker":"up","workers":1}`},
+	{name: "ready 503 while ready", want: `/status`, method: "GET", path: "/ready", status: 503, respBody: `{"status":"ready","broker":"up","workers":1}`},
+	{name: "ready negative workers", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":-1}`},
+	{name: "ready workers as a string", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":"3"}`},
+	{name: "ready unknown broker state", want: `/broker`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"flaky","workers":1}`},
+	{name: "ready without workers", want: `"workers" is missing`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up"}`},
+	{name: "openapi.json as YAML", want: `Content-Type`, method: "GET", path: "/openapi.json", status: 200, respHeader: map[string]string{"Content-Type": "application/yaml"},
+		respBody: "openapi: 3.0.3\n"},
+	{name: "docs as JSON", want: `Content-Type`, method: "GET", path: "/docs", status: 200, respBody: `{}`},
+}
+
+func TestValidatorAcceptsConformingExchanges(t *testing.T) {
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range conforming {
+		// Whatever host:port the API listens on.
+		for _, host := range []string{"127.0.0.1:38117", "api.example.test", "[::1]:8000"} {
+			if err := x.run(v, host); err != nil {
+				t.Errorf("%s (host %s): rejected: %v", x.name, host, err)
+			}
+		}
+	}
+}
+
+func TestValidatorRejectsNonConformingExchanges(t *testing.T) {
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range nonConforming {
+		err := x.run(v, "127.0.0.1:8000")
+		if err == nil {
+			t.Errorf("%s: accepted", x.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), x.want) {
+			t.Errorf("%s: rejected for another reason than %q: %v", x.name, x.want, err)
+		}
+	}
+}
+
+func TestValidatorEveryProcessStatusIsExercised(t *testing.T) {
+	doc := loadDoc(t)
+	seen := map[int]bool{}
+	for _, x := range conforming {
+		if x.path == "/process" && x.method == http.MethodPost {
+			seen[x.status] = true
+		}
+	}
+	for code := range doc.Paths.Value("/process").Post.Responses.Map() {
+		var n int
+		for _, c := range code {
+			n = n*10 + int(c-'0')
+		}
+		if !seen[n] {
+			t.Errorf("no conforming exchange for POST /process %s", code)
+		}
+	}
+}
+
+func TestValidatorNilArguments(t *testing.T) {
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Validate(nil, nil, nil, nil) == nil {
+		t.Error("nil request and response accepted")
+	}
+}
+
+// TestValidatorRealExchanges drives the routes Register adds through a real server on a
+// random port, as the API's integration tests do.
+func TestValidatorRealExchanges(t *testing.T) {
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/openapi.json"},
+		{"HEAD", "/openapi.json"},
+		{"GET", "/docs"},
+		{"HEAD", "/docs"},
+		{"GET", "/no/such/route"},
+		{"POST", "/openapi.json"},
+	} {
+		req, err := http.NewRequest(c.method, srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Validate(req, nil, resp, body); err != nil {
+			t.Errorf("%s %s: %v", c.method, c.path, err)
+		}
+	}
+}
+
+func TestValidatorConcurrentUse(t *testing.T) {
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, x := range conforming {
+				if err := x.run(v, "127.0.0.1:8000"); err != nil {
+					t.Errorf("%s: %v", x.name, err)
+				}
+			}
+			for _, x := range nonConforming {
+				if x.run(v, "127.0.0.1:8000") == nil {
+					t.Errorf("%s: accepted", x.name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func loadDoc(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(apidoc.Spec())
+	if err != nil {
+		t.Fatalf("loading the document: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	return doc
+}
+
+// newServer serves the documentation routes with the API's real error handler.
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	e := echo.New()
+	e.HideBanner = true
+	e.HTTPErrorHandler = httperr.Handler(slog.New(slog.DiscardHandler))
+	apidoc.Register(e)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return srv
+}
