@@ -21,7 +21,12 @@ func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "config" {
-		config.PrintTable(stdout, config.Worker)
+		// `config` prints this binary's variables; `config --all` the whole table.
+		if len(args) > 1 && args[1] == "--all" {
+			config.PrintTable(stdout, "")
+		} else {
+			config.PrintTable(stdout, config.Worker)
+		}
 		return 0
 	}
 	l, err := config.NewLoader(config.Worker, args, getenv)

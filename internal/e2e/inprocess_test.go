@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/warren-farm/warren/internal/testbroker"
+	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/worker"
+)
+
+// faulty fails or panics on chosen inputs and otherwise defers to the seed model.
+type faulty struct{ *model.Seed }
+
+func (f faulty) Predict(ctx context.Context, in []model.Input) ([]model.Output, error) {
+	switch in[0].Data {
+	case "fail":
+		return nil, errors.New("weights not loaded")
+	case "panic":
+		panic("index out of range in the model")
+	}
+	return f.Seed.Predict(ctx, in)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func TestModelErrorsAre502(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+	vh := testbroker.NewVhost(t)
+	spec := newFarmSpec(t)
+
+	w, err := worker.New(worker.Config{Queue: queue.ConsumerConfig{
+		DialConfig: queue.DialConfig{URL: vh.AMQPURL}, WorkerID: "faulty-1",
+	}}, faulty{model.NewSeed(model.SeedConfig{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Queue: queue.ClientConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wstop := context.WithCancel(context.Background())
+	actx, astop := context.WithCancel(context.Background())
+	wdone, adone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(wdone); _ = w.Run(wctx, listen(t)) }()
+	ln := listen(t)
+	go func() { defer close(adone); _ = srv.Run(actx, ln) }()
+	base := "http://" + ln.Addr().String()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Client().State().Workers != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("worker never seen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for _, in := range []string{"fail", "panic"} {
+		r := doChecked(t, spec, "POST", base+"/process", `{"data":"`+in+`"}`)
+		m := r.json(t)
+		if r.Status != 502 || m["reason"] != "model_error" {
+			t.Fatalf("%s: %d %s", in, r.Status, r.Body)
+		}
+		if d, _ := m["detail"].(string); !strings.HasPrefix(d, "Model error: ") {
+			t.Errorf("%s: detail %q", in, d)
+		}
+	}
+	// The worker survived both and still answers.
+	r := doChecked(t, spec, "POST", base+"/process", `{"data":"fine"}`)
+	checkPrediction(t, r, "fine", r.Header.Get("X-Request-ID"))
+	if st := w.Consumer().Stats(); st.Failed != 2 || st.OK != 1 {
+		t.Errorf("worker stats %+v", st)
+	}
+
+	astop()
+	<-adone
+	wstop()
+	<-wdone
+	client.CloseIdleConnections()
+}
