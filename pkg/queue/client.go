@@ -279,6 +279,11 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 		return fmt.Errorf("confirm mode: %w", err)
 	}
 	returns := pub.NotifyReturn(make(chan amqp.Return, 64))
+	// A channel-level error (someone deleted the reply queue, a publish the broker
+	// refused) closes just that channel; the session is useless without either, so it
+	// ends and a new generation starts.
+	replyClosed := replyCh.NotifyClose(make(chan *amqp.Error, 1))
+	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 
 	s := &clientSession{
 		gen:        gen,
@@ -291,8 +296,10 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 
 	var wg sync.WaitGroup
 	wg.Add(4)
+	replyEnded := make(chan struct{}) // the broker cancelled the reply consumer (queue deleted)
 	go func() { // replies → waiting calls
 		defer wg.Done()
+		defer close(replyEnded)
 		for d := range replies {
 			if !s.deliver(d.CorrelationId, decodeReply(&d)) {
 				c.unknown.Add(1)
@@ -332,12 +339,14 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	var cause error
 	select {
 	case <-ctx.Done():
-	case e, ok := <-closed:
-		if ok && e != nil {
-			cause = e
-		} else {
-			cause = errors.New("connection closed")
-		}
+	case e := <-closed:
+		cause = closeCause("connection", e)
+	case e := <-replyClosed:
+		cause = closeCause("reply channel", e)
+	case <-replyEnded:
+		cause = errors.New("reply consumer cancelled by the broker (reply queue deleted?)")
+	case e := <-pubClosed:
+		cause = closeCause("publish channel", e)
 	}
 	// Fail this generation's calls first, then tear down.
 	c.sess.CompareAndSwap(s, nil)
@@ -382,6 +391,13 @@ func (c *Client) monitorConsumers(ch *amqp.Channel, conn *amqp.Connection, stop 
 		}
 		c.workers.Store(int64(q.Consumers))
 	}
+}
+
+func closeCause(what string, e *amqp.Error) error {
+	if e == nil {
+		return fmt.Errorf("%s closed", what)
+	}
+	return fmt.Errorf("%s closed: %w", what, e)
 }
 
 func decodeReply(d *amqp.Delivery) result {

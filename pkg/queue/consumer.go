@@ -194,7 +194,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	case <-t.C:
 		c.cfg.Logger.Warn("drain timeout: cancelling in-flight requests", "in_flight", c.inflight.Load())
 		hcancel()
-		<-done
+		// A handler that ignores its context must not keep the process alive forever.
+		grace := time.NewTimer(2 * time.Second)
+		defer grace.Stop()
+		select {
+		case <-done:
+		case <-grace.C:
+			c.cfg.Logger.Error("handlers ignored cancellation; exiting with requests in flight", "in_flight", c.inflight.Load())
+		}
 	}
 	if conn := lastConn.Load(); conn != nil {
 		_ = conn.Close()

@@ -490,6 +490,34 @@ func TestWorkerDrainAnswersInFlightAndRequeuesBuffered(t *testing.T) {
 	}
 }
 
+func TestDeletedReplyQueueStartsANewGeneration(t *testing.T) {
+	integration(t)
+	vh := testbroker.NewVhost(t)
+	start(t, newConsumer(t, vh.AMQPURL, newRecorder(0).handle, nil).Run)
+	c := newClient(t, vh.AMQPURL)
+	start(t, c.Run)
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	if _, err := call(c, "before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// An operator deletes the exclusive reply queue in the management UI.
+	var reply string
+	waitFor(t, "reply queue listed", 15*time.Second, func() bool {
+		for _, q := range vh.Queues(t) {
+			if strings.HasPrefix(q, "amq.gen-") {
+				reply = q
+				return true
+			}
+		}
+		return false
+	})
+	vh.DeleteQueue(t, reply)
+	waitFor(t, "a new generation", 10*time.Second, func() bool { return c.Stats().Sessions == 2 && c.State().Workers == 1 })
+	if _, err := call(c, "after", 5*time.Second); err != nil {
+		t.Fatalf("after the reply queue was deleted: %v", err)
+	}
+}
+
 func TestBrokerRestart(t *testing.T) {
 	integration(t)
 	node := testbroker.StartNode(t)
