@@ -70,7 +70,9 @@
 // replies always go to the channel a delivery came from, so a delivery of an old
 // generation can never ack a message of a new one; its ack simply fails. Connection
 // blocked notifications (memory or disk alarm) make calls fail at once with
-// [ErrBrokerUnavailable] instead of stalling. Every connection carries a
+// [ErrBrokerUnavailable] instead of stalling. RabbitMQ announces the block only when
+// the connection next publishes, so the one request that meets a fresh alarm waits
+// for its deadline; every later one gets the 503 at once. Every connection carries a
 // connection_name ("warren-<role> <host> pid <pid>").
 //
 // # At most one computation per request
@@ -82,7 +84,8 @@
 // correlation id; the cached reply is re-sent), or (b) its caller's reply queue is
 // gone: a passive declare of another connection's exclusive queue answers 405
 // RESOURCE_LOCKED while it lives and 404 NOT_FOUND once its connection closed. That
-// probe costs a channel and a round trip, so it is made for redelivered requests only.
+// probe costs a channel and a round trip (and the broker logs the refused declare as a
+// channel error), so it is made for redelivered requests only.
 //
 // # Draining
 //

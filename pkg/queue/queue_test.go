@@ -551,4 +551,23 @@ func TestBrokerRestart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("first answer %s after the broker was back", time.Since(back).Round(time.Millisecond))
+
+	// A memory alarm blocks publishers: calls fail at once instead of stalling, and
+	// work again once the alarm clears.
+	node.Ctl(t, "set_vm_memory_high_watermark", "0.0000001")
+	// RabbitMQ blocks a connection (and says so) when it next publishes; that first
+	// request cannot be helped and runs into its deadline.
+	_, err = call(c, "first-blocked", 500*time.Millisecond)
+	t.Logf("the publish that met the alarm: %v", err)
+	waitFor(t, "connection.blocked", 10*time.Second, func() bool { return c.State().Blocked })
+	begin = time.Now()
+	_, err = call(c, "blocked", 5*time.Second)
+	if !errors.Is(err, queue.ErrBrokerUnavailable) || time.Since(begin) > 100*time.Millisecond {
+		t.Fatalf("while blocked: %v after %s", err, time.Since(begin))
+	}
+	node.Ctl(t, "set_vm_memory_high_watermark", "0.4")
+	waitFor(t, "connection.unblocked", 10*time.Second, func() bool { return !c.State().Blocked })
+	if _, err := call(c, "unblocked", 5*time.Second); err != nil {
+		t.Fatalf("after the alarm cleared: %v", err)
+	}
 }
