@@ -14,7 +14,7 @@ build: ## build bin/api and bin/worker
 	$(GOBUILD) -o $(BIN)/api ./cmd/api
 	$(GOBUILD) -o $(BIN)/worker ./cmd/worker
 
-run: build ## run the API and $(WORKERS) workers against AMQP_URL (worker i on port 8001+i-1... see README)
+run: build ## run the API (:8000) and WORKERS=$(WORKERS) workers (worker i on :8001+i) against AMQP_URL; Ctrl-C stops all
 	@WORKERS=$(WORKERS) BIN=$(BIN) ./scripts/run.sh
 
 test: ## all tests, against a real RabbitMQ (fails if none can be found)
