@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// farmEnvKeys are the settings the benchmark controls: inherited values are
+// dropped so "default settings" means the binaries' own defaults.
+var farmEnvKeys = []string{
+	"AMQP_URL", "HTTP_ADDR", "MANAGEMENT_URL", "LOG_LEVEL", "LOG_FORMAT", "CONCURRENCY",
+	"PREFETCH", "MODEL_LATENCY", "MODEL_SEED", "REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT",
+	"BODY_LIMIT", "QUEUE_MAX_LENGTH", "DRAIN_TIMEOUT", "WORKER_ID",
+}
+
+// FarmConfig says how to run the farm's binaries.
+type FarmConfig struct {
+	APIBin, WorkerBin string
+	// AMQPURL points at the benchmark's vhost.
+	AMQPURL       string
+	ManagementURL string
+	// Env holds extra KEY=VALUE settings for the API and the workers
+	// (-farm-env; empty for the default settings).
+	Env []string
+	// WorkerEnv holds extra KEY=VALUE settings for every worker
+	// (MODEL_LATENCY, CONCURRENCY for the scaling phase).
+	WorkerEnv []string
+	LogDir    string
+	// ReadyTimeout bounds the wait for /ready (default 60s).
+	ReadyTimeout time.Duration
+}
+
+// Farm is a running bin/api with its bin/worker processes.
+type Farm struct {
+	cfg     FarmConfig
+	API     *Proc
+	BaseURL string // http://127.0.0.1:port
+
+	mu      sync.Mutex
+	workers []*Proc
+}
+
+// freeAddr returns a free 127.0.0.1 TCP address.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr, nil
+}
+
+func (c FarmConfig) env(addr string, extra []string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(farmEnvKeys, k)
+	})
+	env = append(env,
+		"AMQP_URL="+c.AMQPURL,
+		"MANAGEMENT_URL="+c.ManagementURL,
+		"HTTP_ADDR="+addr,
+		"LOG_LEVEL=warn",
+	)
+	env = append(env, c.Env...)
+	return append(env, extra...)
+}
+
+// StartFarm starts the API and n workers and waits until the API reports
+// ready with n workers.
+func StartFarm(ctx context.Context, cfg FarmConfig, n int) (*Farm, error) {
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	api, err := StartProc("api", cfg.APIBin, nil, cfg.env(addr, nil), cfg.LogDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	f := &Farm{cfg: cfg, API: api, BaseURL: "http://" + addr}
+	if err := f.AddWorkers(ctx, n); err != nil {
+		f.Stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Workers returns the running worker processes.
+func (f *Farm) Workers() []*Proc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.workers)
+}
+
+// Pids returns the API's pid and the workers' pids.
+func (f *Farm) Pids() (api int, workers []int) {
+	for _, w := range f.Workers() {
+		workers = append(workers, w.Pid())
+	}
+	return f.API.Pid(), workers
+}
+
+// AddWorkers starts workers until there are n and waits until the API
+// reports n ready workers.
+func (f *Farm) AddWorkers(ctx context.Context, n int) error {
+	f.mu.Lock()
+	have := len(f.workers)
+	f.mu.Unlock()
+	for i := have; i < n; i++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		w, err := StartProc("worker-"+strconv.Itoa(i+1), f.cfg.WorkerBin, nil, f.cfg.env(addr, f.cfg.WorkerEnv), f.cfg.LogDir, nil)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.workers = append(f.workers, w)
+		f.mu.Unlock()
+	}
+	return f.WaitReady(ctx, n)
+}
+
+type readyBody struct {
+	Status  string `json:"status"`
+	Broker  string `json:"broker"`
+	Workers int    `json:"workers"`
+}
+
+// WaitReady polls GET /ready until it answers 200 with at least n workers.
+func (f *Farm) WaitReady(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.ReadyTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	last := "no answer yet"
+	for {
+		if p := f.exited(); p != nil {
+			return fmt.Errorf("%s exited (%v) before the farm was ready\n%s", p.Name, p.Err(), p.Tail(20))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.BaseURL+"/ready", nil)
+		res, err := hc.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+			_ = res.Body.Close()
+			var rb readyBody
+			_ = json.Unmarshal(b, &rb)
+			if res.StatusCode == http.StatusOK && rb.Workers >= n {
+				return nil
+			}
+			last = fmt.Sprintf("%s %s", res.Status, strings.TrimSpace(string(b)))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if errCtx := ctx.Err(); errCtx == context.DeadlineExceeded {
+				return fmt.Errorf("farm not ready with %d workers after %v; last /ready: %s\n%s", n, f.cfg.ReadyTimeout, last, f.API.Tail(20))
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// exited returns a farm process that has exited, if any.
+func (f *Farm) exited() *Proc {
+	for _, p := range append([]*Proc{f.API}, f.Workers()...) {
+		select {
+		case <-p.Done():
+			return p
+		default:
+		}
+	}
+	return nil
+}
+
+// Check returns an error if a farm process has exited.
+func (f *Farm) Check() error {
+	if p := f.exited(); p != nil {
+		return fmt.Errorf("%s exited (%v)\n%s", p.Name, p.Err(), p.Tail(20))
+	}
+	return nil
+}
+
+// Stop stops the API first (it drains in-flight requests), then the workers,
+// all with SIGTERM and a grace period.
+func (f *Farm) Stop() {
+	f.API.Stop(15 * time.Second)
+	var wg sync.WaitGroup
+	for _, w := range f.Workers() {
+		wg.Go(func() { w.Stop(15 * time.Second) })
+	}
+	wg.Wait()
+}
