@@ -35,6 +35,7 @@ import (
 
 	"github.com/warren-farm/warren/pkg/apidoc"
 	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
@@ -277,7 +278,9 @@ func (s *Server) process(c echo.Context) error {
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
-	s.log.Debug("received input", "request_id", rid, "bytes", len(data), "forward_to_model", forward)
+	if s.log.Enabled(req.Context(), slog.LevelDebug) {
+		s.log.Debug("received input", "request_id", rid, "bytes", len(data), "forward_to_model", forward)
+	}
 	if !forward {
 		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
 	}
@@ -286,7 +289,7 @@ func (s *Server) process(c echo.Context) error {
 	}
 	defer s.leave()
 
-	payload, _ := jsonMarshal(map[string]string{"data": data})
+	payload, _ := jsonMarshal(model.RequestMessage{Data: data})
 	reply, err := s.client.Call(req.Context(), queue.Request{
 		RequestID: rid, Body: payload, Deadline: time.Now().Add(timeout),
 	})

@@ -157,8 +157,8 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 	if req.Deadline.IsZero() {
 		return nil, errors.New("queue: request without deadline")
 	}
-	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
-	defer cancel()
+	timer := time.NewTimer(time.Until(req.Deadline))
+	defer timer.Stop()
 
 	corr := s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
 	ch := make(chan result, 1)
@@ -220,6 +220,8 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 			default:
 			}
 			return nil, unavailable("connection lost while waiting for the reply")
+		case <-timer.C:
+			return nil, context.DeadlineExceeded
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -297,24 +297,28 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	if d.Redelivered {
 		c.redelivered.Add(1)
 	}
-	log := c.cfg.Logger.With("request_id", headerString(d.Headers, HeaderRequestID), "correlation_id", d.CorrelationId)
+	// The per-request logger is built only when something is logged: no
+	// per-request allocation on the hot path.
+	log := func() *slog.Logger {
+		return c.cfg.Logger.With("request_id", headerString(d.Headers, HeaderRequestID), "correlation_id", d.CorrelationId)
+	}
 
 	msg, bad := decodeRequest(d)
 	if bad != nil {
 		if d.ReplyTo == "" {
 			c.rejected.Add(1)
-			log.Warn("rejected undecodable request", "err", bad)
+			log().Warn("rejected undecodable request", "err", bad)
 			_ = d.Reject(false)
 			return
 		}
 		c.failed.Add(1)
-		log.Warn("undecodable request", "err", bad)
+		log().Warn("undecodable request", "err", bad)
 		c.reply(w, errorReply(c.cfg.WorkerID, d.CorrelationId, ReasonBadMessage, bad.Error()), log)
 		return
 	}
 	if !time.Now().Before(msg.Deadline) {
 		c.expired.Add(1)
-		log.Debug("skipped expired request", "late_by", time.Since(msg.Deadline))
+		log().Debug("skipped expired request", "late_by", time.Since(msg.Deadline))
 		_ = d.Ack(false)
 		return
 	}
@@ -322,13 +326,13 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	if d.Redelivered {
 		if p, ok := c.cache.get(key); ok {
 			c.replayed.Add(1)
-			log.Debug("resent cached reply for redelivered request")
+			log().Debug("resent cached reply for redelivered request")
 			c.reply(w, p, log)
 			return
 		}
 		if gone, err := c.replyQueueGone(w.sess, d.ReplyTo); err == nil && gone {
 			c.orphaned.Add(1)
-			log.Debug("skipped redelivered request: caller's reply queue is gone")
+			log().Debug("skipped redelivered request: caller's reply queue is gone")
 			_ = d.Ack(false)
 			return
 		}
@@ -351,7 +355,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	case errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(msg.Deadline):
 		// The caller has already answered 504; a reply would be dropped as late.
 		c.timedOut.Add(1)
-		log.Debug("deadline passed while computing")
+		log().Debug("deadline passed while computing")
 		_ = d.Ack(false)
 		return
 	default:
@@ -361,7 +365,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 		if errors.As(err, &bm) {
 			reason = ReasonBadMessage
 		}
-		log.Warn("request failed", "err", err, "reason", reason)
+		log().Warn("request failed", "err", err, "reason", reason)
 		p = errorReply(c.cfg.WorkerID, d.CorrelationId, reason, err.Error())
 	}
 	if d.ReplyTo != "" {
@@ -383,7 +387,7 @@ func (c *Consumer) call(ctx context.Context, m *Message) (body []byte, err error
 
 // reply publishes p to the delivery's reply_to on the delivery's channel, then acks.
 // Without reply_to there is nobody to answer: the delivery is just acked.
-func (c *Consumer) reply(w work, p amqp.Publishing, log *slog.Logger) {
+func (c *Consumer) reply(w work, p amqp.Publishing, log func() *slog.Logger) {
 	d := &w.d
 	if d.ReplyTo != "" {
 		// Never mandatory: on RabbitMQ 3.x a mandatory publish to a direct reply-to name
@@ -391,7 +395,7 @@ func (c *Consumer) reply(w work, p amqp.Publishing, log *slog.Logger) {
 		// is dropped by the broker, which is what we want.
 		if err := w.sess.ch.PublishWithContext(context.Background(), "", d.ReplyTo, false, false, p); err != nil {
 			c.replyFailed.Add(1)
-			log.Debug("reply not published; the broker will redeliver the request", "err", err)
+			log().Debug("reply not published; the broker will redeliver the request", "err", err)
 			return
 		}
 	}

@@ -46,11 +46,6 @@ type Answer struct {
 	InputSHA256 string     `json:"input_sha256"`
 }
 
-// RequestBody is the JSON body of a request message.
-type RequestBody struct {
-	Data string `json:"data"`
-}
-
 // Worker ties a consumer, a model and an HTTP server together.
 type Worker struct {
 	cfg      Config
@@ -106,7 +101,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 
 // handle answers one queued request.
 func (w *Worker) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
-	var rb RequestBody
+	var rb model.RequestMessage
 	if err := json.Unmarshal(m.Body, &rb); err != nil {
 		return nil, &queue.BadMessageError{Err: fmt.Errorf("decode request body: %w", err)}
 	}
