@@ -41,7 +41,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		RequestTimeout:    l.Duration("REQUEST_TIMEOUT", time.Millisecond),
 		MaxRequestTimeout: l.Duration("MAX_REQUEST_TIMEOUT", time.Millisecond),
 		BodyLimit:         l.Bytes("BODY_LIMIT", 64),
-		DrainTimeout:      l.Duration("DRAIN_TIMEOUT", 0),
+		DrainTimeout:      l.Duration("DRAIN_TIMEOUT", time.Millisecond),
 	}
 	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)

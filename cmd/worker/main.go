@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/model"
@@ -44,7 +45,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		WorkerID:     id,
 		Concurrency:  l.Int("CONCURRENCY", 1, 4096),
 		Prefetch:     l.Int("PREFETCH", 0, 65535),
-		DrainTimeout: l.Duration("DRAIN_TIMEOUT", 0),
+		DrainTimeout: l.Duration("DRAIN_TIMEOUT", time.Millisecond),
 	}
 	seed := model.SeedConfig{Seed: uint64(l.Int64("MODEL_SEED")), Latency: l.Duration("MODEL_LATENCY", 0)}
 	bodyLimit := l.Bytes("BODY_LIMIT", 64)

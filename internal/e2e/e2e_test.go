@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/warren-farm/warren/internal/testbroker"
 )
 
 // The seed README's test_services.sh: five calls (the lab had no assertions; these
@@ -136,14 +138,13 @@ func TestThousandConcurrentRequestsNoCrossTalk(t *testing.T) {
 	f := newFarm(t, 2, nil, nil)
 	const n = 1000
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 200) // 200 connections at once; all 1000 in flight in the farm over time
 	workers := sync.Map{}
+	gate := make(chan struct{}) // all 1000 start together, each on its own connection
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+			<-gate
 			input := fmt.Sprintf("input %d %x", i, sha256.Sum256([]byte(fmt.Sprint(i))))
 			id := fmt.Sprintf("rid-%04d", i)
 			r := doChecked(t, nil, "POST", f.api.url("/process"), fmt.Sprintf(`{"data":%q}`, input), "X-Request-ID", id)
@@ -154,6 +155,7 @@ func TestThousandConcurrentRequestsNoCrossTalk(t *testing.T) {
 			workers.Store(mp["worker_id"], true)
 		}(i)
 	}
+	close(gate)
 	wg.Wait()
 	count := 0
 	workers.Range(func(_, _ any) bool { count++; return true })
@@ -392,4 +394,62 @@ func TestConfigSubcommandAndValidation(t *testing.T) {
 	if !strings.Contains(string(b), "MAX_REQUEST_TIMEOUT") {
 		t.Errorf("flag twins not validated: %s", b)
 	}
+}
+
+// The broker restarts (a private throwaway node, never the shared one): clients get
+// JSON 503s while it is down, and the first 200 arrives within 5 s of it being back.
+func TestBrokerRestartThroughTheBinaries(t *testing.T) {
+	integration(t)
+	node := testbroker.StartNode(t)
+	spec := newFarmSpec(t)
+	startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=restart-w")
+	api := startProc(t, "api", "AMQP_URL="+node.AMQPURL, "MANAGEMENT_URL=")
+	waitReady := func() {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r := doChecked(t, spec, "GET", api.url("/ready"), "")
+			if r.Status == 200 && r.json(t)["workers"] == float64(1) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not ready: %d %s", r.Status, r.Body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitReady()
+	if r := doChecked(t, spec, "POST", api.url("/process"), `{"data":"before"}`); r.Status != 200 {
+		t.Fatalf("before: %d %s", r.Status, r.Body)
+	}
+
+	node.Stop(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := doChecked(t, spec, "POST", api.url("/process"), `{"data":"down"}`)
+		if r.Status == 503 && r.json(t)["reason"] == "broker_unavailable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while the broker is down: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Still in the load balancer: ready, with the broker reported down.
+	if r := doChecked(t, spec, "GET", api.url("/ready"), ""); r.Status != 200 || r.json(t)["broker"] != "down" {
+		t.Errorf("/ready while the broker is down: %d %s", r.Status, r.Body)
+	}
+
+	node.Start(t)
+	back := time.Now()
+	for {
+		r := doChecked(t, spec, "POST", api.url("/process"), `{"data":"after"}`, "X-Request-Timeout", "2s")
+		if r.Status == 200 {
+			break
+		}
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("no 200 within 5s of the broker being back; last %d %s", r.Status, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("first 200 %s after the broker was back", time.Since(back).Round(time.Millisecond))
 }

@@ -249,7 +249,7 @@ func (f *farm) do(method, path, body string, hdr ...string) response {
 	return doChecked(f.t, f.spec, method, f.api.url(path), body, hdr...)
 }
 
-var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 60 * time.Second}
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 60 * time.Second}
 
 func doChecked(t *testing.T, spec *apidoctest.Validator, method, url, body string, hdr ...string) response {
 	t.Helper()

@@ -298,7 +298,9 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 
 	var wg sync.WaitGroup
 	wg.Add(4)
-	replyEnded := make(chan struct{}) // the broker cancelled the reply consumer (queue deleted)
+	// replyEnded is closed when the reply consumer stops: the broker cancelled it
+	// (reply queue deleted) or its channel closed.
+	replyEnded := make(chan struct{})
 	go func() { // replies → waiting calls
 		defer wg.Done()
 		defer close(replyEnded)

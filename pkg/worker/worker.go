@@ -8,6 +8,7 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -176,6 +177,10 @@ func (w *Worker) predictHTTP(c echo.Context) error {
 		return err
 	}
 	rid := c.Request().Header.Get(echo.HeaderXRequestID)
+	if rid == "" {
+		rid = rand.Text()
+	}
+	c.Response().Header().Set(echo.HeaderXRequestID, rid)
 	out, err := w.predict(c.Request().Context(), rid, input)
 	if err != nil {
 		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: queue.ReasonModelError, Err: err}
