@@ -176,7 +176,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}()
 	}
 
-	// The drain: stop taking work when ctx ends; sessions see drainCtx.
+	// Sessions run until ctx ends; the last one then drains its subscription.
 	var lastConn atomic.Pointer[amqp.Connection]
 	runSessions(ctx, &c.cfg.DialConfig, func(error) {}, func(sctx context.Context, conn *amqp.Connection, gen uint64) error {
 		lastConn.Store(conn)
@@ -271,6 +271,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 // Cancelling first matters: a delivery nacked while the consumer is still subscribed
 // may come straight back to it.
 func (c *Consumer) drainSession(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery, held *amqp.Delivery) error {
+	c.draining.Store(true)
 	if err := ch.Cancel(tag, false); err != nil {
 		return nil // channel already gone: the broker requeues everything
 	}
