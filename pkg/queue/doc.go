@@ -22,9 +22,13 @@
 //
 // Each connection generation of the [Client] declares one exclusive, server-named
 // reply queue and consumes it with auto-ack. Replies are demultiplexed by correlation
-// id ("g<generation>-<sequence>"). This was chosen over direct reply-to by
-// measurement (about 16,300 vs 12,400 round trips/s in a raw loop on the project's
-// 2-core machine, see BENCHMARKS.md): there is never a queue or a dial per request.
+// id ("g<generation>-<sequence>"); there is never a queue or a dial per request.
+// It was chosen over direct reply-to by measurement: in raw loops on the project's
+// 2-core machine one exclusive reply queue per connection did 16,300 round trips/s
+// against 12,400 for direct reply-to (shared/research/rabbitmq-facts.md), and the
+// benchmark's diagnostic found it costs the broker no more per request (45 vs 41–52
+// µs, BENCHMARKS.md). It also lets the publisher and the reply consumer use separate
+// channels (direct reply-to requires the same one).
 // A reply whose correlation id matches no waiting call (late after a timeout, or a
 // duplicate) is dropped and counted ([ClientStats].UnknownReplies), never delivered
 // to another caller. Workers publish replies without mandatory: on RabbitMQ 3.x a
