@@ -25,7 +25,7 @@
 // id ("g<generation>-<sequence>"); there is never a queue or a dial per request.
 // It was chosen over direct reply-to by measurement: in raw loops on the project's
 // 2-core machine one exclusive reply queue per connection did 16,300 round trips/s
-// against 12,400 for direct reply-to (shared/research/rabbitmq-facts.md), and the
+// against 12,400 for direct reply-to (measured while designing warren), and the
 // benchmark's diagnostic found it costs the broker no more per request (45 vs 41–52
 // µs, BENCHMARKS.md). It also lets the publisher and the reply consumer use separate
 // channels (direct reply-to requires the same one).
