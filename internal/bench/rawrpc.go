@@ -172,9 +172,20 @@ func (rc *rawConn) demux(replies <-chan amqp.Delivery) {
 		if sink == nil {
 			continue
 		}
-		select {
-		case sink <- seq:
-		default: // a stale reply for a caller that has moved on
+		// One call per slot is outstanding, so only the newest sequence number can
+		// matter: keep the larger of the buffered one and this one, never drop the
+		// current reply behind a stale one (or the other way round).
+		for sent := false; !sent; {
+			select {
+			case sink <- seq:
+				sent = true
+			default:
+				select {
+				case old := <-sink:
+					seq = max(seq, old)
+				default:
+				}
+			}
 		}
 	}
 }
