@@ -453,3 +453,29 @@ func TestBrokerRestartThroughTheBinaries(t *testing.T) {
 	}
 	t.Logf("first 200 %s after the broker was back", time.Since(back).Round(time.Millisecond))
 }
+
+// A worker SIGKILLed mid-request: the broker requeues its unacked request, the other
+// worker takes it (its caller's reply queue is alive, so it is computed), and the
+// caller still gets its 200 within the deadline.
+func TestKilledWorkerRequestIsAnsweredByAnother(t *testing.T) {
+	f := newFarm(t, 2, nil, []string{"MODEL_LATENCY=1s", "CONCURRENCY=1"})
+	results := make(chan response, 2)
+	for i := 0; i < 2; i++ {
+		go func(i int) {
+			results <- doChecked(t, f.spec, "POST", f.api.url("/process"), fmt.Sprintf(`{"data":"kill %d"}`, i))
+		}(i)
+	}
+	waitInFlight(t, f.workers[0], 1)
+	waitInFlight(t, f.workers[1], 1)
+	f.workers[0].signal(syscall.SIGKILL)
+	f.workers[0].wait(10 * time.Second)
+	for i := 0; i < 2; i++ {
+		r := <-results
+		if r.Status != 200 {
+			t.Fatalf("request after a worker was killed: %d %s", r.Status, r.Body)
+		}
+		if w := r.json(t)["model_prediction"].(map[string]any)["worker_id"]; w != "w1" {
+			t.Errorf("answered by %v, want the surviving worker w1", w)
+		}
+	}
+}
