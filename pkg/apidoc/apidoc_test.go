@@ -296,7 +296,7 @@ func TestRegisterServesDocsOffline(t *testing.T) {
 		}
 	}
 
-	resp, body = get(t, http.MethodGet, srv.URL+AssetsPrefix+"swagger-initializer.js", nil)
+	_, body = get(t, http.MethodGet, srv.URL+AssetsPrefix+"swagger-initializer.js", nil)
 	js := string(body)
 	if !strings.Contains(js, `new URL("openapi.json", window.location.href)`) || strings.Contains(js, "http://") || strings.Contains(js, "https://") {
 		t.Errorf("swagger-initializer.js must point Swagger UI at openapi.json and nowhere else:\n%s", js)

@@ -83,7 +83,6 @@ func (x exchange) run(v *Validator, host string) error {
 	return v.Validate(req, []byte(x.reqBody), resp, []byte(x.respBody))
 }
 
-func post(body string) (string, string, string) { return http.MethodPost, "/process", body }
 
 var conforming = []exchange{
 	{name: "root", method: "GET", path: "/", status: 200, respBody: `{"service":"Service A - Input Logger","status":"running"}`},
