@@ -83,7 +83,6 @@ func (x exchange) run(v *Validator, host string) error {
 	return v.Validate(req, []byte(x.reqBody), resp, []byte(x.respBody))
 }
 
-
 var conforming = []exchange{
 	{name: "root", method: "GET", path: "/", status: 200, respBody: `{"service":"Service A - Input Logger","status":"running"}`},
 	{name: "root without request id", method: "GET", path: "/", status: 200, respHeader: map[string]string{"Content-Type": "application/json"},
