@@ -25,7 +25,7 @@ test-short: ## unit tests only, no broker needed
 	$(GO) test -short -count=1 ./...
 
 bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
-	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+	$(GO) run ./cmd/bench -build=false $(BENCH_FLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -380,7 +381,7 @@ func TestConfigSubcommandAndValidation(t *testing.T) {
 	cmd.Env = []string{"CONCURRENCY=0", "MODEL_LATENCY=fast", "LOG_FORMAT=xml", "HTTP_ADDR=127.0.0.1:0"}
 	b, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errorsAs(err, &ee) || ee.ExitCode() != 2 {
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("bad config: err %v, output %s", err, b)
 	}
 	for _, want := range []string{"CONCURRENCY", "MODEL_LATENCY", "LOG_FORMAT"} {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -284,5 +283,3 @@ func newFarmSpec(t *testing.T) *apidoctest.Validator {
 	}
 	return v
 }
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }

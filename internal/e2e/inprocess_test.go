@@ -41,9 +41,7 @@ func listen(t *testing.T) net.Listener {
 
 func TestModelErrorsAre502(t *testing.T) {
 	integration(t)
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
 	vh := testbroker.NewVhost(t)
 	spec := newFarmSpec(t)
 

@@ -81,7 +81,6 @@ type result struct {
 }
 
 type clientSession struct {
-	gen        uint64
 	prefix     string
 	pub        *amqp.Channel
 	replyQueue string
@@ -117,7 +116,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // ErrBrokerUnavailable. Run returns after every goroutine it started has stopped.
 func (c *Client) Run(ctx context.Context) error {
 	defer c.stopped.Store(true)
-	runSessions(ctx, &c.cfg.DialConfig, func(error) {}, c.session)
+	runSessions(ctx, &c.cfg.DialConfig, c.session)
 	return nil
 }
 
@@ -288,7 +287,6 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 
 	s := &clientSession{
-		gen:        gen,
 		prefix:     "g" + strconv.FormatUint(gen, 10) + "-",
 		pub:        pub,
 		replyQueue: rq.Name,

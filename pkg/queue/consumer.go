@@ -94,7 +94,6 @@ type work struct {
 }
 
 type consumerSession struct {
-	gen  uint64
 	conn *amqp.Connection
 	ch   *amqp.Channel
 }
@@ -178,7 +177,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// Sessions run until ctx ends; the last one then drains its subscription.
 	var lastConn atomic.Pointer[amqp.Connection]
-	runSessions(ctx, &c.cfg.DialConfig, func(error) {}, func(sctx context.Context, conn *amqp.Connection, gen uint64) error {
+	runSessions(ctx, &c.cfg.DialConfig, func(sctx context.Context, conn *amqp.Connection, gen uint64) error {
 		lastConn.Store(conn)
 		return c.session(sctx, conn, gen, jobs)
 	})
@@ -230,7 +229,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.cfg.Queue, err)
 	}
-	s := &consumerSession{gen: gen, conn: conn, ch: ch}
+	s := &consumerSession{conn: conn, ch: ch}
 	c.sessions.Add(1)
 	c.connected.Store(true)
 	defer c.connected.Store(false)

@@ -93,7 +93,7 @@ func dial(cfg *DialConfig) (*amqp.Connection, error) {
 // session also owns closing the connection), and dials again
 // with capped, jittered backoff. Each session gets the next generation number. It
 // returns when ctx is done.
-func runSessions(ctx context.Context, cfg *DialConfig, onDialError func(error),
+func runSessions(ctx context.Context, cfg *DialConfig,
 	session func(ctx context.Context, conn *amqp.Connection, gen uint64) error) {
 	log := cfg.Logger
 	backoff := cfg.MinBackoff
@@ -102,7 +102,6 @@ func runSessions(ctx context.Context, cfg *DialConfig, onDialError func(error),
 	for ctx.Err() == nil {
 		conn, err := dial(cfg)
 		if err != nil {
-			onDialError(err)
 			log.Warn("broker connection failed", "err", err, "retry_in", backoff)
 			if !sleepCtx(ctx, jitter(backoff)) {
 				return
