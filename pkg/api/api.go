@@ -32,9 +32,11 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/pkg/apidoc"
 	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
@@ -56,6 +58,9 @@ type Config struct {
 	BodyLimit int64
 	// DrainTimeout bounds the wait for in-flight calls on shutdown; zero means 20s.
 	DrainTimeout time.Duration
+	// Registry receives the API's metrics, served on GET /metrics; nil means a new
+	// registry of its own (metrics.NewRegistry).
+	Registry *prometheus.Registry
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -76,6 +81,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Registry == nil {
+		c.Registry = metrics.NewRegistry("api", "")
+	}
 }
 
 func (c *Config) validate() error {
@@ -91,10 +99,11 @@ func (c *Config) validate() error {
 
 // Server is the API.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	client *queue.Client
-	echo   *echo.Echo
+	cfg     Config
+	log     *slog.Logger
+	client  *queue.Client
+	echo    *echo.Echo
+	metrics *metrics.API
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -109,11 +118,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Queue.Logger = cfg.Logger
-	client, err := queue.NewClient(cfg.Queue)
+	vhost, err := queue.Vhost(cfg.Queue.URL)
 	if err != nil {
+		return nil, fmt.Errorf("api: AMQP URL: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, idle: make(chan struct{})}
+	s.metrics = metrics.NewAPI(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: s.queueName()}, clientRef{s}, nil)
+	cfg.Queue.OnConfirm = s.metrics.Confirm
+	if s.client, err = queue.NewClient(cfg.Queue); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, client: client, idle: make(chan struct{})}
 	s.echo = s.routes()
 	return s, nil
 }
@@ -216,11 +230,19 @@ func (s *Server) queueName() string {
 	return s.cfg.Queue.Queue
 }
 
+// clientRef reads the client at scrape time (the client is built after the metrics,
+// which it reports to).
+type clientRef struct{ s *Server }
+
+func (r clientRef) State() queue.State       { return r.s.client.State() }
+func (r clientRef) Stats() queue.ClientStats { return r.s.client.Stats() }
+
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = httperr.Handler(s.log)
 	e.Use(requestID)
+	httpMetrics := metrics.NewHTTP(s.cfg.Registry)
 	e.GET("/", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"service": "Service A - Input Logger", "status": "running"})
 	})
@@ -229,7 +251,9 @@ func (s *Server) routes() *echo.Echo {
 	})
 	e.GET("/ready", s.ready)
 	e.POST("/process", s.process)
+	e.GET("/metrics", echo.WrapHandler(metrics.Handler(s.cfg.Registry)))
 	apidoc.Register(e)
+	httpMetrics.Instrument(e)
 	return e
 }
 
@@ -285,17 +309,23 @@ func (s *Server) process(c echo.Context) error {
 		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
 	}
 	if !s.enter() {
+		s.metrics.Call(metrics.ReasonDraining, 0, false)
 		return statusFor(errDraining)
 	}
 	defer s.leave()
 
 	payload, _ := jsonMarshal(model.RequestMessage{Data: data})
+	start := time.Now()
 	reply, err := s.client.Call(req.Context(), queue.Request{
-		RequestID: rid, Body: payload, Deadline: time.Now().Add(timeout),
+		RequestID: rid, Body: payload, Deadline: start.Add(timeout),
 	})
 	if err != nil {
-		return statusFor(err)
+		herr := statusFor(err)
+		s.metrics.Call(reasonOf(herr), time.Since(start), published(err))
+		return herr
 	}
+	s.metrics.Call(metrics.ReasonOK, time.Since(start), true)
+	s.metrics.Reply(reply.Timing)
 	out := make([]byte, 0, len(reply.Body)+64)
 	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
 	out = append(out, reply.Body...)
@@ -325,6 +355,27 @@ func (s *Server) timeout(h string, ve *httperr.ValidationError) time.Duration {
 }
 
 var errDraining = errors.New("draining")
+
+// reasonOf is the metrics reason of statusFor's answer.
+func reasonOf(err error) string {
+	var he *httperr.Error
+	switch {
+	case !errors.As(err, &he):
+		return metrics.ReasonModelError
+	case he.Status == 499:
+		return metrics.ReasonClientClosed
+	case he.Reason == "":
+		return metrics.ReasonModelError
+	}
+	return he.Reason
+}
+
+// published reports whether a failed call reached the broker (its duration then
+// says something about the farm).
+func published(err error) bool {
+	var re *queue.RemoteError
+	return errors.As(err, &re) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
 
 // statusFor is the one place that maps a failed call to the status contract.
 func statusFor(err error) error {

@@ -21,6 +21,10 @@ type ClientConfig struct {
 	// declare on a dedicated channel); zero means 200ms. "No workers" is at most this
 	// stale.
 	ConsumerRefresh time.Duration
+	// OnConfirm, if set, is called with the publish → confirm latency of every request
+	// the broker confirmed (acked or nacked). It runs on the calling goroutine and must
+	// be cheap.
+	OnConfirm func(time.Duration)
 }
 
 // Request is one sync call.
@@ -32,12 +36,42 @@ type Request struct {
 	// Deadline is required: it becomes the message expiration and the absolute
 	// deadline header. Call also stops waiting when ctx ends.
 	Deadline time.Time
+	// Headers are extra message headers (e.g. W3C trace context); optional.
+	Headers amqp.Table
 }
 
 // Reply is a worker's successful answer.
 type Reply struct {
 	Body   []byte
 	Worker string
+	Timing Timing
+}
+
+// Timing is what a call learnt about where its time went. Published and Replied are
+// read on the API's clock; WorkerReceived on the worker's, so queue wait and reply
+// transit are shifted by the clock skew between the two hosts (one gains what the
+// other loses; their sum, like Compute, is exact). Stages clamps the split so that
+// no stage is negative.
+type Timing struct {
+	Published      time.Time     // API: request published
+	Replied        time.Time     // API: reply received
+	WorkerReceived time.Time     // worker: a handler took the request; zero if not reported
+	Compute        time.Duration // worker: time in the handler
+	Slots          int           // worker: handler slots (its CONCURRENCY); 0 if not reported
+}
+
+// Stages splits the round trip into queue wait (publish → a handler took it), compute,
+// and reply transit (the rest: reply publish, broker, API delivery). ok is false when
+// the worker sent no timings.
+func (t Timing) Stages() (queueWait, compute, replyTransit time.Duration, ok bool) {
+	if t.WorkerReceived.IsZero() || t.Published.IsZero() || t.Replied.IsZero() {
+		return 0, 0, 0, false
+	}
+	total := t.Replied.Sub(t.Published)
+	compute = min(max(t.Compute, 0), max(total, 0))
+	queueWait = min(max(t.WorkerReceived.Sub(t.Published), 0), total-compute)
+	replyTransit = total - compute - queueWait
+	return queueWait, compute, replyTransit, true
 }
 
 // State is a snapshot for readiness endpoints.
@@ -177,6 +211,17 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 	}()
 
 	now := time.Now()
+	headers := amqp.Table{
+		HeaderSchema:      int32(SchemaVersion),
+		HeaderDeadline:    req.Deadline.UnixMilli(),
+		HeaderRequestID:   req.RequestID,
+		HeaderPublishedUs: now.UnixMicro(),
+	}
+	for k, v := range req.Headers {
+		if _, taken := headers[k]; !taken {
+			headers[k] = v
+		}
+	}
 	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", c.cfg.Queue, true, false, amqp.Publishing{
 		ContentType:   contentTypeJSON,
 		CorrelationId: corr,
@@ -185,12 +230,8 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 		MessageId:     req.RequestID,
 		Timestamp:     now,
 		Type:          requestType,
-		Headers: amqp.Table{
-			HeaderSchema:    int32(SchemaVersion),
-			HeaderDeadline:  req.Deadline.UnixMilli(),
-			HeaderRequestID: req.RequestID,
-		},
-		Body: req.Body,
+		Headers:       headers,
+		Body:          req.Body,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -202,9 +243,15 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 	for {
 		select {
 		case r := <-ch:
+			if r.reply != nil {
+				r.reply.Timing.Published = now
+			}
 			return r.reply, r.err
 		case <-confirmed:
 			confirmed = nil
+			if c.cfg.OnConfirm != nil {
+				c.cfg.OnConfirm(time.Since(now))
+			}
 			if !dc.Acked() {
 				if s.pub.IsClosed() {
 					return nil, unavailable("connection lost before the publish was confirmed")
@@ -215,6 +262,9 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 			// A reply may have raced the session's end.
 			select {
 			case r := <-ch:
+				if r.reply != nil {
+					r.reply.Timing.Published = now
+				}
 				return r.reply, r.err
 			default:
 			}
@@ -303,7 +353,7 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 		defer wg.Done()
 		defer close(replyEnded)
 		for d := range replies {
-			if !s.deliver(d.CorrelationId, decodeReply(&d)) {
+			if !s.deliver(d.CorrelationId, decodeReply(&d, time.Now())) {
 				c.unknown.Add(1)
 				c.cfg.Logger.Debug("dropped reply for no waiting call", "correlation_id", d.CorrelationId,
 					"request_id", headerString(d.Headers, HeaderRequestID))
@@ -402,10 +452,20 @@ func closeCause(what string, e *amqp.Error) error {
 	return fmt.Errorf("%s closed: %w", what, e)
 }
 
-func decodeReply(d *amqp.Delivery) result {
+func decodeReply(d *amqp.Delivery, at time.Time) result {
 	worker := headerString(d.Headers, HeaderWorker)
 	if headerString(d.Headers, HeaderStatus) == StatusOK {
-		return result{reply: &Reply{Body: d.Body, Worker: worker}}
+		r := &Reply{Body: d.Body, Worker: worker, Timing: Timing{Replied: at}}
+		if us, ok := headerInt64(d.Headers, HeaderReceivedUs); ok {
+			r.Timing.WorkerReceived = time.UnixMicro(us)
+		}
+		if us, ok := headerInt64(d.Headers, HeaderComputeUs); ok {
+			r.Timing.Compute = time.Duration(us) * time.Microsecond
+		}
+		if n, ok := headerInt64(d.Headers, HeaderSlots); ok {
+			r.Timing.Slots = int(n)
+		}
+		return result{reply: r}
 	}
 	reason := headerString(d.Headers, HeaderReason)
 	if reason == "" {

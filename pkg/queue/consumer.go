@@ -32,6 +32,10 @@ type ConsumerConfig struct {
 	// ReplyCache is how many recent replies are kept to answer a redelivered request
 	// without recomputing it; zero means 4096.
 	ReplyCache int
+	// OnProcessed, if set, is called for every request the handler ran, with the time
+	// from a handler taking it to its reply being published and acked. It runs on the
+	// handler goroutine and must be cheap.
+	OnProcessed func(time.Duration)
 }
 
 // Message is a request as a handler sees it.
@@ -41,7 +45,16 @@ type Message struct {
 	Deadline      time.Time
 	Redelivered   bool
 	Body          []byte
+	// Headers are the message headers as received (trace context, among others).
+	Headers amqp.Table
+	// PublishedAt is the publisher's clock at publish (zero if it did not say);
+	// ReceivedAt is this worker's clock when a handler took the message.
+	PublishedAt, ReceivedAt time.Time
 }
+
+// Trace-context headers copied from a request to its reply, so the caller can
+// continue the worker's trace (W3C Trace Context).
+var traceHeaders = [...]string{"traceparent", "tracestate"}
 
 // Handler computes the reply body for a request. ctx carries the request's deadline.
 // A returned error becomes an error reply (never a requeue); a panic is recovered and
@@ -137,6 +150,9 @@ func (c *Consumer) Connected() bool { return c.connected.Load() }
 
 // Draining reports whether Run's context was cancelled and the consumer is draining.
 func (c *Consumer) Draining() bool { return c.draining.Load() }
+
+// Concurrency returns the number of handler slots.
+func (c *Consumer) Concurrency() int { return c.cfg.Concurrency }
 
 // InFlight returns the number of requests being handled.
 func (c *Consumer) InFlight() int { return int(c.inflight.Load()) }
@@ -303,6 +319,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 		return c.cfg.Logger.With("request_id", headerString(d.Headers, HeaderRequestID), "correlation_id", d.CorrelationId)
 	}
 
+	taken := time.Now()
 	msg, bad := decodeRequest(d)
 	if bad != nil {
 		if d.ReplyTo == "" {
@@ -338,6 +355,10 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 		}
 	}
 
+	msg.ReceivedAt = taken
+	if c.cfg.OnProcessed != nil {
+		defer func() { c.cfg.OnProcessed(time.Since(taken)) }()
+	}
 	ctx, cancel := context.WithDeadline(hctx, msg.Deadline)
 	body, err := c.call(ctx, msg)
 	cancel()
@@ -345,11 +366,21 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	switch {
 	case err == nil:
 		c.ok.Add(1)
+		h := amqp.Table{
+			HeaderSchema: int32(SchemaVersion), HeaderStatus: StatusOK, HeaderWorker: c.cfg.WorkerID,
+			HeaderRequestID: msg.RequestID, HeaderReceivedUs: taken.UnixMicro(),
+			HeaderComputeUs: time.Since(taken).Microseconds(), HeaderSlots: int32(c.cfg.Concurrency),
+		}
+		for _, k := range traceHeaders {
+			if v, ok := d.Headers[k]; ok {
+				h[k] = v
+			}
+		}
 		p = amqp.Publishing{
 			ContentType:   contentTypeJSON,
 			CorrelationId: d.CorrelationId,
 			Type:          replyType,
-			Headers:       amqp.Table{HeaderSchema: int32(SchemaVersion), HeaderStatus: StatusOK, HeaderWorker: c.cfg.WorkerID, HeaderRequestID: msg.RequestID},
+			Headers:       h,
 			Body:          body,
 		}
 	case errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(msg.Deadline):
@@ -439,13 +470,18 @@ func decodeRequest(d *amqp.Delivery) (*Message, error) {
 	if !ok {
 		return nil, fmt.Errorf("missing %s header", HeaderDeadline)
 	}
-	return &Message{
+	m := &Message{
 		RequestID:     headerString(d.Headers, HeaderRequestID),
 		CorrelationID: d.CorrelationId,
 		Deadline:      time.UnixMilli(ms),
 		Redelivered:   d.Redelivered,
 		Body:          d.Body,
-	}, nil
+		Headers:       d.Headers,
+	}
+	if us, ok := headerInt64(d.Headers, HeaderPublishedUs); ok {
+		m.PublishedAt = time.UnixMicro(us)
+	}
+	return m, nil
 }
 
 func errorReply(worker, corr, reason, msg string) amqp.Publishing {

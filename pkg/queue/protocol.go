@@ -27,6 +27,13 @@ const (
 	HeaderStatus    = "x-warren-status"      // reply: "ok" or "error"
 	HeaderWorker    = "x-warren-worker"      // reply: worker id
 	HeaderReason    = "x-warren-reason"      // error reply: "model_error" or "bad_message"
+
+	// Timing headers, for the latency split into stages (see [Timing]). Each is
+	// optional: a peer that does not send them just gives no stage data.
+	HeaderPublishedUs = "x-warren-published-us" // request: API clock at publish, Unix µs
+	HeaderReceivedUs  = "x-warren-received-us"  // reply: worker clock when a handler took the request, Unix µs
+	HeaderComputeUs   = "x-warren-compute-us"   // reply: time the handler spent, µs (one clock: skew-free)
+	HeaderSlots       = "x-warren-slots"        // reply: the worker's handler slots (CONCURRENCY)
 )
 
 // Reply statuses and error reasons.

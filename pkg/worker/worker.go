@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
@@ -32,6 +34,9 @@ type Config struct {
 	Queue queue.ConsumerConfig
 	// BodyLimit caps POST /predict bodies; zero means 1 MiB.
 	BodyLimit int64
+	// Registry receives the worker's metrics, served on GET /metrics; nil means a new
+	// registry of its own (metrics.NewRegistry).
+	Registry *prometheus.Registry
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -53,6 +58,9 @@ type Worker struct {
 	log      *slog.Logger
 	model    model.Predictor
 	consumer *queue.Consumer
+	metrics  *metrics.Worker
+	// httpMetrics is built once: Handler may be called more than once.
+	httpMetrics *metrics.HTTP
 }
 
 // New validates cfg and builds a worker around p.
@@ -66,15 +74,37 @@ func New(cfg Config, p model.Predictor) (*Worker, error) {
 	if p == nil {
 		return nil, errors.New("worker: nil model")
 	}
+	if cfg.Registry == nil {
+		cfg.Registry = metrics.NewRegistry("worker", "")
+	}
+	vhost, err := queue.Vhost(cfg.Queue.URL)
+	if err != nil {
+		return nil, fmt.Errorf("worker: AMQP URL: %w", err)
+	}
 	cfg.Queue.Logger = cfg.Logger
 	w := &Worker{cfg: cfg, log: cfg.Logger, model: p}
-	c, err := queue.NewConsumer(cfg.Queue, w.handle)
-	if err != nil {
+	qname := cfg.Queue.Queue
+	if qname == "" {
+		qname = queue.DefaultQueue
+	}
+	w.metrics = metrics.NewWorker(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: qname}, consumerRef{w})
+	w.httpMetrics = metrics.NewHTTP(cfg.Registry)
+	cfg.Queue.OnProcessed = w.metrics.Processed
+	if w.consumer, err = queue.NewConsumer(cfg.Queue, w.handle); err != nil {
 		return nil, err
 	}
-	w.consumer = c
 	return w, nil
 }
+
+// consumerRef reads the consumer at scrape time (the consumer is built after the
+// metrics, which it reports to).
+type consumerRef struct{ w *Worker }
+
+func (r consumerRef) Stats() queue.ConsumerStats { return r.w.consumer.Stats() }
+func (r consumerRef) InFlight() int              { return r.w.consumer.InFlight() }
+func (r consumerRef) Connected() bool            { return r.w.consumer.Connected() }
+func (r consumerRef) Draining() bool             { return r.w.consumer.Draining() }
+func (r consumerRef) Concurrency() int           { return r.w.consumer.Concurrency() }
 
 // Consumer exposes the queue consumer (state and counters).
 func (w *Worker) Consumer() *queue.Consumer { return w.consumer }
@@ -111,7 +141,9 @@ func (w *Worker) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
 
 // predict is the one model code path behind the queue and POST /predict.
 func (w *Worker) predict(ctx context.Context, requestID, data string) ([]byte, error) {
+	start := time.Now()
 	out, err := w.model.Predict(ctx, []model.Input{{RequestID: requestID, Data: data}})
+	w.metrics.Model(time.Since(start))
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +173,8 @@ func (w *Worker) Handler() http.Handler {
 	})
 	e.GET("/ready", w.ready)
 	e.POST("/predict", w.predictHTTP)
+	e.GET("/metrics", echo.WrapHandler(metrics.Handler(w.cfg.Registry)))
+	w.httpMetrics.Instrument(e)
 	return e
 }
 
