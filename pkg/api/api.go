@@ -20,6 +20,8 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -303,7 +305,10 @@ func (s *Server) process(c echo.Context) error {
 		return err
 	}
 	if s.log.Enabled(req.Context(), slog.LevelDebug) {
-		s.log.Debug("received input", "request_id", rid, "bytes", len(data), "forward_to_model", forward)
+		// Inputs may be private: their size and a hash, never the text.
+		sum := sha256.Sum256([]byte(data))
+		s.log.Debug("received input", "request_id", rid, "bytes", len(data),
+			"input_sha256", hex.EncodeToString(sum[:8]), "forward_to_model", forward)
 	}
 	if !forward {
 		return c.JSONBlob(http.StatusOK, []byte(loggedOK))

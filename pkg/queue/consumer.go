@@ -91,24 +91,11 @@ type Consumer struct {
 	cfg     ConsumerConfig
 	handler Handler
 
-	connected atomic.Bool
-	draining  atomic.Bool
-	inflight  atomic.Int64
-	cache     *replyCache
+	pool
+	cache *replyCache
 
 	sessions, received, redelivered, ok, failed, expired, timedOut, orphaned,
-	replayed, rejected, requeued, replyFailed atomic.Uint64
-}
-
-// work is a delivery handed from a session's pump to a handler goroutine.
-type work struct {
-	d    amqp.Delivery
-	sess *consumerSession
-}
-
-type consumerSession struct {
-	conn *amqp.Connection
-	ch   *amqp.Channel
+	replayed, rejected, replyFailed atomic.Uint64
 }
 
 // NewConsumer validates cfg.
@@ -171,57 +158,7 @@ func (c *Consumer) Stats() ConsumerStats {
 // cancels the subscription, requeues deliveries it has not started, lets in-flight
 // requests finish and reply within DrainTimeout, closes the connection and returns.
 func (c *Consumer) Run(ctx context.Context) error {
-	// Handlers outlive sessions: a request being computed when its connection drops
-	// finishes (its reply and ack then fail harmlessly on the dead channel, the broker
-	// requeues it) while the next session already consumes. The unbuffered jobs chan
-	// caps concurrency across sessions.
-	hctx, hcancel := context.WithCancel(context.Background())
-	defer hcancel()
-	jobs := make(chan work)
-	var handlers sync.WaitGroup
-	for i := 0; i < c.cfg.Concurrency; i++ {
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			for w := range jobs {
-				c.inflight.Add(1)
-				c.handle(hctx, w)
-				c.inflight.Add(-1)
-			}
-		}()
-	}
-
-	// Sessions run until ctx ends; the last one then drains its subscription.
-	var lastConn atomic.Pointer[amqp.Connection]
-	runSessions(ctx, &c.cfg.DialConfig, func(sctx context.Context, conn *amqp.Connection, gen uint64) error {
-		lastConn.Store(conn)
-		return c.session(sctx, conn, gen, jobs)
-	})
-	c.draining.Store(true)
-	close(jobs)
-
-	done := make(chan struct{})
-	go func() { handlers.Wait(); close(done) }()
-	t := time.NewTimer(c.cfg.DrainTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		c.cfg.Logger.Warn("drain timeout: cancelling in-flight requests", "in_flight", c.inflight.Load())
-		hcancel()
-		// A handler that ignores its context must not keep the process alive forever.
-		grace := time.NewTimer(2 * time.Second)
-		defer grace.Stop()
-		select {
-		case <-done:
-		case <-grace.C:
-			c.cfg.Logger.Error("handlers ignored cancellation; exiting with requests in flight", "in_flight", c.inflight.Load())
-		}
-	}
-	if conn := lastConn.Load(); conn != nil {
-		_ = conn.Close()
-	}
-	c.connected.Store(false)
+	c.pool.run(ctx, &c.cfg.DialConfig, c.cfg.Concurrency, c.cfg.DrainTimeout, c.handle, c.session)
 	return nil
 }
 
@@ -245,64 +182,8 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 	if err != nil {
 		return fmt.Errorf("consume %q: %w", c.cfg.Queue, err)
 	}
-	s := &consumerSession{conn: conn, ch: ch}
 	c.sessions.Add(1)
-	c.connected.Store(true)
-	defer c.connected.Store(false)
-
-	for {
-		select {
-		case <-ctx.Done():
-			return c.drainSession(ch, tag, deliveries, nil)
-		case e := <-closed:
-			if e == nil {
-				return errors.New("connection closed")
-			}
-			return e
-		case d, ok := <-deliveries:
-			if !ok {
-				// Channel closed under us (e.g. consumer cancelled by the broker because
-				// the queue was deleted); start a new session.
-				_ = conn.Close()
-				return errors.New("delivery channel closed")
-			}
-			select {
-			case jobs <- work{d: d, sess: s}:
-			case <-ctx.Done():
-				return c.drainSession(ch, tag, deliveries, &d)
-			case e := <-closed:
-				if e == nil {
-					return errors.New("connection closed")
-				}
-				return e
-			}
-		}
-	}
-}
-
-// drainSession cancels the subscription, then requeues held (a delivery the pump
-// had in hand) and every delivery still buffered: the broker keeps prefetched
-// deliveries of a cancelled consumer until they are nacked or the channel closes.
-// Cancelling first matters: a delivery nacked while the consumer is still subscribed
-// may come straight back to it.
-func (c *Consumer) drainSession(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery, held *amqp.Delivery) error {
-	c.draining.Store(true)
-	if err := ch.Cancel(tag, false); err != nil {
-		return nil // channel already gone: the broker requeues everything
-	}
-	if held != nil {
-		c.requeue(*held)
-	}
-	for d := range deliveries { // closed once the cancel is confirmed
-		c.requeue(d)
-	}
-	return nil
-}
-
-func (c *Consumer) requeue(d amqp.Delivery) {
-	if err := d.Nack(false, true); err == nil {
-		c.requeued.Add(1)
-	}
+	return c.pool.pump(ctx, closed, ch, tag, deliveries, &consumerSession{conn: conn, ch: ch}, jobs)
 }
 
 // handle processes one delivery. Acks and replies go to the delivery's own channel,
@@ -409,7 +290,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 func (c *Consumer) call(ctx context.Context, m *Message) (body []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.cfg.Logger.Error("handler panicked", "panic", r, "stack", string(debug.Stack()), "request_id", m.RequestID)
+			c.cfg.Logger.Error("handler panicked", "panic", r, "stack", string(debug.Stack()), "request_id", m.RequestID, "correlation_id", m.CorrelationID)
 			body, err = nil, fmt.Errorf("worker panicked: %v", r)
 		}
 	}()
