@@ -15,6 +15,7 @@ import (
 	"github.com/warren-farm/warren/pkg/api"
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tracing"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
@@ -46,11 +47,24 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
 	addr := l.String("HTTP_ADDR")
+	tcfg := tracing.Config{
+		ServiceName: l.String("OTEL_SERVICE_NAME"),
+		Endpoint:    l.String("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		Protocol:    l.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", tracing.ProtocolHTTP, tracing.ProtocolGRPC),
+	}
 	if err := l.Err(); err != nil {
 		fmt.Fprintln(stderr, "api:", err)
 		return 2
 	}
 	cfg.Logger = config.NewLogger(stderr, level, format, "service", "api")
+	tcfg.Logger = cfg.Logger
+	tr, err := tracing.New(context.Background(), tcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "api: OTEL_EXPORTER_OTLP_ENDPOINT:", err)
+		return 2
+	}
+	defer shutdownTracing(tr)
+	cfg.Tracing = tr
 
 	srv, err := api.New(cfg)
 	if err != nil {
@@ -69,4 +83,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// shutdownTracing flushes spans still batched, for at most 5 seconds.
+func shutdownTracing(tr *tracing.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tr.Shutdown(ctx)
 }

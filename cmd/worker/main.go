@@ -15,6 +15,7 @@ import (
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tracing"
 	"github.com/warren-farm/warren/pkg/worker"
 )
 
@@ -51,13 +52,25 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	bodyLimit := l.Bytes("BODY_LIMIT", 64)
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
 	addr := l.String("HTTP_ADDR")
+	tcfg := tracing.Config{
+		ServiceName: l.String("OTEL_SERVICE_NAME"),
+		Endpoint:    l.String("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		Protocol:    l.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", tracing.ProtocolHTTP, tracing.ProtocolGRPC),
+	}
 	if err := l.Err(); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
 	log := config.NewLogger(stderr, level, format, "service", "worker", "worker_id", id)
+	tcfg.Logger = log
+	tr, err := tracing.New(context.Background(), tcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "worker: OTEL_EXPORTER_OTLP_ENDPOINT:", err)
+		return 2
+	}
+	defer shutdownTracing(tr)
 
-	w, err := worker.New(worker.Config{Queue: qcfg, BodyLimit: bodyLimit, Logger: log}, model.NewSeed(seed))
+	w, err := worker.New(worker.Config{Queue: qcfg, BodyLimit: bodyLimit, Logger: log, Tracing: tr}, model.NewSeed(seed))
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
@@ -74,4 +87,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// shutdownTracing flushes spans still batched, for at most 5 seconds.
+func shutdownTracing(tr *tracing.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tr.Shutdown(ctx)
 }

@@ -34,6 +34,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/pkg/apidoc"
@@ -41,6 +45,7 @@ import (
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tracing"
 )
 
 // Config configures the API process.
@@ -63,6 +68,9 @@ type Config struct {
 	// Registry receives the API's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
 	Registry *prometheus.Registry
+	// Tracing, if enabled, traces each request (HTTP span, publish span) and passes
+	// the W3C trace context to the worker in the message headers; nil disables.
+	Tracing *tracing.Tracing
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -243,6 +251,9 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = httperr.Handler(s.log)
+	if s.cfg.Tracing.Enabled() {
+		e.Use(s.cfg.Tracing.Middleware())
+	}
 	e.Use(requestID)
 	httpMetrics := metrics.NewHTTP(s.cfg.Registry)
 	e.GET("/", func(c echo.Context) error {
@@ -321,10 +332,20 @@ func (s *Server) process(c echo.Context) error {
 
 	payload, _ := jsonMarshal(model.RequestMessage{Data: data})
 	start := time.Now()
-	reply, err := s.client.Call(req.Context(), queue.Request{
-		RequestID: rid, Body: payload, Deadline: start.Add(timeout),
-	})
+	qreq := queue.Request{RequestID: rid, Body: payload, Deadline: start.Add(timeout)}
+	ctx := req.Context()
+	if tr := s.cfg.Tracing; tr.Enabled() {
+		var span trace.Span
+		ctx, span = tr.StartPublish(ctx, s.queueName(), attribute.String("warren.request_id", rid))
+		defer span.End()
+		qreq.Headers = amqp.Table{}
+		tr.Inject(ctx, qreq.Headers)
+	}
+	reply, err := s.client.Call(ctx, qreq)
 	if err != nil {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		herr := statusFor(err)
 		s.metrics.Call(reasonOf(herr), time.Since(start), published(err))
 		return herr

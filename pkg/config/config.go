@@ -90,6 +90,12 @@ var Vars = []Var{
 		"debug, info, warn or error."},
 	{"LOG_FORMAT", []string{API, Worker}, both("text"),
 		"text or json (json is the container default)."},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", []string{API, Worker}, both(""),
+		"OpenTelemetry collector base URL (http://host:4318 for http/protobuf, http://host:4317 for grpc); traces are exported when set. Empty disables tracing at no cost. The SDK's other OTEL_* variables (headers, timeout, resource attributes) apply too."},
+	{"OTEL_EXPORTER_OTLP_PROTOCOL", []string{API, Worker}, both("http/protobuf"),
+		"http/protobuf or grpc."},
+	{"OTEL_SERVICE_NAME", []string{API, Worker}, map[string]string{API: "warren-api", Worker: "warren-worker"},
+		"service.name of the exported spans."},
 }
 
 // Lookup returns the table entry for env.

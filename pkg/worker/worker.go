@@ -20,12 +20,16 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tracing"
 )
 
 // Config configures a worker process.
@@ -37,6 +41,9 @@ type Config struct {
 	// Registry receives the worker's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
 	Registry *prometheus.Registry
+	// Tracing, if enabled, continues the caller's trace from the message headers with
+	// queue-wait, process and model spans; nil disables.
+	Tracing *tracing.Tracing
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -83,11 +90,7 @@ func New(cfg Config, p model.Predictor) (*Worker, error) {
 	}
 	cfg.Queue.Logger = cfg.Logger
 	w := &Worker{cfg: cfg, log: cfg.Logger, model: p}
-	qname := cfg.Queue.Queue
-	if qname == "" {
-		qname = queue.DefaultQueue
-	}
-	w.metrics = metrics.NewWorker(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: qname}, consumerRef{w})
+	w.metrics = metrics.NewWorker(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: w.queueName()}, consumerRef{w})
 	w.httpMetrics = metrics.NewHTTP(cfg.Registry)
 	cfg.Queue.OnProcessed = w.metrics.Processed
 	if w.consumer, err = queue.NewConsumer(cfg.Queue, w.handle); err != nil {
@@ -136,15 +139,37 @@ func (w *Worker) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
 	if err := json.Unmarshal(m.Body, &rb); err != nil {
 		return nil, &queue.BadMessageError{Err: fmt.Errorf("decode request body: %w", err)}
 	}
+	if tr := w.cfg.Tracing; tr.Enabled() {
+		ctx = tr.Extract(ctx, m.Headers)
+		tr.RecordQueueWait(ctx, m.PublishedAt, m.ReceivedAt)
+		var span trace.Span
+		ctx, span = tr.StartProcess(ctx, w.queueName(), attribute.String("warren.request_id", m.RequestID))
+		defer span.End()
+	}
 	return w.predict(ctx, m.RequestID, rb.Data)
+}
+
+func (w *Worker) queueName() string {
+	if w.cfg.Queue.Queue == "" {
+		return queue.DefaultQueue
+	}
+	return w.cfg.Queue.Queue
 }
 
 // predict is the one model code path behind the queue and POST /predict.
 func (w *Worker) predict(ctx context.Context, requestID, data string) ([]byte, error) {
+	var span trace.Span
+	if tr := w.cfg.Tracing; tr.Enabled() {
+		ctx, span = tr.StartModel(ctx, w.model.Info().Name)
+		defer span.End()
+	}
 	start := time.Now()
 	out, err := w.model.Predict(ctx, []model.Input{{RequestID: requestID, Data: data}})
 	w.metrics.Model(time.Since(start))
 	if err != nil {
+		if span != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		return nil, err
 	}
 	if len(out) != 1 {
