@@ -21,6 +21,9 @@ type ClientConfig struct {
 	// declare on a dedicated channel); zero means 200ms. "No workers" is at most this
 	// stale.
 	ConsumerRefresh time.Duration
+	// Jobs names the job path's queues, declared by every session so that jobs can
+	// be submitted with no worker running; the zero value uses DefaultJobQueue.
+	Jobs JobNames
 	// OnConfirm, if set, is called with the publish → confirm latency of every request
 	// the broker confirmed (acked or nacked). It runs on the calling goroutine and must
 	// be cheap.
@@ -308,6 +311,9 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 		return err
 	}
 	c.workers.Store(int64(q.Consumers))
+	if err := declareJobTopology(topo, c.cfg.Jobs); err != nil {
+		return err
+	}
 
 	replyCh, err := conn.Channel()
 	if err != nil {
@@ -472,4 +478,117 @@ func decodeReply(d *amqp.Delivery, at time.Time) result {
 		reason = ReasonModelError
 	}
 	return result{err: &RemoteError{Reason: reason, Message: string(d.Body), Worker: worker}}
+}
+
+// JobMessage is one job to publish.
+type JobMessage struct {
+	ID        string
+	RequestID string
+	Body      []byte
+	// StartBy, if not zero, is when a job not yet started expires.
+	StartBy time.Time
+	// Headers are extra message headers (e.g. W3C trace context); optional.
+	Headers amqp.Table
+}
+
+// PublishJob publishes a job as a persistent message on the job queue and returns
+// once the broker confirmed it (the message is then on disk on a quorum of nodes).
+// It works with no worker running. Errors: ErrBrokerUnavailable (wrapped) when not
+// connected, blocked or the connection was lost before the confirm; ErrQueueFull
+// when the broker nacked it; ctx's error.
+func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
+	s := c.sess.Load()
+	switch {
+	case s == nil && c.stopped.Load():
+		return ErrClosed
+	case s == nil:
+		return unavailable("not connected")
+	case s.blocked.Load():
+		return unavailable("broker is blocking publishers (memory or disk alarm)")
+	}
+	corr := "job-" + j.ID
+	ch := make(chan result, 1)
+	s.mu.Lock()
+	if s.pending == nil {
+		s.mu.Unlock()
+		return unavailable("connection lost")
+	}
+	s.pending[corr] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pending != nil {
+			delete(s.pending, corr)
+		}
+		s.mu.Unlock()
+	}()
+
+	now := time.Now()
+	headers := amqp.Table{
+		HeaderSchema:      int32(SchemaVersion),
+		HeaderJobID:       j.ID,
+		HeaderRequestID:   j.RequestID,
+		HeaderAttempt:     int32(1),
+		HeaderPublishedUs: now.UnixMicro(),
+	}
+	if !j.StartBy.IsZero() {
+		headers[HeaderStartBy] = j.StartBy.UnixMilli()
+	}
+	for k, v := range j.Headers {
+		if _, taken := headers[k]; !taken {
+			headers[k] = v
+		}
+	}
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", c.cfg.Jobs.Queue(), true, false, amqp.Publishing{
+		ContentType:   contentTypeJSON,
+		DeliveryMode:  amqp.Persistent,
+		CorrelationId: corr,
+		MessageId:     j.ID,
+		Timestamp:     now,
+		Type:          jobType,
+		Headers:       headers,
+		Body:          j.Body,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return unavailable("publish: " + err.Error())
+	}
+	select {
+	case <-dc.Done():
+	case <-s.done:
+		return unavailable("connection lost before the job was confirmed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if c.cfg.OnConfirm != nil {
+		c.cfg.OnConfirm(time.Since(now))
+	}
+	// A mandatory return arrives before the confirm.
+	select {
+	case r := <-ch:
+		return r.err
+	default:
+	}
+	if !dc.Acked() {
+		if s.pub.IsClosed() {
+			return unavailable("connection lost before the job was confirmed")
+		}
+		return ErrQueueFull
+	}
+	return nil
+}
+
+// PublishCancel tells the workers connected now that job id was cancelled, so one
+// that receives it later skips it. It is a hint: a worker that connects afterwards
+// never hears of it (the store keeps the job cancelled regardless).
+func (c *Client) PublishCancel(ctx context.Context, id string) error {
+	s := c.sess.Load()
+	if s == nil {
+		return unavailable("not connected")
+	}
+	return s.pub.PublishWithContext(ctx, c.cfg.Jobs.Cancel(), "", false, false, amqp.Publishing{
+		ContentType: "text/plain", Body: []byte(id),
+	})
 }

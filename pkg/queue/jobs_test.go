@@ -1,0 +1,333 @@
+package queue_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+
+	"github.com/warren-farm/warren/internal/testbroker"
+	"github.com/warren-farm/warren/pkg/queue"
+)
+
+// collector applies job updates the way the store does (the first final state wins)
+// and remembers every update and dead letter.
+type collector struct {
+	mu      sync.Mutex
+	updates map[string][]queue.JobUpdate
+	final   map[string]queue.JobUpdate
+	dead    []queue.DeadJob
+}
+
+func newCollector() *collector {
+	return &collector{updates: map[string][]queue.JobUpdate{}, final: map[string]queue.JobUpdate{}}
+}
+
+func (c *collector) update(_ context.Context, u queue.JobUpdate) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.updates[u.JobID] = append(c.updates[u.JobID], u)
+	if _, done := c.final[u.JobID]; !done && u.Type == queue.UpdateFinal {
+		c.final[u.JobID] = u
+	}
+	return nil
+}
+
+func (c *collector) deadJob(_ context.Context, d queue.DeadJob) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dead = append(c.dead, d)
+	return nil
+}
+
+func (c *collector) finalOf(id string) (queue.JobUpdate, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u, ok := c.final[id]
+	return u, ok
+}
+
+func (c *collector) finals(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, u := range c.updates[id] {
+		if u.Type == queue.UpdateFinal {
+			n++
+		}
+	}
+	return n
+}
+
+// jobFarm is a client that submits, a result consumer that collects, and (started
+// by the test when it wants) a job consumer.
+type jobFarm struct {
+	t      *testing.T
+	vh     *testbroker.Vhost
+	client *queue.Client
+	col    *collector
+	stops  []func()
+}
+
+// close stops everything the farm started, workers first.
+func (f *jobFarm) close() {
+	for i := len(f.stops) - 1; i >= 0; i-- {
+		f.stops[i]()
+	}
+}
+
+func newJobFarm(t *testing.T) *jobFarm {
+	t.Helper()
+	vh := testbroker.NewVhost(t)
+	f := &jobFarm{t: t, vh: vh, client: newClient(t, vh.AMQPURL), col: newCollector()}
+	f.stops = append(f.stops, start(t, f.client.Run))
+	rc, err := queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}},
+		f.col.update, f.col.deadJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stops = append(f.stops, start(t, rc.Run))
+	waitFor(t, "client and result consumer", 10*time.Second, func() bool { return f.client.State().Connected && rc.Connected() })
+	return f
+}
+
+func (f *jobFarm) worker(h queue.Handler, mutate func(*queue.JobConsumerConfig)) (*queue.JobConsumer, func()) {
+	f.t.Helper()
+	cfg := queue.JobConsumerConfig{
+		DialConfig: queue.DialConfig{URL: f.vh.AMQPURL}, WorkerID: "jw-" + f.t.Name(),
+		Concurrency: 2, RetryBackoff: 50 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	jc, err := queue.NewJobConsumer(cfg, h)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	stop := start(f.t, jc.Run)
+	f.stops = append(f.stops, stop)
+	waitFor(f.t, "job consumer", 10*time.Second, jc.Connected)
+	return jc, stop
+}
+
+func (f *jobFarm) submit(id string, mutate ...func(*queue.JobMessage)) {
+	f.t.Helper()
+	j := queue.JobMessage{ID: id, RequestID: "req-" + id, Body: []byte(id)}
+	for _, m := range mutate {
+		m(&j)
+	}
+	if err := f.client.PublishJob(context.Background(), j); err != nil {
+		f.t.Fatalf("PublishJob %s: %v", id, err)
+	}
+}
+
+func (f *jobFarm) waitFinal(id string, timeout time.Duration) queue.JobUpdate {
+	f.t.Helper()
+	var u queue.JobUpdate
+	waitFor(f.t, "final state of "+id, timeout, func() bool {
+		var ok bool
+		u, ok = f.col.finalOf(id)
+		return ok
+	})
+	return u
+}
+
+func TestJobSubmittedWithNoWorkerRunsLater(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	for _, id := range []string{"j1", "j2", "j3"} {
+		f.submit(id) // confirmed with nobody consuming
+	}
+	q := f.vh.WaitQueue(t, queue.DefaultJobQueue, func(q testbroker.QueueInfo) bool { return q.Ready == 3 }, 15*time.Second)
+	if q.Arguments["x-queue-type"] != "quorum" || q.Arguments["x-dead-letter-exchange"] == nil || q.Arguments["x-delivery-limit"] == nil {
+		t.Errorf("job queue arguments %v: want a quorum queue with a delivery limit and a dead-letter exchange", q.Arguments)
+	}
+	rec := newRecorder(0)
+	f.worker(rec.handle, nil)
+	for _, id := range []string{"j1", "j2", "j3"} {
+		u := f.waitFinal(id, 10*time.Second)
+		if u.Status != queue.JobSucceeded || u.Attempt != 1 || u.Worker == "" {
+			t.Errorf("%s: final %+v", id, u)
+		}
+		var res map[string]string
+		if err := json.Unmarshal(u.Result, &res); err != nil || res["request_id"] != "req-"+id {
+			t.Errorf("%s: result %s (%v)", id, u.Result, err)
+		}
+		// A running report was sent too (the result consumer applies updates
+		// concurrently, so it may be applied after the final one; the store ignores it then).
+		waitFor(t, "running report of "+id, 5*time.Second, func() bool {
+			f.col.mu.Lock()
+			defer f.col.mu.Unlock()
+			for _, u := range f.col.updates[id] {
+				if u.Type == queue.UpdateRunning && u.Attempt == 1 {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if dup := rec.computedTwice(); len(dup) > 0 {
+		t.Errorf("computed twice: %v", dup)
+	}
+}
+
+func TestJobModelErrorsAreRetriedThenFail(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(0)
+	rec.fail = func(m *queue.Message) error {
+		switch {
+		case m.RequestID == "req-always":
+			return errors.New("weights not loaded")
+		case m.RequestID == "req-flaky" && rec.count("req-flaky") == 1:
+			return errors.New("transient")
+		}
+		return nil
+	}
+	f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
+	begin := time.Now()
+	f.submit("always")
+	f.submit("flaky")
+	f.submit("fine")
+	if u := f.waitFinal("fine", 10*time.Second); u.Status != queue.JobSucceeded {
+		t.Errorf("fine: %+v", u)
+	}
+	if u := f.waitFinal("flaky", 10*time.Second); u.Status != queue.JobSucceeded || u.Attempt != 2 {
+		t.Errorf("flaky: %+v, want succeeded at attempt 2", u)
+	}
+	u := f.waitFinal("always", 10*time.Second)
+	if u.Status != queue.JobFailed || u.Error == nil || u.Error.Reason != queue.ReasonModelError || u.Attempt != 3 {
+		t.Fatalf("always: %+v, want failed model_error at attempt 3", u)
+	}
+	// Backoff 50 ms then 100 ms: the third attempt cannot start before 150 ms.
+	if el := time.Since(begin); el < 150*time.Millisecond {
+		t.Errorf("three attempts in %v: the retry backoff was not applied", el)
+	}
+	if n := rec.count("req-always"); n != 3 {
+		t.Errorf("the failing job ran %d times, want 3", n)
+	}
+	time.Sleep(300 * time.Millisecond) // nothing more may arrive: it does not loop
+	if n := rec.count("req-always"); n != 3 {
+		t.Errorf("the failing job ran again (%d)", n)
+	}
+	if n := f.col.finals("always"); n != 1 {
+		t.Errorf("%d final reports for one job", n)
+	}
+}
+
+func TestJobPoisonMessages(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(0)
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 2 })
+
+	conn, err := amqp.Dial(f.vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := func(h amqp.Table, body string) {
+		if err := ch.PublishWithContext(context.Background(), "", queue.DefaultJobQueue, false, false,
+			amqp.Publishing{DeliveryMode: amqp.Persistent, Headers: h, Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(amqp.Table{}, "no job id at all")
+	pub(amqp.Table{queue.HeaderJobID: "noschema"}, "{}")
+	pub(amqp.Table{queue.HeaderJobID: "toomany", queue.HeaderSchema: int32(1), queue.HeaderAttempt: int32(3)}, "{}")
+	f.submit("after") // a good job behind them
+
+	if u := f.waitFinal("after", 10*time.Second); u.Status != queue.JobSucceeded {
+		t.Errorf("the job behind the poison: %+v", u)
+	}
+	if u := f.waitFinal("noschema", 5*time.Second); u.Status != queue.JobFailed || u.Error.Reason != queue.ReasonBadMessage {
+		t.Errorf("noschema: %+v", u)
+	}
+	if u := f.waitFinal("toomany", 5*time.Second); u.Status != queue.JobFailed || u.Error.Reason != queue.ReasonAttemptsExhausted {
+		t.Errorf("toomany: %+v", u)
+	}
+	waitFor(t, "the id-less message in the dead-letter queue", 5*time.Second, func() bool {
+		f.col.mu.Lock()
+		defer f.col.mu.Unlock()
+		return len(f.col.dead) == 1
+	})
+	if d := f.col.dead[0]; d.JobID != "" || d.Reason != "rejected" {
+		t.Errorf("dead letter %+v", d)
+	}
+	if n := rec.calls.Load(); n != 1 {
+		t.Errorf("the model ran %d times, want once (only the good job)", n)
+	}
+	if s := jc.Stats(); s.Rejected != 1 || s.Failed != 2 || s.Succeeded != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestJobRedeliveredAfterWorkerConnectionDies(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(2 * time.Second)
+	jc, _ := f.worker(rec.handle, nil)
+	f.vh.WaitConnections(t, 3, 15*time.Second)
+	f.submit("crash")
+	waitFor(t, "the job running", 5*time.Second, func() bool { return jc.InFlight() == 1 })
+	// Every connection of the vhost dies, as if the worker's host went away mid-job
+	// (the others reconnect too).
+	if n := f.vh.CloseConnections(t); n < 3 {
+		t.Fatalf("closed %d connections", n)
+	}
+	u := f.waitFinal("crash", 20*time.Second)
+	if u.Status != queue.JobSucceeded || u.Attempt < 2 {
+		t.Fatalf("final %+v, want succeeded with attempt ≥ 2", u)
+	}
+	time.Sleep(2500 * time.Millisecond) // the interrupted run's late report, if any, lands now
+	if got := f.col.final["crash"]; got.Attempt != u.Attempt {
+		t.Errorf("the first final state was replaced: %+v", got)
+	}
+}
+
+func TestJobCancelAndStartBy(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(500 * time.Millisecond)
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.Concurrency = 1 })
+	f.submit("busy") // occupies the only slot
+	waitFor(t, "busy running", 5*time.Second, func() bool { return jc.InFlight() == 1 })
+	if err := f.client.PublishCancel(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the notice reaches the worker before the job does
+	f.submit("gone")
+	f.submit("late", func(j *queue.JobMessage) { j.StartBy = time.Now().Add(-time.Second) })
+	f.submit("ok")
+	if u := f.waitFinal("ok", 10*time.Second); u.Status != queue.JobSucceeded {
+		t.Errorf("ok: %+v", u)
+	}
+	if u := f.waitFinal("late", time.Second); u.Status != queue.JobExpired {
+		t.Errorf("late: %+v", u)
+	}
+	if _, ok := f.col.finalOf("gone"); ok || rec.count("req-gone") != 0 {
+		t.Errorf("the cancelled job ran or reported")
+	}
+	if s := jc.Stats(); s.Cancelled != 1 || s.Expired != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
