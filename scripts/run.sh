@@ -22,10 +22,44 @@ for ((i = 0; i < WORKERS; i++)); do
   pids+=($!)
 done
 port=${API_ADDR##*:}
+
+# Prometheus file_sd targets for deployments/prometheus/prometheus-local.yml, which
+# reads .run/prometheus-targets.json (PROMETHEUS_TARGETS writes it elsewhere). Each
+# group's __meta_warren_role picks its scrape jobs. RabbitMQ's prometheus plugin is
+# taken to be on AMQP_URL's host, port 15692, unless RABBITMQ_PROMETHEUS says otherwise.
+root=$(cd "$(dirname "$0")/.." && pwd)
+targets=${PROMETHEUS_TARGETS:-$root/.run/prometheus-targets.json}
+api_host=${API_ADDR%:*}
+case $api_host in "" | 0.0.0.0 | "[::]") api_host=127.0.0.1 ;; esac
+amqp_host=${AMQP_URL#*://}
+amqp_host=${amqp_host##*@}
+amqp_host=${amqp_host%%/*}
+case $amqp_host in
+  \[*) amqp_host=${amqp_host%%]*}] ;; # [IPv6]:port
+  *) amqp_host=${amqp_host%%:*} ;;
+esac
+case $amqp_host in "" | localhost) amqp_host=127.0.0.1 ;; esac
+rabbit=${RABBITMQ_PROMETHEUS:-$amqp_host:15692}
+worker_targets=""
+for ((i = 0; i < WORKERS; i++)); do
+  worker_targets+="${worker_targets:+, }\"127.0.0.1:$((8001 + i))\""
+done
+mkdir -p "$(dirname "$targets")"
+cat >"$targets.tmp" <<JSON
+[
+  {"targets": ["$api_host:$port"], "labels": {"__meta_warren_role": "api"}},
+  {"targets": [$worker_targets], "labels": {"__meta_warren_role": "worker"}},
+  {"targets": ["$rabbit"], "labels": {"__meta_warren_role": "rabbitmq"}}
+]
+JSON
+mv "$targets.tmp" "$targets"
+
 cat <<MSG
 warren is starting: API on http://localhost:$port, $WORKERS worker(s) on ports 8001..$((8000 + WORKERS))
   curl -s localhost:$port/ready
   curl -s -X POST localhost:$port/process -d '{"data":"cat image data"}'
   docs: http://localhost:$port/docs     Ctrl-C stops everything
+  metrics: /metrics on every port above; Prometheus file_sd targets: $targets
+    prometheus --config.file=deployments/prometheus/prometheus-local.yml --storage.tsdb.path=.run/prometheus
 MSG
 wait -n "${pids[@]}" || true

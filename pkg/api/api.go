@@ -34,11 +34,11 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/pkg/apidoc"
 	"github.com/warren-farm/warren/pkg/httperr"
