@@ -6,14 +6,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
@@ -43,7 +48,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		MaxRequestTimeout: l.Duration("MAX_REQUEST_TIMEOUT", time.Millisecond),
 		BodyLimit:         l.Bytes("BODY_LIMIT", 64),
 		DrainTimeout:      l.Duration("DRAIN_TIMEOUT", time.Millisecond),
+		Capacity: capacity.Config{
+			TargetUtilization: l.Float("SCALE_TARGET_UTILIZATION", 0, 1),
+			TargetWait:        l.Duration("SCALE_TARGET_WAIT", time.Millisecond),
+		},
+		Jobs: api.JobsConfig{
+			MaxWait:      l.Duration("MAX_WAIT", 0),
+			StartTimeout: l.Duration("JOB_START_TIMEOUT", 0),
+		},
 	}
+	dataDir, redisURL, jobTTL := l.String("DATA_DIR"), l.String("REDIS_URL"), l.Duration("JOB_TTL", time.Second)
+	l.Check(redisURL == "" && dataDir == "", "DATA_DIR", "must be set when REDIS_URL is empty")
 	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
 	addr := l.String("HTTP_ADDR")
@@ -66,8 +81,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	defer shutdownTracing(tr)
 	cfg.Tracing = tr
 
+	store, err := openStore(redisURL, dataDir, jobTTL, cfg.Logger)
+	if err != nil {
+		cfg.Logger.Error("job store", "err", err)
+		return 1
+	}
+	cfg.Jobs.Store = store // the server closes it
+
 	srv, err := api.New(cfg)
 	if err != nil {
+		_ = store.Close()
 		fmt.Fprintln(stderr, "api:", err)
 		return 2
 	}
@@ -90,4 +113,38 @@ func shutdownTracing(tr *tracing.Tracing) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = tr.Shutdown(ctx)
+}
+
+// openStore opens the Redis job store when redisURL is set, else the embedded one
+// under dataDir.
+func openStore(redisURL, dataDir string, ttl time.Duration, log *slog.Logger) (jobs.Store, error) {
+	if redisURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := jobs.OpenRedis(ctx, jobs.RedisConfig{URL: redisURL, TTL: ttl, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		log.Info("job store: redis", "url", redactURL(redisURL))
+		return s, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	path := filepath.Join(dataDir, "jobs.db")
+	s, err := jobs.OpenBolt(jobs.BoltConfig{Path: path, TTL: ttl, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	log.Info("job store: embedded", "path", path)
+	return s, nil
+}
+
+// redactURL drops the password from a URL for logging.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }

@@ -48,6 +48,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		Prefetch:     l.Int("PREFETCH", 0, 65535),
 		DrainTimeout: l.Duration("DRAIN_TIMEOUT", time.Millisecond),
 	}
+	jcfg := queue.JobConsumerConfig{
+		Concurrency:     l.Int("JOB_CONCURRENCY", 0, 4096),
+		MaxAttempts:     l.Int("JOB_MAX_ATTEMPTS", 1, queue.JobDeliveryLimit),
+		RetryBackoff:    l.Duration("JOB_RETRY_BACKOFF", time.Millisecond),
+		RetryBackoffMax: l.Duration("JOB_RETRY_BACKOFF_MAX", time.Millisecond),
+		RunTimeout:      l.Duration("JOB_RUN_TIMEOUT", time.Millisecond),
+	}
+	l.Check(jcfg.RetryBackoffMax < jcfg.RetryBackoff, "JOB_RETRY_BACKOFF_MAX", "must be at least JOB_RETRY_BACKOFF")
 	seed := model.SeedConfig{Seed: uint64(l.Int64("MODEL_SEED")), Latency: l.Duration("MODEL_LATENCY", 0)}
 	bodyLimit := l.Bytes("BODY_LIMIT", 64)
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
@@ -70,7 +78,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	defer shutdownTracing(tr)
 
-	w, err := worker.New(worker.Config{Queue: qcfg, BodyLimit: bodyLimit, Logger: log, Tracing: tr}, model.NewSeed(seed))
+	w, err := worker.New(worker.Config{Queue: qcfg, Jobs: jcfg, BodyLimit: bodyLimit, Logger: log, Tracing: tr}, model.NewSeed(seed))
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2

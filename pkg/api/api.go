@@ -41,7 +41,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/warren-farm/warren/pkg/apidoc"
+	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
@@ -68,6 +70,13 @@ type Config struct {
 	// Registry receives the API's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
 	Registry *prometheus.Registry
+	// Capacity configures the workers-needed estimate (GET /capacity and the
+	// warren_workers_needed gauge). ManagementURL, Vhost and Queue are filled in from
+	// this Config; the rest (targets, window) may be set.
+	Capacity capacity.Config
+	// Jobs configures the async job endpoints (POST /jobs, GET and DELETE
+	// /jobs/{id}, Prefer: respond-async on /process); without a Store they are off.
+	Jobs JobsConfig
 	// Tracing, if enabled, traces each request (HTTP span, publish span) and passes
 	// the W3C trace context to the worker in the message headers; nil disables.
 	Tracing *tracing.Tracing
@@ -94,12 +103,21 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry("api", "")
 	}
+	if c.Jobs.MaxWait == 0 {
+		c.Jobs.MaxWait = 60 * time.Second
+	}
+	if c.Jobs.RecoverAfter == 0 {
+		c.Jobs.RecoverAfter = 30 * time.Second
+	}
 }
 
 func (c *Config) validate() error {
 	var errs []error
 	if c.RequestTimeout < 0 || c.MaxRequestTimeout < c.RequestTimeout {
 		errs = append(errs, errors.New("api: need 0 < RequestTimeout <= MaxRequestTimeout"))
+	}
+	if c.Jobs.MaxWait < 0 || c.Jobs.StartTimeout < 0 || c.Jobs.RecoverAfter < 0 {
+		errs = append(errs, errors.New("api: job durations must not be negative"))
 	}
 	if c.BodyLimit < 0 || c.DrainTimeout < 0 || c.QueueMaxLength < 0 {
 		errs = append(errs, errors.New("api: BodyLimit, DrainTimeout and QueueMaxLength must not be negative"))
@@ -114,6 +132,9 @@ type Server struct {
 	client  *queue.Client
 	echo    *echo.Echo
 	metrics *metrics.API
+	est     *capacity.Estimator
+	store   jobs.Store            // nil: no job endpoints
+	results *queue.ResultConsumer // nil without a store
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -132,11 +153,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: AMQP URL: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, idle: make(chan struct{})}
-	s.metrics = metrics.NewAPI(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: s.queueName()}, clientRef{s}, nil)
+	s := &Server{cfg: cfg, log: cfg.Logger, idle: make(chan struct{}), store: cfg.Jobs.Store}
+	cc := cfg.Capacity
+	cc.ManagementURL, cc.Vhost, cc.Queue, cc.Logger = cfg.ManagementURL, vhost, s.queueName(), cfg.Logger
+	if s.est, err = capacity.New(cc); err != nil {
+		return nil, err
+	}
+	s.metrics = metrics.NewAPI(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: s.queueName()},
+		metrics.Labels{Vhost: vhost, Queue: cfg.Jobs.Names.Queue()}, clientRef{s},
+		func() float64 { return float64(s.est.Snapshot().WorkersNeeded) })
 	cfg.Queue.OnConfirm = s.metrics.Confirm
+	cfg.Queue.Jobs = cfg.Jobs.Names
 	if s.client, err = queue.NewClient(cfg.Queue); err != nil {
 		return nil, err
+	}
+	if s.store != nil {
+		rc := queue.ResultConsumerConfig{DialConfig: cfg.Queue.DialConfig, Names: cfg.Jobs.Names}
+		rc.Name = ""
+		if s.results, err = queue.NewResultConsumer(rc, s.applyUpdate, s.applyDead); err != nil {
+			return nil, err
+		}
 	}
 	s.echo = s.routes()
 	return s, nil
@@ -171,6 +207,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("MANAGEMENT_URL is empty: the request queue bound is not applied")
 	}
 
+	wg.Add(1)
+	go func() { defer wg.Done(); s.est.Run(qctx) }()
+	if s.store != nil {
+		started := time.Now()
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = s.results.Run(qctx) }()
+		go func() { defer wg.Done(); s.maintainJobs(qctx, started) }()
+	}
+
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
@@ -191,6 +236,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	qcancel()
 	wg.Wait()
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("closing the job store", "err", err)
+		}
+	}
 	s.log.Info("api stopped", "stats", fmt.Sprintf("%+v", s.client.Stats()))
 	return serveErr
 }
@@ -264,7 +314,13 @@ func (s *Server) routes() *echo.Echo {
 	})
 	e.GET("/ready", s.ready)
 	e.POST("/process", s.process)
+	if s.store != nil {
+		e.POST("/jobs", s.postJob)
+		e.GET("/jobs/:id", s.getJob)
+		e.DELETE("/jobs/:id", s.deleteJob)
+	}
 	e.GET("/metrics", echo.WrapHandler(metrics.Handler(s.cfg.Registry)))
+	e.GET("/capacity", echo.WrapHandler(s.est.Handler()))
 	apidoc.Register(e)
 	httpMetrics.Instrument(e)
 	return e
@@ -300,17 +356,15 @@ const loggedOK = `{"status":"Input logged successfully"}`
 func (s *Server) process(c echo.Context) error {
 	req := c.Request()
 	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	body, err := httperr.ReadBody(req, s.cfg.BodyLimit)
-	if err != nil {
-		return err
-	}
-	obj, err := httperr.Object(body)
-	if err != nil {
-		return err
-	}
 	ve := &httperr.ValidationError{}
-	data, _ := httperr.String(obj, "data", ve)
-	forward := httperr.Bool(obj, "forward_to_model", true, ve)
+	in, err := s.readInput(c, ve)
+	if err != nil {
+		return err
+	}
+	data, forward := in.data, in.forward
+	if async, wait := preferAsync(req.Header.Values("Prefer")); async && forward && s.store != nil {
+		return s.processAsync(c, data, wait, ve)
+	}
 	timeout := s.timeout(req.Header.Get("X-Request-Timeout"), ve)
 	if err := ve.OrNil(); err != nil {
 		return err
@@ -347,16 +401,19 @@ func (s *Server) process(c echo.Context) error {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		herr := statusFor(err)
-		s.metrics.Call(reasonOf(herr), time.Since(start), published(err))
+		reason := reasonOf(herr)
+		s.metrics.Call(reason, time.Since(start), published(err))
+		if reason == metrics.ReasonNoWorkers {
+			s.est.ObserveTurnedAway()
+		}
 		return herr
 	}
 	s.metrics.Call(metrics.ReasonOK, time.Since(start), true)
 	s.metrics.Reply(reply.Timing)
-	out := make([]byte, 0, len(reply.Body)+64)
-	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
-	out = append(out, reply.Body...)
-	out = append(out, '}')
-	return c.JSONBlob(http.StatusOK, out)
+	if _, compute, _, ok := reply.Timing.Stages(); ok {
+		s.est.ObserveService(compute, reply.Timing.Slots)
+	}
+	return c.JSONBlob(http.StatusOK, processBody(reply.Body))
 }
 
 // timeout resolves the per-request deadline from X-Request-Timeout: a Go duration

@@ -90,6 +90,30 @@ var Vars = []Var{
 		"debug, info, warn or error."},
 	{"LOG_FORMAT", []string{API, Worker}, both("text"),
 		"text or json (json is the container default)."},
+	{"SCALE_TARGET_UTILIZATION", []string{API}, both("0.7"),
+		"Workers-needed estimate (GET /capacity, warren_workers_needed): the share of worker slots kept busy at the current arrival rate."},
+	{"SCALE_TARGET_WAIT", []string{API}, both("1s"),
+		"Workers-needed estimate: how fast a backlog of ready messages should be worked off."},
+	{"DATA_DIR", []string{API}, both("data"),
+		"Directory of the embedded job store (jobs.db, bbolt) used when REDIS_URL is empty. One API instance only."},
+	{"REDIS_URL", []string{API}, both(""),
+		"Job store for several API replicas (redis://host:6379/0); long-polls are woken across replicas through Redis pub/sub. Empty uses DATA_DIR."},
+	{"JOB_TTL", []string{API}, both("24h"),
+		"How long a finished job stays readable; after that GET /jobs/{id} is 404."},
+	{"JOB_START_TIMEOUT", []string{API}, both("1h"),
+		"A job not started this long after submission becomes expired. 0 means never."},
+	{"MAX_WAIT", []string{API}, both("60s"),
+		"Upper bound of ?wait= on GET /jobs/{id} and of Prefer: wait= on /process."},
+	{"JOB_CONCURRENCY", []string{Worker}, both("1"),
+		"Jobs one worker runs at once, on a connection, prefetch and handlers of their own (separate from CONCURRENCY). 0 turns the job path off."},
+	{"JOB_MAX_ATTEMPTS", []string{Worker}, both("3"),
+		"Times a job is started at most: model errors are retried until then, and redeliveries after crashes and drains count too. At most 20 (the queue's delivery limit)."},
+	{"JOB_RETRY_BACKOFF", []string{Worker}, both("1s"),
+		"Delay before the first retry of a failed job; doubles per attempt up to JOB_RETRY_BACKOFF_MAX."},
+	{"JOB_RETRY_BACKOFF_MAX", []string{Worker}, both("30s"),
+		"Longest retry delay."},
+	{"JOB_RUN_TIMEOUT", []string{Worker}, both("15m"),
+		"Longest run of one job. Keep it below the broker's consumer_timeout (30 min by default; deployments/rabbitmq/rabbitmq.conf sets 1 h)."},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", []string{API, Worker}, both(""),
 		"OpenTelemetry collector base URL (http://host:4318 for http/protobuf, http://host:4317 for grpc); traces are exported when set. Empty disables tracing at no cost. The SDK's other OTEL_* variables (headers, timeout, resource attributes) apply too."},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", []string{API, Worker}, both("http/protobuf"),
@@ -201,6 +225,20 @@ func (l *Loader) Duration(env string, min time.Duration) time.Duration {
 		l.fail(env, s, fmt.Sprintf("must be at least %s", min))
 	}
 	return d
+}
+
+// Float returns env as a number in (min, max].
+func (l *Loader) Float(env string, min, max float64) float64 {
+	s := l.raw(env)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		l.fail(env, s, "not a number")
+		return 0
+	}
+	if f <= min || f > max {
+		l.fail(env, s, fmt.Sprintf("must be above %g and at most %g", min, max))
+	}
+	return f
 }
 
 // Int returns env as an integer in [min, max].

@@ -39,16 +39,35 @@ type ClientSource interface {
 
 // API holds the API process's farm metrics.
 type API struct {
+	jobSubmitted, jobDead            prometheus.Counter
+	jobFinished                      map[string]prometheus.Counter
 	rpc                              map[string]prometheus.Counter
 	duration, confirm                prometheus.Observer
 	queueWait, compute, replyTransit prometheus.Observer
 	slots                            prometheus.Gauge
 }
 
-// NewAPI registers the API metrics on reg. client is read at scrape time;
-// workersNeeded, if not nil, backs the warren_workers_needed gauge.
-func NewAPI(reg prometheus.Registerer, l Labels, client ClientSource, workersNeeded func() float64) *API {
+// JobStatuses are the final job states counted by warren_jobs_finished_total.
+var JobStatuses = []string{"succeeded", "failed", "expired", "cancelled"}
+
+// NewAPI registers the API metrics on reg: l names the sync request queue, jl the
+// job queue. client is read at scrape time; workersNeeded, if not nil, backs the
+// warren_workers_needed gauge.
+func NewAPI(reg prometheus.Registerer, l, jl Labels, client ClientSource, workersNeeded func() float64) *API {
 	cl := prometheus.Labels{"vhost": l.Vhost, "queue": l.Queue}
+	jcl := prometheus.Labels{"vhost": jl.Vhost, "queue": jl.Queue}
+	jobSubmitted := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "jobs_submitted_total", ConstLabels: jcl,
+		Help: "Jobs stored and confirmed by the broker (202 answers, hand-offs included).",
+	})
+	jobFinished := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "jobs_finished_total", ConstLabels: jcl,
+		Help: "Jobs that reached a final state, as applied by this API replica.",
+	}, []string{"status"})
+	jobDead := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "jobs_dead_lettered_total", ConstLabels: jcl,
+		Help: "Job messages the broker dead-lettered (over the delivery limit, or unreadable).",
+	})
 	rpc := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "rpc_requests_total", ConstLabels: cl,
 		Help: "Calls that tried the farm, by outcome (the status contract's reason, ok, or client_closed).",
@@ -70,12 +89,16 @@ func NewAPI(reg prometheus.Registerer, l Labels, client ClientSource, workersNee
 		Help: "Handler slots per worker (CONCURRENCY) as last reported in a reply; 0 until the first reply.",
 	})
 	a := &API{
+		jobSubmitted: jobSubmitted, jobDead: jobDead, jobFinished: map[string]prometheus.Counter{},
 		rpc: map[string]prometheus.Counter{}, duration: duration, confirm: confirm, slots: slots,
 		queueWait: stages.WithLabelValues(StageQueueWait), compute: stages.WithLabelValues(StageCompute),
 		replyTransit: stages.WithLabelValues(StageReplyTransit),
 	}
 	for _, r := range Reasons {
 		a.rpc[r] = rpc.WithLabelValues(r)
+	}
+	for _, st := range JobStatuses {
+		a.jobFinished[st] = jobFinished.WithLabelValues(st)
 	}
 
 	unknown := desc("replies_unknown_total", "Replies that matched no waiting call (late or duplicate).", nil, l, true)
@@ -92,7 +115,7 @@ func NewAPI(reg prometheus.Registerer, l Labels, client ClientSource, workersNee
 			ch <- prometheus.MustNewConstMetric(reconnects, prometheus.CounterValue, float64(max(stats.Sessions, 1)-1))
 			ch <- prometheus.MustNewConstMetric(blocked, prometheus.GaugeValue, b2f(st.Blocked))
 		}}
-	reg.MustRegister(rpc, duration, stages, confirm, slots, fc)
+	reg.MustRegister(rpc, duration, stages, confirm, slots, fc, jobSubmitted, jobFinished, jobDead)
 	if workersNeeded != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "workers_needed", ConstLabels: cl,
@@ -129,3 +152,16 @@ func (a *API) Reply(t queue.Timing) {
 
 // Confirm observes one publish → confirm latency (a queue.ClientConfig.OnConfirm).
 func (a *API) Confirm(d time.Duration) { a.confirm.Observe(d.Seconds()) }
+
+// JobSubmitted counts one job stored and confirmed.
+func (a *API) JobSubmitted() { a.jobSubmitted.Inc() }
+
+// JobFinished counts one job reaching a final status.
+func (a *API) JobFinished(status string) {
+	if c, ok := a.jobFinished[status]; ok {
+		c.Inc()
+	}
+}
+
+// JobDeadLettered counts one dead-lettered job message.
+func (a *API) JobDeadLettered() { a.jobDead.Inc() }

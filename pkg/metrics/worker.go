@@ -82,3 +82,41 @@ func (w *Worker) Processed(d time.Duration) { w.processing.Observe(d.Seconds()) 
 
 // Model observes one model call.
 func (w *Worker) Model(d time.Duration) { w.model.Observe(d.Seconds()) }
+
+// JobSource is what the job metrics read at scrape time (a *queue.JobConsumer).
+type JobSource interface {
+	Stats() queue.JobConsumerStats
+	InFlight() int
+	Concurrency() int
+}
+
+var jobOutcomes = []struct {
+	name string
+	get  func(*queue.JobConsumerStats) uint64
+}{
+	{"succeeded", func(s *queue.JobConsumerStats) uint64 { return s.Succeeded }},
+	{"failed", func(s *queue.JobConsumerStats) uint64 { return s.Failed }},
+	{"retried", func(s *queue.JobConsumerStats) uint64 { return s.Retried }},
+	{"expired", func(s *queue.JobConsumerStats) uint64 { return s.Expired }},
+	{"cancelled", func(s *queue.JobConsumerStats) uint64 { return s.Cancelled }},
+	{"rejected", func(s *queue.JobConsumerStats) uint64 { return s.Rejected }},
+	{"requeued", func(s *queue.JobConsumerStats) uint64 { return s.Requeued }},
+}
+
+// NewWorkerJobs registers the job consumer's metrics on reg (l names the job queue).
+func NewWorkerJobs(reg prometheus.Registerer, l Labels, c JobSource) {
+	consumed := desc("worker_jobs_consumed_total", "Job deliveries taken by a handler.", nil, l, true)
+	handled := desc("worker_jobs_handled_total", "Job deliveries by outcome.", []string{"outcome"}, l, true)
+	inflight := desc("worker_jobs_in_flight", "Jobs running.", nil, l, true)
+	slots := desc("worker_job_concurrency", "Job slots of this worker (JOB_CONCURRENCY).", nil, l, true)
+	reg.MustRegister(&funcCollector{descs: []*prometheus.Desc{consumed, handled, inflight, slots},
+		collect: func(ch chan<- prometheus.Metric) {
+			s := c.Stats()
+			ch <- prometheus.MustNewConstMetric(consumed, prometheus.CounterValue, float64(s.Received))
+			for _, o := range jobOutcomes {
+				ch <- prometheus.MustNewConstMetric(handled, prometheus.CounterValue, float64(o.get(&s)), o.name)
+			}
+			ch <- prometheus.MustNewConstMetric(inflight, prometheus.GaugeValue, float64(c.InFlight()))
+			ch <- prometheus.MustNewConstMetric(slots, prometheus.GaugeValue, float64(c.Concurrency()))
+		}})
+}

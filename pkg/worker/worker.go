@@ -36,6 +36,10 @@ import (
 type Config struct {
 	// Queue configures the consumer (URL, concurrency, prefetch, drain timeout, id).
 	Queue queue.ConsumerConfig
+	// Jobs configures the job consumer: its own connection, prefetch and handlers
+	// (Concurrency), so queued jobs never slow /process down. URL, WorkerID, Logger
+	// and DrainTimeout default to Queue's. Concurrency 0 turns the job path off.
+	Jobs queue.JobConsumerConfig
 	// BodyLimit caps POST /predict bodies; zero means 1 MiB.
 	BodyLimit int64
 	// Registry receives the worker's metrics, served on GET /metrics; nil means a new
@@ -65,6 +69,7 @@ type Worker struct {
 	log      *slog.Logger
 	model    model.Predictor
 	consumer *queue.Consumer
+	jobs     *queue.JobConsumer // nil when the job path is off
 	metrics  *metrics.Worker
 	// httpMetrics is built once: Handler may be called more than once.
 	httpMetrics *metrics.HTTP
@@ -96,6 +101,23 @@ func New(cfg Config, p model.Predictor) (*Worker, error) {
 	if w.consumer, err = queue.NewConsumer(cfg.Queue, w.handle); err != nil {
 		return nil, err
 	}
+	if cfg.Jobs.Concurrency > 0 {
+		jc := cfg.Jobs
+		if jc.URL == "" {
+			jc.URL = cfg.Queue.URL
+		}
+		if jc.WorkerID == "" {
+			jc.WorkerID = cfg.Queue.WorkerID
+		}
+		if jc.DrainTimeout == 0 {
+			jc.DrainTimeout = cfg.Queue.DrainTimeout
+		}
+		jc.Logger = cfg.Logger
+		if w.jobs, err = queue.NewJobConsumer(jc, w.handle); err != nil {
+			return nil, err
+		}
+		metrics.NewWorkerJobs(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: jc.Names.Queue()}, w.jobs)
+	}
 	return w, nil
 }
 
@@ -122,7 +144,16 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	w.log.Info("worker listening", "addr", ln.Addr().String(),
 		"model", w.model.Info().Name, "model_version", w.model.Info().Version)
 
+	var jobsDone chan struct{}
+	if w.jobs != nil {
+		jobsDone = make(chan struct{})
+		go func() { defer close(jobsDone); _ = w.jobs.Run(ctx) }()
+	}
 	err := w.consumer.Run(ctx) // returns after the drain
+	if jobsDone != nil {
+		<-jobsDone
+		w.log.Info("job consumer drained", "stats", fmt.Sprintf("%+v", w.jobs.Stats()))
+	}
 	w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -1,0 +1,525 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// RedisConfig configures [OpenRedis]. Only URL is required.
+type RedisConfig struct {
+	// URL of the Redis server (REDIS_URL), e.g. redis://127.0.0.1:6379/0 or
+	// rediss://user:pass@host:6379/0. Client options such as pool_size or
+	// dial_timeout may be given as query parameters (go-redis ParseURL).
+	URL string
+	// Prefix of every key and of the notice channel; "" means "warren:".
+	// Replicas sharing jobs must use the same prefix.
+	Prefix string
+	// TTL is how long a finished job (and its idempotency key) stays
+	// readable (JOB_TTL); 0 means DefaultTTL (24h).
+	TTL time.Duration
+	// Logger receives notice-subscription events; nil discards.
+	Logger *slog.Logger
+	// Now is the clock that stamps and ages jobs (tests); nil means
+	// time.Now. Redis' own key expiry still runs on real time.
+	Now func() time.Time
+}
+
+// RedisStore is the [Store] for several API replicas, in Redis (a single
+// server or Sentinel; not Cluster). Every write is one round trip: a Lua
+// script (EVALSHA) that checks and changes a job atomically, so replicas
+// cannot break "the first final state wins".
+//
+// # Layout
+//
+//	{prefix}job:{id}      hash: the job (see hashFields); PEXPIRE TTL once final
+//	{prefix}idem:{key}    string: job id; PEXPIRE TTL once its job is final
+//	{prefix}unpublished   sorted set: ids not Published and not final, by created_at (µs)
+//	{prefix}start_by      sorted set: queued ids with a StartBy, by StartBy (µs)
+//	{prefix}finished      pub/sub channel: the id of every job that became final
+//
+// Every RedisStore holds one subscription to the channel and fans notices out
+// to its Waits, so a Wait wakes whichever replica applied the final state.
+type RedisStore struct {
+	rdb     *redis.Client
+	ps      *redis.PubSub
+	ttl     time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+	waiters *notifier
+
+	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel string
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// OpenRedis connects to Redis, checks that it answers, loads the scripts and
+// subscribes to finalisation notices (one goroutine, stopped by Close).
+func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("jobs: RedisConfig.URL is required")
+	}
+	if cfg.TTL < 0 {
+		return nil, errors.New("jobs: RedisConfig.TTL must not be negative")
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "warren:"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	opt, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: REDIS_URL: %w", err)
+	}
+	// Maintenance notifications are for managed Redis Enterprise/Cloud
+	// endpoints; "auto" would probe every connection for them.
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	rdb := redis.NewClient(opt)
+	s := &RedisStore{
+		rdb:          rdb,
+		ttl:          cfg.TTL,
+		now:          cfg.Now,
+		log:          cfg.Logger,
+		waiters:      newNotifier(),
+		kJobPrefix:   cfg.Prefix + "job:",
+		kIdemPrefix:  cfg.Prefix + "idem:",
+		kUnpublished: cfg.Prefix + "unpublished",
+		kStartBy:     cfg.Prefix + "start_by",
+		kChannel:     cfg.Prefix + "finished",
+	}
+	if err := s.start(ctx); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("jobs: redis %s: %w", opt.Addr, err)
+	}
+	return s, nil
+}
+
+// start loads the scripts, subscribes and starts the notice goroutine.
+func (s *RedisStore) start(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+	}
+	ps := s.rdb.Subscribe(ctx, s.kChannel)
+	// Wait for the subscription to be confirmed: notices sent from now on
+	// reach this store.
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return fmt.Errorf("subscribe %s: %w", s.kChannel, err)
+	}
+	s.ps = ps
+	msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	s.wg.Add(1)
+	go s.relayNotices(msgs)
+	return nil
+}
+
+// relayNotices hands each notice to the local waiters until the
+// subscription is closed. A new subscription confirmation means go-redis
+// reconnected and resubscribed; notices sent in between are lost, so every
+// waiter re-reads its job.
+func (s *RedisStore) relayNotices(msgs <-chan any) {
+	defer s.wg.Done()
+	for msg := range msgs {
+		switch m := msg.(type) {
+		case *redis.Message:
+			s.waiters.notify(m.Payload)
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				s.log.Warn("job notice subscription re-established; waking all waiters", "channel", m.Channel)
+				s.waiters.notifyAll()
+			}
+		}
+	}
+}
+
+// Close unsubscribes, stops the notice goroutine, wakes every Wait and
+// closes the client. Idempotent.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.ps.Close()
+		s.wg.Wait()
+		s.waiters.close()
+		s.closeErr = errors.Join(err, s.rdb.Close())
+	})
+	return s.closeErr
+}
+
+// Create implements [Store.Create].
+func (s *RedisStore) Create(ctx context.Context, j *Job) (*Job, error) {
+	now := s.now()
+	if err := prepareCreate(j, now); err != nil {
+		return nil, err
+	}
+	hasIdem := "0"
+	if j.IdempotencyKey != "" {
+		hasIdem = "1"
+	}
+	startBy := ""
+	if !j.StartBy.IsZero() {
+		startBy = strconv.FormatInt(j.StartBy.UnixMicro(), 10)
+	}
+	args := []any{j.ID, s.cutoff(now), s.kJobPrefix, hasIdem, strconv.FormatInt(j.CreatedAt.UnixMicro(), 10), startBy}
+	args = append(args, hashFields(j)...)
+	res, err := luaCreate.Run(ctx, s.rdb,
+		[]string{s.jobKey(j.ID), s.kIdemPrefix + j.IdempotencyKey, s.kUnpublished, s.kStartBy}, args...).Slice()
+	if err != nil {
+		return nil, s.wrapErr("create", j.ID, err)
+	}
+	switch code(res) {
+	case 0:
+		return nil, nil
+	case 1:
+		existing, err := jobFromFlat(res[1])
+		if err != nil {
+			return nil, s.wrapErr("create", j.ID, err)
+		}
+		return existing, replayOutcome(existing, j)
+	case 2:
+		return nil, fmt.Errorf("%w: job id %q exists", ErrConflict, j.ID)
+	}
+	return nil, s.wrapErr("create", j.ID, fmt.Errorf("unexpected script reply %v", res))
+}
+
+// Get implements [Store.Get].
+func (s *RedisStore) Get(ctx context.Context, id string) (*Job, error) {
+	m, err := s.rdb.HGetAll(ctx, s.jobKey(id)).Result()
+	if err != nil {
+		return nil, s.wrapErr("get", id, err)
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	j, err := jobFromMap(m)
+	if err != nil {
+		return nil, s.wrapErr("get", id, err)
+	}
+	if !visible(j, s.now(), s.ttl) {
+		return nil, ErrNotFound
+	}
+	return j, nil
+}
+
+// MarkPublished implements [Store.MarkPublished].
+func (s *RedisStore) MarkPublished(ctx context.Context, id string) error {
+	n, err := luaMarkPublished.Run(ctx, s.rdb, []string{s.jobKey(id), s.kUnpublished}, id).Int()
+	if err != nil {
+		return s.wrapErr("mark published", id, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Unpublished implements [Store.Unpublished].
+func (s *RedisStore) Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	// Scores are whole microseconds: round the bound up and filter exactly
+	// below.
+	stop := "(" + strconv.FormatInt(ceilMicros(createdBefore), 10)
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.kUnpublished, Start: "-inf", Stop: stop, ByScore: true, Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, s.wrapErr("list unpublished", "", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.jobKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.wrapErr("list unpublished", "", err)
+	}
+	out := make([]*Job, 0, len(ids))
+	for _, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue // deleted meanwhile
+		}
+		j, err := jobFromMap(m)
+		if err != nil {
+			return nil, s.wrapErr("list unpublished", "", err)
+		}
+		if !j.Published && !j.Status.Final() && j.CreatedAt.Before(createdBefore) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// Apply implements [Store.Apply].
+func (s *RedisStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, false, err
+	}
+	now := s.now()
+	at := ev.At
+	if at.IsZero() {
+		at = now
+	}
+	errJSON := ""
+	if ev.Error != nil {
+		b, err := json.Marshal(ev.Error)
+		if err != nil {
+			return nil, false, fmt.Errorf("jobs: apply event to %s: %w", ev.JobID, err)
+		}
+		errJSON = string(b)
+	}
+	res, err := luaApply.Run(ctx, s.rdb,
+		[]string{s.jobKey(ev.JobID), s.kUnpublished, s.kStartBy, s.kChannel},
+		ev.JobID, s.cutoff(now), s.ttlMillis(), s.kIdemPrefix, string(ev.Type), string(ev.Status),
+		strconv.FormatInt(at.UnixNano(), 10), ev.Attempt, ev.Worker, string(ev.Result), errJSON,
+	).Slice()
+	if err != nil {
+		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
+	}
+	if code(res) == 0 {
+		return nil, false, ErrNotFound
+	}
+	if len(res) != 3 {
+		return nil, false, s.wrapErr("apply event to", ev.JobID, fmt.Errorf("unexpected script reply %v", res))
+	}
+	j, err := jobFromFlat(res[2])
+	if err != nil {
+		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
+	}
+	return j, res[1] == int64(1), nil
+}
+
+// Cancel implements [Store.Cancel].
+func (s *RedisStore) Cancel(ctx context.Context, id string) (*Job, error) {
+	now := s.now()
+	res, err := luaCancel.Run(ctx, s.rdb,
+		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel},
+		id, s.cutoff(now), s.ttlMillis(), s.kIdemPrefix, strconv.FormatInt(now.UnixNano(), 10),
+	).Slice()
+	if err != nil {
+		return nil, s.wrapErr("cancel", id, err)
+	}
+	c := code(res)
+	if c == 0 {
+		return nil, ErrNotFound
+	}
+	if len(res) != 2 {
+		return nil, s.wrapErr("cancel", id, fmt.Errorf("unexpected script reply %v", res))
+	}
+	j, err := jobFromFlat(res[1])
+	if err != nil {
+		return nil, s.wrapErr("cancel", id, err)
+	}
+	if c == 2 {
+		return j, ErrConflict
+	}
+	return j, nil
+}
+
+// Delete implements [Store.Delete].
+func (s *RedisStore) Delete(ctx context.Context, id string) error {
+	n, err := luaDelete.Run(ctx, s.rdb,
+		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel}, id, s.kIdemPrefix).Int()
+	if err != nil {
+		return s.wrapErr("delete", id, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ExpireQueued implements [Store.ExpireQueued].
+func (s *RedisStore) ExpireQueued(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	errJSON, err := json.Marshal(expiredError())
+	if err != nil {
+		return nil, err
+	}
+	ids, err := luaExpireQueued.Run(ctx, s.rdb,
+		[]string{s.kStartBy, s.kUnpublished, s.kChannel},
+		strconv.FormatInt(now.UnixMicro(), 10), limit, s.kJobPrefix, s.kIdemPrefix,
+		strconv.FormatInt(now.UnixNano(), 10), s.ttlMillis(), string(errJSON),
+	).StringSlice()
+	if err != nil {
+		return nil, s.wrapErr("expire queued", "", err)
+	}
+	return ids, nil
+}
+
+// Wait implements [Store.Wait].
+func (s *RedisStore) Wait(ctx context.Context, id string, timeout time.Duration) (*Job, error) {
+	return wait(ctx, s.waiters, s.Get, id, timeout)
+}
+
+func (s *RedisStore) jobKey(id string) string { return s.kJobPrefix + id }
+
+// cutoff is now - TTL in Unix nanoseconds: a final job that finished at or
+// before it is no longer visible.
+func (s *RedisStore) cutoff(now time.Time) string {
+	return strconv.FormatInt(now.Add(-s.ttl).UnixNano(), 10)
+}
+
+func (s *RedisStore) ttlMillis() int64 { return max(s.ttl.Milliseconds(), 1) }
+
+// wrapErr maps a closed client to ErrClosed and names the operation.
+func (s *RedisStore) wrapErr(op, id string, err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		err = ErrClosed
+	}
+	if id == "" {
+		return fmt.Errorf("jobs: %s: %w", op, err)
+	}
+	return fmt.Errorf("jobs: %s %s: %w", op, id, err)
+}
+
+// ceilMicros is t in Unix microseconds, rounded up.
+func ceilMicros(t time.Time) int64 {
+	ns := t.UnixNano()
+	us := ns / 1000
+	if ns%1000 > 0 {
+		us++
+	}
+	return us
+}
+
+// code is the leading status code of a script reply, -1 if there is none.
+func code(res []any) int64 {
+	if len(res) == 0 {
+		return -1
+	}
+	c, ok := res[0].(int64)
+	if !ok {
+		return -1
+	}
+	return c
+}
+
+// hashFields are the field/value pairs of a new job's hash. Times are Unix
+// nanoseconds; absent optional fields are left out.
+func hashFields(j *Job) []any {
+	f := []any{
+		"id", j.ID,
+		"status", string(j.Status),
+		"created", strconv.FormatInt(j.CreatedAt.UnixNano(), 10),
+		"attempts", "0",
+		"published", "0",
+	}
+	add := func(k, v string) {
+		if v != "" {
+			f = append(f, k, v)
+		}
+	}
+	add("request_id", j.RequestID)
+	add("input", string(j.Input))
+	add("idem", j.IdempotencyKey)
+	add("body_hash", j.BodyHash)
+	add("worker", j.Worker)
+	if !j.StartBy.IsZero() {
+		add("start_by", strconv.FormatInt(j.StartBy.UnixNano(), 10))
+	}
+	return f
+}
+
+// jobFromFlat decodes a hash returned by a script as a flat field/value
+// array.
+func jobFromFlat(v any) (*Job, error) {
+	flat, ok := v.([]any)
+	if !ok || len(flat)%2 != 0 {
+		return nil, fmt.Errorf("unexpected hash reply %T", v)
+	}
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i < len(flat); i += 2 {
+		k, ok1 := flat[i].(string)
+		val, ok2 := flat[i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("unexpected hash reply entry %T=%T", flat[i], flat[i+1])
+		}
+		m[k] = val
+	}
+	return jobFromMap(m)
+}
+
+// jobFromMap decodes a job hash.
+func jobFromMap(m map[string]string) (*Job, error) {
+	j := &Job{
+		ID:             m["id"],
+		Status:         Status(m["status"]),
+		RequestID:      m["request_id"],
+		IdempotencyKey: m["idem"],
+		BodyHash:       m["body_hash"],
+		Published:      m["published"] == "1",
+		Worker:         m["worker"],
+	}
+	if !j.Status.valid() || j.ID == "" {
+		return nil, fmt.Errorf("corrupt job hash (id %q, status %q)", j.ID, j.Status)
+	}
+	var err error
+	num := func(k string) int64 {
+		v, ok := m[k]
+		if !ok || err != nil {
+			return 0
+		}
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil {
+			err = fmt.Errorf("job %s: field %s: %w", j.ID, k, perr)
+		}
+		return n
+	}
+	j.CreatedAt = fromNanos(num("created"))
+	j.StartedAt = fromNanosPtr(num("started"))
+	j.FinishedAt = fromNanosPtr(num("finished"))
+	j.StartBy = fromNanos(num("start_by"))
+	if a := num("attempts"); a >= 0 && a <= math.MaxInt32 {
+		j.Attempts = int(a)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := m["input"]; ok {
+		j.Input = []byte(v)
+	}
+	if v, ok := m["result"]; ok {
+		j.Result = json.RawMessage(v)
+	}
+	if v, ok := m["error"]; ok {
+		j.Error = &Error{}
+		if err := json.Unmarshal([]byte(v), j.Error); err != nil {
+			return nil, fmt.Errorf("job %s: field error: %w", j.ID, err)
+		}
+	}
+	return j, nil
+}
+
+// waiterCount is how many Waits are subscribed to id (tests).
+func (s *RedisStore) waiterCount(id string) int { return s.waiters.count(id) }
