@@ -58,6 +58,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		},
 	}
 	dataDir, redisURL, jobTTL := l.String("DATA_DIR"), l.String("REDIS_URL"), l.Duration("JOB_TTL", time.Second)
+	redisPrefix := l.String("REDIS_PREFIX")
 	l.Check(redisURL == "" && dataDir == "", "DATA_DIR", "must be set when REDIS_URL is empty")
 	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
 	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
@@ -81,7 +82,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	defer shutdownTracing(tr)
 	cfg.Tracing = tr
 
-	store, err := openStore(redisURL, dataDir, jobTTL, cfg.Logger)
+	store, err := openStore(redisURL, redisPrefix, dataDir, jobTTL, cfg.Logger)
 	if err != nil {
 		cfg.Logger.Error("job store", "err", err)
 		return 1
@@ -117,11 +118,11 @@ func shutdownTracing(tr *tracing.Tracing) {
 
 // openStore opens the Redis job store when redisURL is set, else the embedded one
 // under dataDir.
-func openStore(redisURL, dataDir string, ttl time.Duration, log *slog.Logger) (jobs.Store, error) {
+func openStore(redisURL, redisPrefix, dataDir string, ttl time.Duration, log *slog.Logger) (jobs.Store, error) {
 	if redisURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := jobs.OpenRedis(ctx, jobs.RedisConfig{URL: redisURL, TTL: ttl, Logger: log})
+		s, err := jobs.OpenRedis(ctx, jobs.RedisConfig{URL: redisURL, Prefix: redisPrefix, TTL: ttl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}

@@ -98,6 +98,8 @@ var Vars = []Var{
 		"Directory of the embedded job store (jobs.db, bbolt) used when REDIS_URL is empty. One API instance only."},
 	{"REDIS_URL", []string{API}, both(""),
 		"Job store for several API replicas (redis://host:6379/0); long-polls are woken across replicas through Redis pub/sub. Empty uses DATA_DIR."},
+	{"REDIS_PREFIX", []string{API}, both("warren:"),
+		"Prefix of every Redis key and pub/sub channel of the job store, so several farms can share one Redis."},
 	{"JOB_TTL", []string{API}, both("24h"),
 		"How long a finished job stays readable; after that GET /jobs/{id} is 404."},
 	{"JOB_START_TIMEOUT", []string{API}, both("1h"),
