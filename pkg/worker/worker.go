@@ -236,6 +236,9 @@ func (w *Worker) Handler() http.Handler {
 
 func (w *Worker) ready(c echo.Context) error {
 	body := map[string]any{"broker": "down", "in_flight": w.consumer.InFlight(), "stats": w.consumer.Stats()}
+	if w.jobs != nil {
+		body["jobs"] = map[string]any{"consuming": w.jobs.Connected(), "in_flight": w.jobs.InFlight(), "stats": w.jobs.Stats()}
+	}
 	if w.consumer.Connected() {
 		body["broker"] = "up"
 	}
