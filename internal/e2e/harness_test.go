@@ -109,7 +109,8 @@ func startProc(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), name))
-	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug")
+	// A job store of its own by default (env may name another: the last value wins).
+	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir())
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

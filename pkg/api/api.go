@@ -27,7 +27,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -362,10 +361,10 @@ func (s *Server) process(c echo.Context) error {
 		return err
 	}
 	data, forward := in.data, in.forward
+	timeout := s.timeout(req.Header.Get("X-Request-Timeout"), ve)
 	if async, wait := preferAsync(req.Header.Values("Prefer")); async && forward && s.store != nil {
 		return s.processAsync(c, data, wait, ve)
 	}
-	timeout := s.timeout(req.Header.Get("X-Request-Timeout"), ve)
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
@@ -424,17 +423,12 @@ func (s *Server) timeout(h string, ve *httperr.ValidationError) time.Duration {
 	if h == "" {
 		return s.cfg.RequestTimeout
 	}
-	var d time.Duration
-	if secs, err := strconv.ParseFloat(h, 64); err == nil {
-		d = time.Duration(secs * float64(time.Second))
-	} else if d, err = time.ParseDuration(h); err != nil {
-		d = -1
-	}
-	if d <= 0 {
+	d, ok := parseSeconds(h, s.cfg.MaxRequestTimeout)
+	if !ok || d <= 0 {
 		ve.Add("value_error", "X-Request-Timeout must be a positive duration such as 2.5s or 500ms, or seconds such as 3", h, "header", "X-Request-Timeout")
 		return 0
 	}
-	return min(d, s.cfg.MaxRequestTimeout)
+	return d
 }
 
 var errDraining = errors.New("draining")

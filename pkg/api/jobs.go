@@ -146,9 +146,11 @@ func (s *Server) publishJob(ctx context.Context, j *jobs.Job) error {
 	return nil
 }
 
+// storeError is a 503 for a store failure; the cause is logged, never shown (it may
+// name internal addresses).
 func storeError(err error) error {
 	return &httperr.Error{Status: 503, Reason: "store_unavailable", RetryAfter: 2, Err: err,
-		Detail: "Job store is unavailable: " + err.Error()}
+		Detail: "Job store is unavailable; retry"}
 }
 
 // postJob is POST /jobs.
@@ -210,6 +212,9 @@ func (s *Server) getJob(c echo.Context) error {
 func (s *Server) deleteJob(c echo.Context) error {
 	id := c.Param("id")
 	j, err := s.store.Cancel(c.Request().Context(), id)
+	if errors.Is(err, jobs.ErrConflict) && j != nil && j.Status == jobs.Cancelled {
+		return c.JSON(http.StatusOK, viewOf(j)) // cancelling twice is not an error
+	}
 	if errors.Is(err, jobs.ErrConflict) && j != nil {
 		return c.JSON(http.StatusConflict, map[string]any{
 			"detail": "Only a queued job can be cancelled; this one is " + string(j.Status),
@@ -246,17 +251,12 @@ func (s *Server) waitParam(v string, ve *httperr.ValidationError, loc ...any) ti
 	if v == "" {
 		return 0
 	}
-	var d time.Duration
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		d = time.Duration(secs * float64(time.Second))
-	} else if d, err = time.ParseDuration(v); err != nil {
-		d = -1
-	}
-	if d < 0 {
+	d, ok := parseSeconds(v, s.cfg.Jobs.MaxWait)
+	if !ok || d < 0 {
 		ve.Add("value_error", "wait must be a non-negative number of seconds (30) or a duration (30s)", v, loc...)
 		return 0
 	}
-	return min(d, s.cfg.Jobs.MaxWait)
+	return d
 }
 
 // preferAsync parses an RFC 7240 Prefer header: whether respond-async is asked for
@@ -296,8 +296,12 @@ func (s *Server) processAsync(c echo.Context, data, wait string, ve *httperr.Val
 		return err
 	}
 	if d > 0 {
-		if j, err = s.store.Wait(ctx, j.ID, d); err != nil {
-			return jobError(err)
+		// The job is queued whatever happens now: if the wait fails, the client still
+		// gets its Location (202), never an error that would make it submit again.
+		if done, err := s.store.Wait(ctx, j.ID, d); err == nil {
+			j = done
+		} else if ctx.Err() != nil {
+			return statusFor(ctx.Err())
 		}
 	}
 	switch j.Status {
@@ -400,4 +404,23 @@ func (s *Server) recoverUnpublished(ctx context.Context, createdBefore time.Time
 		}
 		s.log.Info("republished a stored job whose publish was never confirmed", "job_id", j.ID)
 	}
+}
+
+// parseSeconds parses seconds ("30", "2.5") or a Go duration ("30s"), capped at
+// limit before any conversion can overflow. ok is false if v is neither.
+func parseSeconds(v string, limit time.Duration) (time.Duration, bool) {
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs != secs { // NaN
+			return 0, false
+		}
+		if secs >= limit.Seconds() {
+			return limit, true
+		}
+		return time.Duration(secs * float64(time.Second)), true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(d, limit), true
 }

@@ -50,6 +50,10 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		"/health":       {http.MethodGet},
 		"/ready":        {http.MethodGet},
 		"/process":      {http.MethodPost},
+		"/jobs":         {http.MethodPost},
+		"/jobs/{id}":    {http.MethodDelete, http.MethodGet},
+		"/capacity":     {http.MethodGet},
+		"/metrics":      {http.MethodGet},
 		"/openapi.json": {http.MethodGet},
 		"/docs":         {http.MethodGet},
 	}
@@ -90,21 +94,110 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		}
 	}
 	sort.Strings(codes)
-	if want := []string{"200", "413", "422", "502", "503", "504"}; !slices.Equal(codes, want) {
+	if want := []string{"200", "202", "413", "422", "502", "503", "504"}; !slices.Equal(codes, want) {
 		t.Errorf("POST /process statuses %v, want %v", codes, want)
 	}
 	if h := process.Responses.Status(503).Value.Headers["Retry-After"]; h == nil || !h.Value.Required {
 		t.Error("POST /process 503: Retry-After must be a required response header")
 	}
-	for _, name := range []string{"ModelPrediction", "Prediction", "HTTPValidationError", "ValidationError", "ErrorReason", "ReasonedError", "HTTPError", "Readiness", "ProcessRequest", "ProcessResponse"} {
+	for _, name := range []string{"ModelPrediction", "Prediction", "HTTPValidationError", "ValidationError", "ErrorReason", "ReasonedError", "HTTPError", "Readiness", "ProcessRequest", "ProcessResponse", "JobRequest", "Job", "JobError", "Capacity"} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("components.schemas.%s is missing", name)
 		}
 	}
 	reasons := doc.Components.Schemas["ErrorReason"].Value.Enum
-	for _, r := range []string{"model_error", "no_workers", "queue_full", "broker_unavailable", "draining", "timeout"} {
+	for _, r := range []string{"model_error", "no_workers", "queue_full", "broker_unavailable", "draining", "timeout",
+		"store_unavailable", "not_found", "in_progress", "not_cancellable", "idempotency_key_reused"} {
 		if !slices.Contains(reasons, any(r)) {
 			t.Errorf("ErrorReason lacks %q", r)
+		}
+	}
+}
+
+// TestSpecJobs pins the parts of the job operations' contract that clients rely on.
+func TestSpecJobs(t *testing.T) {
+	doc := loadDoc(t)
+	jobs, job := doc.Paths.Value("/jobs"), doc.Paths.Value("/jobs/{id}")
+	ops := map[string]*openapi3.Operation{"POST /jobs": jobs.Post, "GET /jobs/{id}": job.Get, "DELETE /jobs/{id}": job.Delete}
+	wantCodes := map[string][]string{
+		"POST /jobs":        {"200", "202", "409", "413", "422", "503"},
+		"GET /jobs/{id}":    {"200", "404", "422", "503"},
+		"DELETE /jobs/{id}": {"200", "404", "409", "503"},
+	}
+	for name, op := range ops {
+		var codes []string
+		for code, r := range op.Responses.Map() {
+			codes = append(codes, code)
+			if h := r.Value.Headers["X-Request-ID"]; h == nil || !h.Value.Required {
+				t.Errorf("%s %s: X-Request-ID must be a required response header", name, code)
+			}
+		}
+		sort.Strings(codes)
+		if !slices.Equal(codes, wantCodes[name]) {
+			t.Errorf("%s statuses %v, want %v", name, codes, wantCodes[name])
+		}
+		if h := op.Responses.Status(503).Value.Headers["Retry-After"]; h == nil || !h.Value.Required {
+			t.Errorf("%s 503: Retry-After must be a required response header", name)
+		}
+	}
+	for _, c := range []struct {
+		op     *openapi3.Operation
+		status int
+		header string
+	}{
+		{jobs.Post, 202, "Location"},
+		{jobs.Post, 200, "Location"},
+		{jobs.Post, 200, "Idempotent-Replayed"},
+		{jobs.Post, 409, "Retry-After"},
+		{doc.Paths.Value("/process").Post, 202, "Location"},
+		{doc.Paths.Value("/process").Post, 202, "Preference-Applied"},
+	} {
+		if h := c.op.Responses.Status(c.status).Value.Headers[c.header]; h == nil || !h.Value.Required {
+			t.Errorf("%s %d: %s must be a required response header", c.op.OperationID, c.status, c.header)
+		}
+	}
+
+	// Job: the fields and statuses of pkg/jobs.Job, as the API shows it.
+	js := doc.Components.Schemas["Job"].Value
+	for _, f := range []string{"id", "status", "created_at", "started_at", "finished_at", "attempts", "result", "error", "links"} {
+		if js.Properties[f] == nil {
+			t.Errorf("Job lacks %q", f)
+		}
+	}
+	var statuses []string
+	for _, v := range js.Properties["status"].Value.Enum {
+		statuses = append(statuses, v.(string))
+	}
+	sort.Strings(statuses)
+	if want := []string{"cancelled", "expired", "failed", "queued", "running", "succeeded"}; !slices.Equal(statuses, want) {
+		t.Errorf("Job.status %v, want %v", statuses, want)
+	}
+	for _, f := range []string{"started_at", "finished_at"} {
+		if !js.Properties[f].Value.Nullable || !slices.Contains(js.Required, f) {
+			t.Errorf("Job.%s must be required and nullable (always sent, null until set)", f)
+		}
+	}
+	if ref := js.Properties["result"].Ref; ref != "#/components/schemas/ModelPrediction" {
+		t.Errorf("Job.result is %q, want the ModelPrediction of POST /process", ref)
+	}
+
+	// POST /jobs 422 takes both the validation shape and idempotency_key_reused's.
+	one := jobs.Post.Responses.Status(422).Value.Content.Get("application/json").Schema.Value
+	if len(one.OneOf) != 2 {
+		t.Fatalf("POST /jobs 422: want a oneOf of two shapes, got %d", len(one.OneOf))
+	}
+	for body, ok := range map[string]bool{
+		`{"detail":[{"type":"value_error","loc":["header","Idempotency-Key"],"msg":"bad","input":"a b"}]}`:      true,
+		`{"detail":"Idempotency-Key was already used with a different body","reason":"idempotency_key_reused"}`: true,
+		`{"detail":"x","reason":"in_progress"}`: false,
+		`{"detail":"x"}`:                        false,
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := one.VisitJSON(v); (err == nil) != ok {
+			t.Errorf("POST /jobs 422 %s: accepted %v, want %v (%v)", body, err == nil, ok, err)
 		}
 	}
 }

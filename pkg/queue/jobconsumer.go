@@ -235,7 +235,7 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 	}
 	if ms, ok := headerInt64(d.Headers, HeaderStartBy); ok && time.Now().After(time.UnixMilli(ms)) {
 		c.expired.Add(1)
-		up.Status, up.Error = JobExpired, &JobError{Reason: "start_timeout", Message: "the job was not started before its start-by time"}
+		up.Status, up.Error = JobExpired, &JobError{Reason: "expired", Message: "the job was not started before its start-by time (JOB_START_TIMEOUT)"}
 		c.finish(w, up, log)
 		return
 	}

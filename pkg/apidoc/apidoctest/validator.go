@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -31,6 +33,9 @@ type Validator struct {
 	notFound, methodNotAllowed *openapi3.Operation
 	// slashPaths tells whether a documented path other than "/" ends with a slash.
 	slashPaths bool
+	// templates are the documented paths split at "/", to tell an undocumented
+	// method on a templated path (405) from an undocumented path (404).
+	templates [][]string
 }
 
 // NewValidator loads and validates the embedded document and builds a Validator.
@@ -53,6 +58,7 @@ func NewValidator() (*Validator, error) {
 	v := &Validator{doc: doc, router: router}
 	for p := range doc.Paths.Map() {
 		v.slashPaths = v.slashPaths || (p != "/" && strings.HasSuffix(p, "/"))
+		v.templates = append(v.templates, strings.Split(p, "/"))
 	}
 	if v.notFound, err = fallbackOperation(doc, "NotFound", http.StatusNotFound); err != nil {
 		return nil, err
@@ -116,13 +122,19 @@ func (v *Validator) Validate(req *http.Request, reqBody []byte, resp *http.Respo
 		// kin-openapi's router ignores a trailing slash; Echo (like the document) does not.
 		route, err = nil, &routers.RouteError{Reason: routers.ErrPathNotFound.Error()}
 	}
+	if err == nil && slices.Contains(slices.Collect(maps.Values(pathParams)), "") {
+		// kin-openapi's router lets a path parameter match nothing (GET /jobs as GET
+		// /jobs/{id}); Echo does not.
+		route, err = nil, &routers.RouteError{Reason: routers.ErrPathNotFound.Error()}
+	}
 	if err != nil {
 		var re *routers.RouteError
 		if !errors.As(err, &re) {
 			return fmt.Errorf("%s: finding the route: %w", what, err)
 		}
 		op, want := v.notFound, http.StatusNotFound
-		if re.Reason == routers.ErrMethodNotAllowed.Error() {
+		// kin-openapi's router tells a wrong method only on a path without parameters.
+		if re.Reason == routers.ErrMethodNotAllowed.Error() || v.documentedPath(r.URL.Path) {
 			op, want = v.methodNotAllowed, http.StatusMethodNotAllowed
 		}
 		if status != want {
@@ -142,6 +154,31 @@ func (v *Validator) Validate(req *http.Request, reqBody []byte, resp *http.Respo
 		return fmt.Errorf("%s: the request does not conform to the document, yet the server accepted it: %w", what, err)
 	}
 	return v.validateResponse(ctx, what, in, resp, respBody, head)
+}
+
+// documentedPath reports whether p matches a documented path, whatever the method: a
+// parameter matches one non-empty segment.
+func (v *Validator) documentedPath(p string) bool {
+	segs := strings.Split(p, "/")
+	for _, t := range v.templates {
+		if len(t) == len(segs) && matchSegments(t, segs) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchSegments(template, segs []string) bool {
+	for i, t := range template {
+		if strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") {
+			if segs[i] == "" {
+				return false
+			}
+		} else if t != segs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *Validator) validateResponse(ctx context.Context, what string, in *openapi3filter.RequestValidationInput, resp *http.Response, body []byte, head bool) error {

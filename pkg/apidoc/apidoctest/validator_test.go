@@ -62,6 +62,38 @@ func predictionWith(old, new string) string {
 	return strings.Replace(prediction, old, new, 1)
 }
 
+// A job as the API shows it, in each status.
+const (
+	jobQueued = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"queued","created_at":"2025-06-01T12:00:00.123456789Z",
+		"started_at":null,"finished_at":null,"attempts":0,"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
+	jobRunning = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"running","created_at":"2025-06-01T12:00:00.123456789Z",
+		"started_at":"2025-06-01T12:00:00.2Z","finished_at":null,"attempts":1,"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
+	jobFailed = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"failed","created_at":"2025-06-01T12:00:00.123456789Z",
+		"started_at":"2025-06-01T12:00:00.2Z","finished_at":"2025-06-01T12:00:03Z","attempts":3,
+		"error":{"reason":"model_error","message":"boom"},"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
+	jobCancelled = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"cancelled","created_at":"2025-06-01T12:00:00.123456789Z",
+		"started_at":null,"finished_at":"2025-06-01T12:00:04Z","attempts":0,"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
+	capacity = `{"workersNeeded":3,"arrivalRate":12.5,"publishRate":12.5,"turnedAwayRate":0,"turnedAway":0,"serviceTime":0.12,
+		"serviceTimeSource":"window","answered":750,"slotsPerWorker":1,"ready":0,"unacked":2,"consumers":2,
+		"targetUtilization":0.7,"targetWait":1,"window":60,"stale":false,"updatedAt":"2025-06-01T12:00:00.5Z"}`
+)
+
+// jobSucceeded is a succeeded job; its result is the model_prediction of prediction.
+const jobSucceeded = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"succeeded","created_at":"2025-06-01T12:00:00.123456789Z",
+	"started_at":"2025-06-01T12:00:00.2Z","finished_at":"2025-06-01T12:00:00.35Z","attempts":1,"result":{
+	"prediction":{"class":"dog","confidence":0.92,"input_length":4},
+	"message":"Predicted class: dog with 92.0% confidence",
+	"request_id":"req-1","model":{"name":"simple","version":"1"},"worker_id":"w-1",
+	"input_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+	"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
+
+var (
+	jobAccepted  = with(jsonWithID, "Location", "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga")
+	asyncHeader  = with(jobAccepted, "Preference-Applied", "respond-async")
+	replayHeader = with(jobAccepted, "Idempotent-Replayed", "true")
+	prefer       = map[string]string{"Prefer": "respond-async, wait=10"}
+)
+
 func (x exchange) run(v *Validator, host string) error {
 	req, err := http.NewRequest(x.method, "http://"+host+x.path, strings.NewReader(x.reqBody))
 	if err != nil {
@@ -150,6 +182,72 @@ var conforming = []exchange{
 	{name: "503 draining, invalid request", method: "POST", path: "/process", reqBody: `{}`, status: 503, respHeader: unavailable,
 		respBody: `{"detail":"shutting down","reason":"draining"}`},
 	{name: "504", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 504, respBody: `{"detail":"no answer within 10s","reason":"timeout"}`},
+
+	// Prefer: respond-async.
+	{name: "async 200", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 200, respBody: prediction},
+	{name: "async 202", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 202,
+		respHeader: asyncHeader, respBody: jobQueued},
+	{name: "async 202 without wait", method: "POST", path: "/process", reqHeader: map[string]string{"Prefer": "respond-async"},
+		reqBody: `{"data":"x"}`, status: 202, respHeader: asyncHeader, respBody: jobRunning},
+	{name: "async 422 wait", method: "POST", path: "/process", reqHeader: map[string]string{"Prefer": "respond-async, wait=soon"},
+		reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["header","Prefer"],"msg":"wait must be a non-negative number of seconds (30) or a duration (30s)","input":"soon"}]}`},
+	{name: "async 502", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 502,
+		respBody: `{"detail":"Model error: run_timeout: the model ran longer than JOB_RUN_TIMEOUT","reason":"model_error"}`},
+	{name: "async 503 store", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 503,
+		respHeader: with(unavailable, "Retry-After", "2"), respBody: `{"detail":"Job store is unavailable: closed","reason":"store_unavailable"}`},
+
+	// The job operations.
+	{name: "jobs 202", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 202, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs 202 with key, forward true", method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "order-42/attempt:1"},
+		reqBody: `{"data":"x","forward_to_model":"yes"}`, status: 202, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs 200 replay", method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "k"},
+		reqBody: `{"data":"x"}`, status: 200, respHeader: replayHeader, respBody: jobSucceeded},
+	{name: "jobs 409", method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "k"}, reqBody: `{"data":"x"}`, status: 409,
+		respHeader: unavailable, respBody: `{"detail":"The first submission with this Idempotency-Key is still in progress; retry","reason":"in_progress"}`},
+	{name: "jobs 413", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 413, respBody: `{"detail":"Request body too large: the limit is 1048576 bytes"}`},
+	{name: "jobs 422 forward false", method: "POST", path: "/jobs", reqBody: `{"data":"x","forward_to_model":false}`, status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["body","forward_to_model"],"msg":"a job always runs the model: forward_to_model must be true or absent","input":false}]}`},
+	{name: "jobs 422 key", method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "a b"}, reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["header","Idempotency-Key"],"msg":"Idempotency-Key must be 1 to 255 printable ASCII characters","input":"a b"}]}`},
+	{name: "jobs 422 key reused", method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "k"}, reqBody: `{"data":"y"}`, status: 422,
+		respBody: `{"detail":"Idempotency-Key was already used with a different body","reason":"idempotency_key_reused"}`},
+	{name: "jobs 503 store", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Job store is unavailable: closed","reason":"store_unavailable"}`},
+	{name: "jobs 503 broker", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Model service is unavailable: not connected","reason":"broker_unavailable"}`},
+	{name: "job queued", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga", status: 200, respBody: jobQueued},
+	{name: "job running, long poll", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga?wait=30s", status: 200, respBody: jobRunning},
+	{name: "job succeeded", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga?wait=2.5", status: 200, respBody: jobSucceeded},
+	{name: "job failed", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga", status: 200, respBody: jobFailed},
+	{name: "job 404", method: "GET", path: "/jobs/nope", status: 404,
+		respBody: `{"detail":"Job not found (unknown id, or finished longer ago than JOB_TTL)","reason":"not_found"}`},
+	{name: "job 422 wait", method: "GET", path: "/jobs/j1?wait=soon", status: 422,
+		respBody: `{"detail":[{"type":"value_error","loc":["query","wait"],"msg":"wait must be a non-negative number of seconds (30) or a duration (30s)","input":"soon"}]}`},
+	{name: "job 503", method: "GET", path: "/jobs/j1", status: 503, respHeader: with(unavailable, "Retry-After", "2"),
+		respBody: `{"detail":"Job store is unavailable: closed","reason":"store_unavailable"}`},
+	{name: "cancel 200", method: "DELETE", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga", status: 200, respBody: jobCancelled},
+	{name: "cancel 409", method: "DELETE", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga", status: 409,
+		respBody: `{"detail":"Only a queued job can be cancelled; this one is running","job":` + jobRunning + `,"reason":"not_cancellable"}`},
+	{name: "cancel 404", method: "DELETE", path: "/jobs/nope", status: 404,
+		respBody: `{"detail":"Job not found (unknown id, or finished longer ago than JOB_TTL)","reason":"not_found"}`},
+	{name: "405 GET /jobs", method: "GET", path: "/jobs", status: 405, respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "405 PUT /jobs/{id}", method: "PUT", path: "/jobs/j1", status: 405, respBody: `{"detail":"Method Not Allowed"}`},
+	{name: "404 /jobs/", method: "GET", path: "/jobs/", status: 404, respBody: `{"detail":"Not Found"}`},
+
+	// Operations.
+	{name: "capacity", method: "GET", path: "/capacity", status: 200, respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: capacity},
+	{name: "capacity stale, never read", method: "GET", path: "/capacity", status: 200, respHeader: with(jsonWithID, "Cache-Control", "no-store"),
+		respBody: `{"workersNeeded":0,"arrivalRate":0,"publishRate":0,"turnedAwayRate":0,"turnedAway":0,"serviceTime":0.1,"serviceTimeSource":"default",
+			"answered":0,"slotsPerWorker":0,"ready":0,"unacked":0,"consumers":0,"targetUtilization":0.7,"targetWait":1,"window":60,
+			"stale":true,"error":"no management URL configured"}`},
+	{name: "HEAD capacity not served", method: "HEAD", path: "/capacity", status: 405, respHeader: map[string]string{}},
+	{name: "metrics", method: "GET", path: "/metrics", status: 200,
+		respHeader: map[string]string{"Content-Type": "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"},
+		respBody:   "# TYPE warren_workers_needed gauge\nwarren_workers_needed 0\n"},
+	{name: "metrics, OpenMetrics", method: "GET", path: "/metrics", reqHeader: map[string]string{"Accept": "application/openmetrics-text"}, status: 200,
+		respHeader: map[string]string{"Content-Type": "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"},
+		respBody:   "# TYPE warren_workers_needed gauge\nwarren_workers_needed 0\n# EOF\n"},
 
 	{name: "404 unknown path", method: "GET", path: "/nope", status: 404, respBody: `{"detail":"Not Found"}`},
 	{name: "404 unknown path, POST", method: "POST", path: "/predict", reqBody: `{"input":"x"}`, status: 404, respBody: `{"detail":"Not Found"}`},
@@ -272,6 +370,39 @@ var nonConforming = []exchange{
 	{name: "openapi.json as YAML", want: `Content-Type`, method: "GET", path: "/openapi.json", status: 200, respHeader: map[string]string{"Content-Type": "application/yaml"},
 		respBody: "openapi: 3.0.3\n"},
 	{name: "docs as JSON", want: `Content-Type`, method: "GET", path: "/docs", status: 200, respBody: `{}`},
+
+	// Asynchronous /process and the job operations.
+	{name: "async 202 without Preference-Applied", want: `"Preference-Applied" missing`, method: "POST", path: "/process", reqHeader: prefer,
+		reqBody: `{"data":"x"}`, status: 202, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs 202 without Location", want: `"Location" missing`, method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 202, respBody: jobQueued},
+	{name: "jobs 200 without Idempotent-Replayed", want: `"Idempotent-Replayed" missing`, method: "POST", path: "/jobs",
+		reqHeader: map[string]string{"Idempotency-Key": "k"}, reqBody: `{"data":"x"}`, status: 200, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs forward false accepted", want: `/forward_to_model`, method: "POST", path: "/jobs", reqBody: `{"data":"x","forward_to_model":false}`,
+		status: 202, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs key with a space accepted", want: `"Idempotency-Key"`, method: "POST", path: "/jobs", reqHeader: map[string]string{"Idempotency-Key": "a b"},
+		reqBody: `{"data":"x"}`, status: 202, respHeader: jobAccepted, respBody: jobQueued},
+	{name: "jobs 422 with another reason", want: `/reason`, method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":"?","reason":"in_progress"}`},
+	{name: "jobs 409 without Retry-After", want: `"Retry-After" missing`, method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 409,
+		respBody: `{"detail":"?","reason":"in_progress"}`},
+	{name: "job unknown status", want: `/status`, method: "GET", path: "/jobs/j1", status: 200,
+		respBody: strings.Replace(jobQueued, `"queued"`, `"pending"`, 1)},
+	{name: "job without started_at", want: `"started_at" is missing`, method: "GET", path: "/jobs/j1", status: 200,
+		respBody: strings.Replace(jobQueued, `"started_at":null,`, ``, 1)},
+	{name: "job with an unknown error reason", want: `/error/reason`, method: "GET", path: "/jobs/j1", status: 200,
+		respBody: strings.Replace(jobFailed, `"model_error"`, `"oops"`, 1)},
+	{name: "job 404 in the route's shape", want: `"reason" is missing`, method: "GET", path: "/jobs/j1", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "malformed wait accepted", want: `"wait"`, method: "GET", path: "/jobs/j1?wait=soon", status: 200, respBody: jobQueued},
+	{name: "cancel 200 not cancelled", want: `/status`, method: "DELETE", path: "/jobs/j1", status: 200, respBody: jobQueued},
+	{name: "cancel 409 without the job", want: `"job" is missing`, method: "DELETE", path: "/jobs/j1", status: 409,
+		respBody: `{"detail":"Only a queued job can be cancelled","reason":"not_cancellable"}`},
+	{name: "404 for a wrong method on /jobs/{id}", want: `want status 405`, method: "PUT", path: "/jobs/j1", status: 404, respBody: `{"detail":"Not Found"}`},
+	{name: "capacity without workersNeeded", want: `"workersNeeded" is missing`, method: "GET", path: "/capacity", status: 200,
+		respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: strings.Replace(capacity, `"workersNeeded":3,`, ``, 1)},
+	{name: "capacity workersNeeded fractional", want: `/workersNeeded`, method: "GET", path: "/capacity", status: 200,
+		respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: strings.Replace(capacity, `"workersNeeded":3`, `"workersNeeded":2.5`, 1)},
+	{name: "capacity cacheable", want: `"Cache-Control" missing`, method: "GET", path: "/capacity", status: 200, respBody: capacity},
+	{name: "metrics as JSON", want: `Content-Type`, method: "GET", path: "/metrics", status: 200, respBody: `{}`},
 }
 
 func TestValidatorAcceptsConformingExchanges(t *testing.T) {
