@@ -179,39 +179,19 @@ func (c *Client) Stats() ClientStats {
 // request; a *RemoteError for a worker's error reply; ctx's error when ctx ends first;
 // and context.DeadlineExceeded when req.Deadline passes.
 func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
-	s := c.sess.Load()
-	switch {
-	case s == nil && c.stopped.Load():
-		return nil, ErrClosed
-	case s == nil:
-		return nil, unavailable("not connected")
-	case s.blocked.Load():
-		return nil, unavailable("broker is blocking publishers (memory or disk alarm)")
-	case c.workers.Load() == 0:
-		return nil, ErrNoWorkers
-	}
 	if req.Deadline.IsZero() {
 		return nil, errors.New("queue: request without deadline")
 	}
+	s, corr, ch, err := c.register("")
+	if err != nil {
+		return nil, err
+	}
+	defer s.release(corr)
+	if c.workers.Load() == 0 {
+		return nil, ErrNoWorkers
+	}
 	timer := time.NewTimer(time.Until(req.Deadline))
 	defer timer.Stop()
-
-	corr := s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
-	ch := make(chan result, 1)
-	s.mu.Lock()
-	if s.pending == nil { // session already ended
-		s.mu.Unlock()
-		return nil, unavailable("connection lost")
-	}
-	s.pending[corr] = ch
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.pending != nil {
-			delete(s.pending, corr)
-		}
-		s.mu.Unlock()
-	}()
 
 	now := time.Now()
 	headers := amqp.Table{
@@ -278,6 +258,41 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// register checks that a publish can be attempted now and registers a waiter for
+// its reply or mandatory return under corr (a new correlation id when empty). The
+// caller must release it.
+func (c *Client) register(corr string) (*clientSession, string, chan result, error) {
+	s := c.sess.Load()
+	switch {
+	case s == nil && c.stopped.Load():
+		return nil, "", nil, ErrClosed
+	case s == nil:
+		return nil, "", nil, unavailable("not connected")
+	case s.blocked.Load():
+		return nil, "", nil, unavailable("broker is blocking publishers (memory or disk alarm)")
+	}
+	if corr == "" {
+		corr = s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
+	}
+	ch := make(chan result, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil { // the session already ended
+		return nil, "", nil, unavailable("connection lost")
+	}
+	s.pending[corr] = ch
+	return s, corr, ch, nil
+}
+
+// release forgets the waiter registered under corr.
+func (s *clientSession) release(corr string) {
+	s.mu.Lock()
+	if s.pending != nil {
+		delete(s.pending, corr)
+	}
+	s.mu.Unlock()
 }
 
 // deliver hands a result to the call waiting on corr, if any.
@@ -497,31 +512,11 @@ type JobMessage struct {
 // connected, blocked or the connection was lost before the confirm; ErrQueueFull
 // when the broker nacked it; ctx's error.
 func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
-	s := c.sess.Load()
-	switch {
-	case s == nil && c.stopped.Load():
-		return ErrClosed
-	case s == nil:
-		return unavailable("not connected")
-	case s.blocked.Load():
-		return unavailable("broker is blocking publishers (memory or disk alarm)")
+	s, corr, ch, err := c.register("job-" + j.ID)
+	if err != nil {
+		return err
 	}
-	corr := "job-" + j.ID
-	ch := make(chan result, 1)
-	s.mu.Lock()
-	if s.pending == nil {
-		s.mu.Unlock()
-		return unavailable("connection lost")
-	}
-	s.pending[corr] = ch
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.pending != nil {
-			delete(s.pending, corr)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.release(corr)
 
 	now := time.Now()
 	headers := amqp.Table{

@@ -132,17 +132,8 @@ func NewConsumer(cfg ConsumerConfig, h Handler) (*Consumer, error) {
 	return &Consumer{cfg: cfg, handler: h, cache: newReplyCache(cfg.ReplyCache)}, nil
 }
 
-// Connected reports whether the consumer currently has a live subscription.
-func (c *Consumer) Connected() bool { return c.connected.Load() }
-
-// Draining reports whether Run's context was cancelled and the consumer is draining.
-func (c *Consumer) Draining() bool { return c.draining.Load() }
-
 // Concurrency returns the number of handler slots.
 func (c *Consumer) Concurrency() int { return c.cfg.Concurrency }
-
-// InFlight returns the number of requests being handled.
-func (c *Consumer) InFlight() int { return int(c.inflight.Load()) }
 
 // Stats returns the consumer's counters.
 func (c *Consumer) Stats() ConsumerStats {

@@ -117,15 +117,6 @@ func NewJobConsumer(cfg JobConsumerConfig, h Handler) (*JobConsumer, error) {
 	return &JobConsumer{cfg: cfg, handler: h, cancelled: newIDSet(cfg.CancelMemory)}, nil
 }
 
-// Connected reports whether the consumer currently has a live subscription.
-func (c *JobConsumer) Connected() bool { return c.connected.Load() }
-
-// Draining reports whether Run's context was cancelled.
-func (c *JobConsumer) Draining() bool { return c.draining.Load() }
-
-// InFlight returns the number of jobs running.
-func (c *JobConsumer) InFlight() int { return int(c.inflight.Load()) }
-
 // Concurrency returns the number of job slots.
 func (c *JobConsumer) Concurrency() int { return c.cfg.Concurrency }
 

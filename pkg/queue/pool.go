@@ -35,6 +35,15 @@ type pool struct {
 	requeued  atomic.Uint64
 }
 
+// Connected reports whether the consumer currently has a live subscription.
+func (p *pool) Connected() bool { return p.connected.Load() }
+
+// Draining reports whether Run's context was cancelled and the consumer is draining.
+func (p *pool) Draining() bool { return p.draining.Load() }
+
+// InFlight returns the number of deliveries being handled.
+func (p *pool) InFlight() int { return int(p.inflight.Load()) }
+
 // run starts concurrency handlers, runs sessions (reconnecting) until ctx ends, then
 // drains: handlers finish what they hold within drainTimeout, after which their
 // context is cancelled. Handlers outlive sessions: a delivery being handled when its
