@@ -39,6 +39,29 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
+// runInProcess serves srv and w on loopback listeners until stop is called, and
+// waits until the API sees the worker. It returns the API's and the worker's base
+// URLs; stop stops the API, then the worker, and returns once both have.
+func runInProcess(t *testing.T, srv *api.Server, w *worker.Worker) (base, wbase string, stop func()) {
+	t.Helper()
+	wctx, wstop := context.WithCancel(context.Background())
+	actx, astop := context.WithCancel(context.Background())
+	wdone, adone := make(chan struct{}), make(chan struct{})
+	wln, aln := listen(t), listen(t)
+	go func() { defer close(wdone); _ = w.Run(wctx, wln) }()
+	go func() { defer close(adone); _ = srv.Run(actx, aln) }()
+	stop = func() { astop(); <-adone; wstop(); <-wdone; client.CloseIdleConnections() }
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Client().State().Workers != 1 {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("worker never seen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "http://" + aln.Addr().String(), "http://" + wln.Addr().String(), stop
+}
+
 func TestModelErrorsAre502(t *testing.T) {
 	integration(t)
 	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
@@ -55,20 +78,7 @@ func TestModelErrorsAre502(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wstop := context.WithCancel(context.Background())
-	actx, astop := context.WithCancel(context.Background())
-	wdone, adone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(wdone); _ = w.Run(wctx, listen(t)) }()
-	ln := listen(t)
-	go func() { defer close(adone); _ = srv.Run(actx, ln) }()
-	base := "http://" + ln.Addr().String()
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Client().State().Workers != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("worker never seen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	base, _, stop := runInProcess(t, srv, w)
 
 	for _, in := range []string{"fail", "panic"} {
 		r := doChecked(t, spec, "POST", base+"/process", `{"data":"`+in+`"}`)
@@ -87,9 +97,5 @@ func TestModelErrorsAre502(t *testing.T) {
 		t.Errorf("worker stats %+v", st)
 	}
 
-	astop()
-	<-adone
-	wstop()
-	<-wdone
-	client.CloseIdleConnections()
+	stop()
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"math"
 	"net/http"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -99,14 +97,8 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wstop := context.WithCancel(context.Background())
-	actx, astop := context.WithCancel(context.Background())
-	wdone, adone := make(chan struct{}), make(chan struct{})
-	wln, aln := listen(t), listen(t)
-	go func() { defer close(wdone); _ = w.Run(wctx, wln) }()
-	go func() { defer close(adone); _ = srv.Run(actx, aln) }()
-	defer func() { astop(); <-adone; wstop(); <-wdone }()
-	base, wbase := "http://"+aln.Addr().String(), "http://"+wln.Addr().String()
+	base, wbase, stop := runInProcess(t, srv, w)
+	defer stop()
 	lv := map[string]string{"vhost": vh.Name, "queue": queue.DefaultQueue}
 
 	// Before any call: every reason is there, at zero.
@@ -117,13 +109,6 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Client().State().Workers != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("worker never seen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	for _, in := range []string{"a", "b", "c", "fail"} {
 		doChecked(t, spec, "POST", base+"/process", `{"data":"`+in+`"}`)
 	}

@@ -49,23 +49,11 @@ func TestTraceReachesTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wstop := context.WithCancel(ctx)
-	actx, astop := context.WithCancel(ctx)
-	wdone, adone := make(chan struct{}), make(chan struct{})
-	wln, aln := listen(t), listen(t)
-	go func() { defer close(wdone); _ = w.Run(wctx, wln) }()
-	go func() { defer close(adone); _ = srv.Run(actx, aln) }()
-	defer func() { astop(); <-adone; wstop(); <-wdone }()
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Client().State().Workers != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("worker never seen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	base, _, stop := runInProcess(t, srv, w)
+	defer stop()
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	r := doChecked(t, newFarmSpec(t), "POST", "http://"+aln.Addr().String()+"/process", `{"data":"trace me"}`,
+	r := doChecked(t, newFarmSpec(t), "POST", base+"/process", `{"data":"trace me"}`,
 		"traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	if r.Status != 200 {
 		t.Fatalf("status %d: %s", r.Status, r.Body)
