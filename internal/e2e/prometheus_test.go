@@ -174,9 +174,10 @@ func TestPrometheusFiles(t *testing.T) {
 
 // TestPrometheusScrapesFarm starts an API and two workers from the real binaries, a
 // real prometheus scraping them and RabbitMQ with the shipped local configuration, and
-// runs every dashboard query and every rule through prometheus' query API. Then it
-// scales the farm to zero and checks that the workers-needed estimate still asks for
-// a worker and the no-consumers alert goes pending.
+// runs every dashboard query and every rule through prometheus' query API while /process
+// calls and async jobs flow. Then it scales the farm to zero and checks that the
+// workers-needed estimate still asks for a worker and the no-consumers alert goes
+// pending.
 func TestPrometheusScrapesFarm(t *testing.T) {
 	requireTools(t)
 	integration(t)
@@ -224,6 +225,28 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 			}
 		}(g)
 	}
+	// And a stream of async jobs, one at a time (POST /jobs, then long-poll until it is
+	// final), so the Jobs row has real data: submissions, consumption, outcomes,
+	// finishes, in-flight.
+	var jobsOK, jobsBad atomic.Int64
+	var jobErr atomic.Value
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if err := promJob(f.api.url(""), fmt.Sprintf(`{"data":"job %d"}`, i)); err != nil {
+				jobsBad.Add(1)
+				jobErr.CompareAndSwap(nil, err.Error())
+				continue
+			}
+			jobsOK.Add(1)
+		}
+	}()
 	stopTraffic := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(stopTraffic)
 
@@ -257,11 +280,22 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 	if len(groups) != 2 {
 		t.Errorf("prometheus loaded %d rule groups, want the 2 of rules.yml and alerts.yml", len(groups))
 	}
+	// The job traffic reached every stage the Jobs row draws. Counters, not rates: a
+	// rate over a short window may be 0 between two jobs.
+	for _, c := range []string{
+		`warren_jobs_submitted_total`,
+		`warren_worker_jobs_consumed_total`,
+		`warren_worker_jobs_handled_total{outcome="succeeded"}`,
+		`warren_jobs_finished_total{status="succeeded"}`,
+	} {
+		queries = append(queries, query{"job traffic: " + c + " > 0", fmt.Sprintf(`sum by (vhost) (%s) > 0`, c)})
+	}
 
 	// Rates need a few scrapes and rules a few evaluations: retry what is empty
 	// until the deadline, then report everything still empty at once. (No query is
 	// exempt: RabbitMQ exports the dead-letter queue warren.jobs.dead, which the API
-	// declares, with 0 messages, so even the dead-letter queries return series.)
+	// declares, with 0 messages, so even the dead-letter queries return series; the
+	// retry queues, declared at the first model error, fall back to 0.)
 	begin := time.Now()
 	deadline := begin.Add(25 * time.Second)
 	pending := queries
@@ -307,9 +341,12 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 		}
 	}
 	stopTraffic()
-	t.Logf("traffic: %d ok, %d timeouts, %d malformed", ok.Load(), timeouts.Load(), bad.Load())
+	t.Logf("traffic: %d ok, %d timeouts, %d malformed; %d jobs succeeded", ok.Load(), timeouts.Load(), bad.Load(), jobsOK.Load())
 	if ok.Load() == 0 || timeouts.Load() == 0 || bad.Load() == 0 {
 		t.Errorf("traffic did not produce every outcome: %d ok, %d timeouts, %d malformed", ok.Load(), timeouts.Load(), bad.Load())
+	}
+	if jobsOK.Load() == 0 || jobsBad.Load() > 0 {
+		t.Errorf("jobs: %d succeeded, %d did not (first: %v)", jobsOK.Load(), jobsBad.Load(), jobErr.Load())
 	}
 	if t.Failed() {
 		return
@@ -581,6 +618,50 @@ func postProcess(u, body, timeout string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// promJob submits a job to the API at base and long-polls it until it is final, outside
+// the test's goroutine; an error unless it was accepted (202) and succeeded.
+func promJob(base, body string) error {
+	var j struct{ ID, Status string }
+	call := func(method, path, body string, want int) error {
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		if err := json.Unmarshal(b, &j); err != nil {
+			return fmt.Errorf("%s %s: %v: %s", method, path, err, b)
+		}
+		return nil
+	}
+	if err := call("POST", "/jobs", body, 202); err != nil {
+		return err
+	}
+	if j.ID == "" {
+		return fmt.Errorf("POST /jobs: no job id")
+	}
+	for range 3 {
+		if err := call("GET", "/jobs/"+j.ID+"?wait=10", "", 200); err != nil {
+			return err
+		}
+		switch j.Status {
+		case "queued", "running":
+			continue
+		case "succeeded":
+			return nil
+		}
+		return fmt.Errorf("job %s: %s", j.ID, j.Status)
+	}
+	return fmt.Errorf("job %s: still %s after 30s", j.ID, j.Status)
 }
 
 func readYAML(t *testing.T, path string, into any) {
