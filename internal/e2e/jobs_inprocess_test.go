@@ -265,3 +265,34 @@ func TestJobsHTTPContract(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollEndsOnDrain: a SIGTERMed API answers its long polls at once with the
+// job as it is, instead of holding them until the drain times out.
+func TestLongPollEndsOnDrain(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newInprocFarm(t)
+	defer f.close()
+	spec := newFarmSpec(t)
+	j := decodeJob(t, doChecked(t, spec, "POST", f.base+"/jobs", `{"data":"waits"}`))
+	type res struct {
+		r  response
+		el time.Duration
+	}
+	got := make(chan res, 1)
+	go func() {
+		begin := time.Now()
+		r := doChecked(t, nil, "GET", f.base+"/jobs/"+j.ID+"?wait=30", "")
+		got <- res{r, time.Since(begin)}
+	}()
+	time.Sleep(300 * time.Millisecond) // the poll is waiting
+	go f.stops[0]()                      // the API's Run context: drain
+	select {
+	case g := <-got:
+		if g.r.Status != 200 || decodeJob(t, g.r).Status != "queued" || g.el > 5*time.Second {
+			t.Fatalf("long poll during drain: %d after %v: %s", g.r.Status, g.el, g.r.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long poll outlived the drain")
+	}
+}

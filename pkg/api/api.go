@@ -138,7 +138,9 @@ type Server struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	inflight int
-	idle     chan struct{} // closed when draining and inflight reaches 0
+	idle     chan struct{}   // closed when draining and inflight reaches 0
+	stopping context.Context // done when draining starts: long polls answer at once
+	stop     context.CancelFunc
 }
 
 // New validates cfg and builds the server. Nothing connects until Run.
@@ -153,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("api: AMQP URL: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, idle: make(chan struct{}), store: cfg.Jobs.Store}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	cc := cfg.Capacity
 	cc.ManagementURL, cc.Vhost, cc.Queue, cc.Logger = cfg.ManagementURL, vhost, s.queueName(), cfg.Logger
 	if s.est, err = capacity.New(cc); err != nil {
@@ -247,6 +250,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 func (s *Server) drain() {
 	s.mu.Lock()
 	s.draining.Store(true)
+	s.stop()
 	if s.inflight == 0 {
 		close(s.idle)
 	}

@@ -198,7 +198,16 @@ func (s *Server) getJob(c echo.Context) error {
 	var j *jobs.Job
 	var err error
 	if wait > 0 {
-		j, err = s.store.Wait(c.Request().Context(), id, wait)
+		// A drain ends long polls at once with the job as it is (the client polls
+		// again, on another replica).
+		ctx, cancel := context.WithCancel(c.Request().Context())
+		stop := context.AfterFunc(s.stopping, cancel)
+		j, err = s.store.Wait(ctx, id, wait)
+		stop()
+		cancel()
+		if err != nil && j != nil && s.draining.Load() {
+			err = nil
+		}
 	} else {
 		j, err = s.store.Get(c.Request().Context(), id)
 	}
