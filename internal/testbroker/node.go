@@ -38,6 +38,7 @@ type Node struct {
 
 	distPort int
 	script   string
+	opts     NodeOptions
 
 	// Set while the node process runs (between Start and Stop).
 	cmd     *exec.Cmd
@@ -95,6 +96,12 @@ func freePort(t testing.TB) int {
 // in WARREN_TESTBROKER_OWNER).
 func StartNode(t testing.TB) *Node {
 	t.Helper()
+	return StartNodeWith(t, NodeOptions{})
+}
+
+// StartNodeWith is StartNode with extra broker configuration (see NodeOptions).
+func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
+	t.Helper()
 	script, err := serverScript()
 	if err != nil {
 		t.Fatalf("testbroker: StartNode: %v", err)
@@ -109,6 +116,7 @@ func StartNode(t testing.TB) *Node {
 		Dir:      dir,
 		distPort: freePort(t),
 		script:   script,
+		opts:     opts,
 	}
 	for n.distPort == n.Port {
 		n.distPort = freePort(t)
@@ -120,7 +128,7 @@ func StartNode(t testing.TB) *Node {
 listeners.tcp.default = 127.0.0.1:%d
 log.console = false
 log.file.level = info
-`, n.Port),
+`, n.Port) + opts.confLines(),
 		"enabled_plugins": "[].\n",
 		// Replaces /etc/rabbitmq/rabbitmq-env.conf, which may name the
 		// shared node (NODENAME=...).
@@ -177,7 +185,7 @@ func (n *Node) env() []string {
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.Dir, "advanced.config"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.Dir, "enabled_plugins"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(n.Dir, "rabbitmq-env.conf"),
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"+n.opts.erlArgs(),
 		"ERL_EPMD_ADDRESS=127.0.0.1", // only used if this node has to start epmd
 		ownerEnv+"="+strconv.Itoa(os.Getpid()),
 	)

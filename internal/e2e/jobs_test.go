@@ -1,0 +1,725 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/internal/testbroker"
+	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/queue"
+)
+
+// Fault tests of the async job path through the real binaries: every fault is
+// injected for real (SIGKILL, a broker node stopped, poison published to the
+// queue, a broker configured with a short consumer_timeout, ...).
+
+// A worker SIGKILLed mid-job: the broker requeues the unacked job (a quorum queue
+// counts the delivery), the other worker runs it as attempt 2, and exactly one final
+// result is recorded.
+func TestJobWorkerKilledMidJob(t *testing.T) {
+	f := newFarm(t, 2, nil, []string{"MODEL_LATENCY=2s", "JOB_CONCURRENCY=1"})
+	j := submitJob(t, f.spec, f.api, "killed mid-job")
+
+	// Find the worker running it.
+	victim := -1
+	deadline := time.Now().Add(10 * time.Second)
+	for victim < 0 {
+		for i, w := range f.workers {
+			if s, err := jobState(t, w); err == nil && s.InFlight == 1 {
+				victim = i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no worker started the job")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	survivor := f.workers[1-victim]
+	awaitJob(t, f.spec, f.api, j.ID, 5*time.Second, "running", func(j jobBody) bool { return j.Status == "running" })
+
+	f.workers[victim].signal(syscall.SIGKILL)
+	f.workers[victim].wait(10 * time.Second)
+
+	done := awaitFinal(t, f.spec, f.api, j.ID, 15*time.Second)
+	want := fmt.Sprintf("w%d", 1-victim)
+	if done.Status != "succeeded" || done.Attempts != 2 || resultWorker(done) != want {
+		t.Fatalf("after the kill: status %s, attempts %d, answered by %q (want succeeded, 2 attempts, by %s): %+v",
+			done.Status, done.Attempts, resultWorker(done), want, done)
+	}
+	// One final result: the survivor reported one success, the API applied one final
+	// state, and the job does not change afterwards.
+	if s, _ := jobState(t, survivor); s.Stats.Succeeded != 1 || s.Stats.Received != 1 {
+		t.Errorf("survivor's job stats %+v, want 1 received and 1 succeeded", s.Stats)
+	}
+	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	if v := metric(t, f.api, "warren_jobs_finished_total", with(jl, "status", "succeeded")); v != 1 {
+		t.Errorf("warren_jobs_finished_total{succeeded} = %v, want 1", v)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if again := getJob(t, f.spec, f.api, j.ID, ""); !again.FinishedAt.Equal(*done.FinishedAt) || string(again.Result) != string(done.Result) {
+		t.Errorf("the final job changed: %+v, then %+v", done, again)
+	}
+}
+
+func with(m map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// The API SIGKILLed while jobs are queued, running and being submitted, then
+// restarted on the same store: every job that got a 202 reaches a final state and
+// is readable; a client that lost its answer resubmits with its Idempotency-Key and
+// gets the job the dead API stored, if it stored one. (Whether a kill lands between
+// storing a job and its publish reaching the broker is luck here: the outbox that
+// covers that case is tested by TestJobAPIKilledBeforePublishConfirm.)
+func TestJobAPIKilledAndRestarted(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		jobAPIKilled(t, []string{"DATA_DIR=" + t.TempDir()})
+	})
+	t.Run("redis", func(t *testing.T) {
+		integration(t)
+		jobAPIKilled(t, redisStore(t))
+	})
+}
+
+func jobAPIKilled(t *testing.T, store []string) {
+	workerEnv := []string{"MODEL_LATENCY=200ms", "JOB_CONCURRENCY=4"}
+	f := newFarm(t, 2, store, workerEnv)
+	apiEnv := append([]string{"AMQP_URL=" + f.vh.AMQPURL, "MANAGEMENT_URL=" + f.vh.ManagementURL}, store...)
+
+	type sub struct {
+		key, data string
+		id        string // "" while unknown: the POST got no answer
+	}
+	var mu sync.Mutex
+	var subs []*sub
+	post := func(key, data string) (*sub, error) {
+		r, err := tryDo(t, f.spec, "POST", f.api.url("/jobs"), fmt.Sprintf(`{"data":%q}`, data), "Idempotency-Key", key)
+		s := &sub{key: key, data: data}
+		mu.Lock()
+		subs = append(subs, s)
+		mu.Unlock()
+		if err != nil {
+			return s, err
+		}
+		if r.Status != http.StatusAccepted {
+			t.Errorf("POST /jobs key %s: %d %s", key, r.Status, r.Body)
+			return s, nil
+		}
+		s.id = decodeJob(t, r).ID
+		return s, nil
+	}
+
+	// 40 jobs: 8 run at a time, 200 ms each.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < 40; i += 8 {
+				if _, err := post(fmt.Sprintf("key-%03d", i), fmt.Sprintf("job %d", i)); err != nil {
+					t.Errorf("POST /jobs before the kill: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	first := append([]*sub(nil), subs...)
+	counts := func() map[string]int {
+		c := map[string]int{}
+		for _, s := range first {
+			c[getJob(t, f.spec, f.api, s.id, "").Status]++
+		}
+		return c
+	}
+	// Wait until some have finished, so the kill meets every state.
+	awaitFinal(t, f.spec, f.api, first[0].id, 10*time.Second)
+
+	// Keep submitting while the API dies: some POSTs are cut off somewhere between
+	// storing the job, publishing it and answering.
+	stop := make(chan struct{})
+	var next sync.Mutex
+	n := 40
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				next.Lock()
+				i := n
+				n++
+				next.Unlock()
+				if _, err := post(fmt.Sprintf("key-%03d", i), fmt.Sprintf("job %d", i)); err != nil {
+					return // the API is gone
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	before := counts()
+	f.api.signal(syscall.SIGKILL)
+	f.api.wait(10 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("at the kill: %v of the first 40; %d POSTs in all", before, len(subs))
+	if before["queued"] == 0 || before["running"] == 0 || before["succeeded"] == 0 {
+		t.Fatalf("the kill should meet queued, running and finished jobs: %v", before)
+	}
+
+	// Workers keep reporting while the API is down; the results queue keeps them.
+	time.Sleep(time.Second)
+	f.api = startProc(t, "api", apiEnv...)
+
+	// Clients without an answer resubmit with their key: a 200 replay of the job the
+	// dead API stored, a 409 while that job is not yet republished, or a new 202.
+	var replayed, fresh, outboxed int
+	for _, s := range subs {
+		if s.id != "" {
+			continue
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for s.id == "" {
+			r := f.do("POST", "/jobs", fmt.Sprintf(`{"data":%q}`, s.data), "Idempotency-Key", s.key)
+			switch r.Status {
+			case http.StatusOK, http.StatusAccepted:
+				s.id = decodeJob(t, r).ID
+				if r.Status == http.StatusOK {
+					replayed++
+				} else {
+					fresh++
+				}
+			case http.StatusConflict, http.StatusServiceUnavailable:
+				if r.Status == http.StatusConflict && r.json(t)["reason"] == "in_progress" {
+					outboxed++ // stored, not yet republished
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("resubmitting key %s after the restart: still %d %s", s.key, r.Status, r.Body)
+				}
+				time.Sleep(200 * time.Millisecond)
+			default:
+				t.Fatalf("resubmitting key %s: %d %s", s.key, r.Status, r.Body)
+			}
+		}
+	}
+	t.Logf("cut-off POSTs: %d replayed jobs the dead API had stored (%d republished by the outbox, %d answers 409 in_progress meanwhile), %d new",
+		replayed, strings.Count(f.api.out.String(), "republished a stored job"), outboxed, fresh)
+
+	for _, s := range subs {
+		j := awaitFinal(t, f.spec, f.api, s.id, 30*time.Second)
+		if j.Status != "succeeded" {
+			t.Errorf("job %s (key %s): %s %+v", s.id, s.key, j.Status, j.Error)
+		}
+	}
+}
+
+// The broker restarted (a private node: stopped and started on its data) while jobs
+// are queued and one is running: none is lost; the quorum job and results queues
+// and the reconnect loops of API and worker bring every job to its end.
+func TestJobBrokerRestart(t *testing.T) {
+	integration(t)
+	node := testbroker.StartNode(t)
+	spec := newFarmSpec(t)
+	w := startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=restart-w", "MODEL_LATENCY=300ms", "JOB_CONCURRENCY=1")
+	api := startProc(t, "api", "AMQP_URL="+node.AMQPURL, "MANAGEMENT_URL=")
+	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+	awaitBroker(t, spec, api)
+
+	var ids []string
+	for i := range 15 {
+		ids = append(ids, submitJob(t, spec, api, fmt.Sprintf("restart %d", i)).ID)
+	}
+	awaitFinal(t, spec, api, ids[0], 10*time.Second)
+	awaitWorkerJobs(t, w, 5*time.Second, "running a job", func(s workerJobs) bool { return s.InFlight == 1 })
+
+	node.Stop(t)
+	// While the broker is down a submission is refused, not accepted and lost.
+	r := doChecked(t, spec, "POST", api.url("/jobs"), `{"data":"while down"}`)
+	if r.Status != http.StatusServiceUnavailable || r.json(t)["reason"] != "broker_unavailable" {
+		t.Errorf("POST /jobs while the broker is down: %d %s", r.Status, r.Body)
+	}
+	// The store still answers.
+	if j := getJob(t, spec, api, ids[len(ids)-1], ""); j.Status != "queued" {
+		t.Errorf("last job while the broker is down: %+v", j)
+	}
+	node.Start(t)
+
+	for _, id := range ids {
+		if j := awaitFinal(t, spec, api, id, 30*time.Second); j.Status != "succeeded" {
+			t.Errorf("job %s after the broker restart: %+v", id, j)
+		}
+	}
+	s, _ := jobState(t, w)
+	t.Logf("worker job stats after the restart: %+v", s.Stats)
+	if s.Stats.Sessions < 2 {
+		t.Errorf("the worker's job consumer never reconnected: %+v", s.Stats)
+	}
+}
+
+// The API SIGKILLed between storing a job and the broker's confirm of its publish
+// (the outbox case). A memory alarm on a private node holds the publish: the job is
+// stored, the client has no answer; the broker is restarted so the held publish is
+// gone for good. After the restart the API republishes every
+// stored job whose publish was never confirmed; the client's resubmission with its
+// Idempotency-Key finds that job, and it runs.
+func TestJobAPIKilledBeforePublishConfirm(t *testing.T) {
+	integration(t)
+	node := testbroker.StartNode(t)
+	spec := newFarmSpec(t)
+	apiEnv := []string{"AMQP_URL=" + node.AMQPURL, "MANAGEMENT_URL=", "DATA_DIR=" + t.TempDir()}
+	w := startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=outbox-w")
+	api := startProc(t, "api", apiEnv...)
+	awaitBroker(t, spec, api)
+	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+
+	node.Ctl(t, "set_vm_memory_high_watermark", "0.000001")
+	const body, key = `{"data":"stored, never confirmed"}`, "outbox-1"
+	answered := make(chan error, 1)
+	go func() {
+		r, err := tryDo(t, nil, "POST", api.url("/jobs"), body, "Idempotency-Key", key)
+		if err == nil {
+			err = fmt.Errorf("answered %d %s", r.Status, r.Body)
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("POST /jobs during the memory alarm: %v; want it held until the kill", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	api.signal(syscall.SIGKILL)
+	api.wait(10 * time.Second)
+	if err := <-answered; err == nil {
+		t.Fatal("the held POST got an answer")
+	}
+	// The held publish must never arrive: were the alarm cleared, the broker would
+	// still read it from the dead connection's socket buffer. A restart drops it
+	// (and the alarm, which was set at run time only).
+	node.Stop(t)
+	node.Start(t)
+
+	api = startProc(t, "api", apiEnv...)
+	var id string
+	for deadline := time.Now().Add(15 * time.Second); id == ""; {
+		r := doChecked(t, spec, "POST", api.url("/jobs"), body, "Idempotency-Key", key)
+		switch r.Status {
+		case http.StatusOK:
+			id = decodeJob(t, r).ID // the job the dead API stored
+		case http.StatusConflict, http.StatusServiceUnavailable:
+			if time.Now().After(deadline) {
+				t.Fatalf("resubmission still %d %s", r.Status, r.Body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		default:
+			t.Fatalf("resubmission: %d %s (want a replay of the stored job)", r.Status, r.Body)
+		}
+	}
+	if j := awaitFinal(t, spec, api, id, 15*time.Second); j.Status != "succeeded" {
+		t.Fatalf("the stored job: %+v", j)
+	}
+	if !strings.Contains(api.out.String(), "republished a stored job whose publish was never confirmed") {
+		t.Errorf("the restarted API did not log the republish")
+	}
+}
+
+// Poison on the job queue: a message without a job id, published straight to
+// warren.jobs ahead of three real jobs, is rejected once by the worker (no requeue
+// loop), dead-lettered to warren.jobs.dead (which the API consumes and counts), and
+// does not hold up the jobs behind it, although the worker runs one job at a time.
+func TestJobPoisonMessageIsDeadLettered(t *testing.T) {
+	f := newFarm(t, 0, nil, nil)
+	f.vh.WaitQueue(t, queue.DefaultJobQueue, func(testbroker.QueueInfo) bool { return true }, 10*time.Second)
+	publishRaw(t, f.vh.AMQPURL, queue.DefaultJobQueue, amqp.Publishing{
+		ContentType: "application/json", Body: []byte(`{"data":"no job id header"}`),
+		Headers: amqp.Table{queue.HeaderSchema: int32(queue.SchemaVersion)},
+	})
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, submitJob(t, f.spec, f.api, fmt.Sprintf("behind the poison %d", i)).ID)
+	}
+	w := f.addWorker("JOB_CONCURRENCY=1")
+	for _, id := range ids {
+		if j := awaitFinal(t, f.spec, f.api, id, 10*time.Second); j.Status != "succeeded" || j.Attempts != 1 {
+			t.Errorf("job %s behind the poison: %+v", id, j)
+		}
+	}
+	s, _ := jobState(t, w)
+	if s.Stats.Received != 4 || s.Stats.Rejected != 1 || s.Stats.Succeeded != 3 {
+		t.Errorf("worker job stats %+v, want 4 received (no redelivery), 1 rejected, 3 succeeded", s.Stats)
+	}
+	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, f.api, "warren_jobs_dead_lettered_total", jl) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the API did not take the poison from %s", queue.JobNames{}.Dead())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(f.api.out.String(), "dead-lettered a job message without a job id") ||
+		!strings.Contains(f.api.out.String(), "reason=rejected") {
+		t.Errorf("the API did not log the dead-lettered poison with reason rejected")
+	}
+}
+
+// A job that crashes its worker every time: two workers SIGKILLed mid-run with
+// JOB_MAX_ATTEMPTS=2; the third delivery is attempt 3, which the next worker fails
+// without running it (attempts_exhausted), readable through GET.
+func TestJobAttemptsExhaustedAfterCrashes(t *testing.T) {
+	f := newFarm(t, 0, nil, nil)
+	env := []string{"JOB_MAX_ATTEMPTS=2", "MODEL_LATENCY=30s", "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
+	j := submitJob(t, f.spec, f.api, "crashes its worker")
+	for attempt := 1; attempt <= 2; attempt++ {
+		w := f.addWorker(env...)
+		awaitWorkerJobs(t, w, 10*time.Second, "running the job", func(s workerJobs) bool { return s.InFlight == 1 })
+		awaitJob(t, f.spec, f.api, j.ID, 5*time.Second, fmt.Sprintf("running attempt %d", attempt),
+			func(j jobBody) bool { return j.Status == "running" && j.Attempts == attempt })
+		w.signal(syscall.SIGKILL)
+		w.wait(10 * time.Second)
+	}
+	w := f.addWorker(env...)
+	done := awaitFinal(t, f.spec, f.api, j.ID, 10*time.Second)
+	if done.Status != "failed" || done.Error == nil || done.Error.Reason != queue.ReasonAttemptsExhausted || done.Attempts != 3 {
+		t.Fatalf("after two crashes: %+v (error %+v), want failed attempts_exhausted at attempt 3", done, done.Error)
+	}
+	if s, _ := jobState(t, w); s.Stats.Failed != 1 || s.Stats.Succeeded != 0 {
+		t.Errorf("third worker's job stats %+v, want 1 failed without running", s.Stats)
+	}
+}
+
+// The consumer_timeout test runs a private node whose consumer_timeout is short and
+// checked often. On RabbitMQ 3.10 the timeout is evaluated on the channel's tick,
+// rabbit.channel_tick_interval (60 s by default, not in rabbitmq.conf's schema).
+// Measured on 3.10.8 with a quorum queue and one unacked delivery: consumer_timeout
+// 3000 with the default tick closed the channel after 60.0 s; with a 1000 ms tick
+// after 3.0-4.0 s. The broker logs "[warning] Consumer 1 on channel 2 has timed out
+// waiting for delivery acknowledgement. Timeout used: 3000 ms." and closes the
+// channel with 406 PRECONDITION_FAILED "delivery acknowledgement on channel 2 timed
+// out".
+const (
+	testConsumerTimeout = 4 * time.Second
+	testChannelTick     = 500 * time.Millisecond
+	consumerTimedOut    = "has timed out waiting for delivery acknowledgement"
+)
+
+// Long jobs against the broker's consumer_timeout: a job's delivery stays unacked
+// while it runs, so JOB_RUN_TIMEOUT must end a run before the broker would.
+//
+// (b) JOB_RUN_TIMEOUT (2.5 s) below consumer_timeout (4 s) with a model slower than
+// both: each attempt is stopped at 2.5 s and retried, the job ends failed/run_timeout
+// after JOB_MAX_ATTEMPTS (2) although it held the queue ~7 s in all, the broker never
+// times the consumer out, and a short job submitted meanwhile succeeds.
+//
+// (a) The control on the same node: JOB_RUN_TIMEOUT above consumer_timeout: the
+// broker closes the worker's channel and logs it (measured 4.6-4.7 s after the job
+// started: the 4 s timeout plus up to one 500 ms tick); the worker consumes again on
+// a new session and the job goes back to the queue. (The run that lost its channel
+// goes on until its model returns, holding the worker's only slot, while the
+// redelivered copy waits unacked in the new session's prefetch; the broker times
+// that one out too. See deployments/rabbitmq/rabbitmq.conf.)
+func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
+	integration(t)
+	// The shipped broker configuration, with this test's consumer_timeout after it
+	// (the last value wins): the node refuses to start if the file does not parse.
+	shipped, err := os.ReadFile(filepath.Join(deploymentsDir, "rabbitmq", "rabbitmq.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkShippedConsumerTimeout(t, string(shipped))
+	node := testbroker.StartNodeWith(t, testbroker.NodeOptions{
+		ExtraConfig:       string(shipped) + fmt.Sprintf("\n# the test's override\nconsumer_timeout = %d\n", testConsumerTimeout.Milliseconds()),
+		AdditionalErlArgs: fmt.Sprintf("-rabbit channel_tick_interval %d", testChannelTick.Milliseconds()),
+	})
+	want := fmt.Sprintf("{{ok,%d},{ok,%d}}", testConsumerTimeout.Milliseconds(), testChannelTick.Milliseconds())
+	if got := node.Ctl(t, "eval", "{application:get_env(rabbit, consumer_timeout), application:get_env(rabbit, channel_tick_interval)}."); strings.TrimSpace(got) != want {
+		t.Fatalf("node settings %s, want %s", got, want)
+	}
+	spec := newFarmSpec(t)
+	brokerLog := func() string {
+		b, err := os.ReadFile(filepath.Join(node.Dir, "log", "node.log"))
+		if err != nil {
+			t.Fatalf("reading the node's log: %v", err)
+		}
+		return string(b)
+	}
+	slowEnv := []string{"MODEL_LATENCY=20s", "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
+	vhosts := nodeVhosts(t, node, "below", "above")
+
+	t.Run("run timeout below consumer_timeout", func(t *testing.T) {
+		url := vhosts[0]
+		api := startProc(t, "api", "AMQP_URL="+url, "MANAGEMENT_URL=")
+		awaitBroker(t, spec, api)
+		slow := startProc(t, "worker", append([]string{"AMQP_URL=" + url, "WORKER_ID=slow",
+			"JOB_RUN_TIMEOUT=2500ms", "JOB_MAX_ATTEMPTS=2", "JOB_RETRY_BACKOFF=2s", "JOB_RETRY_BACKOFF_MAX=2s"}, slowEnv...)...)
+		awaitWorkerJobs(t, slow, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+		long := submitJob(t, spec, api, "longer than consumer_timeout")
+		began := time.Now()
+		awaitWorkerJobs(t, slow, 5*time.Second, "running the long job", func(s workerJobs) bool { return s.InFlight == 1 })
+
+		// A short job alongside, on a fast worker that stops before the long job's
+		// retry is due (2.5 s run + 2 s backoff), so every attempt runs on slow.
+		fast := startProc(t, "worker", "AMQP_URL="+url, "WORKER_ID=fast", "MODEL_LATENCY=100ms", "JOB_CONCURRENCY=1")
+		short := submitJob(t, spec, api, "short")
+		if j := awaitFinal(t, spec, api, short.ID, 5*time.Second); j.Status != "succeeded" || resultWorker(j) != "fast" {
+			t.Fatalf("short job: %+v", j)
+		}
+		fast.signal(syscall.SIGTERM)
+		fast.wait(10 * time.Second)
+		if el := time.Since(began); el > 4*time.Second {
+			t.Fatalf("the fast worker stopped %v after the long job started: it may have taken a retry", el)
+		} else {
+			t.Logf("short job done and the fast worker gone %v after the long job started", el.Round(10*time.Millisecond))
+		}
+
+		j, final := pollFinal(t, spec, api, long.ID, 20*time.Second)
+		took := time.Since(began)
+		if l := linesWith(brokerLog(), consumerTimedOut); l != "" {
+			t.Errorf("the broker timed a consumer out:\n%s", l)
+		}
+		if !final {
+			t.Fatalf("long job not final after %v: %+v", took, j)
+		}
+		if j.Status != "failed" || j.Error == nil || j.Error.Reason != queue.ReasonRunTimeout || j.Attempts != 2 {
+			t.Fatalf("long job: %+v (error %+v), want failed run_timeout after 2 attempts", j, j.Error)
+		}
+		if took < testConsumerTimeout {
+			t.Errorf("the long job ended after %v, not longer than consumer_timeout (%v): the test proves nothing", took, testConsumerTimeout)
+		}
+		t.Logf("long job failed with run_timeout after %v and %d attempts", took.Round(10*time.Millisecond), j.Attempts)
+		if s, _ := jobState(t, slow); s.Stats.Sessions != 1 || s.Stats.Failed != 1 || s.Stats.Retried != 1 {
+			t.Errorf("slow worker's job stats %+v, want 1 session (channel never closed), 1 retried, 1 failed", s.Stats)
+		}
+	})
+
+	t.Run("control: run timeout above consumer_timeout", func(t *testing.T) {
+		url := vhosts[1]
+		api := startProc(t, "api", "AMQP_URL="+url, "MANAGEMENT_URL=")
+		awaitBroker(t, spec, api)
+		w := startProc(t, "worker", append([]string{"AMQP_URL=" + url, "WORKER_ID=over", "JOB_RUN_TIMEOUT=60s"}, slowEnv...)...)
+		awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+		j := submitJob(t, spec, api, "held past consumer_timeout")
+		awaitWorkerJobs(t, w, 5*time.Second, "running the job", func(s workerJobs) bool { return s.InFlight == 1 })
+		began := time.Now()
+		deadline := began.Add(testConsumerTimeout + 4*testChannelTick + 2*time.Second)
+		for !strings.Contains(brokerLog(), consumerTimedOut) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the broker did not time the consumer out within %v", time.Since(began))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("the broker timed the consumer out %v after the job started", time.Since(began).Round(10*time.Millisecond))
+		// The worker saw its channel closed and consumes again on a new session; the
+		// job went back to the queue (it is delivered again to the new session).
+		awaitWorkerJobs(t, w, 5*time.Second, "on a new session", func(s workerJobs) bool { return s.Stats.Sessions >= 2 && s.Consuming })
+		if !strings.Contains(w.out.String(), "broker session ended") {
+			t.Errorf("the worker did not log the end of its session")
+		}
+		if got := getJob(t, spec, api, j.ID, ""); finalStatus(got.Status) {
+			t.Errorf("job final while its run is still going: %+v", got)
+		}
+	})
+}
+
+// Cancel: a job cancelled while queued behind a busy worker (JOB_CONCURRENCY=1, so
+// it waits in the queue, not in the worker's buffer) is skipped when its turn comes:
+// the worker heard the cancel notice. A running job cannot be cancelled (409).
+func TestJobCancel(t *testing.T) {
+	f := newFarm(t, 1, nil, []string{"MODEL_LATENCY=2s", "JOB_CONCURRENCY=1"})
+	w := f.workers[0]
+	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+	busy := submitJob(t, f.spec, f.api, "keeps the worker busy")
+	awaitJob(t, f.spec, f.api, busy.ID, 5*time.Second, "running", func(j jobBody) bool { return j.Status == "running" })
+	doomed := submitJob(t, f.spec, f.api, "cancelled while queued")
+
+	r := f.do("DELETE", "/jobs/"+doomed.ID, "")
+	if j := decodeJob(t, r); r.Status != http.StatusOK || j.Status != "cancelled" || j.FinishedAt == nil {
+		t.Fatalf("DELETE of a queued job: %d %s", r.Status, r.Body)
+	}
+	r = f.do("DELETE", "/jobs/"+busy.ID, "")
+	if m := r.json(t); r.Status != http.StatusConflict || m["reason"] != "not_cancellable" {
+		t.Fatalf("DELETE of a running job: %d %s", r.Status, r.Body)
+	}
+
+	if j := awaitFinal(t, f.spec, f.api, busy.ID, 10*time.Second); j.Status != "succeeded" {
+		t.Fatalf("the running job: %+v", j)
+	}
+	// The cancelled job's turn comes right after; the worker skips it.
+	awaitWorkerJobs(t, w, 5*time.Second, "done with both deliveries", func(s workerJobs) bool { return s.Stats.Received == 2 && s.InFlight == 0 })
+	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	if v := metric(t, w, "warren_worker_jobs_handled_total", with(jl, "outcome", "cancelled")); v != 1 {
+		t.Errorf(`warren_worker_jobs_handled_total{outcome="cancelled"} = %v, want 1`, v)
+	}
+	if v := metric(t, w, "warren_worker_jobs_handled_total", with(jl, "outcome", "succeeded")); v != 1 {
+		t.Errorf(`warren_worker_jobs_handled_total{outcome="succeeded"} = %v, want 1 (the cancelled job ran)`, v)
+	}
+	if j := getJob(t, f.spec, f.api, doomed.ID, ""); j.Status != "cancelled" || j.StartedAt != nil || j.Attempts != 0 {
+		t.Errorf("the cancelled job: %+v", j)
+	}
+}
+
+// Long-poll across replicas: two APIs on one Redis prefix and one vhost. A job
+// submitted on A and long-polled on B returns as soon as it is final, whichever
+// replica consumed the result. Replica C has no broker at all (it never consumes a
+// result), so its long-polls can only be woken through Redis.
+func TestJobLongPollAcrossReplicas(t *testing.T) {
+	integration(t)
+	store := redisStore(t)
+	const latency = time.Second
+	f := newFarm(t, 1, store, []string{"MODEL_LATENCY=" + latency.String(), "JOB_CONCURRENCY=6"})
+	b := startProc(t, "api", append([]string{"AMQP_URL=" + f.vh.AMQPURL, "MANAGEMENT_URL=" + f.vh.ManagementURL}, store...)...)
+	c := startProc(t, "api", append([]string{"AMQP_URL=amqp://guest:guest@" + freeAddr(t) + "/", "MANAGEMENT_URL="}, store...)...)
+
+	type poll struct {
+		on      *proc
+		id      string
+		elapsed time.Duration
+		job     jobBody
+		err     error
+	}
+	polls := make(chan poll, 6)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		j := submitJob(t, f.spec, f.api, fmt.Sprintf("replica %d", i))
+		on := b
+		if i%2 == 1 {
+			on = c
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			begin := time.Now()
+			r, err := tryDo(t, f.spec, "GET", on.url("/jobs/"+j.ID+"?wait=30"), "")
+			p := poll{on: on, id: j.ID, elapsed: time.Since(begin), err: err}
+			if err == nil && r.Status == http.StatusOK {
+				_ = json.Unmarshal(r.Body, &p.job)
+			} else if err == nil {
+				p.err = fmt.Errorf("%d %s", r.Status, r.Body)
+			}
+			polls <- p
+		}()
+	}
+	wg.Wait()
+	close(polls)
+	for p := range polls {
+		name := map[*proc]string{b: "B", c: "C (no broker)"}[p.on]
+		switch {
+		case p.err != nil:
+			t.Errorf("long poll of %s on %s: %v", p.id, name, p.err)
+		case p.job.Status != "succeeded":
+			t.Errorf("long poll of %s on %s returned after %v with %+v", p.id, name, p.elapsed, p.job)
+		case p.elapsed > latency+2*time.Second:
+			t.Errorf("long poll of %s on %s returned after %v; the job took %v", p.id, name, p.elapsed, latency)
+		default:
+			t.Logf("long poll on %s: %v", name, p.elapsed.Round(time.Millisecond))
+		}
+	}
+	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	onA := metric(t, f.api, "warren_jobs_finished_total", with(jl, "status", "succeeded"))
+	onB := metric(t, b, "warren_jobs_finished_total", with(jl, "status", "succeeded"))
+	t.Logf("results applied: %v by A, %v by B, none by C", onA, onB)
+	if onA+onB != 6 {
+		t.Errorf("A and B applied %v final results, want 6", onA+onB)
+	}
+}
+
+// The sync path does not wait behind a job backlog: with 5,000 jobs queued behind a
+// worker that runs one job at a time (200 ms each), /process is answered at the
+// model's latency, because jobs have their own queue, connection and handlers.
+func TestJobBacklogDoesNotDelaySyncPath(t *testing.T) {
+	f := newFarm(t, 1, nil, []string{"MODEL_LATENCY=200ms", "JOB_CONCURRENCY=1", "CONCURRENCY=4"})
+	const n, conc = 5000, 64
+	begin := time.Now()
+	var wg sync.WaitGroup
+	var failed sync.Once
+	for g := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += conc {
+				spec := f.spec
+				if i >= conc { // validate the first round against the document, not all 5,000
+					spec = nil
+				}
+				r, err := tryDo(t, spec, "POST", f.api.url("/jobs"), fmt.Sprintf(`{"data":"backlog %d"}`, i))
+				if err != nil || r.Status != http.StatusAccepted {
+					failed.Do(func() { t.Errorf("POST /jobs %d: %v %d %s", i, err, r.Status, r.Body) })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("submitted %d jobs at concurrency %d in %v", n, conc, time.Since(begin).Round(time.Millisecond))
+	// Quorum queue counters lag up to 5 s.
+	q := f.vh.WaitQueue(t, queue.DefaultJobQueue, func(q testbroker.QueueInfo) bool { return q.Ready > n-200 }, 15*time.Second)
+	t.Logf("%s: %d ready, %d unacked", queue.DefaultJobQueue, q.Ready, q.Unacked)
+
+	for i := range 20 {
+		in := fmt.Sprintf("sync %d", i)
+		start := time.Now()
+		r := f.do("POST", "/process", fmt.Sprintf(`{"data":%q}`, in), "X-Request-Timeout", "5s")
+		if el := time.Since(start); el > 2*time.Second {
+			t.Fatalf("/process %d took %v behind the job backlog: %d %s", i, el, r.Status, r.Body)
+		}
+		checkPrediction(t, r, in, r.Header.Get("X-Request-ID"))
+	}
+	// The backlog was there all along: the job path works through ~5 jobs a second.
+	s, _ := jobState(t, f.workers[0])
+	if left := n - int(s.Stats.Received); left < n-200 {
+		t.Errorf("only %d jobs left: the backlog was worked off during the test", left)
+	}
+}
+
+// checkShippedConsumerTimeout checks that deployments/rabbitmq/rabbitmq.conf sets a
+// consumer_timeout of at least twice the default JOB_RUN_TIMEOUT (see the file).
+func checkShippedConsumerTimeout(t *testing.T, conf string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^consumer_timeout\s*=\s*(\d+)\s*$`).FindAllStringSubmatch(conf, -1)
+	if len(m) != 1 {
+		t.Fatalf("rabbitmq.conf: want one consumer_timeout line, found %d", len(m))
+	}
+	ms, _ := strconv.ParseInt(m[0][1], 10, 64)
+	v, _ := config.Lookup("JOB_RUN_TIMEOUT")
+	run, err := time.ParseDuration(v.Default(config.Worker))
+	if err != nil {
+		t.Fatalf("default JOB_RUN_TIMEOUT %q: %v", v.Default(config.Worker), err)
+	}
+	if ct := time.Duration(ms) * time.Millisecond; ct < 2*run {
+		t.Errorf("rabbitmq.conf: consumer_timeout %v is less than twice the default JOB_RUN_TIMEOUT (%v)", ct, run)
+	}
+}
+
+// linesWith returns the lines of text that contain substr.
+func linesWith(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
