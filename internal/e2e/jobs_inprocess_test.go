@@ -286,7 +286,7 @@ func TestLongPollEndsOnDrain(t *testing.T) {
 		got <- res{r, time.Since(begin)}
 	}()
 	time.Sleep(300 * time.Millisecond) // the poll is waiting
-	go f.stops[0]()                      // the API's Run context: drain
+	go f.stops[0]()                    // the API's Run context: drain
 	select {
 	case g := <-got:
 		if g.r.Status != 200 || decodeJob(t, g.r).Status != "queued" || g.el > 5*time.Second {

@@ -190,12 +190,20 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 		return fmt.Errorf("consume %q: %w", c.cfg.Names.Queue(), err)
 	}
 	c.sessions.Add(1)
-	err = c.pool.pump(ctx, closed, ch, tag, deliveries, &consumerSession{conn: conn, ch: ch, pub: pub}, jobs)
+	lost, markLost := context.WithCancel(context.Background())
+	err = c.pool.pump(ctx, closed, ch, tag, deliveries, &consumerSession{conn: conn, ch: ch, pub: pub, lost: lost}, jobs)
 	if ctx.Err() != nil {
-		// Draining: the connection stays open for running jobs' reports and acks (Run
-		// closes it); only the cancel notices stop.
+		// Draining: the connection stays open for running jobs' reports and acks
+		// (Run closes it after the drain, which ends this goroutine); only the cancel
+		// notices stop.
 		_ = cch.Close()
+		go func() { <-closed; markLost() }()
 	} else {
+		// The connection is gone: jobs still running from it cannot report or ack,
+		// and the broker is redelivering them; stop them so their slots take the
+		// redelivered copies at once (instead of holding them unacked towards the
+		// broker's consumer_timeout).
+		markLost()
 		_ = conn.Close()
 	}
 	wg.Wait()
@@ -225,13 +233,11 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 		return
 	}
 	if ms, ok := headerInt64(d.Headers, HeaderStartBy); ok && time.Now().After(time.UnixMilli(ms)) {
-		c.expired.Add(1)
 		up.Status, up.Error = JobExpired, &JobError{Reason: "expired", Message: "the job was not started before its start-by time (JOB_START_TIMEOUT)"}
 		c.finish(w, up, log)
 		return
 	}
 	if attempt > c.cfg.MaxAttempts {
-		c.failed.Add(1)
 		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonAttemptsExhausted,
 			Message: fmt.Sprintf("delivered %d times (crashed, drained or timed-out workers, or model errors); the limit is JOB_MAX_ATTEMPTS=%d", attempt, c.cfg.MaxAttempts)}
 		c.finish(w, up, log)
@@ -240,7 +246,6 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 
 	msg, bad := decodeJob(d, id, c.cfg.RunTimeout)
 	if bad != nil {
-		c.failed.Add(1)
 		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonBadMessage, Message: bad.Error()}
 		c.finish(w, up, log)
 		return
@@ -253,13 +258,17 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 	_, _ = c.publishUpdate(w.sess, run)
 
 	ctx, cancel := context.WithTimeout(hctx, c.cfg.RunTimeout)
+	stopLost := context.AfterFunc(w.sess.lost, cancel)
 	body, err := c.call(ctx, msg)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	stopLost()
 	cancel()
 	var bm *BadMessageError
 	switch {
+	case err != nil && w.sess.lost.Err() != nil:
+		// Interrupted because the connection went away: the broker redelivers it.
+		log.Warn("job interrupted: its connection is gone; the broker redelivers it", "attempt", attempt)
 	case err == nil:
-		c.succeeded.Add(1)
 		up.Status, up.Result = JobSucceeded, body
 		if !json.Valid(body) {
 			up.Result, _ = json.Marshal(string(body))
@@ -270,7 +279,6 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 		log.Warn("job interrupted by the drain; requeued", "attempt", attempt)
 		c.pool.requeue(*d)
 	case errors.As(err, &bm):
-		c.failed.Add(1)
 		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonBadMessage, Message: err.Error()}
 		c.finish(w, up, log)
 	default:
@@ -284,7 +292,6 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 				return
 			}
 		}
-		c.failed.Add(1)
 		log.Warn("job failed", "err", err, "reason", reason, "attempt", attempt)
 		up.Status, up.Error = JobFailed, &JobError{Reason: reason, Message: err.Error()}
 		c.finish(w, up, log)
@@ -302,9 +309,9 @@ func (c *JobConsumer) call(ctx context.Context, m *Message) (body []byte, err er
 	return c.handler(ctx, m)
 }
 
-// finish reports a final state, waits for the broker's confirm, then acks. If the
-// report cannot be confirmed the delivery is left unacked: the broker redelivers it
-// when this channel closes, and the store ignores a second final state.
+// finish reports a final state, waits for the broker's confirm, then acks and counts
+// it. If the report cannot be confirmed the delivery is left unacked: the broker
+// redelivers it when this channel closes, and the store ignores a second final state.
 func (c *JobConsumer) finish(w work, up JobUpdate, log *slog.Logger) {
 	up.Type, up.At = UpdateFinal, time.Now()
 	dc, err := c.publishUpdate(w.sess, up)
@@ -319,6 +326,14 @@ func (c *JobConsumer) finish(w work, up JobUpdate, log *slog.Logger) {
 		return
 	}
 	_ = w.d.Ack(false)
+	switch up.Status {
+	case JobSucceeded:
+		c.succeeded.Add(1)
+	case JobExpired:
+		c.expired.Add(1)
+	default:
+		c.failed.Add(1)
+	}
 }
 
 // retry republishes the job to the retry queue for its backoff, as attempt+1, and

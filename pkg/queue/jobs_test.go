@@ -331,3 +331,46 @@ func TestJobCancelAndStartBy(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestJobInterruptedWhenItsConnectionIsLost: a job still running when its
+// connection dies cannot report or ack any more; it is stopped at once, so the slot
+// takes the redelivered copy instead of holding it unacked (which would run into
+// the broker's consumer_timeout).
+func TestJobInterruptedWhenItsConnectionIsLost(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	type run struct {
+		end time.Time
+		err error
+	}
+	runs := make(chan run, 4)
+	h := func(ctx context.Context, m *queue.Message) ([]byte, error) {
+		select {
+		case <-time.After(4 * time.Second):
+			runs <- run{time.Now(), nil}
+			return []byte(`{"ok":true}`), nil
+		case <-ctx.Done():
+			runs <- run{time.Now(), ctx.Err()}
+			return nil, ctx.Err()
+		}
+	}
+	jc, _ := f.worker(h, func(c *queue.JobConsumerConfig) { c.Concurrency = 1 })
+	f.vh.WaitConnections(t, 3, 15*time.Second)
+	f.submit("cut")
+	waitFor(t, "the job running", 5*time.Second, func() bool { return jc.InFlight() == 1 })
+	f.vh.CloseConnections(t) // takes about a second (rabbitmqctl)
+	closed := time.Now()
+	first := <-runs
+	if first.err == nil || first.end.Sub(closed) > time.Second {
+		t.Fatalf("the interrupted run ended %v after its connection was closed (err %v); want it stopped at once",
+			first.end.Sub(closed), first.err)
+	}
+	if u := f.waitFinal("cut", 15*time.Second); u.Status != queue.JobSucceeded || u.Attempt != 2 {
+		t.Fatalf("final %+v, want succeeded at attempt 2", u)
+	}
+	if s := jc.Stats(); s.Failed != 0 || s.Succeeded != 1 {
+		t.Errorf("stats %+v: the interrupted run must not count as failed", s)
+	}
+}

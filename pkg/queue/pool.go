@@ -23,6 +23,9 @@ type consumerSession struct {
 	conn *amqp.Connection
 	ch   *amqp.Channel // the channel the delivery came from
 	pub  *amqp.Channel // confirm-mode channel for results (job path only)
+	// lost is done once the session's connection is gone (never on a drain): its
+	// deliveries can no longer be acked and are being redelivered (job path only).
+	lost context.Context
 }
 
 // pool is the consuming machinery the sync [Consumer] and the [JobConsumer] share:
