@@ -54,6 +54,10 @@ func viewOf(j *jobs.Job) jobView { return jobView{Job: j, Links: jobLinks{Self: 
 
 const maxKeyLen = 255
 
+// publishTimeout bounds the wait for the broker's confirm of a job submission (a
+// fresh memory alarm would otherwise hold it indefinitely).
+const publishTimeout = 10 * time.Second
+
 // validKey: an Idempotency-Key of 1..255 printable ASCII characters.
 func validKey(k string) bool {
 	if k == "" || len(k) > maxKeyLen {
@@ -115,8 +119,20 @@ func (s *Server) submit(ctx context.Context, rid, data, key string) (j *jobs.Job
 	case prev != nil:
 		return prev, true, nil
 	}
-	if err := s.publishJob(ctx, j); err != nil {
-		// Not confirmed: the client gets an error, so the job must not run later.
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	err = s.publishJob(pctx, j)
+	cancel()
+	if errors.Is(err, queue.ErrUnconfirmed) {
+		// Sent, but neither confirmed nor refused: the job may be queued. It stays in
+		// the store unpublished, so the outbox publishes it again later (a duplicate
+		// delivery only repeats work; the first final state wins). A client that
+		// retries with the same Idempotency-Key gets 409, then this job.
+		s.log.Warn("job publish not confirmed; the outbox will publish it again", "job_id", j.ID, "err", err)
+		return nil, false, &httperr.Error{Status: 503, Reason: "broker_unavailable", RetryAfter: 5, Err: err,
+			Detail: "The broker did not confirm the job in time; it is kept and will be queued once the broker answers. Retry with the same Idempotency-Key to get it."}
+	}
+	if err != nil {
+		// Definitely not queued: the client gets an error, so the job must not run.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if derr := s.store.Delete(dctx, j.ID); derr != nil {
 			s.log.Warn("could not remove a job whose publish failed; the outbox will publish it", "job_id", j.ID, "err", derr)

@@ -509,8 +509,9 @@ type JobMessage struct {
 // PublishJob publishes a job as a persistent message on the job queue and returns
 // once the broker confirmed it (the message is then on disk on a quorum of nodes).
 // It works with no worker running. Errors: ErrBrokerUnavailable (wrapped) when not
-// connected, blocked or the connection was lost before the confirm; ErrQueueFull
-// when the broker nacked it; ctx's error.
+// connected or blocked (nothing was sent); ErrQueueFull when the broker nacked it;
+// ErrUnconfirmed (also an ErrBrokerUnavailable) when it was sent but ctx ended or
+// the connection was lost before the broker answered: it may or may not be queued.
 func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
 	s, corr, ch, err := c.register("job-" + j.ID)
 	if err != nil {
@@ -553,9 +554,9 @@ func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
 	select {
 	case <-dc.Done():
 	case <-s.done:
-		return unavailable("connection lost before the job was confirmed")
+		return unconfirmed("the connection was lost")
 	case <-ctx.Done():
-		return ctx.Err()
+		return unconfirmed(ctx.Err().Error())
 	}
 	if c.cfg.OnConfirm != nil {
 		c.cfg.OnConfirm(time.Since(now))
@@ -568,11 +569,17 @@ func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
 	}
 	if !dc.Acked() {
 		if s.pub.IsClosed() {
-			return unavailable("connection lost before the job was confirmed")
+			return unconfirmed("the connection was lost")
 		}
 		return ErrQueueFull
 	}
 	return nil
+}
+
+// unconfirmed is a publish whose outcome is unknown: sent, but neither confirmed nor
+// refused.
+func unconfirmed(why string) error {
+	return fmt.Errorf("%w: %w: %s", ErrBrokerUnavailable, ErrUnconfirmed, why)
 }
 
 // PublishCancel tells the workers connected now that job id was cancelled, so one

@@ -57,6 +57,9 @@ var (
 	// ErrBrokerUnavailable: not connected, connection lost mid-call, or the broker
 	// blocked publishers (memory or disk alarm).
 	ErrBrokerUnavailable = errors.New("broker unavailable")
+	// ErrUnconfirmed: a job was published but its confirm never came (the
+	// connection was lost or the caller gave up): it may or may not be queued.
+	ErrUnconfirmed = errors.New("publish not confirmed")
 	// ErrClosed: the client was stopped.
 	ErrClosed = errors.New("queue client closed")
 )
