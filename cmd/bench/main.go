@@ -1,6 +1,7 @@
 // Command bench measures warren's POST /process against a raw amqp091-go RPC
-// loop through the same RabbitMQ, and throughput against worker count
-// (`make bench`). See internal/bench for the method; -h lists the flags.
+// loop through the same RabbitMQ, throughput against worker count, and the
+// async job path (`make bench`); -baseline-rev and -otel add the cost of the
+// observability code. See internal/bench for the method; -h lists the flags.
 package main
 
 import (

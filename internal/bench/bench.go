@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,6 +28,11 @@ const (
 	VariantRaw        = "raw"
 	VariantRawSep     = "raw-sep"
 	VariantRawConfirm = "raw-confirm"
+	// VariantFarmBaseline is the farm built from Config.BaselineRev.
+	VariantFarmBaseline = "farm-baseline"
+	// VariantFarmOTel is the current farm with tracing exported to an
+	// in-bench OTLP/HTTP sink.
+	VariantFarmOTel = "farm-otel"
 )
 
 // Phases that -phases selects.
@@ -34,9 +41,16 @@ const (
 	PhaseRaw   = "raw"   // the raw amqp091-go loop
 	PhaseExtra = "extra" // raw with responders in a separate process, and with confirms
 	PhaseScale = "scale" // throughput against worker count with a model service time
+	PhaseAsync = "async" // POST /jobs: submit rate, completion rate, end-to-end latency
 )
 
-var allPhases = []string{PhaseFarm, PhaseRaw, PhaseExtra, PhaseScale}
+var allPhases = []string{PhaseFarm, PhaseRaw, PhaseExtra, PhaseScale, PhaseAsync}
+
+// Job stores the async phase can run against (-async-store).
+const (
+	StoreBolt  = "bolt"
+	StoreRedis = "redis"
+)
 
 // Config is the benchmark's configuration, set by flags.
 type Config struct {
@@ -61,6 +75,22 @@ type Config struct {
 	ScaleLatency time.Duration
 	ScaleFactor  int
 	ScaleRuns    int
+
+	// BaselineRev, when set, is a git revision whose bin/api and bin/worker
+	// run as the farm-baseline variant of the /process comparison.
+	BaselineRev string
+	// OTel adds the farm-otel variant: tracing on, exported to a sink in
+	// this process.
+	OTel bool
+
+	AsyncJobs           int
+	AsyncSubmitters     int
+	AsyncPollers        int
+	AsyncWorkers        int
+	AsyncJobConcurrency int
+	AsyncLatency        time.Duration
+	AsyncStores         []string // StoreBolt, StoreRedis
+	RedisURL            string
 
 	RepoDir  string
 	BinDir   string
@@ -115,7 +145,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.Usage = func() {
 		_, _ = fmt.Fprintf(stderr, "Usage: go run ./cmd/bench [flags]\n\n"+
 			"Measures warren's POST /process against a raw amqp091-go RPC loop through the\n"+
-			"same RabbitMQ, then throughput against worker count. Runs in a temporary vhost.\n\nFlags:\n")
+			"same RabbitMQ, throughput against worker count, and the async job path\n"+
+			"(POST /jobs, GET /jobs/{id}?wait=). Runs in temporary vhosts.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker `URL` (loopback only; its vhost is replaced by a temporary one) [$AMQP_URL]")
@@ -134,10 +165,20 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&cfg.ScaleLatency, "scale-latency", 20*time.Millisecond, "scaling phase: the workers' MODEL_LATENCY")
 	fs.IntVar(&cfg.ScaleFactor, "scale-factor", 2, "scaling phase: closed-loop concurrency per worker")
 	fs.IntVar(&cfg.ScaleRuns, "scale-runs", 1, "scaling phase: runs per worker count (median)")
+	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm phase: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
+	fs.BoolVar(&cfg.OTel, "otel", false, "farm phase: also run the current farm with tracing exported to an OTLP/HTTP sink in the bench (variant farm-otel)")
+	fs.IntVar(&cfg.AsyncJobs, "async-jobs", 10000, "async phase: jobs submitted")
+	fs.IntVar(&cfg.AsyncSubmitters, "async-submitters", 64, "async phase: concurrent POST /jobs callers")
+	fs.IntVar(&cfg.AsyncPollers, "async-pollers", 64, "async phase: concurrent GET /jobs/{id}?wait= long-polls")
+	fs.IntVar(&cfg.AsyncWorkers, "async-workers", 2, "async phase: workers")
+	fs.IntVar(&cfg.AsyncJobConcurrency, "async-job-concurrency", 4, "async phase: the workers' JOB_CONCURRENCY")
+	fs.DurationVar(&cfg.AsyncLatency, "async-latency", 50*time.Millisecond, "async phase: the workers' MODEL_LATENCY")
+	asyncStore := fs.String("async-store", StoreBolt, "async phase: job store, bolt (embedded, DATA_DIR in a temporary directory), redis, or both")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "async phase: Redis for -async-store redis (loopback only); keys go under a unique REDIS_PREFIX, deleted afterwards")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "bin", "where bin/api and bin/worker are, relative to the repository root")
 	fs.BoolVar(&cfg.Build, "build", true, "build bin/api and bin/worker with `go build` first")
 	fs.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the child processes' logs (kept anyway on failure)")
-	quick := fs.Bool("quick", false, "smoke run: -warmup 500ms -duration 2s -runs 1 -scale-workers 1,2,4")
+	quick := fs.Bool("quick", false, "smoke run: -warmup 500ms -duration 2s -runs 1 -scale-workers 1,2,4 -async-jobs 2000")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -158,6 +199,9 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		}
 		if !set["scale-workers"] {
 			cfg.ScaleWorkers = []int{1, 2, 4}
+		}
+		if !set["async-jobs"] {
+			cfg.AsyncJobs = 2000
 		}
 	}
 	for kv := range strings.SplitSeq(*farmEnv, ",") {
@@ -180,6 +224,16 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		}
 		cfg.Phases = append(cfg.Phases, p)
 	}
+	switch strings.TrimSpace(*asyncStore) {
+	case StoreBolt, "":
+		cfg.AsyncStores = []string{StoreBolt}
+	case StoreRedis:
+		cfg.AsyncStores = []string{StoreRedis}
+	case "both":
+		cfg.AsyncStores = []string{StoreBolt, StoreRedis}
+	default:
+		return nil, fmt.Errorf("-async-store: %q: want bolt, redis or both", *asyncStore)
+	}
 	switch {
 	case len(cfg.Phases) == 0:
 		return nil, errors.New("-phases: nothing to run")
@@ -189,8 +243,18 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-duration must be positive and -warmup not negative")
 	case cfg.Workers < 1 || cfg.RawResponders < 1 || cfg.RawConns < 1 || cfg.RawPrefetch < 1 || cfg.ScaleFactor < 1:
 		return nil, errors.New("-workers, -raw-responders, -raw-conns, -raw-prefetch and -scale-factor must be at least 1")
+	case cfg.AsyncJobs < 1 || cfg.AsyncSubmitters < 1 || cfg.AsyncPollers < 1 || cfg.AsyncWorkers < 1 || cfg.AsyncJobConcurrency < 1:
+		return nil, errors.New("-async-jobs, -async-submitters, -async-pollers, -async-workers and -async-job-concurrency must be at least 1")
+	case cfg.AsyncLatency <= 0:
+		return nil, errors.New("-async-latency must be positive (the completion target divides by it)")
+	case (cfg.BaselineRev != "" || cfg.OTel) && !cfg.Has(PhaseFarm):
+		return nil, errors.New("-baseline-rev and -otel add variants to the farm phase: select it (-phases farm,...)")
 	}
-	for _, u := range []string{cfg.AMQPURL, cfg.ManagementURL} {
+	urls := []string{cfg.AMQPURL, cfg.ManagementURL}
+	if cfg.Has(PhaseAsync) && slices.Contains(cfg.AsyncStores, StoreRedis) {
+		urls = append(urls, cfg.RedisURL)
+	}
+	for _, u := range urls {
 		if err := checkLoopbackURL(u); err != nil {
 			return nil, err
 		}
@@ -256,30 +320,37 @@ func findRepo(dir string) (string, error) {
 type bench struct {
 	cfg    *Config
 	rep    *Report
+	mgmt   *Mgmt
 	out    io.Writer // the report
 	log    io.Writer // progress
-	vurl   string    // AMQP URL with the bench vhost
+	vhost  string    // the main temporary vhost
+	vurl   string    // AMQP URL with the main vhost
+	vhosts []string  // every vhost created, deleted at exit
 	logDir string
 	broker []int // the broker's pids, for CPU sampling
 	step   int
 	steps  int
+
+	apiBin, workerBin string
+	// baseline binaries (-baseline-rev), in a temporary directory
+	baseAPI, baseWorker string
 }
 
 // Run runs the selected phases and prints the report to stdout and progress
-// to stderr. It cleans up (children, vhost) before returning, also when ctx
-// is cancelled.
+// to stderr. It cleans up (children, vhosts, temporary directories, Redis
+// keys) before returning, also when ctx is cancelled.
 func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error) {
 	b := &bench{cfg: cfg, out: stdout, log: stderr}
 	mgmt, err := NewMgmt(cfg.ManagementURL)
 	if err != nil {
 		return err
 	}
+	b.mgmt = mgmt
 	b.rep = &Report{Cfg: cfg, Sys: CollectSysInfo(ctx, mgmt)}
 	b.broker = brokerPids(amqpPort(cfg.AMQPURL))
 
-	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseScale)
-	var apiBin, workerBin string
-	if needFarm {
+	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseScale) || cfg.Has(PhaseAsync)
+	if needFarm || cfg.BaselineRev != "" {
 		if cfg.RepoDir == "" {
 			wd, err := os.Getwd()
 			if err != nil {
@@ -289,23 +360,38 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 				return err
 			}
 		}
+	}
+	if needFarm {
 		bin := cfg.BinDir
 		if !filepath.IsAbs(bin) {
 			bin = filepath.Join(cfg.RepoDir, bin)
 		}
-		apiBin, workerBin = filepath.Join(bin, "api"), filepath.Join(bin, "worker")
+		b.apiBin, b.workerBin = filepath.Join(bin, "api"), filepath.Join(bin, "worker")
 		if cfg.Build {
-			if err := b.build(ctx, apiBin, "./cmd/api"); err != nil {
-				return err
-			}
-			if err := b.build(ctx, workerBin, "./cmd/worker"); err != nil {
-				return err
+			for _, x := range []struct{ out, pkg string }{{b.apiBin, "./cmd/api"}, {b.workerBin, "./cmd/worker"}} {
+				cmd, err := goBuild(ctx, cfg.RepoDir, x.out, x.pkg, b.log)
+				if err != nil {
+					return err
+				}
+				b.rep.Commands = append(b.rep.Commands, cmd)
 			}
 		}
-		for _, p := range []string{apiBin, workerBin} {
+		for _, p := range []string{b.apiBin, b.workerBin} {
 			if _, err := os.Stat(p); err != nil {
 				return fmt.Errorf("%s: %w (build it or drop -build=false)", p, err)
 			}
+		}
+	}
+	if cfg.BaselineRev != "" {
+		bl, err := BuildRevision(ctx, cfg.RepoDir, cfg.BaselineRev, b.log)
+		if err != nil {
+			return fmt.Errorf("-baseline-rev: %w", err)
+		}
+		defer bl.Remove()
+		b.baseAPI, b.baseWorker = bl.API, bl.Worker
+		b.rep.Baseline = bl.Describe()
+		for _, c := range bl.Commands {
+			b.rep.Commands = append(b.rep.Commands, c+"   (baseline "+shortCommit(bl.Commit)+", in a git archive of it)")
 		}
 	}
 
@@ -322,26 +408,25 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	vhost := fmt.Sprintf("warren-bench-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))
-	if err := mgmt.CreateVhost(ctx, vhost); err != nil {
-		return fmt.Errorf("create vhost: %w", err)
-	}
-	b.rep.Vhost = vhost
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if derr := mgmt.DeleteVhost(dctx, vhost); derr != nil {
-			_, _ = fmt.Fprintf(stderr, "bench: delete vhost %s: %v\n", vhost, derr)
+		for _, v := range b.vhosts {
+			if derr := mgmt.DeleteVhost(dctx, v); derr != nil {
+				_, _ = fmt.Fprintf(stderr, "bench: delete vhost %s: %v\n", v, derr)
+			}
 		}
 	}()
-	if b.vurl, err = WithVhost(cfg.AMQPURL, vhost); err != nil {
+	if b.vurl, err = b.newVhost(ctx, fmt.Sprintf("warren-bench-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))); err != nil {
 		return err
 	}
+	b.vhost = b.vhosts[0]
+	b.rep.Vhost = b.vhost
 
 	b.rep.PrintHeader(stdout)
 	b.countSteps()
 
-	farmCfg := FarmConfig{APIBin: apiBin, WorkerBin: workerBin, AMQPURL: b.vurl, ManagementURL: cfg.ManagementURL, LogDir: b.logDir}
+	farmCfg := FarmConfig{APIBin: b.apiBin, WorkerBin: b.workerBin, AMQPURL: b.vurl, ManagementURL: cfg.ManagementURL, LogDir: b.logDir}
 	if cfg.Has(PhaseFarm) || cfg.Has(PhaseRaw) || cfg.Has(PhaseExtra) {
 		farmCfg := farmCfg
 		farmCfg.Env = cfg.FarmEnv
@@ -349,6 +434,9 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 			return err
 		}
 		b.rep.PrintCompare(stdout)
+		if b.rep.HasObservability() {
+			b.rep.PrintObservability(stdout)
+		}
 	}
 	if cfg.Has(PhaseScale) {
 		if err := b.scale(ctx, farmCfg); err != nil {
@@ -356,27 +444,60 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 		}
 		b.rep.PrintScale(stdout)
 	}
+	if cfg.Has(PhaseAsync) {
+		for _, store := range cfg.AsyncStores {
+			if err := b.async(ctx, store); err != nil {
+				return fmt.Errorf("async (%s): %w", store, err)
+			}
+		}
+		b.rep.PrintAsync(stdout)
+	}
 	b.rep.PrintTargets(stdout)
 	return nil
 }
 
-func (b *bench) build(ctx context.Context, out, pkg string) error {
-	args := []string{"build", "-o", out, pkg}
-	b.rep.Commands = append(b.rep.Commands, "go "+strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = b.cfg.RepoDir
-	cmd.Stdout, cmd.Stderr = b.log, b.log
-	_, _ = fmt.Fprintf(b.log, "bench: go %s\n", strings.Join(args, " "))
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %w", pkg, err)
+// newVhost creates a temporary vhost, to be deleted at exit, and returns
+// the AMQP URL pointing at it.
+func (b *bench) newVhost(ctx context.Context, name string) (string, error) {
+	if err := b.mgmt.CreateVhost(ctx, name); err != nil {
+		return "", fmt.Errorf("create vhost %s: %w", name, err)
 	}
-	return nil
+	b.vhosts = append(b.vhosts, name)
+	return WithVhost(b.cfg.AMQPURL, name)
+}
+
+// goBuildFlags are the Makefile's build flags (`make build`, the Dockerfiles):
+// static, trimmed, stripped. The bench builds with them so that it measures the
+// binaries that ship.
+var goBuildFlags = []string{"-trimpath", "-ldflags=-s -w"}
+
+// goBuild runs `CGO_ENABLED=0 go build <goBuildFlags> -o out pkg` in dir and
+// returns the command line for the report.
+func goBuild(ctx context.Context, dir, out, pkg string, log io.Writer) (string, error) {
+	args := append([]string{"build"}, goBuildFlags...)
+	args = append(args, "-o", out, pkg)
+	line := "CGO_ENABLED=0 go " + strings.ReplaceAll(strings.Join(args, " "), "-ldflags=-s -w", `-ldflags="-s -w"`)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = log, log
+	_, _ = fmt.Fprintf(log, "bench: %s (in %s)\n", line, dir)
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build %s in %s: %w", pkg, dir, err)
+	}
+	return line, nil
 }
 
 func (b *bench) variants() []string {
 	var vs []string
 	if b.cfg.Has(PhaseFarm) {
 		vs = append(vs, VariantFarm)
+		if b.cfg.BaselineRev != "" {
+			vs = append(vs, VariantFarmBaseline)
+		}
+		if b.cfg.OTel {
+			vs = append(vs, VariantFarmOTel)
+		}
 	}
 	if b.cfg.Has(PhaseRaw) {
 		vs = append(vs, VariantRaw)
@@ -394,6 +515,9 @@ func (b *bench) countSteps() {
 	if b.cfg.Has(PhaseScale) {
 		b.steps += len(b.cfg.ScaleWorkers) * b.cfg.ScaleRuns
 	}
+	if b.cfg.Has(PhaseAsync) {
+		b.steps += 2 * len(b.cfg.AsyncStores) // submit, done
+	}
 }
 
 const (
@@ -402,21 +526,61 @@ const (
 )
 
 // compare runs the /process comparison: every variant at every concurrency,
-// alternating runs.
+// alternating runs. The farm variants run at the same time, each in a vhost of
+// its own (they all use the same queue names); only the one being measured
+// has load.
 func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 	cfg := b.cfg
-	var farm *Farm
+	var sink *OTLPSink
+	if slices.Contains(b.variants(), VariantFarmOTel) {
+		var err error
+		if sink, err = StartOTLPSink(); err != nil {
+			return err
+		}
+		defer sink.Close() // after the farms have stopped (deferred below)
+	}
+	farms := map[string]*Farm{}
+	defer func() {
+		var wg sync.WaitGroup
+		for _, f := range farms {
+			wg.Go(f.Stop)
+		}
+		wg.Wait()
+	}()
 	if cfg.Has(PhaseFarm) {
 		settings := "default settings"
 		if len(cfg.FarmEnv) > 0 {
 			settings = strings.Join(cfg.FarmEnv, " ")
 		}
-		_, _ = fmt.Fprintf(b.log, "bench: starting bin/api and %d bin/worker (%s)\n", cfg.Workers, settings)
-		var err error
-		if farm, err = StartFarm(ctx, farmCfg, cfg.Workers); err != nil {
-			return fmt.Errorf("start farm: %w", err)
+		for _, v := range b.variants() {
+			fc := farmCfg
+			what := "bin/api and %d bin/worker"
+			switch v {
+			case VariantFarmBaseline:
+				fc.APIBin, fc.WorkerBin = b.baseAPI, b.baseWorker
+				what = "the api and %d worker of " + b.rep.Baseline
+			case VariantFarmOTel:
+				fc.Env = append(slices.Clone(fc.Env), "OTEL_EXPORTER_OTLP_ENDPOINT="+sink.URL)
+				what = "bin/api and %d bin/worker with OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL
+			case VariantFarm:
+			default:
+				continue
+			}
+			if v != VariantFarm {
+				fc.Name = v
+				url, err := b.newVhost(ctx, b.vhost+"-"+v)
+				if err != nil {
+					return err
+				}
+				fc.AMQPURL = url
+			}
+			_, _ = fmt.Fprintf(b.log, "bench: %s: starting "+what+" (%s)\n", v, cfg.Workers, settings)
+			f, err := StartFarm(ctx, fc, cfg.Workers)
+			if err != nil {
+				return fmt.Errorf("start %s: %w", v, err)
+			}
+			farms[v] = f
 		}
-		defer farm.Stop()
 	}
 	if cfg.Has(PhaseRaw) || cfg.Has(PhaseExtra) {
 		if err := DeclareQueue(b.vurl, rawQueue); err != nil {
@@ -440,16 +604,23 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 		defer sep.Stop()
 	}
 
+	var otelOK atomic.Int64 // successful /process calls to farm-otel, warm-ups included
 	for _, c := range cfg.Concurrency {
 		row := &CompareRow{Concurrency: c, Variants: map[string]*Summary{}}
 		b.rep.Compare = append(b.rep.Compare, row)
+		vs := b.variants()
 		for run := 1; run <= cfg.Runs; run++ {
-			for _, v := range b.variants() {
+			// Each run starts one variant later, so no variant always
+			// follows the same one.
+			k := (run - 1) % len(vs)
+			for _, v := range slices.Concat(vs[k:], vs[:k]) {
 				var res *Result
 				var err error
 				switch v {
-				case VariantFarm:
-					res, err = b.runFarm(ctx, farm, c)
+				case VariantFarm, VariantFarmBaseline:
+					res, err = b.runFarm(ctx, farms[v], c, nil)
+				case VariantFarmOTel:
+					res, err = b.runFarm(ctx, farms[v], c, &otelOK)
 				case VariantRaw:
 					res, err = b.runRaw(ctx, rawQueue, false, c, nil)
 				case VariantRawSep:
@@ -464,9 +635,15 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 					row.Variants[v] = &Summary{}
 				}
 				row.Variants[v].Add(res)
-				b.progress(fmt.Sprintf("%-11s c=%-3d run %d/%d", v, c, run, cfg.Runs), res)
+				b.progress(fmt.Sprintf("%-13s c=%-3d run %d/%d", v, c, run, cfg.Runs), res)
 			}
 		}
+	}
+	if sink != nil {
+		// Stopping the farm flushes the spans still batched (the binaries
+		// shut their tracer provider down on SIGTERM).
+		farms[VariantFarmOTel].Stop()
+		b.rep.OTel = &OTelStats{Sink: sink.Stats(), Requests: otelOK.Load(), Endpoint: sink.URL}
 	}
 	return nil
 }
@@ -477,6 +654,7 @@ func (b *bench) scale(ctx context.Context, farmCfg FarmConfig) error {
 	cfg := b.cfg
 	workers := slices.Sorted(slices.Values(cfg.ScaleWorkers))
 	farmCfg.WorkerEnv = []string{"MODEL_LATENCY=" + cfg.ScaleLatency.String(), "CONCURRENCY=1"}
+	farmCfg.Name = "scale"
 	farmCfg.ReadyTimeout = 120 * time.Second
 	_, _ = fmt.Fprintf(b.log, "bench: scaling: starting bin/api and %d bin/worker (MODEL_LATENCY=%v CONCURRENCY=1)\n", workers[0], cfg.ScaleLatency)
 	farm, err := StartFarm(ctx, farmCfg, workers[0])
@@ -493,7 +671,7 @@ func (b *bench) scale(ctx context.Context, farmCfg FarmConfig) error {
 			Ideal: float64(n) / cfg.ScaleLatency.Seconds()}
 		b.rep.Scale = append(b.rep.Scale, row)
 		for run := 1; run <= cfg.ScaleRuns; run++ {
-			res, err := b.runFarm(ctx, farm, c)
+			res, err := b.runFarm(ctx, farm, c, nil)
 			if err != nil {
 				return fmt.Errorf("scale N=%d run %d: %w", n, run, err)
 			}
@@ -512,7 +690,7 @@ func (b *bench) progress(what string, r *Result) {
 		line += "  failures " + fmtFailures(r.Failures)
 	}
 	if r.CPU != nil {
-		line += fmt.Sprintf("  cpu %.2f cores", r.CPU.Machine)
+		line += fmt.Sprintf("  cpu %.2f cores (other %.2f)", r.CPU.Machine, r.CPU.Other())
 	}
 	_, _ = fmt.Fprintln(b.log, line)
 }
@@ -536,7 +714,9 @@ func (b *bench) loopConfig(c int, s *CPUSampler, res **CPUUsage) LoopConfig {
 	}
 }
 
-func (b *bench) runFarm(ctx context.Context, farm *Farm, c int) (*Result, error) {
+// runFarm runs one closed loop against farm's /process. ok, if set, counts
+// every success, warm-up and cancelled window edges included.
+func (b *bench) runFarm(ctx context.Context, farm *Farm, c int, ok *atomic.Int64) (*Result, error) {
 	if err := farm.Check(); err != nil {
 		return nil, err
 	}
@@ -547,7 +727,21 @@ func (b *bench) runFarm(ctx context.Context, farm *Farm, c int) (*Result, error)
 	var usage *CPUUsage
 	tr := NewHTTPTransport(c)
 	defer tr.CloseIdleConnections()
-	res, err := RunClosedLoop(ctx, b.loopConfig(c, s, &usage), ProcessCaller(tr, farm.BaseURL+"/process"))
+	caller := ProcessCaller(tr, farm.BaseURL+"/process")
+	if ok != nil {
+		inner := caller
+		caller = func(i int) CallFunc {
+			call := inner(i)
+			return func(ctx context.Context) string {
+				f := call(ctx)
+				if f == "" {
+					ok.Add(1)
+				}
+				return f
+			}
+		}
+	}
+	res, err := RunClosedLoop(ctx, b.loopConfig(c, s, &usage), caller)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,16 @@ type CPUUsage struct {
 	Window time.Duration
 }
 
+// Other is the busy cores not charged to a sampled group nor to interrupts:
+// other processes on the machine (idle farms, other users' jobs).
+func (u *CPUUsage) Other() float64 {
+	known := u.IRQ
+	for _, x := range u.Cores {
+		known += x
+	}
+	return max(0, u.Machine-known)
+}
+
 // CPUSampler samples /proc for groups of processes at the start and end of a
 // window. Processes that are gone are skipped. On systems without /proc the
 // usage is empty.

@@ -1,7 +1,14 @@
 // Package bench is warren's benchmark: it measures the farm's POST /process path
 // (bin/api in front of bin/worker processes) against a raw amqp091-go RPC loop
-// through the same RabbitMQ broker, and shows how throughput scales with the
-// number of workers when the model has a service time.
+// through the same RabbitMQ broker, shows how throughput scales with the
+// number of workers when the model has a service time, and measures the async
+// job path (POST /jobs, GET /jobs/{id}?wait=): submit rate, completion rate
+// against workers × JOB_CONCURRENCY / MODEL_LATENCY, and end-to-end latency.
+//
+// With -baseline-rev the /process comparison also runs the farm built from an
+// earlier commit (git archive into a temporary directory, the Makefile's build
+// flags), and with -otel the current farm with tracing exported to an OTLP/HTTP
+// sink in the bench: the cost of the observability code, off and on.
 //
 // # Method
 //
@@ -17,12 +24,20 @@
 // machine hit both sides alike, and the table reports the median of each side's
 // runs.
 //
+// The async phase is not a closed loop over a window: it submits a fixed number
+// of jobs from a fixed number of concurrent callers, then long-polls every job
+// until it is final (see async.go).
+//
 // # Isolation
 //
 // The farm and the raw loop run in a vhost of their own, created through the
 // RabbitMQ management API at start and deleted at exit (also on Ctrl-C), so other
-// users of the broker see neither their queues nor their traffic. All traffic goes
-// to loopback addresses; the benchmark refuses other hosts.
+// users of the broker see neither their queues nor their traffic; every further
+// farm (baseline, otel, each async store) gets a vhost of its own too. Each API's
+// embedded job store lives in a temporary DATA_DIR, removed when the farm stops;
+// the Redis variant of the async phase uses a unique REDIS_PREFIX whose keys are
+// deleted afterwards. All traffic goes to loopback addresses; the benchmark
+// refuses other hosts.
 //
 // # Layout
 //
@@ -31,6 +46,9 @@
 //   - httpload.go: the HTTP caller for POST /process.
 //   - rawrpc.go, responder.go: the raw amqp091-go RPC loop and its responders.
 //   - farm.go, proc.go: starting and stopping bin/api and bin/worker.
+//   - baseline.go: building the binaries of an earlier commit (-baseline-rev).
+//   - otlpsink.go: the OTLP/HTTP trace sink of the farm-otel variant.
+//   - async.go, asyncreport.go: the async job phase and its tables.
 //   - mgmt.go, sysinfo.go, cpu.go: broker management, machine facts, CPU sampling.
 //   - report.go: the printed tables and the target verdicts.
 //   - bench.go: flags and the phases.

@@ -13,14 +13,44 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/warren-farm/warren/pkg/config"
 )
 
 // farmEnvKeys are the settings the benchmark controls: inherited values are
-// dropped so "default settings" means the binaries' own defaults.
-var farmEnvKeys = []string{
-	"AMQP_URL", "HTTP_ADDR", "MANAGEMENT_URL", "LOG_LEVEL", "LOG_FORMAT", "CONCURRENCY",
-	"PREFETCH", "MODEL_LATENCY", "MODEL_SEED", "REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT",
-	"BODY_LIMIT", "QUEUE_MAX_LENGTH", "DRAIN_TIMEOUT", "WORKER_ID",
+// dropped so "default settings" means the binaries' own defaults. They are
+// every variable of the configuration table (pkg/config), plus the ones
+// older builds read (for -baseline-rev); see also farmEnvPrefixes.
+var farmEnvKeys = func() []string {
+	keys := []string{
+		"AMQP_URL", "HTTP_ADDR", "MANAGEMENT_URL", "LOG_LEVEL", "LOG_FORMAT", "CONCURRENCY",
+		"PREFETCH", "MODEL_LATENCY", "MODEL_SEED", "REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT",
+		"BODY_LIMIT", "QUEUE_MAX_LENGTH", "DRAIN_TIMEOUT", "WORKER_ID",
+	}
+	for _, v := range config.Vars {
+		if !slices.Contains(keys, v.Env) {
+			keys = append(keys, v.Env)
+		}
+	}
+	return keys
+}()
+
+// farmEnvPrefixes: inherited variables with these prefixes are dropped too.
+// The OpenTelemetry SDK reads many OTEL_* variables besides the table's
+// (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_BSP_*, OTEL_TRACES_SAMPLER, ...).
+var farmEnvPrefixes = []string{"OTEL_"}
+
+// controlled reports whether the bench controls the environment variable k.
+func controlled(k string) bool {
+	if slices.Contains(farmEnvKeys, k) {
+		return true
+	}
+	for _, p := range farmEnvPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // FarmConfig says how to run the farm's binaries.
@@ -35,7 +65,14 @@ type FarmConfig struct {
 	// WorkerEnv holds extra KEY=VALUE settings for every worker
 	// (MODEL_LATENCY, CONCURRENCY for the scaling phase).
 	WorkerEnv []string
-	LogDir    string
+	// APIEnv holds extra KEY=VALUE settings for the API (the job store).
+	// Unless it sets DATA_DIR or REDIS_URL, the API's embedded job store
+	// goes to a temporary DATA_DIR, removed by Stop.
+	APIEnv []string
+	LogDir string
+	// Name, if set, prefixes the processes' names and log files, so that
+	// several farms can share LogDir.
+	Name string
 	// ReadyTimeout bounds the wait for /ready (default 60s).
 	ReadyTimeout time.Duration
 }
@@ -45,6 +82,7 @@ type Farm struct {
 	cfg     FarmConfig
 	API     *Proc
 	BaseURL string // http://127.0.0.1:port
+	DataDir string // the API's DATA_DIR when the bench made it, else ""
 
 	mu      sync.Mutex
 	workers []*Proc
@@ -64,7 +102,7 @@ func freeAddr() (string, error) {
 func (c FarmConfig) env(addr string, extra []string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
-		return slices.Contains(farmEnvKeys, k)
+		return controlled(k)
 	})
 	env = append(env,
 		"AMQP_URL="+c.AMQPURL,
@@ -74,6 +112,13 @@ func (c FarmConfig) env(addr string, extra []string) []string {
 	)
 	env = append(env, c.Env...)
 	return append(env, extra...)
+}
+
+func (c FarmConfig) procName(n string) string {
+	if c.Name == "" {
+		return n
+	}
+	return c.Name + "-" + n
 }
 
 // StartFarm starts the API and n workers and waits until the API reports
@@ -86,11 +131,26 @@ func StartFarm(ctx context.Context, cfg FarmConfig, n int) (*Farm, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := StartProc("api", cfg.APIBin, nil, cfg.env(addr, nil), cfg.LogDir, nil)
+	apiEnv := cfg.APIEnv
+	var dataDir string
+	if !slices.ContainsFunc(apiEnv, func(kv string) bool {
+		return strings.HasPrefix(kv, "DATA_DIR=") || strings.HasPrefix(kv, "REDIS_URL=")
+	}) {
+		// The default DATA_DIR is "data" under the working directory: never
+		// the repository's, nor shared with another farm (bbolt locks it).
+		if dataDir, err = os.MkdirTemp("", "warren-bench-data-"); err != nil {
+			return nil, err
+		}
+		apiEnv = append(slices.Clone(apiEnv), "DATA_DIR="+dataDir)
+	}
+	api, err := StartProc(cfg.procName("api"), cfg.APIBin, nil, cfg.env(addr, apiEnv), cfg.LogDir, nil)
 	if err != nil {
+		if dataDir != "" {
+			_ = os.RemoveAll(dataDir)
+		}
 		return nil, err
 	}
-	f := &Farm{cfg: cfg, API: api, BaseURL: "http://" + addr}
+	f := &Farm{cfg: cfg, API: api, BaseURL: "http://" + addr, DataDir: dataDir}
 	if err := f.AddWorkers(ctx, n); err != nil {
 		f.Stop()
 		return nil, err
@@ -124,7 +184,7 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		w, err := StartProc("worker-"+strconv.Itoa(i+1), f.cfg.WorkerBin, nil, f.cfg.env(addr, f.cfg.WorkerEnv), f.cfg.LogDir, nil)
+		w, err := StartProc(f.cfg.procName("worker-"+strconv.Itoa(i+1)), f.cfg.WorkerBin, nil, f.cfg.env(addr, f.cfg.WorkerEnv), f.cfg.LogDir, nil)
 		if err != nil {
 			return err
 		}
@@ -198,7 +258,8 @@ func (f *Farm) Check() error {
 }
 
 // Stop stops the API first (it drains in-flight requests), then the workers,
-// all with SIGTERM and a grace period.
+// all with SIGTERM and a grace period, and removes the DATA_DIR it made. It
+// is idempotent.
 func (f *Farm) Stop() {
 	f.API.Stop(15 * time.Second)
 	var wg sync.WaitGroup
@@ -206,4 +267,7 @@ func (f *Farm) Stop() {
 		wg.Go(func() { w.Stop(15 * time.Second) })
 	}
 	wg.Wait()
+	if f.DataDir != "" {
+		_ = os.RemoveAll(f.DataDir)
+	}
 }

@@ -1,14 +1,20 @@
 package bench
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-farm/warren/pkg/config"
 )
 
 func TestCheckLoopbackURL(t *testing.T) {
@@ -169,5 +175,205 @@ func TestListenerPids(t *testing.T) {
 	}
 	if got := amqpPort("amqp://localhost/"); got != 5672 {
 		t.Errorf("amqpPort default = %d", got)
+	}
+}
+
+func TestParseFlagsAsyncAndObservability(t *testing.T) {
+	cfg, err := ParseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Has(PhaseAsync) || cfg.AsyncJobs != 10000 || cfg.AsyncWorkers != 2 || cfg.AsyncJobConcurrency != 4 ||
+		cfg.AsyncLatency != 50*time.Millisecond || cfg.AsyncSubmitters != 64 || len(cfg.AsyncStores) != 1 || cfg.AsyncStores[0] != StoreBolt {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	cfg, err = ParseFlags([]string{"-phases", "farm,async", "-async-store", "both", "-baseline-rev", "HEAD~1", "-otel", "-quick"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.AsyncStores) != 2 || cfg.BaselineRev != "HEAD~1" || !cfg.OTel || cfg.AsyncJobs != 2000 {
+		t.Errorf("parsed %+v", cfg)
+	}
+	for _, bad := range [][]string{
+		{"-async-store", "sqlite"}, {"-async-jobs", "0"}, {"-async-latency", "0s"},
+		{"-phases", "raw", "-otel"}, {"-phases", "async", "-baseline-rev", "HEAD"},
+		{"-phases", "async", "-async-store", "redis", "-redis-url", "redis://10.0.0.5:6379/0"},
+	} {
+		if _, err := ParseFlags(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// Every variable of the configuration table, and every OTEL_* variable, is
+// the bench's to set: inherited values never reach the farm.
+func TestFarmEnvDropsEveryConfigVar(t *testing.T) {
+	for _, v := range config.Vars {
+		t.Setenv(v.Env, "inherited")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	t.Setenv("WARREN_BENCH_UNRELATED", "kept")
+	c := FarmConfig{AMQPURL: "amqp://127.0.0.1/v", ManagementURL: "http://127.0.0.1:15672"}
+	env := c.env("127.0.0.1:1", []string{"MODEL_LATENCY=5ms"})
+	got := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := got[k]; dup {
+			t.Errorf("%s set twice", k)
+		}
+		got[k] = v
+	}
+	for k, v := range got {
+		if v == "inherited" || strings.HasPrefix(k, "OTEL_") {
+			t.Errorf("%s=%s reached the farm", k, v)
+		}
+	}
+	if got["AMQP_URL"] != c.AMQPURL || got["HTTP_ADDR"] != "127.0.0.1:1" || got["MODEL_LATENCY"] != "5ms" || got["WARREN_BENCH_UNRELATED"] != "kept" {
+		t.Errorf("env %v", got)
+	}
+	for _, k := range []string{"DATA_DIR", "REDIS_URL", "REDIS_PREFIX", "JOB_CONCURRENCY", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"} {
+		if !controlled(k) {
+			t.Errorf("%s not controlled", k)
+		}
+	}
+}
+
+func TestExtractTarRefusesEscapes(t *testing.T) {
+	for _, name := range []string{"../evil", "/abs/evil", "a/../../evil"} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		_ = tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+		_, _ = tw.Write([]byte("x"))
+		_ = tw.Close()
+		if err := extractTar(&buf, t.TempDir()); err == nil {
+			t.Errorf("%q extracted", name)
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755})
+	_ = tw.WriteHeader(&tar.Header{Name: "d/f.go", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+	_, _ = tw.Write([]byte("abc"))
+	_ = tw.WriteHeader(&tar.Header{Name: "d/l", Typeflag: tar.TypeSymlink, Linkname: "f.go"})
+	_ = tw.Close()
+	dir := t.TempDir()
+	if err := extractTar(&buf, dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "d", "l")); err != nil || string(b) != "abc" {
+		t.Errorf("extracted %q, %v", b, err)
+	}
+}
+
+// BuildRevision builds the binaries of a commit without touching the
+// repository.
+func TestBuildRevision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries; runs without -short")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	wd, _ := os.Getwd()
+	repo, err := findRepo(wd)
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Run(); err != nil {
+		t.Skip("not a git checkout")
+	}
+	before, _ := exec.Command("git", "-C", repo, "worktree", "list", "--porcelain").Output()
+	r, err := BuildRevision(context.Background(), repo, "HEAD", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		r.Remove()
+		if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
+			t.Errorf("%s left behind", r.Dir)
+		}
+	}()
+	for _, bin := range []string{r.API, r.Worker} {
+		out, err := exec.Command(bin, "config").Output()
+		if err != nil || !strings.Contains(string(out), "AMQP_URL") {
+			t.Errorf("%s config: %v\n%s", bin, err, out)
+		}
+	}
+	if len(r.Commit) != 40 || !strings.Contains(r.Describe(), r.Commit[:7]) || len(r.Commands) != 2 {
+		t.Errorf("revision %+v", r)
+	}
+	after, _ := exec.Command("git", "-C", repo, "worktree", "list", "--porcelain").Output()
+	if !bytes.Equal(before, after) {
+		t.Errorf("worktree list changed:\n%s\n%s", before, after)
+	}
+	if _, err := BuildRevision(context.Background(), repo, "no-such-revision-xyz", io.Discard); err == nil {
+		t.Error("an unknown revision was built")
+	}
+}
+
+func TestObservabilityReport(t *testing.T) {
+	run := func(rps float64, api, workers float64) *Result {
+		r := &Result{Window: time.Second, CPU: &CPUUsage{Cores: map[string]float64{"api": api, "workers": workers}, Machine: 1.9}}
+		for range int(rps) {
+			r.Latencies = append(r.Latencies, time.Millisecond)
+		}
+		return r
+	}
+	sum := func(rs ...*Result) *Summary { return &Summary{Runs: rs} }
+	rep := &Report{Cfg: &Config{Workers: 2}, Baseline: `662c55d "x"`,
+		OTel: &OTelStats{Endpoint: "http://127.0.0.1:1", Requests: 100, Sink: SinkStats{Requests: 2, Spans: 500, ByService: map[string]int64{"warren-api": 200, "warren-worker": 300}}}}
+	rep.Compare = []*CompareRow{{Concurrency: 16, Variants: map[string]*Summary{
+		// Paired ratios 1.00, 0.98, 1.20: median 1.00 although the medians' ratio is 0.98.
+		VariantFarm:         sum(run(1000, 0.4, 0.3), run(980, 0.4, 0.3), run(1200, 0.4, 0.3)),
+		VariantFarmBaseline: sum(run(1000, 0.4, 0.3), run(1000, 0.4, 0.3), run(1000, 0.4, 0.3)),
+		VariantFarmOTel:     sum(run(800, 0.45, 0.35), run(800, 0.45, 0.35), run(800, 0.45, 0.35)),
+	}}}
+	if !rep.HasObservability() {
+		t.Fatal("HasObservability false")
+	}
+	var status string
+	for _, tg := range rep.Targets() {
+		if strings.HasPrefix(tg.Name, "tracing off: farm ≥ 0.97× farm-baseline (662c55d) req/s at concurrency 16") {
+			status = tg.Status + " " + tg.Detail
+		}
+	}
+	if !strings.HasPrefix(status, "PASS 1.00×") {
+		t.Errorf("tracing-off target: %s", status)
+	}
+	var sb strings.Builder
+	rep.PrintObservability(&sb)
+	for _, s := range []string{"0.80×", "[0.98–1.20×]", "1,000", "5.00 spans", "warren-api 2.00", "warren-worker 3.00", "700", "1000"} {
+		if !strings.Contains(sb.String(), s) {
+			t.Errorf("report lacks %q:\n%s", s, sb.String())
+		}
+	}
+
+	// Without -otel, no otel columns.
+	delete(rep.Compare[0].Variants, VariantFarmOTel)
+	rep.OTel = nil
+	sb.Reset()
+	rep.PrintObservability(&sb)
+	if strings.Contains(sb.String(), "otel/farm") || !strings.Contains(sb.String(), "farm/baseline") {
+		t.Errorf("baseline-only report:\n%s", sb.String())
+	}
+}
+
+func TestQuietRunRatios(t *testing.T) {
+	run := func(rps, other float64) *Result {
+		r := &Result{Window: time.Second, CPU: &CPUUsage{Cores: map[string]float64{"api": 0.5, "broker": 0.5}, IRQ: 0.1, Machine: 1.1 + other}}
+		for range int(rps) {
+			r.Latencies = append(r.Latencies, time.Millisecond)
+		}
+		return r
+	}
+	a := &Summary{Runs: []*Result{run(100, 0), run(100, 0.5), run(100, 0.05), run(100, 0)}}
+	b := &Summary{Runs: []*Result{run(50, 0), run(100, 0), run(200, 0), run(100, 0.3)}}
+	got := quietRunRatios(a, b)
+	if len(got) != 2 || got[0] != 2 || got[1] != 0.5 {
+		t.Errorf("quiet ratios %v, want [2 0.5] (pairs 2 and 4 had other load)", got)
+	}
+	if all := perRunRatios(a, b); len(all) != 4 {
+		t.Errorf("all ratios %v", all)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,7 +19,27 @@ type Report struct {
 	Commands []string
 	Compare  []*CompareRow
 	Scale    []*ScaleRow
+	// Baseline describes the -baseline-rev build ("" without one).
+	Baseline string
+	// OTel is what the farm-otel variant exported (nil without -otel).
+	OTel  *OTelStats
+	Async []*AsyncRun
 }
+
+// OTelStats is what the farm-otel variant's processes exported.
+type OTelStats struct {
+	Endpoint string
+	Sink     SinkStats
+	// Requests is the successful /process calls to farm-otel, warm-ups
+	// included.
+	Requests int64
+}
+
+// farmVariants are the variants that are a running farm.
+var farmVariants = []string{VariantFarm, VariantFarmBaseline, VariantFarmOTel}
+
+// allVariants in table order.
+var allVariants = []string{VariantFarm, VariantFarmBaseline, VariantFarmOTel, VariantRaw, VariantRawSep, VariantRawConfirm}
 
 // CompareRow holds the runs of every variant at one concurrency.
 type CompareRow struct {
@@ -44,10 +65,12 @@ func (r *ScaleRow) Efficiency() float64 {
 }
 
 var variantTitle = map[string]string{
-	VariantFarm:       "farm /process",
-	VariantRaw:        "raw",
-	VariantRawSep:     "raw, responders in a separate process",
-	VariantRawConfirm: "raw, publisher confirms on",
+	VariantFarm:         "farm /process",
+	VariantRaw:          "raw",
+	VariantRawSep:       "raw, responders in a separate process",
+	VariantRawConfirm:   "raw, publisher confirms on",
+	VariantFarmBaseline: "farm /process, baseline build",
+	VariantFarmOTel:     "farm /process, tracing exported",
 }
 
 // fmtRate formats a rate with thousands separators ("12,345").
@@ -121,10 +144,19 @@ func (r *Report) PrintHeader(w io.Writer) {
 	for _, cmd := range r.Commands {
 		p("built      %s", cmd)
 	}
+	if r.Baseline != "" {
+		p("baseline   %s", r.Baseline)
+	}
 	if s.BackgroundLoad >= 0 {
 		p("idle load  %.2f cores busy before the first run (other processes on the machine)", s.BackgroundLoad)
 	}
-	p("method     closed loop, keep-alive, %v warm-up, %v measured, median of %d alternating runs", c.Warmup, c.Duration, c.Runs)
+	if c.Has(PhaseFarm) || c.Has(PhaseRaw) || c.Has(PhaseExtra) || c.Has(PhaseScale) {
+		p("method     closed loop, keep-alive, %v warm-up, %v measured, median of %d alternating runs", c.Warmup, c.Duration, c.Runs)
+	}
+	if c.Has(PhaseAsync) {
+		p("async      %s jobs per store (%s), %d concurrent submitters, then %d long-pollers", thousands(int64(c.AsyncJobs)),
+			strings.Join(c.AsyncStores, ", "), c.AsyncSubmitters, c.AsyncPollers)
+	}
 	p("")
 }
 
@@ -201,7 +233,7 @@ func (r *Report) PrintCompare(w io.Writer) {
 	p("  other = everything else on the machine (idle farm or responders, other users' jobs)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintln(tw, "variant\tconc\tbench\tapi\tworkers\tresponder\tbroker\tsoftirq\tother\tmachine\tCPU µs/req\t")
-	for _, v := range []string{VariantFarm, VariantRaw, VariantRawSep, VariantRawConfirm} {
+	for _, v := range allVariants {
 		for _, row := range r.Compare {
 			s := row.Variants[v]
 			u := s.CPU()
@@ -230,11 +262,14 @@ func (r *Report) PrintCompare(w io.Writer) {
 		}
 	}
 	_ = tw.Flush()
+	if r.OTel != nil {
+		p("  farm-otel: the OTLP sink runs in the bench process, so its CPU is in the bench column")
+	}
 	p("")
 
 	var fails []string
 	for _, row := range r.Compare {
-		for _, v := range []string{VariantFarm, VariantRaw, VariantRawSep, VariantRawConfirm} {
+		for _, v := range allVariants {
 			if s := row.Variants[v]; !s.Empty() && len(s.Failures()) > 0 {
 				fails = append(fails, fmt.Sprintf("  %s c=%d: %s (successes %d)", v, row.Concurrency, fmtFailures(s.Failures()), s.OK()))
 			}
@@ -343,6 +378,58 @@ func (r *Report) Targets() []Target {
 		}
 	}
 	ts = append(ts, t)
+
+	if r.HasObservability() {
+		for _, row := range r.Compare {
+			f, bl := row.Variants[VariantFarm], row.Variants[VariantFarmBaseline]
+			if f.Empty() || bl.Empty() {
+				continue
+			}
+			// The paired median over quiet pairs when there are at least 3,
+			// else over all pairs.
+			pr, which := quietRunRatios(f, bl), "quiet pairs"
+			if len(pr) < 3 {
+				pr, which = perRunRatios(f, bl), "all pairs"
+			}
+			ratio := Median(pr)
+			ts = append(ts, Target{
+				Name:   fmt.Sprintf("tracing off: farm ≥ 0.97× farm-baseline (%s) req/s at concurrency %d", shortRev(r.Baseline), row.Concurrency),
+				Status: verdict(ratio >= 0.97),
+				Detail: fmt.Sprintf("%s, paired median of %d %s [%s] (medians: farm %s vs baseline %s req/s; p99 %s vs %s; farm µs/req %s vs %s)",
+					fmtRatio(ratio), len(pr), which, fmtRange(pr), fmtRate(f.RPS()), fmtRate(bl.RPS()),
+					fmtDur(f.Percentile(99)), fmtDur(bl.Percentile(99)), farmCPUPerReq(f), farmCPUPerReq(bl)),
+			})
+		}
+		if o := r.OTel; o != nil {
+			ts = append(ts, Target{
+				Name:   "farm-otel exported its spans to the sink",
+				Status: verdict(o.Sink.Spans > 0 && o.Sink.Bad == 0),
+				Detail: fmt.Sprintf("%s spans in %s requests, %d refused", thousands(o.Sink.Spans), thousands(o.Sink.Requests), o.Sink.Bad),
+			})
+		}
+	}
+
+	for _, a := range r.Async {
+		ts = append(ts, Target{
+			Name:   fmt.Sprintf("async (%s): submit ≥ 2,000 jobs/s", a.Store),
+			Status: verdict(a.SubmitRate() >= 2000),
+			Detail: fmt.Sprintf("%s jobs/s (%s jobs in %ss, p99 %s)", fmtRate(a.SubmitRate()), thousands(int64(a.Submitted)), fmtSecs(a.SubmitTime),
+				fmtDur(Percentile(a.SubmitLat, 99))),
+		})
+		ts = append(ts, Target{
+			Name: fmt.Sprintf("async (%s): completion ≥ 0.9 × %d workers × JOB_CONCURRENCY %d / %v = %s jobs/s",
+				a.Store, a.Workers, a.JobConcurrency, a.Latency, fmtRate(a.Target())),
+			Status: verdict(a.CompletionRate() >= a.Target()),
+			Detail: fmt.Sprintf("%s jobs/s (%.3f of ideal; all final after %ss)", fmtRate(a.CompletionRate()),
+				a.CompletionRate()/a.Ideal(), fmtSecs(a.AllFinal)),
+		})
+		ts = append(ts, Target{
+			Name:   fmt.Sprintf("async (%s): every job accepted and succeeded", a.Store),
+			Status: verdict(a.SubmitFailed() == 0 && a.NotSucceeded() == 0 && a.Submitted == a.Jobs),
+			Detail: fmt.Sprintf("%s of %s succeeded; submit failures %s; not succeeded %d", thousands(int64(a.Succeeded())),
+				thousands(int64(a.Jobs)), fmtFailures(a.SubmitFailures), a.NotSucceeded()),
+		})
+	}
 	return ts
 }
 
@@ -351,5 +438,200 @@ func (r *Report) PrintTargets(w io.Writer) {
 	_, _ = fmt.Fprintln(w, "targets")
 	for _, t := range r.Targets() {
 		_, _ = fmt.Fprintf(w, "  [%-4s] %s: %s\n", t.Status, t.Name, t.Detail)
+	}
+}
+
+// HasObservability reports whether the comparison has a farm-baseline or a
+// farm-otel variant.
+func (r *Report) HasObservability() bool {
+	for _, row := range r.Compare {
+		if !row.Variants[VariantFarmBaseline].Empty() || !row.Variants[VariantFarmOTel].Empty() {
+			return true
+		}
+	}
+	return false
+}
+
+// perRunRatios returns a's i-th run's rate over b's i-th run's rate, for the
+// runs both have: runs with the same index ran back to back.
+func perRunRatios(a, b *Summary) []float64 {
+	if a.Empty() || b.Empty() {
+		return nil
+	}
+	var out []float64
+	for i := 0; i < len(a.Runs) && i < len(b.Runs); i++ {
+		if y := b.Runs[i].RPS(); y > 0 {
+			out = append(out, a.Runs[i].RPS()/y)
+		}
+	}
+	return out
+}
+
+// quietOther is the most CPU other processes may have used (cores) during both
+// runs of a pair for the pair to count as quiet.
+const quietOther = 0.10
+
+// quietRunRatios is perRunRatios restricted to the pairs in which other
+// processes on the machine used less than quietOther cores during both runs.
+func quietRunRatios(a, b *Summary) []float64 {
+	if a.Empty() || b.Empty() {
+		return nil
+	}
+	var out []float64
+	for i := 0; i < len(a.Runs) && i < len(b.Runs); i++ {
+		ra, rb := a.Runs[i], b.Runs[i]
+		if ra.CPU == nil || rb.CPU == nil || ra.CPU.Other() >= quietOther || rb.CPU.Other() >= quietOther {
+			continue
+		}
+		if y := rb.RPS(); y > 0 {
+			out = append(out, ra.RPS()/y)
+		}
+	}
+	return out
+}
+
+// fmtRange formats the smallest and largest ratio ("0.97–1.02×").
+func fmtRange(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	lo, hi := slices.Min(xs), slices.Max(xs)
+	return strconv.FormatFloat(lo, 'f', 2, 64) + "–" + strconv.FormatFloat(hi, 'f', 2, 64) + "×"
+}
+
+func cpuPerReq(s *Summary) string {
+	u := s.CPU()
+	if u == nil || s.RPS() <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(u.Machine/s.RPS()*1e6, 'f', 0, 64)
+}
+
+func cpuGroup(s *Summary, g string) string {
+	u := s.CPU()
+	if u == nil {
+		return "-"
+	}
+	x, ok := u.Cores[g]
+	if !ok {
+		return "-"
+	}
+	return strconv.FormatFloat(x, 'f', 2, 64)
+}
+
+// shortRev is the commit id at the start of a Revision.Describe text.
+func shortRev(desc string) string {
+	rev, _, _ := strings.Cut(desc, " ")
+	return rev
+}
+
+// farmCPU is the CPU of the farm's processes (api + workers) per request in
+// seconds, or 0 when not sampled.
+func farmCPU(s *Summary) float64 {
+	u := s.CPU()
+	if u == nil || s.RPS() <= 0 {
+		return 0
+	}
+	return (u.Cores["api"] + u.Cores["workers"]) / s.RPS()
+}
+
+func farmCPUPerReq(s *Summary) string {
+	if x := farmCPU(s); x > 0 {
+		return strconv.FormatFloat(x*1e6, 'f', 0, 64)
+	}
+	return "-"
+}
+
+// PrintObservability prints the current farm against the baseline build and
+// against itself with tracing exported.
+func (r *Report) PrintObservability(w io.Writer) {
+	c := r.Cfg
+	p := func(format string, a ...any) { _, _ = fmt.Fprintf(w, format+"\n", a...) }
+	p("observability overhead on /process (same windows, alternating with the rows above)")
+	p("  farm:          bin/api + %d × bin/worker, this build, tracing off (no OTEL_* variable set)", c.Workers)
+	if r.Baseline != "" {
+		p("  farm-baseline: the same from %s", r.Baseline)
+	}
+	if r.OTel != nil {
+		p("  farm-otel:     this build with OTEL_EXPORTER_OTLP_ENDPOINT=%s: an OTLP/HTTP sink in the bench that", r.OTel.Endpoint)
+		p("                 answers 200 with an empty body and counts spans; SDK defaults otherwise (batch 512, queue 2048, 5 s)")
+	}
+	p("  farm µs/req = CPU of the farm's own processes (api + workers) per request; CPU µs/req = the whole machine's")
+	p("")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintln(tw, "conc\tvariant\treq/s\tp50\tp99\tapi cores\tworkers cores\tfarm µs/req\tCPU µs/req\t")
+	for _, row := range r.Compare {
+		for _, v := range farmVariants {
+			s := row.Variants[v]
+			if s.Empty() {
+				continue
+			}
+			cols := append([]string{strconv.Itoa(row.Concurrency), v}, sumCols(s)...)
+			cols = append(cols, cpuGroup(s, "api"), cpuGroup(s, "workers"), farmCPUPerReq(s), cpuPerReq(s))
+			_, _ = fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
+		}
+	}
+	_ = tw.Flush()
+	p("")
+	p("  req/s: ratio of the medians; paired = median [range] of the per-run ratios (run i of one variant against run i")
+	p("  of the other, measured in the same round); quiet = the same over the pairs in which other processes on the")
+	p("  machine used under %.2f cores during both runs (n = pairs); p50, p99: ratios of the medians; farm µs/req: of the means", quietOther)
+	type pairing struct {
+		title string
+		a, b  string // variants: a's req/s over b's
+	}
+	var pairs []pairing
+	for _, pr := range []pairing{{"farm/baseline", VariantFarm, VariantFarmBaseline}, {"otel/farm", VariantFarmOTel, VariantFarm}} {
+		for _, row := range r.Compare {
+			if !row.Variants[pr.a].Empty() && !row.Variants[pr.b].Empty() {
+				pairs = append(pairs, pr)
+				break
+			}
+		}
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := []string{"conc"}
+	for i, pr := range pairs {
+		if i > 0 {
+			head = append(head, "")
+		}
+		head = append(head, pr.title+" req/s", "paired", "", "quiet", "n", "p50", "p99", "farm µs/req")
+	}
+	_, _ = fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, row := range r.Compare {
+		cols := []string{strconv.Itoa(row.Concurrency)}
+		for i, pr := range pairs {
+			if i > 0 {
+				cols = append(cols, "|")
+			}
+			a, b := row.Variants[pr.a], row.Variants[pr.b]
+			if a.Empty() || b.Empty() {
+				cols = append(cols, "-", "-", "-", "-", "-", "-", "-", "-")
+				continue
+			}
+			rr, qr := perRunRatios(a, b), quietRunRatios(a, b)
+			cols = append(cols, fmtRatio(a.RPS()/b.RPS()), fmtRatio(Median(rr)), "["+fmtRange(rr)+"]",
+				fmtRatio(Median(qr)), strconv.Itoa(len(qr)),
+				fmtRatio(float64(a.Percentile(50))/float64(b.Percentile(50))),
+				fmtRatio(float64(a.Percentile(99))/float64(b.Percentile(99))),
+				fmtRatio(farmCPU(a)/farmCPU(b)))
+		}
+		_, _ = fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
+	}
+	_ = tw.Flush()
+	p("")
+	if o := r.OTel; o != nil {
+		s := o.Sink
+		p("spans exported by farm-otel (counted after its processes stopped and flushed):")
+		p("  %s spans in %s POST /v1/traces (%.1f MB), %d requests refused", thousands(s.Spans), thousands(s.Requests), float64(s.Bytes)/1e6, s.Bad)
+		if o.Requests > 0 {
+			var parts []string
+			for _, k := range sortedKeys(s.ByService) {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(s.ByService[k])/float64(o.Requests)))
+			}
+			p("  per successful /process call (%s calls, warm-ups included): %.2f spans; by service.name: %s",
+				thousands(o.Requests), float64(s.Spans)/float64(o.Requests), strings.Join(parts, ", "))
+		}
+		p("")
 	}
 }
