@@ -64,6 +64,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		ServiceName: l.String("OTEL_SERVICE_NAME"),
 		Endpoint:    l.String("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		Protocol:    l.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", tracing.ProtocolHTTP, tracing.ProtocolGRPC),
+		SampleRatio: l.Float("OTEL_TRACES_SAMPLER_ARG", 0, 1),
 	}
 	if err := l.Err(); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)

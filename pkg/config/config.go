@@ -120,6 +120,8 @@ var Vars = []Var{
 		"OpenTelemetry collector base URL (http://host:4318 for http/protobuf, http://host:4317 for grpc); traces are exported when set. Empty disables tracing at no cost. The SDK's other OTEL_* variables (headers, timeout, resource attributes) apply too."},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", []string{API, Worker}, both("http/protobuf"),
 		"http/protobuf or grpc."},
+	{"OTEL_TRACES_SAMPLER_ARG", []string{API, Worker}, both("1"),
+		"Share of new traces recorded (0 < ratio ≤ 1); a caller's traceparent keeps its own sampling decision."},
 	{"OTEL_SERVICE_NAME", []string{API, Worker}, map[string]string{API: "warren-api", Worker: "warren-worker"},
 		"service.name of the exported spans."},
 }
