@@ -232,7 +232,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 		defer func() { c.cfg.OnProcessed(time.Since(taken)) }()
 	}
 	ctx, cancel := context.WithDeadline(hctx, msg.Deadline)
-	body, err := c.call(ctx, msg)
+	body, err := call(ctx, c.cfg.Logger, c.handler, msg)
 	cancel()
 	var p amqp.Publishing
 	switch {
@@ -277,15 +277,16 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	c.reply(w, p, log)
 }
 
-// call runs the handler, turning a panic into an error.
-func (c *Consumer) call(ctx context.Context, m *Message) (body []byte, err error) {
+// call runs h, turning a panic into an error (logged with its stack).
+func call(ctx context.Context, log *slog.Logger, h Handler, m *Message) (body []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.cfg.Logger.Error("handler panicked", "panic", r, "stack", string(debug.Stack()), "request_id", m.RequestID, "correlation_id", m.CorrelationID)
+			log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()),
+				"request_id", m.RequestID, "correlation_id", m.CorrelationID)
 			body, err = nil, fmt.Errorf("worker panicked: %v", r)
 		}
 	}()
-	return c.handler(ctx, m)
+	return h(ctx, m)
 }
 
 // reply publishes p to the delivery's reply_to on the delivery's channel, then acks.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -259,7 +258,7 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 
 	ctx, cancel := context.WithTimeout(hctx, c.cfg.RunTimeout)
 	stopLost := context.AfterFunc(w.sess.lost, cancel)
-	body, err := c.call(ctx, msg)
+	body, err := call(ctx, log, c.handler, msg)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	stopLost()
 	cancel()
@@ -296,17 +295,6 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 		up.Status, up.Error = JobFailed, &JobError{Reason: reason, Message: err.Error()}
 		c.finish(w, up, log)
 	}
-}
-
-// call runs the handler, turning a panic into an error.
-func (c *JobConsumer) call(ctx context.Context, m *Message) (body []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.cfg.Logger.Error("job handler panicked", "panic", r, "stack", string(debug.Stack()), "job_id", m.CorrelationID)
-			body, err = nil, fmt.Errorf("worker panicked: %v", r)
-		}
-	}()
-	return c.handler(ctx, m)
 }
 
 // finish reports a final state, waits for the broker's confirm, then acks and counts
