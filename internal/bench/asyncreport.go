@@ -76,19 +76,7 @@ func (r *Report) PrintAsync(w io.Writer) {
 			if u == nil {
 				continue
 			}
-			cols := []string{a.Store, st.name}
-			known := 0.0
-			for _, g := range []string{"bench", "api", "workers", "broker", "redis"} {
-				if x, ok := u.Cores[g]; ok {
-					known += x
-					cols = append(cols, strconv.FormatFloat(x, 'f', 2, 64))
-				} else {
-					cols = append(cols, "-")
-				}
-			}
-			cols = append(cols, strconv.FormatFloat(u.IRQ, 'f', 2, 64),
-				strconv.FormatFloat(max(0, u.Machine-known-u.IRQ), 'f', 2, 64),
-				strconv.FormatFloat(u.Machine, 'f', 2, 64))
+			cols := append([]string{a.Store, st.name}, u.columns("bench", "api", "workers", "broker", "redis")...)
 			if st.jobs > 0 && u.Window > 0 {
 				cols = append(cols, strconv.FormatFloat(u.Machine*u.Window.Seconds()/st.jobs*1e6, 'f', 0, 64))
 			} else {

@@ -240,19 +240,8 @@ func (r *Report) PrintCompare(w io.Writer) {
 			if u == nil {
 				continue
 			}
-			cols := []string{v, strconv.Itoa(row.Concurrency)}
-			known := 0.0
-			for _, g := range []string{"bench", "api", "workers", "responder", "broker"} {
-				if x, ok := u.Cores[g]; ok {
-					known += x
-					cols = append(cols, strconv.FormatFloat(x, 'f', 2, 64))
-				} else {
-					cols = append(cols, "-")
-				}
-			}
-			cols = append(cols, strconv.FormatFloat(u.IRQ, 'f', 2, 64),
-				strconv.FormatFloat(max(0, u.Machine-known-u.IRQ), 'f', 2, 64))
-			cols = append(cols, strconv.FormatFloat(u.Machine, 'f', 2, 64))
+			cols := append([]string{v, strconv.Itoa(row.Concurrency)},
+				u.columns("bench", "api", "workers", "responder", "broker")...)
 			if rps := s.RPS(); rps > 0 {
 				cols = append(cols, strconv.FormatFloat(u.Machine/rps*1e6, 'f', 0, 64))
 			} else {
@@ -634,4 +623,21 @@ func (r *Report) PrintObservability(w io.Writer) {
 		}
 		p("")
 	}
+}
+
+// columns renders u as table cells: the cores of each group ("-" when the group was
+// not measured), then softirq, other (the machine minus all that) and the machine.
+func (u *CPUUsage) columns(groups ...string) []string {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+	var cols []string
+	known := 0.0
+	for _, g := range groups {
+		if x, ok := u.Cores[g]; ok {
+			known += x
+			cols = append(cols, f(x))
+		} else {
+			cols = append(cols, "-")
+		}
+	}
+	return append(cols, f(u.IRQ), f(max(0, u.Machine-known-u.IRQ)), f(u.Machine))
 }

@@ -39,27 +39,45 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
-// runInProcess serves srv and w on loopback listeners until stop is called, and
-// waits until the API sees the worker. It returns the API's and the worker's base
-// URLs; stop stops the API, then the worker, and returns once both have.
-func runInProcess(t *testing.T, srv *api.Server, w *worker.Worker) (base, wbase string, stop func()) {
+// inProcess is an API and a worker running in the test's process.
+type inProcess struct {
+	srv         *api.Server
+	w           *worker.Worker
+	base, wbase string // the API's and the worker's base URLs
+	stop        func() // stops the API, then the worker; returns once both have
+}
+
+// runInProcess builds an API from acfg and a worker from wcfg around m, both on
+// vh (the AMQP URLs are filled in), serves them on loopback listeners until stop is
+// called, and waits until the API sees the worker.
+func runInProcess(t *testing.T, vh *testbroker.Vhost, acfg api.Config, wcfg worker.Config, m model.Predictor) *inProcess {
 	t.Helper()
+	wcfg.Queue.URL, acfg.Queue.URL = vh.AMQPURL, vh.AMQPURL
+	w, err := worker.New(wcfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wctx, wstop := context.WithCancel(context.Background())
 	actx, astop := context.WithCancel(context.Background())
 	wdone, adone := make(chan struct{}), make(chan struct{})
 	wln, aln := listen(t), listen(t)
 	go func() { defer close(wdone); _ = w.Run(wctx, wln) }()
 	go func() { defer close(adone); _ = srv.Run(actx, aln) }()
-	stop = func() { astop(); <-adone; wstop(); <-wdone; client.CloseIdleConnections() }
+	p := &inProcess{srv: srv, w: w, base: "http://" + aln.Addr().String(), wbase: "http://" + wln.Addr().String(),
+		stop: func() { astop(); <-adone; wstop(); <-wdone; client.CloseIdleConnections() }}
 	deadline := time.Now().Add(10 * time.Second)
 	for srv.Client().State().Workers != 1 {
 		if time.Now().After(deadline) {
-			stop()
+			p.stop()
 			t.Fatal("worker never seen")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return "http://" + aln.Addr().String(), "http://" + wln.Addr().String(), stop
+	return p
 }
 
 func TestModelErrorsAre502(t *testing.T) {
@@ -68,17 +86,9 @@ func TestModelErrorsAre502(t *testing.T) {
 	vh := testbroker.NewVhost(t)
 	spec := newFarmSpec(t)
 
-	w, err := worker.New(worker.Config{Queue: queue.ConsumerConfig{
-		DialConfig: queue.DialConfig{URL: vh.AMQPURL}, WorkerID: "faulty-1",
-	}}, faulty{model.NewSeed(model.SeedConfig{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{Queue: queue.ClientConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _, stop := runInProcess(t, srv, w)
+	p := runInProcess(t, vh, api.Config{},
+		worker.Config{Queue: queue.ConsumerConfig{WorkerID: "faulty-1"}}, faulty{model.NewSeed(model.SeedConfig{})})
+	base := p.base
 
 	for _, in := range []string{"fail", "panic"} {
 		r := doChecked(t, spec, "POST", base+"/process", `{"data":"`+in+`"}`)
@@ -93,9 +103,9 @@ func TestModelErrorsAre502(t *testing.T) {
 	// The worker survived both and still answers.
 	r := doChecked(t, spec, "POST", base+"/process", `{"data":"fine"}`)
 	checkPrediction(t, r, "fine", r.Header.Get("X-Request-ID"))
-	if st := w.Consumer().Stats(); st.Failed != 2 || st.OK != 1 {
+	if st := p.w.Consumer().Stats(); st.Failed != 2 || st.OK != 1 {
 		t.Errorf("worker stats %+v", st)
 	}
 
-	stop()
+	p.stop()
 }

@@ -285,7 +285,16 @@ func TestLongPollEndsOnDrain(t *testing.T) {
 		r := doChecked(t, nil, "GET", f.base+"/jobs/"+j.ID+"?wait=30", "")
 		got <- res{r, time.Since(begin)}
 	}()
-	time.Sleep(300 * time.Millisecond) // the poll is waiting
+	// Wait until the poll is in the API: two requests in flight, the poll and the
+	// scrape asking.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if v, _, _ := sample(families(t, f.base+"/metrics"), "warren_http_requests_in_flight", nil); v >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the long poll never reached the API")
+		}
+	}
 	go f.stops[0]()                    // the API's Run context: drain
 	select {
 	case g := <-got:

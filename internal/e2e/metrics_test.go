@@ -87,17 +87,9 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	vh := testbroker.NewVhost(t)
 	spec := newFarmSpec(t)
 
-	w, err := worker.New(worker.Config{Queue: queue.ConsumerConfig{
-		DialConfig: queue.DialConfig{URL: vh.AMQPURL}, WorkerID: "metrics-1", Concurrency: 3,
-	}}, faulty{model.NewSeed(model.SeedConfig{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{Queue: queue.ClientConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, wbase, stop := runInProcess(t, srv, w)
+	p := runInProcess(t, vh, api.Config{},
+		worker.Config{Queue: queue.ConsumerConfig{WorkerID: "metrics-1", Concurrency: 3}}, faulty{model.NewSeed(model.SeedConfig{})})
+	base, wbase, stop := p.base, p.wbase, p.stop
 	defer stop()
 	lv := map[string]string{"vhost": vh.Name, "queue": queue.DefaultQueue}
 

@@ -39,17 +39,9 @@ func TestTraceReachesTheWorker(t *testing.T) {
 	defer atr.Shutdown(ctx)
 	defer wtr.Shutdown(ctx)
 
-	w, err := worker.New(worker.Config{Tracing: wtr, Queue: queue.ConsumerConfig{
-		DialConfig: queue.DialConfig{URL: vh.AMQPURL}, WorkerID: "traced-1",
-	}}, model.NewSeed(model.SeedConfig{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{Tracing: atr, Queue: queue.ClientConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _, stop := runInProcess(t, srv, w)
+	p := runInProcess(t, vh, api.Config{Tracing: atr},
+		worker.Config{Tracing: wtr, Queue: queue.ConsumerConfig{WorkerID: "traced-1"}}, model.NewSeed(model.SeedConfig{}))
+	base, stop := p.base, p.stop
 	defer stop()
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -302,14 +302,7 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 // redelivers it when this channel closes, and the store ignores a second final state.
 func (c *JobConsumer) finish(w work, up JobUpdate, log *slog.Logger) {
 	up.Type, up.At = UpdateFinal, time.Now()
-	dc, err := c.publishUpdate(w.sess, up)
-	if err == nil {
-		var ok bool
-		if ok, err = dc.WaitContext(context.Background()); err == nil && !ok {
-			err = errors.New("results queue nacked the report")
-		}
-	}
-	if err != nil {
+	if err := confirmed(c.publishUpdate(w.sess, up)); err != nil {
 		log.Warn("final job state not confirmed; leaving the job to be redelivered", "err", err)
 		return
 	}
@@ -346,16 +339,10 @@ func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) 
 		}
 	}
 	h[HeaderAttempt] = int32(attempt + 1)
-	dc, err := w.sess.pub.PublishWithDeferredConfirmWithContext(context.Background(), "", q, true, false, amqp.Publishing{
+	err = confirmed(w.sess.pub.PublishWithDeferredConfirmWithContext(context.Background(), "", q, true, false, amqp.Publishing{
 		ContentType: w.d.ContentType, DeliveryMode: amqp.Persistent, MessageId: w.d.MessageId,
 		CorrelationId: w.d.CorrelationId, Type: w.d.Type, Timestamp: w.d.Timestamp, Headers: h, Body: w.d.Body,
-	})
-	if err == nil {
-		var ok bool
-		if ok, err = dc.WaitContext(context.Background()); err == nil && !ok {
-			err = errors.New("retry queue nacked the copy")
-		}
-	}
+	}))
 	if err != nil {
 		log.Warn("cannot schedule a retry", "err", err)
 		return false
@@ -364,6 +351,18 @@ func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) 
 	log.Warn("job failed; retrying", "err", cause, "attempt", attempt, "retry_in", delay)
 	_ = w.d.Ack(false)
 	return true
+}
+
+// confirmed waits for a publish's confirm: nil once the broker acked it.
+func confirmed(dc *amqp.DeferredConfirmation, err error) error {
+	if err != nil {
+		return err
+	}
+	ok, err := dc.WaitContext(context.Background())
+	if err == nil && !ok {
+		err = errors.New("the broker nacked the publish")
+	}
+	return err
 }
 
 func (c *JobConsumer) publishUpdate(s *consumerSession, up JobUpdate) (*amqp.DeferredConfirmation, error) {
