@@ -295,7 +295,7 @@ func TestLongPollEndsOnDrain(t *testing.T) {
 			t.Fatal("the long poll never reached the API")
 		}
 	}
-	go f.stops[0]()                    // the API's Run context: drain
+	go f.stops[0]() // the API's Run context: drain
 	select {
 	case g := <-got:
 		if g.r.Status != 200 || decodeJob(t, g.r).Status != "queued" || g.el > 5*time.Second {
