@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: the API on :8000 and $WORKERS workers (worker i = 0..N-1 on port 8001+i)
 # against $AMQP_URL (default: the local RabbitMQ). Ctrl-C stops everything.
+# API_ADDR and WORKER_PORT (the first worker's port) move the ports; REDIS_URL, when
+# set, is passed to the API (else its job store is DATA_DIR); every other variable of
+# `bin/api config --all` is passed through from the environment as usual.
 set -euo pipefail
 BIN=${BIN:-bin}
 WORKERS=${WORKERS:-2}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@localhost:5672/}
 API_ADDR=${API_ADDR:-:8000}
+WORKER_PORT=${WORKER_PORT:-8001}
+if ((WORKERS < 0)); then
+  echo "run.sh: WORKERS must be 0 or more" >&2
+  exit 2
+fi
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -18,7 +26,7 @@ trap stop INT TERM EXIT
 HTTP_ADDR=$API_ADDR "$BIN/api" &
 pids+=($!)
 for ((i = 0; i < WORKERS; i++)); do
-  HTTP_ADDR=":$((8001 + i))" WORKER_ID="worker-$i" "$BIN/worker" &
+  HTTP_ADDR=":$((WORKER_PORT + i))" WORKER_ID="worker-$i" "$BIN/worker" &
   pids+=($!)
 done
 port=${API_ADDR##*:}
@@ -42,7 +50,7 @@ case $amqp_host in "" | localhost) amqp_host=127.0.0.1 ;; esac
 rabbit=${RABBITMQ_PROMETHEUS:-$amqp_host:15692}
 worker_targets=""
 for ((i = 0; i < WORKERS; i++)); do
-  worker_targets+="${worker_targets:+, }\"127.0.0.1:$((8001 + i))\""
+  worker_targets+="${worker_targets:+, }\"127.0.0.1:$((WORKER_PORT + i))\""
 done
 mkdir -p "$(dirname "$targets")"
 cat >"$targets.tmp" <<JSON
@@ -55,7 +63,7 @@ JSON
 mv "$targets.tmp" "$targets"
 
 cat <<MSG
-warren is starting: API on http://localhost:$port, $WORKERS worker(s) on ports 8001..$((8000 + WORKERS))
+warren is starting: API on http://localhost:$port, $WORKERS worker(s) on ports $WORKER_PORT..$((WORKER_PORT + WORKERS - 1))
   curl -s localhost:$port/ready
   curl -s -X POST localhost:$port/process -d '{"data":"cat image data"}'
   docs: http://localhost:$port/docs     Ctrl-C stops everything

@@ -18,6 +18,7 @@ import (
 	"github.com/warren-farm/warren/pkg/api"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/health"
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
@@ -34,6 +35,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			config.PrintTable(stdout, config.API)
 		}
 		return 0
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		// `healthcheck [/ready|/health]` probes this binary's own HTTP_ADDR: the
+		// image's HEALTHCHECK, which has no shell or curl to do it.
+		l, err := config.NewLoader(config.API, nil, getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, "api:", err)
+			return 2
+		}
+		return health.Command(args[1:], l.String("HTTP_ADDR"), stdout, stderr)
 	}
 	l, err := config.NewLoader(config.API, args, getenv)
 	if err != nil {

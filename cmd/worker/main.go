@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/health"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
@@ -30,6 +31,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			config.PrintTable(stdout, config.Worker)
 		}
 		return 0
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		// `healthcheck [/ready|/health]` probes this binary's own HTTP_ADDR: the
+		// image's HEALTHCHECK, which has no shell or curl to do it.
+		l, err := config.NewLoader(config.Worker, nil, getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, "worker:", err)
+			return 2
+		}
+		return health.Command(args[1:], l.String("HTTP_ADDR"), stdout, stderr)
 	}
 	l, err := config.NewLoader(config.Worker, args, getenv)
 	if err != nil {
