@@ -1,0 +1,278 @@
+{{/*
+Names
+*/}}
+{{- define "warren.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "warren.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* <fullname>-<suffix>, within 63 characters. */}}
+{{- define "warren.componentName" -}}
+{{- printf "%s-%s" (include "warren.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix }}
+{{- end }}
+
+{{- define "warren.api.fullname" -}}
+{{- include "warren.componentName" (dict "root" . "suffix" "api") }}
+{{- end }}
+
+{{- define "warren.worker.fullname" -}}
+{{- include "warren.componentName" (dict "root" . "suffix" "worker") }}
+{{- end }}
+
+{{- define "warren.api.serviceName" -}}
+{{- default (include "warren.api.fullname" .) .Values.api.service.name }}
+{{- end }}
+
+{{- define "warren.worker.serviceName" -}}
+{{- default (include "warren.worker.fullname" .) .Values.worker.service.name }}
+{{- end }}
+
+{{- define "warren.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "warren.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "warren.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels. Call the component variants with (dict "root" $ "component" "api").
+*/}}
+{{- define "warren.labels" -}}
+helm.sh/chart: {{ include "warren.chart" . }}
+{{ include "warren.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: warren
+{{- end }}
+
+{{- define "warren.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "warren.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "warren.componentLabels" -}}
+{{ include "warren.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "warren.componentSelectorLabels" -}}
+{{ include "warren.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Image reference of a component: (dict "root" $ "image" .Values.api.image).
+*/}}
+{{- define "warren.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret: which one, and what it holds.
+*/}}
+{{- define "warren.secretName" -}}
+{{- default (include "warren.fullname" .) .Values.existingSecret.name }}
+{{- end }}
+
+{{- define "warren.amqpUrlKey" -}}
+{{- if .Values.existingSecret.name }}{{ required "existingSecret.amqpUrlKey is required with existingSecret.name" .Values.existingSecret.amqpUrlKey }}{{ else }}AMQP_URL{{ end }}
+{{- end }}
+
+{{/* The key of MANAGEMENT_URL in the Secret; empty when there is no management URL. */}}
+{{- define "warren.managementUrlKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.managementUrlKey }}{{ else if .Values.management.url }}MANAGEMENT_URL{{ end }}
+{{- end }}
+
+{{/* The key of REDIS_URL in the Secret; empty when there is no Redis (bbolt job store). */}}
+{{- define "warren.redisUrlKey" -}}
+{{- if .Values.existingSecret.name }}{{ .Values.existingSecret.redisUrlKey }}{{ else if .Values.redis.url }}REDIS_URL{{ end }}
+{{- end }}
+
+{{/*
+Environment variables. The binaries' tables (pkg/config.Vars): the variables each
+one reads, and the ones the chart sets itself. internal/deploycheck/helm_test.go
+renders every variable of the table through api.config / worker.config, so a
+variable added to the code but not here fails the test.
+*/}}
+{{- define "warren.vars.api" -}}
+AMQP_URL MANAGEMENT_URL HTTP_ADDR REQUEST_TIMEOUT MAX_REQUEST_TIMEOUT BODY_LIMIT QUEUE_MAX_LENGTH DRAIN_TIMEOUT LOG_LEVEL LOG_FORMAT SCALE_TARGET_UTILIZATION SCALE_TARGET_WAIT DATA_DIR REDIS_URL REDIS_PREFIX JOB_TTL JOB_START_TIMEOUT MAX_WAIT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME
+{{- end }}
+
+{{- define "warren.vars.worker" -}}
+AMQP_URL HTTP_ADDR BODY_LIMIT CONCURRENCY PREFETCH DRAIN_TIMEOUT MODEL_SEED MODEL_LATENCY WORKER_ID LOG_LEVEL LOG_FORMAT JOB_CONCURRENCY JOB_MAX_ATTEMPTS JOB_RETRY_BACKOFF JOB_RETRY_BACKOFF_MAX JOB_RUN_TIMEOUT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME
+{{- end }}
+
+{{- define "warren.vars.managed" -}}
+AMQP_URL: amqp.url or existingSecret
+MANAGEMENT_URL: management.url or existingSecret
+REDIS_URL: redis.url or existingSecret
+DRAIN_TIMEOUT: <component>.drainTimeoutSeconds
+HTTP_ADDR: the chart (port 8000 for the api, 8001 for the worker)
+DATA_DIR: the chart (/data, the api's volume)
+WORKER_ID: the chart (the pod name)
+{{- end }}
+
+{{/*
+A config value as the string the binary parses: whole numbers that YAML or --set
+made floats are printed without an exponent (1000000, not 1e+06).
+*/}}
+{{- define "warren.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap data of a component: (dict "root" $ "binary" "api" "config" .Values.api.config).
+Fails on a variable the binary does not read and on a chart-managed one.
+*/}}
+{{- define "warren.configData" -}}
+{{- $known := splitList " " (include (printf "warren.vars.%s" .binary) .root) }}
+{{- $managed := include "warren.vars.managed" .root | fromYaml }}
+{{- range $k, $v := .config }}
+{{- if not (has $k $known) }}
+{{- fail (printf "%s.config.%s: the %s binary does not read %s (see `/%s config`)" $.binary $k $.binary $k $.binary) }}
+{{- end }}
+{{- if hasKey $managed $k }}
+{{- fail (printf "%s.config.%s: set by the chart from %s" $.binary $k (get $managed $k | replace "<component>" $.binary)) }}
+{{- end }}
+{{- if kindIs "invalid" $v }}
+{{- fail (printf "%s.config.%s: null; remove the key to keep the default" $.binary $k) }}
+{{- end }}
+{{ $k }}: {{ include "warren.envValue" $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Drain and grace: (dict "root" $ "c" .Values.api "component" "api" "preStop" 5).
+warren.grace prints terminationGracePeriodSeconds and fails when it leaves the
+drain no room.
+*/}}
+{{- define "warren.grace" -}}
+{{- $drain := int .c.drainTimeoutSeconds }}
+{{- $pre := int .preStop }}
+{{- if lt $drain 1 }}
+{{- fail (printf "%s.drainTimeoutSeconds must be at least 1" .component) }}
+{{- end }}
+{{- if kindIs "invalid" .c.terminationGracePeriodSeconds }}
+{{- add $pre $drain 10 }}
+{{- else }}
+{{- $grace := int .c.terminationGracePeriodSeconds }}
+{{- if le $grace (add $pre $drain) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must be larger than %s.drainTimeoutSeconds (%d) + preStop sleep (%d): the kubelet would kill the pod before its drain ends" .component $grace .component $drain $pre) }}
+{{- end }}
+{{- $grace }}
+{{- end }}
+{{- end }}
+
+{{/* Worker handler slots: worker.config.CONCURRENCY, else the binary's default (4). */}}
+{{- define "warren.workerSlots" -}}
+{{- include "warren.envValue" (get .Values.worker.config "CONCURRENCY" | default "4") }}
+{{- end }}
+
+{{/* Worker job slots: worker.config.JOB_CONCURRENCY, else the binary's default (1). */}}
+{{- define "warren.workerJobSlots" -}}
+{{- include "warren.envValue" (get .Values.worker.config "JOB_CONCURRENCY" | default "1") }}
+{{- end }}
+
+{{/* The RabbitMQ vhost for the KEDA rabbitmq triggers. */}}
+{{- define "warren.vhost" -}}
+{{- if .Values.worker.autoscaling.rabbitmq.vhostName }}
+{{- .Values.worker.autoscaling.rabbitmq.vhostName }}
+{{- else if and .Values.amqp.url (not .Values.existingSecret.name) }}
+{{- $p := trimPrefix "/" (get (urlParse .Values.amqp.url) "path") }}
+{{- default "/" $p }}
+{{- else }}
+{{- "/" }}
+{{- end }}
+{{- end }}
+
+{{/* URL of the API's capacity endpoint, as KEDA (in another namespace) reaches it. */}}
+{{- define "warren.capacityURL" -}}
+{{- printf "http://%s.%s.svc:%d/capacity" (include "warren.api.serviceName" .) .Release.Namespace (int .Values.api.service.port) }}
+{{- end }}
+
+{{/* Is any KEDA rabbitmq trigger in use (and with it the TriggerAuthentication)? */}}
+{{- define "warren.rabbitmqTriggers" -}}
+{{- with .Values.worker.autoscaling }}
+{{- if and .enabled (or (eq .trigger "rabbitmq") .jobs.enabled) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks across values that a schema cannot express. Included by validate.yaml.
+*/}}
+{{- define "warren.validate" -}}
+{{- $redis := include "warren.redisUrlKey" . }}
+{{- $mgmt := include "warren.managementUrlKey" . }}
+{{- if not .Values.existingSecret.name }}
+{{- if not .Values.amqp.url }}
+{{- fail "amqp.url is required (AMQP_URL, e.g. amqp://user:pass@rabbitmq:5672/vhost), or set existingSecret.name" }}
+{{- end }}
+{{- end }}
+{{- if not $redis }}
+{{- if gt (int .Values.api.replicaCount) 1 }}
+{{- fail (printf "api.replicaCount=%d needs Redis (redis.url or existingSecret.redisUrlKey): without REDIS_URL the API keeps jobs in a bbolt file that only one process can open" (int .Values.api.replicaCount)) }}
+{{- end }}
+{{- if .Values.api.autoscaling.enabled }}
+{{- fail "api.autoscaling.enabled needs Redis (redis.url or existingSecret.redisUrlKey): without REDIS_URL the API keeps jobs in a bbolt file that only one process can open, so it must stay at one replica" }}
+{{- end }}
+{{- end }}
+{{- if lt (int .Values.api.replicaCount) 1 }}
+{{- fail "api.replicaCount must be at least 1" }}
+{{- end }}
+{{- with .Values.worker.autoscaling }}
+{{- if .enabled }}
+{{- if not (has .trigger (list "capacity" "rabbitmq")) }}
+{{- fail (printf "worker.autoscaling.trigger must be capacity or rabbitmq, not %q" .trigger) }}
+{{- end }}
+{{- if not $mgmt }}
+{{- fail "worker.autoscaling needs the RabbitMQ management API (management.url or existingSecret.managementUrlKey): the capacity estimate reads the request queue's publish rate and depth from it, and the rabbitmq trigger reads the queue through it. Set it, or worker.autoscaling.enabled=false" }}
+{{- end }}
+{{- if lt (int .minReplicaCount) 0 }}
+{{- fail "worker.autoscaling.minReplicaCount must not be negative" }}
+{{- end }}
+{{- if and (eq (int .minReplicaCount) 0) (ne .trigger "capacity") }}
+{{- fail "worker.autoscaling.minReplicaCount=0 needs trigger: capacity. With no worker the API answers 503 no_workers without publishing, so the request queue stays empty and a queue-length trigger never wakes the farm; the capacity estimate counts those turned-away calls" }}
+{{- end }}
+{{- if lt (int .maxReplicaCount) (max 1 (int .minReplicaCount) | int) }}
+{{- fail "worker.autoscaling.maxReplicaCount must be at least 1 and at least minReplicaCount" }}
+{{- end }}
+{{- if and .jobs.enabled (eq (include "warren.workerJobSlots" $) "0") (not .jobs.value) }}
+{{- fail "worker.autoscaling.jobs.enabled with worker.config.JOB_CONCURRENCY=0: the workers run no jobs" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $c := list "api" "worker" }}
+{{- $pdb := (get $.Values $c).pdb }}
+{{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
+{{- fail (printf "%s.pdb: set either minAvailable or maxUnavailable, not both (null the other)" $c) }}
+{{- end }}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail (printf "%s.pdb: set minAvailable or maxUnavailable" $c) }}
+{{- end }}
+{{- end }}
+{{- end }}
