@@ -14,8 +14,8 @@
 # against the Makefile's build line, go.mod and pkg/config.
 
 # ---- build ------------------------------------------------------------------------
-# The tag follows go.mod's go line.
-FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
+# The tag follows go.mod's go line (the default Debian variant of that release).
+FROM --platform=$BUILDPLATFORM golang:1.26.8 AS build
 WORKDIR /src
 # Use the image's toolchain, never download another one.
 ENV GOTOOLCHAIN=local
