@@ -135,7 +135,7 @@ func TestMakeRunWorkers(t *testing.T) {
 	api := "http://" + apiAddr
 	for {
 		var rb struct{ Workers int }
-		if code, err := getJSON(api+"/ready", &rb); err == nil && code == 200 && rb.Workers == workers {
+		if code, _, err := getJSON(api+"/ready", &rb); err == nil && code == 200 && rb.Workers == workers {
 			break
 		}
 		select {
@@ -259,13 +259,4 @@ func get(url string) (int, error) {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
-}
-
-func getJSON(url string, into any) (int, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(into)
 }

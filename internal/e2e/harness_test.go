@@ -205,7 +205,7 @@ func (f *farm) waitWorkers(n int) {
 		var r struct {
 			Workers int `json:"workers"`
 		}
-		code, _, _ := f.getJSON(f.api.url("/ready"), &r)
+		code, _, _ := getJSON(f.api.url("/ready"), &r)
 		if code == 200 && r.Workers == n {
 			return
 		}
@@ -216,7 +216,8 @@ func (f *farm) waitWorkers(n int) {
 	}
 }
 
-func (f *farm) getJSON(url string, into any) (int, http.Header, error) {
+// getJSON GETs url and decodes its JSON body into into.
+func getJSON(url string, into any) (int, http.Header, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return 0, nil, err

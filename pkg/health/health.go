@@ -46,11 +46,10 @@ func URL(addr, path string) (string, error) {
 		return "", fmt.Errorf("HTTP_ADDR %q: no port", addr)
 	}
 	switch host {
-	case "", "0.0.0.0", "::":
+	case "", "0.0.0.0":
 		host = "127.0.0.1"
-		if strings.Contains(addr, "[::]") {
-			host = "::1"
-		}
+	case "::":
+		host = "::1"
 	}
 	return "http://" + net.JoinHostPort(host, port) + path, nil
 }

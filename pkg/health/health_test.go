@@ -90,12 +90,8 @@ func TestCheckNothingListening(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	start := time.Now()
 	if err := Check(t.Context(), Config{Addr: addr, Path: Ready, Timeout: time.Second}); err == nil {
 		t.Fatal("want an error with nothing listening")
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("a refused connection took %v", d)
 	}
 }
 
