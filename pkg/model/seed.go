@@ -14,6 +14,32 @@ import (
 // Classes the seed model chooses from.
 var Classes = []string{"cat", "dog", "bird", "fish", "rabbit"}
 
+// The seed model's tensors: one BYTES input, and the lab's answer as four outputs.
+// Any model with these inputs and outputs (an http model speaking the lab's
+// Service B protocol, say) can answer POST /process.
+const (
+	SeedInput       = "data"
+	SeedClass       = "class"
+	SeedConfidence  = "confidence"
+	SeedInputLength = "input_length"
+	SeedMessage     = "message"
+)
+
+// SeedMetadata is the seed model's metadata (Name and Versions are the
+// repository's to set).
+func SeedMetadata() Metadata {
+	return Metadata{
+		Platform: "warren_seed",
+		Inputs:   []TensorSpec{{Name: SeedInput, Datatype: BYTES, Shape: []int64{-1}}},
+		Outputs: []TensorSpec{
+			{Name: SeedClass, Datatype: BYTES, Shape: []int64{-1}},
+			{Name: SeedConfidence, Datatype: FP64, Shape: []int64{-1}},
+			{Name: SeedInputLength, Datatype: INT64, Shape: []int64{-1}},
+			{Name: SeedMessage, Datatype: BYTES, Shape: []int64{-1}},
+		},
+	}
+}
+
 // SeedConfig configures the seed lab's model.
 type SeedConfig struct {
 	// Seed is mixed with a hash of each input; the same seed and input always give
@@ -24,19 +50,20 @@ type SeedConfig struct {
 }
 
 // Seed is the seed lab's "SimpleMlModel" ported to Go: a class from [Classes] and a
-// confidence in [0.70, 0.99] rounded to two decimals. Unlike the original it is
-// deterministic per input. The class still does not depend on what the input means.
+// confidence in [0.70, 0.99] rounded to two decimals, for each string of its "data"
+// input. Unlike the original it is deterministic per input. The class still does
+// not depend on what the input means.
 type Seed struct{ cfg SeedConfig }
 
 // NewSeed returns the seed model.
 func NewSeed(cfg SeedConfig) *Seed { return &Seed{cfg: cfg} }
 
-// Info implements [Predictor].
-func (m *Seed) Info() Info { return Info{Name: "seed-animals", Version: "1.0.0"} }
+// Metadata implements [Predictor].
+func (m *Seed) Metadata() Metadata { return SeedMetadata() }
 
 // Predict implements [Predictor]. With a Latency it waits that long (once per batch)
 // or until ctx is done.
-func (m *Seed) Predict(ctx context.Context, in []Input) ([]Output, error) {
+func (m *Seed) Predict(ctx context.Context, batch []*Request) ([]*Response, error) {
 	if m.cfg.Latency > 0 {
 		t := time.NewTimer(m.cfg.Latency)
 		select {
@@ -48,14 +75,51 @@ func (m *Seed) Predict(ctx context.Context, in []Input) ([]Output, error) {
 	} else if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]Output, len(in))
-	for i, x := range in {
-		out[i] = m.predictOne(x.Data)
+	out := make([]*Response, len(batch))
+	for i, r := range batch {
+		in := r.Input(SeedInput)
+		data, ok := in.Data.([]string)
+		if in == nil || !ok {
+			out[i] = &Response{Err: BadInput(SeedInput, "missing, or not BYTES")}
+			continue
+		}
+		out[i] = m.predict(data, in.Shape)
 	}
 	return out, nil
 }
 
-func (m *Seed) predictOne(data string) Output {
+func (m *Seed) predict(data []string, shape []int64) *Response {
+	n := len(data)
+	classes, msgs := make([]string, n), make([]string, n)
+	confs, lens := make([]float64, n), make([]int64, n)
+	for i, s := range data {
+		o := m.PredictOne(s)
+		classes[i], confs[i], msgs[i] = o.Prediction.Class, o.Prediction.Confidence, o.Message
+		lens[i] = int64(o.Prediction.InputLength)
+	}
+	return &Response{Outputs: []Tensor{
+		{Name: SeedClass, Datatype: BYTES, Shape: shape, Data: classes},
+		{Name: SeedConfidence, Datatype: FP64, Shape: shape, Data: confs},
+		{Name: SeedInputLength, Datatype: INT64, Shape: shape, Data: lens},
+		{Name: SeedMessage, Datatype: BYTES, Shape: shape, Data: msgs},
+	}}
+}
+
+// Prediction is the seed lab's prediction object.
+type Prediction struct {
+	Class       string  `json:"class"`
+	Confidence  float64 `json:"confidence"`
+	InputLength int     `json:"input_length"`
+}
+
+// Output is the seed lab's answer: {"prediction":{...},"message":...}.
+type Output struct {
+	Prediction Prediction `json:"prediction"`
+	Message    string     `json:"message"`
+}
+
+// PredictOne answers one string.
+func (m *Seed) PredictOne(data string) Output {
 	sum := sha256.Sum256([]byte(data))
 	r := rand.New(rand.NewPCG(m.cfg.Seed, binary.LittleEndian.Uint64(sum[:8])))
 	class := Classes[r.IntN(len(Classes))]
@@ -65,4 +129,60 @@ func (m *Seed) predictOne(data string) Output {
 		Prediction: Prediction{Class: class, Confidence: conf, InputLength: utf8.RuneCountInString(data)},
 		Message:    fmt.Sprintf("Predicted class: %s with %.1f%% confidence", class, conf*100),
 	}
+}
+
+// SeedOutput reads element i of a seed-shaped response (see [SeedMetadata]) back
+// into the lab's answer. It fails when the response lacks one of the four outputs
+// or has fewer than i+1 elements.
+func SeedOutput(r *Response, i int) (Output, error) {
+	var o Output
+	var ok [4]bool
+	for _, t := range r.Outputs {
+		switch t.Name {
+		case SeedClass:
+			if d, k := t.Data.([]string); k && i < len(d) {
+				o.Prediction.Class, ok[0] = d[i], true
+			}
+		case SeedConfidence:
+			switch d := t.Data.(type) {
+			case []float64:
+				if i < len(d) {
+					o.Prediction.Confidence, ok[1] = d[i], true
+				}
+			case []float32:
+				if i < len(d) {
+					o.Prediction.Confidence, ok[1] = math.Round(float64(d[i])*1e6)/1e6, true
+				}
+			}
+		case SeedInputLength:
+			if d, k := t.Data.([]int64); k && i < len(d) {
+				o.Prediction.InputLength, ok[2] = int(d[i]), true
+			}
+		case SeedMessage:
+			if d, k := t.Data.([]string); k && i < len(d) {
+				o.Message, ok[3] = d[i], true
+			}
+		}
+	}
+	for j, name := range []string{SeedClass, SeedConfidence, SeedInputLength, SeedMessage} {
+		if !ok[j] {
+			return Output{}, fmt.Errorf("the model's answer has no %s output for item %d (not seed-shaped)", name, i)
+		}
+	}
+	return o, nil
+}
+
+// IsSeedShaped reports whether md has the seed model's input and outputs, so that
+// POST /process and a worker's POST /predict can call it.
+func IsSeedShaped(md *Metadata) bool {
+	want := SeedMetadata()
+	if len(md.Inputs) != 1 || md.Inputs[0].Name != SeedInput || md.Inputs[0].Datatype != BYTES {
+		return false
+	}
+	for _, o := range want.Outputs {
+		if md.Output(o.Name) == nil {
+			return false
+		}
+	}
+	return true
 }
