@@ -29,21 +29,31 @@ func TestReplyCacheKeepsTheMostRecent(t *testing.T) {
 }
 
 func TestDecodeRequestNamesWhatIsWrong(t *testing.T) {
+	rs := &routeSlots{route: Route{Model: "m", Version: "1"}, queue: "warren.req.m.v1"}
 	for _, tc := range []struct {
 		headers amqp.Table
 		want    string
 	}{
 		{amqp.Table{}, "missing x-warren-schema"},
-		{amqp.Table{HeaderSchema: int32(2)}, "unsupported message schema 2"},
-		{amqp.Table{HeaderSchema: int32(1)}, "missing x-warren-deadline-ms"},
+		{amqp.Table{HeaderSchema: int32(1)}, "unsupported message schema 1"},
+		{amqp.Table{HeaderSchema: int32(2)}, "missing x-warren-deadline-ms"},
 	} {
-		_, err := decodeRequest(&amqp.Delivery{Headers: tc.headers})
+		_, err := decodeRequest(&amqp.Delivery{Headers: tc.headers}, rs)
 		if err == nil || err.Error()[:len(tc.want)] != tc.want {
 			t.Errorf("%v: err = %v, want %q", tc.headers, err, tc.want)
 		}
 	}
-	m, err := decodeRequest(&amqp.Delivery{Headers: amqp.Table{HeaderSchema: int64(1), HeaderDeadline: int64(1700000000000), HeaderRequestID: "r"}, CorrelationId: "c"})
-	if err != nil || m.RequestID != "r" || m.Deadline.UnixMilli() != 1700000000000 || m.CorrelationID != "c" {
+	m, err := decodeRequest(&amqp.Delivery{Headers: amqp.Table{HeaderSchema: int64(2), HeaderDeadline: int64(1700000000000), HeaderRequestID: "r",
+		"traceparent": []byte("00-abc"), "x-count": int32(3)}, CorrelationId: "c"}, rs)
+	if err != nil || m.RequestID != "r" || m.Deadline.UnixMilli() != 1700000000000 || m.CorrelationID != "c" || m.Route != rs.route || m.Queue != rs.queue {
+		t.Fatalf("%+v %v", m, err)
+	}
+	// String and byte-string headers (another client may send byte arrays) reach the
+	// handler as text; other types are left out.
+	if m.Headers["traceparent"] != "00-abc" || m.Headers["x-request-id"] != "r" {
+		t.Fatalf("headers %v", m.Headers)
+	}
+	if _, ok := m.Headers["x-count"]; ok {
 		t.Fatalf("%+v %v", m, err)
 	}
 }

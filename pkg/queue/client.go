@@ -10,37 +10,44 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/warren-farm/warren/pkg/tracing"
 )
+
+// DefaultConsumerRefresh is how often a [Client] re-reads the consumer counts of the
+// request queues it watches.
+const DefaultConsumerRefresh = 200 * time.Millisecond
 
 // ClientConfig configures a [Client].
 type ClientConfig struct {
 	DialConfig
-	// Queue is the request queue; empty means DefaultQueue.
-	Queue string
-	// ConsumerRefresh is how often the consumer count of Queue is re-read (a passive
-	// declare on a dedicated channel); zero means 200ms. "No workers" is at most this
-	// stale.
+	// ConsumerRefresh is how often the consumer count of every watched request queue
+	// is re-read (a passive declare on a dedicated channel); zero means
+	// DefaultConsumerRefresh. "No workers" is at most this stale.
 	ConsumerRefresh time.Duration
-	// Jobs names the job path's queues, declared by every session so that jobs can
-	// be submitted with no worker running; the zero value uses DefaultJobQueue.
-	Jobs JobNames
-	// OnConfirm, if set, is called with the publish → confirm latency of every request
-	// the broker confirmed (acked or nacked). It runs on the calling goroutine and must
-	// be cheap.
-	OnConfirm func(time.Duration)
+	// OnConfirm, if set, is called with the publish → confirm latency of every
+	// request the broker confirmed (acked or nacked). It runs on the calling
+	// goroutine and must be cheap.
+	OnConfirm func(Route, time.Duration)
+	// Tracing, if enabled, wraps every call in a producer span "publish <queue>"
+	// and sends its W3C trace context in the message headers.
+	Tracing *tracing.Tracing
 }
 
 // Request is one sync call.
 type Request struct {
+	// Route is the model version to call.
+	Route Route
 	// RequestID travels as the message id and the x-request-id header.
 	RequestID string
-	// Body is the JSON payload.
+	// Body is the JSON payload (a v2 inference request).
 	Body []byte
 	// Deadline is required: it becomes the message expiration and the absolute
 	// deadline header. Call also stops waiting when ctx ends.
 	Deadline time.Time
-	// Headers are extra message headers (e.g. W3C trace context); optional.
-	Headers amqp.Table
+	// Headers are extra message headers; optional.
+	Headers Headers
 }
 
 // Reply is a worker's successful answer.
@@ -60,7 +67,7 @@ type Timing struct {
 	Replied        time.Time     // API: reply received
 	WorkerReceived time.Time     // worker: a handler took the request; zero if not reported
 	Compute        time.Duration // worker: time in the handler
-	Slots          int           // worker: handler slots (its CONCURRENCY); 0 if not reported
+	Slots          int           // worker: the route's handler slots there; 0 if not reported
 }
 
 // Stages splits the round trip into queue wait (publish → a handler took it), compute,
@@ -85,8 +92,6 @@ type State struct {
 	Connected bool
 	// Blocked is true while the broker blocks publishers (resource alarm).
 	Blocked bool
-	// Workers is the consumer count of the request queue, -1 when unknown.
-	Workers int
 }
 
 // ClientStats are monotonically increasing counters.
@@ -104,12 +109,14 @@ type Client struct {
 	cfg      ClientConfig
 	sess     atomic.Pointer[clientSession]
 	ever     atomic.Bool
-	workers  atomic.Int64
 	seq      atomic.Uint64
 	unknown  atomic.Uint64
 	returned atomic.Uint64
 	sessions atomic.Uint64
 	stopped  atomic.Bool
+
+	wmu     sync.RWMutex
+	watched map[string]*atomic.Int64 // request queue → consumer count, -1 unknown
 }
 
 type result struct {
@@ -131,11 +138,8 @@ type clientSession struct {
 // NewClient validates cfg and returns a client. Nothing is dialled until Run.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.DialConfig.setDefaults("api")
-	if cfg.Queue == "" {
-		cfg.Queue = DefaultQueue
-	}
 	if cfg.ConsumerRefresh == 0 {
-		cfg.ConsumerRefresh = 200 * time.Millisecond
+		cfg.ConsumerRefresh = DefaultConsumerRefresh
 	}
 	if err := cfg.DialConfig.validate(); err != nil {
 		return nil, err
@@ -143,9 +147,44 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.ConsumerRefresh < 0 {
 		return nil, errors.New("queue: ConsumerRefresh must be positive")
 	}
-	c := &Client{cfg: cfg}
-	c.workers.Store(-1)
-	return c, nil
+	return &Client{cfg: cfg, watched: map[string]*atomic.Int64{}}, nil
+}
+
+// Watch makes the client keep route r's consumer count fresh (see Workers). Calls
+// to a route watch it too; watching ahead of the first call (when a model is
+// announced) gives that call a fresh count.
+func (c *Client) Watch(r Route) { c.counter(r.RequestQueue()) }
+
+func (c *Client) counter(q string) *atomic.Int64 {
+	c.wmu.RLock()
+	n, ok := c.watched[q]
+	c.wmu.RUnlock()
+	if ok {
+		return n
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if n, ok = c.watched[q]; !ok {
+		n = &atomic.Int64{}
+		n.Store(-1)
+		c.watched[q] = n
+	}
+	return n
+}
+
+// Workers returns the consumer count of route r's request queue as last read, or -1
+// while unknown (not connected, or not read yet).
+func (c *Client) Workers(r Route) int {
+	if c.sess.Load() == nil {
+		return -1
+	}
+	c.wmu.RLock()
+	n, ok := c.watched[r.RequestQueue()]
+	c.wmu.RUnlock()
+	if !ok {
+		return -1
+	}
+	return int(n.Load())
 }
 
 // Run connects and keeps the client connected until ctx is done, reconnecting with
@@ -160,11 +199,9 @@ func (c *Client) Run(ctx context.Context) error {
 // State returns a snapshot of the connection state.
 func (c *Client) State() State {
 	s := c.sess.Load()
-	st := State{EverConnected: c.ever.Load(), Connected: s != nil, Workers: int(c.workers.Load())}
+	st := State{EverConnected: c.ever.Load(), Connected: s != nil}
 	if s != nil {
 		st.Blocked = s.blocked.Load()
-	} else {
-		st.Workers = -1
 	}
 	return st
 }
@@ -174,20 +211,23 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{Sessions: c.sessions.Load(), UnknownReplies: c.unknown.Load(), Returned: c.returned.Load()}
 }
 
-// Call publishes req and waits for its reply. It returns ErrNoWorkers, ErrQueueFull
-// or ErrBrokerUnavailable (wrapped) without waiting when the farm cannot take the
-// request; a *RemoteError for a worker's error reply; ctx's error when ctx ends first;
-// and context.DeadlineExceeded when req.Deadline passes.
-func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
+// Call publishes req to its route's request queue and waits for the reply. It
+// returns ErrNoWorkers, ErrQueueFull or ErrBrokerUnavailable (wrapped) without
+// waiting when the farm cannot take the request; a *RemoteError for a worker's
+// error reply; ctx's error when ctx ends first; and context.DeadlineExceeded when
+// req.Deadline passes.
+func (c *Client) Call(ctx context.Context, req Request) (_ *Reply, err error) {
 	if req.Deadline.IsZero() {
 		return nil, errors.New("queue: request without deadline")
 	}
-	s, corr, ch, err := c.register("")
+	q := req.Route.RequestQueue()
+	workers := c.counter(q)
+	s, corr, ch, err := c.register()
 	if err != nil {
 		return nil, err
 	}
 	defer s.release(corr)
-	if c.workers.Load() == 0 {
+	if workers.Load() == 0 {
 		return nil, ErrNoWorkers
 	}
 	timer := time.NewTimer(time.Until(req.Deadline))
@@ -198,6 +238,8 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 		HeaderSchema:      int32(SchemaVersion),
 		HeaderDeadline:    req.Deadline.UnixMilli(),
 		HeaderRequestID:   req.RequestID,
+		HeaderModel:       req.Route.Model,
+		HeaderVersion:     req.Route.Version,
 		HeaderPublishedUs: now.UnixMicro(),
 	}
 	for k, v := range req.Headers {
@@ -205,7 +247,12 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 			headers[k] = v
 		}
 	}
-	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", c.cfg.Queue, true, false, amqp.Publishing{
+	if tr := c.cfg.Tracing; tr.Enabled() {
+		var end func(error)
+		ctx, end = startPublishSpan(ctx, tr, q, headers, attribute.String("warren.request_id", req.RequestID))
+		defer func() { end(err) }()
+	}
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, amqp.Publishing{
 		ContentType:   contentTypeJSON,
 		CorrelationId: corr,
 		ReplyTo:       s.replyQueue,
@@ -229,17 +276,20 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 			if r.reply != nil {
 				r.reply.Timing.Published = now
 			}
+			err = r.err
 			return r.reply, r.err
 		case <-confirmed:
 			confirmed = nil
 			if c.cfg.OnConfirm != nil {
-				c.cfg.OnConfirm(time.Since(now))
+				c.cfg.OnConfirm(req.Route, time.Since(now))
 			}
 			if !dc.Acked() {
 				if s.pub.IsClosed() {
-					return nil, unavailable("connection lost before the publish was confirmed")
+					err = unavailable("connection lost before the publish was confirmed")
+				} else {
+					err = ErrQueueFull
 				}
-				return nil, ErrQueueFull
+				return nil, err
 			}
 		case <-s.done:
 			// A reply may have raced the session's end.
@@ -248,22 +298,26 @@ func (c *Client) Call(ctx context.Context, req Request) (*Reply, error) {
 				if r.reply != nil {
 					r.reply.Timing.Published = now
 				}
+				err = r.err
 				return r.reply, r.err
 			default:
 			}
-			return nil, unavailable("connection lost while waiting for the reply")
+			err = unavailable("connection lost while waiting for the reply")
+			return nil, err
 		case <-timer.C:
-			return nil, context.DeadlineExceeded
+			err = context.DeadlineExceeded
+			return nil, err
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
+			return nil, err
 		}
 	}
 }
 
 // register checks that a publish can be attempted now and registers a waiter for
-// its reply or mandatory return under corr (a new correlation id when empty). The
-// caller must release it.
-func (c *Client) register(corr string) (*clientSession, string, chan result, error) {
+// its reply or mandatory return under a new correlation id. The caller must
+// release it.
+func (c *Client) register() (*clientSession, string, chan result, error) {
 	s := c.sess.Load()
 	switch {
 	case s == nil && c.stopped.Load():
@@ -273,9 +327,7 @@ func (c *Client) register(corr string) (*clientSession, string, chan result, err
 	case s.blocked.Load():
 		return nil, "", nil, unavailable("broker is blocking publishers (memory or disk alarm)")
 	}
-	if corr == "" {
-		corr = s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
-	}
+	corr := s.prefix + strconv.FormatUint(c.seq.Add(1), 36)
 	ch := make(chan result, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -315,20 +367,11 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
 
-	// Topology: the request queue (workers declare it too), then this generation's
-	// reply queue and consumer.
-	topo, err := conn.Channel()
+	monitor, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
 	}
-	q, err := declareRequestQueue(topo, c.cfg.Queue)
-	if err != nil {
-		return err
-	}
-	c.workers.Store(int64(q.Consumers))
-	if err := declareJobTopology(topo, c.cfg.Jobs); err != nil {
-		return err
-	}
+	c.refreshConsumers(monitor, conn) // fresh counts before the first call of this generation
 
 	replyCh, err := conn.Channel()
 	if err != nil {
@@ -385,7 +428,7 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 		defer wg.Done()
 		for r := range returns {
 			c.returned.Add(1)
-			s.deliver(r.CorrelationId, result{err: fmt.Errorf("%w: request queue %q does not exist (%s)", ErrNoWorkers, c.cfg.Queue, r.ReplyText)})
+			s.deliver(r.CorrelationId, result{err: fmt.Errorf("%w: queue %q does not exist (%s)", ErrNoWorkers, r.RoutingKey, r.ReplyText)})
 		}
 	}()
 	go func() { // resource alarms
@@ -400,9 +443,9 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 		}
 	}()
 	stopMonitor := make(chan struct{})
-	go func() { // consumer count of the request queue
+	go func() { // consumer counts of the watched request queues
 		defer wg.Done()
-		c.monitorConsumers(topo, conn, stopMonitor)
+		c.monitorConsumers(monitor, conn, stopMonitor)
 	}()
 
 	c.sessions.Add(1)
@@ -423,7 +466,6 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	}
 	// Fail this generation's calls first, then tear down.
 	c.sess.CompareAndSwap(s, nil)
-	c.workers.Store(-1)
 	s.mu.Lock()
 	s.pending = nil
 	s.mu.Unlock()
@@ -434,9 +476,8 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	return cause
 }
 
-// monitorConsumers refreshes the request queue's consumer count with a passive
-// declare every ConsumerRefresh. A failed declare closes the channel (e.g. 404
-// after someone deleted the queue); the queue is then re-declared on a new channel.
+// monitorConsumers refreshes the watched queues' consumer counts every
+// ConsumerRefresh until stop is closed.
 func (c *Client) monitorConsumers(ch *amqp.Channel, conn *amqp.Connection, stop <-chan struct{}) {
 	t := time.NewTicker(c.cfg.ConsumerRefresh)
 	defer t.Stop()
@@ -446,24 +487,45 @@ func (c *Client) monitorConsumers(ch *amqp.Channel, conn *amqp.Connection, stop 
 			return
 		case <-t.C:
 		}
+		ch = c.refreshConsumers(ch, conn)
+	}
+}
+
+// refreshConsumers reads every watched queue's consumer count with a passive
+// declare. A queue that does not exist is declared (durable, classic, no arguments,
+// as the workers declare it), so that its count reads 0 from then on instead of
+// closing the monitor channel every time; a failed declare closes the channel,
+// which is then replaced. It returns the channel to use next.
+func (c *Client) refreshConsumers(ch *amqp.Channel, conn *amqp.Connection) *amqp.Channel {
+	c.wmu.RLock()
+	queues := make(map[string]*atomic.Int64, len(c.watched))
+	for q, n := range c.watched {
+		queues[q] = n
+	}
+	c.wmu.RUnlock()
+	for q, n := range queues {
 		if ch == nil || ch.IsClosed() {
 			var err error
 			if ch, err = conn.Channel(); err != nil {
-				continue // the connection is going away; the session notices
-			}
-			if _, err := declareRequestQueue(ch, c.cfg.Queue); err != nil {
-				c.cfg.Logger.Warn("re-declare request queue", "err", err)
-				c.workers.Store(0)
-				continue
+				return nil // the connection is going away; the session notices
 			}
 		}
-		q, err := ch.QueueDeclarePassive(c.cfg.Queue, true, false, false, false, nil)
+		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
 		if err != nil {
-			c.workers.Store(0)
+			n.Store(0)
+			var ae *amqp.Error
+			if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+				if ch, err = conn.Channel(); err == nil {
+					if _, err := declareRequestQueue(ch, q); err != nil {
+						c.cfg.Logger.Warn("declare request queue", "queue", q, "err", err)
+					}
+				}
+			}
 			continue
 		}
-		c.workers.Store(int64(q.Consumers))
+		n.Store(int64(st.Consumers))
 	}
+	return ch
 }
 
 func closeCause(what string, e *amqp.Error) error {
@@ -493,104 +555,4 @@ func decodeReply(d *amqp.Delivery, at time.Time) result {
 		reason = ReasonModelError
 	}
 	return result{err: &RemoteError{Reason: reason, Message: string(d.Body), Worker: worker}}
-}
-
-// JobMessage is one job to publish.
-type JobMessage struct {
-	ID        string
-	RequestID string
-	Body      []byte
-	// StartBy, if not zero, is when a job not yet started expires.
-	StartBy time.Time
-	// Headers are extra message headers (e.g. W3C trace context); optional.
-	Headers amqp.Table
-}
-
-// PublishJob publishes a job as a persistent message on the job queue and returns
-// once the broker confirmed it (the message is then on disk on a quorum of nodes).
-// It works with no worker running. Errors: ErrBrokerUnavailable (wrapped) when not
-// connected or blocked (nothing was sent); ErrQueueFull when the broker nacked it;
-// ErrUnconfirmed (also an ErrBrokerUnavailable) when it was sent but ctx ended or
-// the connection was lost before the broker answered: it may or may not be queued.
-func (c *Client) PublishJob(ctx context.Context, j JobMessage) error {
-	s, corr, ch, err := c.register("job-" + j.ID)
-	if err != nil {
-		return err
-	}
-	defer s.release(corr)
-
-	now := time.Now()
-	headers := amqp.Table{
-		HeaderSchema:      int32(SchemaVersion),
-		HeaderJobID:       j.ID,
-		HeaderRequestID:   j.RequestID,
-		HeaderAttempt:     int32(1),
-		HeaderPublishedUs: now.UnixMicro(),
-	}
-	if !j.StartBy.IsZero() {
-		headers[HeaderStartBy] = j.StartBy.UnixMilli()
-	}
-	for k, v := range j.Headers {
-		if _, taken := headers[k]; !taken {
-			headers[k] = v
-		}
-	}
-	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, "", c.cfg.Jobs.Queue(), true, false, amqp.Publishing{
-		ContentType:   contentTypeJSON,
-		DeliveryMode:  amqp.Persistent,
-		CorrelationId: corr,
-		MessageId:     j.ID,
-		Timestamp:     now,
-		Type:          jobType,
-		Headers:       headers,
-		Body:          j.Body,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return unavailable("publish: " + err.Error())
-	}
-	select {
-	case <-dc.Done():
-	case <-s.done:
-		return unconfirmed("the connection was lost")
-	case <-ctx.Done():
-		return unconfirmed(ctx.Err().Error())
-	}
-	if c.cfg.OnConfirm != nil {
-		c.cfg.OnConfirm(time.Since(now))
-	}
-	// A mandatory return arrives before the confirm.
-	select {
-	case r := <-ch:
-		return r.err
-	default:
-	}
-	if !dc.Acked() {
-		if s.pub.IsClosed() {
-			return unconfirmed("the connection was lost")
-		}
-		return ErrQueueFull
-	}
-	return nil
-}
-
-// unconfirmed is a publish whose outcome is unknown: sent, but neither confirmed nor
-// refused.
-func unconfirmed(why string) error {
-	return fmt.Errorf("%w: %w: %s", ErrBrokerUnavailable, ErrUnconfirmed, why)
-}
-
-// PublishCancel tells the workers connected now that job id was cancelled, so one
-// that receives it later skips it. It is a hint: a worker that connects afterwards
-// never hears of it (the store keeps the job cancelled regardless).
-func (c *Client) PublishCancel(ctx context.Context, id string) error {
-	s := c.sess.Load()
-	if s == nil {
-		return unavailable("not connected")
-	}
-	return s.pub.PublishWithContext(ctx, c.cfg.Jobs.Cancel(), "", false, false, amqp.Publishing{
-		ContentType: "text/plain", Body: []byte(id),
-	})
 }

@@ -7,95 +7,121 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/pkg/jobs"
+)
+
+// Defaults of [JobConsumerConfig].
+const (
+	DefaultJobConcurrency  = 1
+	DefaultJobMaxAttempts  = 3
+	DefaultRetryBackoff    = time.Second
+	DefaultRetryBackoffMax = 30 * time.Second
+	DefaultJobRunTimeout   = 15 * time.Minute
+	DefaultCancelMemory    = 1 << 16
 )
 
 // JobConsumerConfig configures a [JobConsumer].
 type JobConsumerConfig struct {
 	DialConfig
-	// Names of the job path's queues; the zero value uses DefaultJobQueue.
-	Names JobNames
-	// WorkerID is reported in every update; required.
+	// WorkerID is reported in every event; required.
 	WorkerID string
-	// Concurrency is the number of jobs run at once (JOB_CONCURRENCY), and the
-	// prefetch; zero means 1. It is separate from the sync consumer's, so a backlog
-	// of jobs never delays /process.
-	Concurrency int
+	// Routes are the model versions whose job queues are consumed. A route's
+	// Concurrency is the number of its jobs run at once (JOB_CONCURRENCY; zero means
+	// DefaultJobConcurrency) and its prefetch. It is separate from the sync
+	// consumer's, so a backlog of jobs never delays requests.
+	Routes []RouteConfig
+	// Middleware wraps every route's handler, as the sync consumer's does.
+	Middleware []Middleware
 	// MaxAttempts bounds how often a job is started: model errors are retried
 	// until then, and a delivery whose attempt number (model-error retries plus
 	// redeliveries after crashes and drains) is above it is failed without running.
-	// Zero means 3. At most JobDeliveryLimit.
+	// Zero means DefaultJobMaxAttempts. At most JobDeliveryLimit.
 	MaxAttempts int
 	// RetryBackoff is the delay before the first retry of a model error; it doubles
-	// for each further attempt up to RetryBackoffMax. Zero means 1s and 30s.
+	// for each further attempt up to RetryBackoffMax. Zero means the defaults.
 	RetryBackoff, RetryBackoffMax time.Duration
 	// RunTimeout bounds one run of the model. It must stay below the broker's
 	// consumer_timeout (30 min by default on RabbitMQ 3.10): the delivery stays
 	// unacked while the job runs, and a broker that times the consumer out closes the
-	// whole channel. Zero means 15m.
+	// whole channel. Zero means DefaultJobRunTimeout.
 	RunTimeout time.Duration
 	// DrainTimeout bounds how long running jobs may finish after Run's context is
-	// cancelled; then they are interrupted and requeued. Zero means 20s.
+	// cancelled; then they are interrupted and requeued. Zero means
+	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	// CancelMemory is how many cancelled job ids a worker remembers; zero means 65536.
+	// CancelMemory is how many cancelled job ids a worker remembers; zero means
+	// DefaultCancelMemory.
 	CancelMemory int
 }
 
-// JobConsumerStats are monotonically increasing counters.
+// JobConsumerStats are monotonically increasing counters (of one route, or of all).
 type JobConsumerStats struct {
-	Sessions  uint64 // sessions established (1 + reconnects)
-	Received  uint64 // deliveries taken by a handler
-	Succeeded uint64 // final succeeded reported
-	Failed    uint64 // final failed reported (model error after the last attempt, bad message, attempts exhausted)
-	Retried   uint64 // model errors sent to a retry queue
-	Expired   uint64 // not started before their start-by time
-	Cancelled uint64 // skipped: cancelled before they were started
-	Rejected  uint64 // unreadable (no job id): rejected to the dead-letter queue
-	Requeued  uint64 // nacked with requeue (drain)
+	Received  uint64 `json:"received"`  // deliveries taken by a handler
+	Succeeded uint64 `json:"succeeded"` // final succeeded reported
+	Failed    uint64 `json:"failed"`    // final failed reported (model error after the last attempt, bad input or message, attempts exhausted)
+	Retried   uint64 `json:"retried"`   // model errors sent to a retry queue
+	Expired   uint64 `json:"expired"`   // not started before their start-by time
+	Cancelled uint64 `json:"cancelled"` // skipped: cancelled before they were started
+	Rejected  uint64 `json:"rejected"`  // unreadable (no job id): rejected to the dead-letter queue
+	Requeued  uint64 `json:"requeued"`  // nacked with requeue (drain)
 }
 
-// JobConsumer runs jobs from the job queue and reports running and final states to
-// the results queue. A delivery is acked only after its final state (or its retry
-// copy) was confirmed by the broker, so a worker that dies mid-job leaves the job to
-// be redelivered (attempt + 1). It has its own connection, prefetch and handlers.
+func (c *counters) jobStats() JobConsumerStats {
+	return JobConsumerStats{
+		Received: c.received.Load(), Succeeded: c.ok.Load(), Failed: c.failed.Load(), Retried: c.retried.Load(),
+		Expired: c.expired.Load(), Cancelled: c.cancelled.Load(), Rejected: c.rejected.Load(),
+		Requeued: c.requeued.Load(),
+	}
+}
+
+// JobConsumer runs jobs from the job queues of its routes and reports running and
+// final states to the results queue. A delivery is acked only after its final state
+// (or its retry copy) was confirmed by the broker, so a worker that dies mid-job
+// leaves the job to be redelivered (attempt + 1). It has its own connection,
+// prefetch and handlers.
 type JobConsumer struct {
-	cfg     JobConsumerConfig
-	handler Handler
+	cfg JobConsumerConfig
 	pool
 	cancelled *idSet
-
-	sessions, received, succeeded, failed, retried, expired, skipped, rejected atomic.Uint64
 }
 
 // NewJobConsumer validates cfg.
-func NewJobConsumer(cfg JobConsumerConfig, h Handler) (*JobConsumer, error) {
+func NewJobConsumer(cfg JobConsumerConfig) (*JobConsumer, error) {
 	cfg.DialConfig.setDefaults("worker-jobs")
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 1
-	}
 	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 3
+		cfg.MaxAttempts = DefaultJobMaxAttempts
 	}
 	if cfg.RetryBackoff == 0 {
-		cfg.RetryBackoff = time.Second
+		cfg.RetryBackoff = DefaultRetryBackoff
 	}
 	if cfg.RetryBackoffMax == 0 {
-		cfg.RetryBackoffMax = 30 * time.Second
+		cfg.RetryBackoffMax = DefaultRetryBackoffMax
 	}
 	if cfg.RunTimeout == 0 {
-		cfg.RunTimeout = 15 * time.Minute
+		cfg.RunTimeout = DefaultJobRunTimeout
 	}
 	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 20 * time.Second
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	if cfg.CancelMemory == 0 {
-		cfg.CancelMemory = 1 << 16
+		cfg.CancelMemory = DefaultCancelMemory
 	}
-	errs := []error{cfg.DialConfig.validate()}
-	if cfg.Concurrency < 0 || cfg.RunTimeout < 0 || cfg.DrainTimeout < 0 || cfg.RetryBackoff < 0 || cfg.CancelMemory < 0 {
+	routes := make([]*routeSlots, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		if r.Concurrency == 0 {
+			r.Concurrency = DefaultJobConcurrency
+		}
+		routes[i] = &routeSlots{route: r.Route, queue: r.Route.JobQueue(), concurrency: r.Concurrency, prefetch: r.Concurrency}
+		if r.Handler != nil {
+			routes[i].handler = Chain(r.Handler, cfg.Middleware...)
+		}
+	}
+	errs := []error{cfg.DialConfig.validate(), checkRoutes(routes, true)}
+	if cfg.RunTimeout < 0 || cfg.DrainTimeout < 0 || cfg.RetryBackoff < 0 || cfg.CancelMemory < 0 {
 		errs = append(errs, errors.New("queue: job consumer settings must not be negative"))
 	}
 	if cfg.MaxAttempts < 1 || cfg.MaxAttempts > JobDeliveryLimit {
@@ -107,50 +133,76 @@ func NewJobConsumer(cfg JobConsumerConfig, h Handler) (*JobConsumer, error) {
 	if cfg.WorkerID == "" {
 		errs = append(errs, errors.New("queue: WorkerID is required"))
 	}
-	if h == nil {
-		errs = append(errs, errors.New("queue: nil Handler"))
-	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &JobConsumer{cfg: cfg, handler: h, cancelled: newIDSet(cfg.CancelMemory)}, nil
+	return &JobConsumer{cfg: cfg, pool: newPool(routes), cancelled: newIDSet(cfg.CancelMemory)}, nil
 }
 
-// Concurrency returns the number of job slots.
-func (c *JobConsumer) Concurrency() int { return c.cfg.Concurrency }
-
-// Stats returns the consumer's counters.
-func (c *JobConsumer) Stats() JobConsumerStats {
-	return JobConsumerStats{
-		Sessions: c.sessions.Load(), Received: c.received.Load(), Succeeded: c.succeeded.Load(),
-		Failed: c.failed.Load(), Retried: c.retried.Load(), Expired: c.expired.Load(),
-		Cancelled: c.skipped.Load(), Rejected: c.rejected.Load(), Requeued: c.requeued.Load(),
+// Concurrency returns route r's job slots (0 for a route it does not serve).
+func (c *JobConsumer) Concurrency(r Route) int {
+	if rs := c.route(r.JobQueue()); rs != nil {
+		return rs.concurrency
 	}
+	return 0
 }
+
+// InFlightOf returns the number of route r's jobs running.
+func (c *JobConsumer) InFlightOf(r Route) int {
+	if rs := c.route(r.JobQueue()); rs != nil {
+		return int(rs.inflight.Load())
+	}
+	return 0
+}
+
+// Stats returns the counters summed over every route.
+func (c *JobConsumer) Stats() JobConsumerStats {
+	var s JobConsumerStats
+	for _, rs := range c.routes {
+		r := rs.jobStats()
+		s.Received += r.Received
+		s.Succeeded += r.Succeeded
+		s.Failed += r.Failed
+		s.Retried += r.Retried
+		s.Expired += r.Expired
+		s.Cancelled += r.Cancelled
+		s.Rejected += r.Rejected
+		s.Requeued += r.Requeued
+	}
+	return s
+}
+
+// RouteStats returns route r's counters.
+func (c *JobConsumer) RouteStats(r Route) JobConsumerStats {
+	if rs := c.route(r.JobQueue()); rs != nil {
+		return rs.jobStats()
+	}
+	return JobConsumerStats{}
+}
+
+// Sessions returns how many sessions were established (1 + reconnects).
+func (c *JobConsumer) Sessions() uint64 { return c.sessions.Load() }
+
+// Cancelled reports whether a cancel notice for job id reached this worker (and is
+// still remembered): such a job is skipped when it is delivered.
+func (c *JobConsumer) Cancelled(id string) bool { return c.cancelled.has(id) }
 
 // Run consumes until ctx is cancelled, reconnecting as needed, then drains like
 // [Consumer.Run]. Jobs interrupted by the drain are requeued (which counts as a
 // delivery).
 func (c *JobConsumer) Run(ctx context.Context) error {
-	c.pool.run(ctx, &c.cfg.DialConfig, c.cfg.Concurrency, c.cfg.DrainTimeout, c.handle, c.session)
+	c.pool.run(ctx, &c.cfg.DialConfig, c.cfg.DrainTimeout, c.handle, c.session)
 	return nil
 }
 
-func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen uint64, jobs chan<- work) error {
+func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
-	}
-	if err := declareJobTopology(ch, c.cfg.Names); err != nil {
-		return err
-	}
-	if err := ch.Qos(c.cfg.Concurrency, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
 	pub, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open publish channel: %w", err)
+	}
+	if err := declareJobShared(pub); err != nil {
+		return err
 	}
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
@@ -165,7 +217,7 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 	if err != nil {
 		return fmt.Errorf("declare cancel queue: %w", err)
 	}
-	if err := cch.QueueBind(cq.Name, "", c.cfg.Names.Cancel(), false, nil); err != nil {
+	if err := cch.QueueBind(cq.Name, "", JobCancel, false, nil); err != nil {
 		return fmt.Errorf("bind cancel queue: %w", err)
 	}
 	notices, err := cch.Consume(cq.Name, "", true, true, false, false, nil)
@@ -181,16 +233,21 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 		}
 	}()
 
-	tag := fmt.Sprintf("%s jobs g%d", c.cfg.WorkerID, gen)
-	deliveries, err := ch.Consume(c.cfg.Names.Queue(), tag, false, false, false, false, nil)
-	if err != nil {
-		_ = conn.Close()
-		wg.Wait()
-		return fmt.Errorf("consume %q: %w", c.cfg.Names.Queue(), err)
-	}
-	c.sessions.Add(1)
 	lost, markLost := context.WithCancel(context.Background())
-	err = c.pool.pump(ctx, closed, ch, tag, deliveries, &consumerSession{conn: conn, ch: ch, pub: pub, lost: lost}, jobs)
+	subs := make([]*subscription, 0, len(c.routes))
+	for _, rs := range c.routes {
+		tag := fmt.Sprintf("%s jobs %s g%d", c.cfg.WorkerID, rs.route, gen)
+		s, err := subscribe(conn, rs, tag, func(ch *amqp.Channel) error { return declareJobQueue(ch, rs.queue) })
+		if err != nil {
+			markLost()
+			_ = conn.Close()
+			wg.Wait()
+			return err
+		}
+		s.sess = &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost}
+		subs = append(subs, s)
+	}
+	err = c.pool.pumpAll(ctx, conn, closed, subs)
 	if ctx.Err() != nil {
 		// Draining: the connection stays open for running jobs' reports and acks
 		// (Run closes it after the drain, which ends this goroutine); only the cancel
@@ -211,79 +268,78 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 
 // handle runs one job delivery to its end: skipped, retried, or reported final.
 func (c *JobConsumer) handle(hctx context.Context, w work) {
-	d := &w.d
-	c.received.Add(1)
+	d, rs := &w.d, w.rs
+	rs.received.Add(1)
 	id := headerString(d.Headers, HeaderJobID)
-	log := c.cfg.Logger.With("job_id", id, "request_id", headerString(d.Headers, HeaderRequestID))
+	log := c.cfg.Logger.With("job_id", id, "request_id", headerString(d.Headers, HeaderRequestID), "queue", rs.queue)
 	if id == "" {
 		// Nothing to report against: the broker dead-letters it to the dead queue.
-		c.rejected.Add(1)
+		rs.rejected.Add(1)
 		log.Warn("rejected a job message without a job id")
 		_ = d.Reject(false)
 		return
 	}
 	attempt := jobAttempt(d)
-	up := JobUpdate{JobID: id, Attempt: attempt, Worker: c.cfg.WorkerID}
+	ev := jobs.Event{JobID: id, Attempt: attempt, Worker: c.cfg.WorkerID}
 
 	if c.cancelled.has(id) {
-		c.skipped.Add(1)
+		rs.cancelled.Add(1)
 		log.Debug("skipped a cancelled job")
 		_ = d.Ack(false)
 		return
 	}
 	if ms, ok := headerInt64(d.Headers, HeaderStartBy); ok && time.Now().After(time.UnixMilli(ms)) {
-		up.Status, up.Error = JobExpired, &JobError{Reason: "expired", Message: "the job was not started before its start-by time (JOB_START_TIMEOUT)"}
-		c.finish(w, up, log)
+		ev.Status, ev.Error = jobs.Expired, &jobs.Error{Reason: jobs.ReasonExpired, Message: "the job was not started before its start-by time (JOB_START_TIMEOUT)"}
+		c.finish(w, ev, log)
 		return
 	}
 	if attempt > c.cfg.MaxAttempts {
-		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonAttemptsExhausted,
+		ev.Status, ev.Error = jobs.Failed, &jobs.Error{Reason: jobs.ReasonAttemptsExhausted,
 			Message: fmt.Sprintf("delivered %d times (crashed, drained or timed-out workers, or model errors); the limit is JOB_MAX_ATTEMPTS=%d", attempt, c.cfg.MaxAttempts)}
-		c.finish(w, up, log)
+		c.finish(w, ev, log)
 		return
 	}
 
-	msg, bad := decodeJob(d, id, c.cfg.RunTimeout)
+	msg, bad := decodeJob(d, rs, id, attempt, c.cfg.RunTimeout)
 	if bad != nil {
-		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonBadMessage, Message: bad.Error()}
-		c.finish(w, up, log)
+		ev.Status, ev.Error = jobs.Failed, &jobs.Error{Reason: jobs.ReasonBadMessage, Message: bad.Error()}
+		c.finish(w, ev, log)
 		return
 	}
-	msg.ReceivedAt = time.Now()
 	// The running report is not waited for: it shares the channel (and so the order)
 	// with the final one, which is.
-	run := up
-	run.Type, run.At = UpdateRunning, msg.ReceivedAt
-	_, _ = c.publishUpdate(w.sess, run)
+	run := ev
+	run.Type, run.At = jobs.EventRunning, msg.ReceivedAt
+	_, _ = c.publishEvent(w.sess, run)
 
-	ctx, cancel := context.WithTimeout(hctx, c.cfg.RunTimeout)
+	ctx, cancel := context.WithCancel(hctx)
 	stopLost := context.AfterFunc(w.sess.lost, cancel)
-	body, err := call(ctx, log, c.handler, msg)
-	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	body, err := rs.handler(ctx, msg)
 	stopLost()
 	cancel()
-	var bm *BadMessageError
+	outcome, reason := Classify(err, msg.Deadline, time.Now())
 	switch {
 	case err != nil && w.sess.lost.Err() != nil:
 		// Interrupted because the connection went away: the broker redelivers it.
 		log.Warn("job interrupted: its connection is gone; the broker redelivers it", "attempt", attempt)
 	case err == nil:
-		up.Status, up.Result = JobSucceeded, body
+		ev.Status, ev.Result = jobs.Succeeded, body
 		if !json.Valid(body) {
-			up.Result, _ = json.Marshal(string(body))
+			ev.Result, _ = json.Marshal(string(body))
 		}
-		c.finish(w, up, log)
+		c.finish(w, ev, log)
 	case hctx.Err() != nil:
 		// Interrupted by the drain: back to the queue (this counts as a delivery).
 		log.Warn("job interrupted by the drain; requeued", "attempt", attempt)
-		c.pool.requeue(*d)
-	case errors.As(err, &bm):
-		up.Status, up.Error = JobFailed, &JobError{Reason: ReasonBadMessage, Message: err.Error()}
-		c.finish(w, up, log)
+		rs.requeue(*d)
+	case reason == ReasonBadMessage || reason == ReasonBadInput:
+		// Retrying cannot help.
+		ev.Status, ev.Error = jobs.Failed, &jobs.Error{Reason: jobs.Reason(reason), Message: err.Error()}
+		c.finish(w, ev, log)
 	default:
-		reason := ReasonModelError
-		if timedOut {
-			reason = ReasonRunTimeout
+		r := jobs.Reason(reason)
+		if outcome == OutcomeTimedOut {
+			r = jobs.ReasonRunTimeout
 			err = fmt.Errorf("the model ran longer than JOB_RUN_TIMEOUT (%s): %w", c.cfg.RunTimeout, err)
 		}
 		if attempt < c.cfg.MaxAttempts {
@@ -291,41 +347,42 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 				return
 			}
 		}
-		log.Warn("job failed", "err", err, "reason", reason, "attempt", attempt)
-		up.Status, up.Error = JobFailed, &JobError{Reason: reason, Message: err.Error()}
-		c.finish(w, up, log)
+		log.Warn("job failed", "err", err, "reason", r, "attempt", attempt)
+		ev.Status, ev.Error = jobs.Failed, &jobs.Error{Reason: r, Message: err.Error()}
+		c.finish(w, ev, log)
 	}
 }
 
 // finish reports a final state, waits for the broker's confirm, then acks and counts
 // it. If the report cannot be confirmed the delivery is left unacked: the broker
 // redelivers it when this channel closes, and the store ignores a second final state.
-func (c *JobConsumer) finish(w work, up JobUpdate, log *slog.Logger) {
-	up.Type, up.At = UpdateFinal, time.Now()
-	if err := confirmed(c.publishUpdate(w.sess, up)); err != nil {
+func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
+	ev.Type, ev.At = jobs.EventFinal, time.Now()
+	if err := confirmed(c.publishEvent(w.sess, ev)); err != nil {
 		log.Warn("final job state not confirmed; leaving the job to be redelivered", "err", err)
 		return
 	}
 	_ = w.d.Ack(false)
-	switch up.Status {
-	case JobSucceeded:
-		c.succeeded.Add(1)
-	case JobExpired:
-		c.expired.Add(1)
+	switch ev.Status {
+	case jobs.Succeeded:
+		w.rs.ok.Add(1)
+	case jobs.Expired:
+		w.rs.expired.Add(1)
 	default:
-		c.failed.Add(1)
+		w.rs.failed.Add(1)
 	}
 }
 
-// retry republishes the job to the retry queue for its backoff, as attempt+1, and
-// acks the original once the copy is confirmed. It reports whether that worked.
+// retry republishes the job through the delay exchange for its backoff, as
+// attempt+1, and acks the original once the copy is confirmed. It reports whether
+// that worked.
 func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) bool {
 	delay := c.cfg.RetryBackoff
 	for i := 1; i < attempt && delay < c.cfg.RetryBackoffMax; i++ {
 		delay *= 2
 	}
 	delay = min(delay, c.cfg.RetryBackoffMax)
-	q, err := declareRetryQueue(w.sess.pub, c.cfg.Names, delay)
+	ex, err := declareRetry(w.sess.pub, delay)
 	if err != nil {
 		log.Warn("cannot declare the retry queue", "err", err)
 		return false
@@ -339,7 +396,7 @@ func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) 
 		}
 	}
 	h[HeaderAttempt] = int32(attempt + 1)
-	err = confirmed(w.sess.pub.PublishWithDeferredConfirmWithContext(context.Background(), "", q, true, false, amqp.Publishing{
+	err = confirmed(w.sess.pub.PublishWithDeferredConfirmWithContext(context.Background(), ex, w.rs.queue, true, false, amqp.Publishing{
 		ContentType: w.d.ContentType, DeliveryMode: amqp.Persistent, MessageId: w.d.MessageId,
 		CorrelationId: w.d.CorrelationId, Type: w.d.Type, Timestamp: w.d.Timestamp, Headers: h, Body: w.d.Body,
 	}))
@@ -347,7 +404,7 @@ func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) 
 		log.Warn("cannot schedule a retry", "err", err)
 		return false
 	}
-	c.retried.Add(1)
+	w.rs.retried.Add(1)
 	log.Warn("job failed; retrying", "err", cause, "attempt", attempt, "retry_in", delay)
 	_ = w.d.Ack(false)
 	return true
@@ -365,14 +422,14 @@ func confirmed(dc *amqp.DeferredConfirmation, err error) error {
 	return err
 }
 
-func (c *JobConsumer) publishUpdate(s *consumerSession, up JobUpdate) (*amqp.DeferredConfirmation, error) {
-	body, err := json.Marshal(up)
+func (c *JobConsumer) publishEvent(s *consumerSession, ev jobs.Event) (*amqp.DeferredConfirmation, error) {
+	body, err := json.Marshal(ev)
 	if err != nil {
 		return nil, err
 	}
-	return s.pub.PublishWithDeferredConfirmWithContext(context.Background(), "", c.cfg.Names.Results(), false, false, amqp.Publishing{
-		ContentType: contentTypeJSON, DeliveryMode: amqp.Persistent, Type: jobUpdateType,
-		MessageId: up.JobID, Timestamp: up.At,
+	return s.pub.PublishWithDeferredConfirmWithContext(context.Background(), "", JobResults, false, false, amqp.Publishing{
+		ContentType: contentTypeJSON, DeliveryMode: amqp.Persistent, Type: jobEventType,
+		MessageId: ev.JobID, Timestamp: ev.At,
 		Headers: amqp.Table{HeaderSchema: int32(SchemaVersion), HeaderWorker: c.cfg.WorkerID}, Body: body,
 	})
 }
@@ -415,21 +472,23 @@ func (s *idSet) has(id string) bool {
 
 // decodeJob reads a job delivery into the Message a Handler takes. The correlation
 // id is the job id; the deadline is the run timeout from now.
-func decodeJob(d *amqp.Delivery, id string, run time.Duration) (*Message, error) {
-	v, ok := headerInt64(d.Headers, HeaderSchema)
-	if !ok {
-		return nil, fmt.Errorf("missing %s header", HeaderSchema)
+func decodeJob(d *amqp.Delivery, rs *routeSlots, id string, attempt int, run time.Duration) (*Message, error) {
+	if err := checkSchema(d.Headers); err != nil {
+		return nil, err
 	}
-	if v != SchemaVersion {
-		return nil, fmt.Errorf("unsupported message schema %d (this worker speaks %d)", v, SchemaVersion)
-	}
+	now := time.Now()
 	m := &Message{
+		Route:         rs.route,
+		Queue:         rs.queue,
 		RequestID:     headerString(d.Headers, HeaderRequestID),
 		CorrelationID: id,
-		Deadline:      time.Now().Add(run),
+		JobID:         id,
+		Attempt:       attempt,
+		Deadline:      now.Add(run),
 		Redelivered:   d.Redelivered,
 		Body:          d.Body,
-		Headers:       d.Headers,
+		Headers:       textHeaders(d.Headers),
+		ReceivedAt:    now,
 	}
 	if us, ok := headerInt64(d.Headers, HeaderPublishedUs); ok {
 		m.PublishedAt = time.UnixMicro(us)

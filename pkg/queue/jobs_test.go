@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warren-farm/warren/internal/testbroker"
+	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
@@ -19,33 +20,33 @@ import (
 // and remembers every update and dead letter.
 type collector struct {
 	mu      sync.Mutex
-	updates map[string][]queue.JobUpdate
-	final   map[string]queue.JobUpdate
-	dead    []queue.DeadJob
+	updates map[string][]jobs.Event
+	final   map[string]jobs.Event
+	dead    []jobs.DeadLetter
 }
 
 func newCollector() *collector {
-	return &collector{updates: map[string][]queue.JobUpdate{}, final: map[string]queue.JobUpdate{}}
+	return &collector{updates: map[string][]jobs.Event{}, final: map[string]jobs.Event{}}
 }
 
-func (c *collector) update(_ context.Context, u queue.JobUpdate) error {
+func (c *collector) event(_ context.Context, u jobs.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.updates[u.JobID] = append(c.updates[u.JobID], u)
-	if _, done := c.final[u.JobID]; !done && u.Type == queue.UpdateFinal {
+	if _, done := c.final[u.JobID]; !done && u.Type == jobs.EventFinal {
 		c.final[u.JobID] = u
 	}
 	return nil
 }
 
-func (c *collector) deadJob(_ context.Context, d queue.DeadJob) error {
+func (c *collector) deadJob(_ context.Context, d jobs.DeadLetter) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dead = append(c.dead, d)
 	return nil
 }
 
-func (c *collector) finalOf(id string) (queue.JobUpdate, bool) {
+func (c *collector) finalOf(id string) (jobs.Event, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u, ok := c.final[id]
@@ -57,21 +58,21 @@ func (c *collector) finals(id string) int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, u := range c.updates[id] {
-		if u.Type == queue.UpdateFinal {
+		if u.Type == jobs.EventFinal {
 			n++
 		}
 	}
 	return n
 }
 
-// jobFarm is a client that submits, a result consumer that collects, and (started
-// by the test when it wants) a job consumer.
+// jobFarm is a publisher that submits, a result consumer that collects, and
+// (started by the test when it wants) a job consumer.
 type jobFarm struct {
-	t      *testing.T
-	vh     *testbroker.Vhost
-	client *queue.Client
-	col    *collector
-	stops  []func()
+	t     *testing.T
+	vh    *testbroker.Vhost
+	pub   *queue.JobPublisher
+	col   *collector
+	stops []func()
 }
 
 // close stops everything the farm started, workers first.
@@ -84,15 +85,19 @@ func (f *jobFarm) close() {
 func newJobFarm(t *testing.T) *jobFarm {
 	t.Helper()
 	vh := testbroker.NewVhost(t)
-	f := &jobFarm{t: t, vh: vh, client: newClient(t, vh.AMQPURL), col: newCollector()}
-	f.stops = append(f.stops, start(t, f.client.Run))
+	pub, err := queue.NewJobPublisher(queue.JobPublisherConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &jobFarm{t: t, vh: vh, pub: pub, col: newCollector()}
+	f.stops = append(f.stops, start(t, pub.Run))
 	rc, err := queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL}},
-		f.col.update, f.col.deadJob)
+		f.col.event, f.col.deadJob)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.stops = append(f.stops, start(t, rc.Run))
-	waitFor(t, "client and result consumer", 10*time.Second, func() bool { return f.client.State().Connected && rc.Connected() })
+	waitFor(t, "publisher and result consumer", 10*time.Second, func() bool { return pub.Ready() && rc.Connected() })
 	return f
 }
 
@@ -100,12 +105,14 @@ func (f *jobFarm) worker(h queue.Handler, mutate func(*queue.JobConsumerConfig))
 	f.t.Helper()
 	cfg := queue.JobConsumerConfig{
 		DialConfig: queue.DialConfig{URL: f.vh.AMQPURL}, WorkerID: "jw-" + f.t.Name(),
-		Concurrency: 2, RetryBackoff: 50 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
+		Routes:       []queue.RouteConfig{{Route: route, Handler: h, Concurrency: 2}},
+		Middleware:   queue.Standard(nil, nil, nil),
+		RetryBackoff: 50 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	jc, err := queue.NewJobConsumer(cfg, h)
+	jc, err := queue.NewJobConsumer(cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -115,20 +122,20 @@ func (f *jobFarm) worker(h queue.Handler, mutate func(*queue.JobConsumerConfig))
 	return jc, stop
 }
 
-func (f *jobFarm) submit(id string, mutate ...func(*queue.JobMessage)) {
+func (f *jobFarm) submit(id string, mutate ...func(*jobs.Message)) {
 	f.t.Helper()
-	j := queue.JobMessage{ID: id, RequestID: "req-" + id, Body: []byte(id)}
+	j := jobs.Message{ID: id, RequestID: "req-" + id, Model: route.Model, Version: route.Version, Body: []byte(id)}
 	for _, m := range mutate {
 		m(&j)
 	}
-	if err := f.client.PublishJob(context.Background(), j); err != nil {
+	if err := f.pub.PublishJob(context.Background(), j); err != nil {
 		f.t.Fatalf("PublishJob %s: %v", id, err)
 	}
 }
 
-func (f *jobFarm) waitFinal(id string, timeout time.Duration) queue.JobUpdate {
+func (f *jobFarm) waitFinal(id string, timeout time.Duration) jobs.Event {
 	f.t.Helper()
-	var u queue.JobUpdate
+	var u jobs.Event
 	waitFor(f.t, "final state of "+id, timeout, func() bool {
 		var ok bool
 		u, ok = f.col.finalOf(id)
@@ -145,7 +152,7 @@ func TestJobSubmittedWithNoWorkerRunsLater(t *testing.T) {
 	for _, id := range []string{"j1", "j2", "j3"} {
 		f.submit(id) // confirmed with nobody consuming
 	}
-	q := f.vh.WaitQueue(t, queue.DefaultJobQueue, func(q testbroker.QueueInfo) bool { return q.Ready == 3 }, 15*time.Second)
+	q := f.vh.WaitQueue(t, route.JobQueue(), func(q testbroker.QueueInfo) bool { return q.Ready == 3 }, 15*time.Second)
 	if q.Arguments["x-queue-type"] != "quorum" || q.Arguments["x-dead-letter-exchange"] == nil || q.Arguments["x-delivery-limit"] == nil {
 		t.Errorf("job queue arguments %v: want a quorum queue with a delivery limit and a dead-letter exchange", q.Arguments)
 	}
@@ -153,7 +160,7 @@ func TestJobSubmittedWithNoWorkerRunsLater(t *testing.T) {
 	f.worker(rec.handle, nil)
 	for _, id := range []string{"j1", "j2", "j3"} {
 		u := f.waitFinal(id, 10*time.Second)
-		if u.Status != queue.JobSucceeded || u.Attempt != 1 || u.Worker == "" {
+		if u.Status != jobs.Succeeded || u.Attempt != 1 || u.Worker == "" {
 			t.Errorf("%s: final %+v", id, u)
 		}
 		var res map[string]string
@@ -166,7 +173,7 @@ func TestJobSubmittedWithNoWorkerRunsLater(t *testing.T) {
 			f.col.mu.Lock()
 			defer f.col.mu.Unlock()
 			for _, u := range f.col.updates[id] {
-				if u.Type == queue.UpdateRunning && u.Attempt == 1 {
+				if u.Type == jobs.EventRunning && u.Attempt == 1 {
 					return true
 				}
 			}
@@ -198,14 +205,14 @@ func TestJobModelErrorsAreRetriedThenFail(t *testing.T) {
 	f.submit("always")
 	f.submit("flaky")
 	f.submit("fine")
-	if u := f.waitFinal("fine", 10*time.Second); u.Status != queue.JobSucceeded {
+	if u := f.waitFinal("fine", 10*time.Second); u.Status != jobs.Succeeded {
 		t.Errorf("fine: %+v", u)
 	}
-	if u := f.waitFinal("flaky", 10*time.Second); u.Status != queue.JobSucceeded || u.Attempt != 2 {
+	if u := f.waitFinal("flaky", 10*time.Second); u.Status != jobs.Succeeded || u.Attempt != 2 {
 		t.Errorf("flaky: %+v, want succeeded at attempt 2", u)
 	}
 	u := f.waitFinal("always", 10*time.Second)
-	if u.Status != queue.JobFailed || u.Error == nil || u.Error.Reason != queue.ReasonModelError || u.Attempt != 3 {
+	if u.Status != jobs.Failed || u.Error == nil || u.Error.Reason != jobs.ReasonModelError || u.Attempt != 3 {
 		t.Fatalf("always: %+v, want failed model_error at attempt 3", u)
 	}
 	// Backoff 50 ms then 100 ms: the third attempt cannot start before 150 ms.
@@ -242,23 +249,23 @@ func TestJobPoisonMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := func(h amqp.Table, body string) {
-		if err := ch.PublishWithContext(context.Background(), "", queue.DefaultJobQueue, false, false,
+		if err := ch.PublishWithContext(context.Background(), "", route.JobQueue(), false, false,
 			amqp.Publishing{DeliveryMode: amqp.Persistent, Headers: h, Body: []byte(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pub(amqp.Table{}, "no job id at all")
 	pub(amqp.Table{queue.HeaderJobID: "noschema"}, "{}")
-	pub(amqp.Table{queue.HeaderJobID: "toomany", queue.HeaderSchema: int32(1), queue.HeaderAttempt: int32(3)}, "{}")
+	pub(amqp.Table{queue.HeaderJobID: "toomany", queue.HeaderSchema: int32(queue.SchemaVersion), queue.HeaderAttempt: int32(3)}, "{}")
 	f.submit("after") // a good job behind them
 
-	if u := f.waitFinal("after", 10*time.Second); u.Status != queue.JobSucceeded {
+	if u := f.waitFinal("after", 10*time.Second); u.Status != jobs.Succeeded {
 		t.Errorf("the job behind the poison: %+v", u)
 	}
-	if u := f.waitFinal("noschema", 5*time.Second); u.Status != queue.JobFailed || u.Error.Reason != queue.ReasonBadMessage {
+	if u := f.waitFinal("noschema", 5*time.Second); u.Status != jobs.Failed || u.Error.Reason != jobs.ReasonBadMessage {
 		t.Errorf("noschema: %+v", u)
 	}
-	if u := f.waitFinal("toomany", 5*time.Second); u.Status != queue.JobFailed || u.Error.Reason != queue.ReasonAttemptsExhausted {
+	if u := f.waitFinal("toomany", 5*time.Second); u.Status != jobs.Failed || u.Error.Reason != jobs.ReasonAttemptsExhausted {
 		t.Errorf("toomany: %+v", u)
 	}
 	waitFor(t, "the id-less message in the dead-letter queue", 5*time.Second, func() bool {
@@ -293,7 +300,7 @@ func TestJobRedeliveredAfterWorkerConnectionDies(t *testing.T) {
 		t.Fatalf("closed %d connections", n)
 	}
 	u := f.waitFinal("crash", 20*time.Second)
-	if u.Status != queue.JobSucceeded || u.Attempt < 2 {
+	if u.Status != jobs.Succeeded || u.Attempt < 2 {
 		t.Fatalf("final %+v, want succeeded with attempt ≥ 2", u)
 	}
 	time.Sleep(2500 * time.Millisecond) // the interrupted run's late report, if any, lands now
@@ -308,20 +315,20 @@ func TestJobCancelAndStartBy(t *testing.T) {
 	f := newJobFarm(t)
 	defer f.close()
 	rec := newRecorder(500 * time.Millisecond)
-	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.Concurrency = 1 })
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.Routes[0].Concurrency = 1 })
 	f.submit("busy") // occupies the only slot
 	waitFor(t, "busy running", 5*time.Second, func() bool { return jc.InFlight() == 1 })
-	if err := f.client.PublishCancel(context.Background(), "gone"); err != nil {
+	if err := f.pub.PublishCancel(context.Background(), "gone"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the notice reaches the worker before the job does
+	waitFor(t, "the cancel notice at the worker", 5*time.Second, func() bool { return jc.Cancelled("gone") })
 	f.submit("gone")
-	f.submit("late", func(j *queue.JobMessage) { j.StartBy = time.Now().Add(-time.Second) })
+	f.submit("late", func(j *jobs.Message) { j.StartBy = time.Now().Add(-time.Second) })
 	f.submit("ok")
-	if u := f.waitFinal("ok", 10*time.Second); u.Status != queue.JobSucceeded {
+	if u := f.waitFinal("ok", 10*time.Second); u.Status != jobs.Succeeded {
 		t.Errorf("ok: %+v", u)
 	}
-	if u := f.waitFinal("late", time.Second); u.Status != queue.JobExpired {
+	if u := f.waitFinal("late", time.Second); u.Status != jobs.Expired {
 		t.Errorf("late: %+v", u)
 	}
 	if _, ok := f.col.finalOf("gone"); ok || rec.count("req-gone") != 0 {
@@ -356,7 +363,7 @@ func TestJobInterruptedWhenItsConnectionIsLost(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	}
-	jc, _ := f.worker(h, func(c *queue.JobConsumerConfig) { c.Concurrency = 1 })
+	jc, _ := f.worker(h, func(c *queue.JobConsumerConfig) { c.Routes[0].Concurrency = 1 })
 	f.vh.WaitConnections(t, 3, 15*time.Second)
 	f.submit("cut")
 	waitFor(t, "the job running", 5*time.Second, func() bool { return jc.InFlight() == 1 })
@@ -367,7 +374,7 @@ func TestJobInterruptedWhenItsConnectionIsLost(t *testing.T) {
 		t.Fatalf("the interrupted run ended %v after its connection was closed (err %v); want it stopped at once",
 			first.end.Sub(closed), first.err)
 	}
-	if u := f.waitFinal("cut", 15*time.Second); u.Status != queue.JobSucceeded || u.Attempt != 2 {
+	if u := f.waitFinal("cut", 15*time.Second); u.Status != jobs.Succeeded || u.Attempt != 2 {
 		t.Fatalf("final %+v, want succeeded at attempt 2", u)
 	}
 	if s := jc.Stats(); s.Failed != 0 || s.Succeeded != 1 {

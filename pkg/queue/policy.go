@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// PolicyName is the name of the policy warren applies to the request queue.
-const PolicyName = "warren-request-queue"
+// PolicyName is the name of the policy warren applies to the request queues.
+const PolicyName = "warren-request-queues"
 
 // PolicyPriority is the policy's priority. RabbitMQ applies only the highest-priority
 // matching policy to a queue; a broader operator policy with a higher priority would
@@ -27,17 +27,18 @@ const PolicyPriority = 100
 type PolicyConfig struct {
 	// ManagementURL is the management API base, e.g. http://guest:guest@localhost:15672.
 	ManagementURL string
-	// Vhost and Queue name the request queue.
-	Vhost, Queue string
-	// MaxLength bounds the ready messages, with overflow=reject-publish so a publish
-	// beyond it is nacked (→ ErrQueueFull). Zero removes warren's policy.
+	// Vhost is the farm's vhost.
+	Vhost string
+	// MaxLength bounds the ready messages of every request queue (each model
+	// version's, on its own), with overflow=reject-publish so a publish beyond it is
+	// nacked (→ ErrQueueFull). Zero removes warren's policy.
 	MaxLength int
 	// Client is the HTTP client; nil means one with a 5s timeout.
 	Client *http.Client
 }
 
-// ApplyPolicy sets (or, for MaxLength 0, deletes) the request queue's policy through
-// the management API. A policy, unlike x-arguments, can change on a live queue, so a
+// ApplyPolicy sets (or, for MaxLength 0, deletes) the request queues' policy through
+// the management API: it matches every queue named RequestQueuePrefix + anything. A policy, unlike x-arguments, can change on a live queue, so a
 // new QUEUE_MAX_LENGTH never turns into a 406 redeclare crash loop.
 func ApplyPolicy(ctx context.Context, cfg PolicyConfig) error {
 	base, err := url.Parse(strings.TrimRight(cfg.ManagementURL, "/"))
@@ -56,7 +57,7 @@ func ApplyPolicy(ctx context.Context, cfg PolicyConfig) error {
 	if cfg.MaxLength > 0 {
 		method = http.MethodPut
 		body, _ = json.Marshal(map[string]any{
-			"pattern":    "^" + regexp.QuoteMeta(cfg.Queue) + "$",
+			"pattern":    "^" + regexp.QuoteMeta(RequestQueuePrefix),
 			"apply-to":   "queues",
 			"priority":   PolicyPriority,
 			"definition": map[string]any{"max-length": cfg.MaxLength, "overflow": "reject-publish"},
@@ -98,7 +99,7 @@ func KeepPolicy(ctx context.Context, cfg PolicyConfig, log *slog.Logger) {
 	for {
 		err := ApplyPolicy(ctx, cfg)
 		if err == nil {
-			log.Info("request queue policy applied", "policy", PolicyName, "queue", cfg.Queue, "vhost", cfg.Vhost, "max_length", cfg.MaxLength)
+			log.Info("request queue policy applied", "policy", PolicyName, "pattern", "^"+regexp.QuoteMeta(RequestQueuePrefix), "vhost", cfg.Vhost, "max_length", cfg.MaxLength)
 			return
 		}
 		if errors.Is(ctx.Err(), context.Canceled) {

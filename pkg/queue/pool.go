@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 type work struct {
 	d    amqp.Delivery
 	sess *consumerSession
+	rs   *routeSlots
 }
 
 // consumerSession is what a handler needs of the session a delivery came from: acks
@@ -28,58 +30,107 @@ type consumerSession struct {
 	lost context.Context
 }
 
-// pool is the consuming machinery the sync [Consumer] and the [JobConsumer] share:
-// a fixed set of handler goroutines fed through an unbuffered channel by whichever
-// session is current, and the drain on shutdown.
-type pool struct {
-	inflight  atomic.Int64
-	draining  atomic.Bool
-	connected atomic.Bool
-	requeued  atomic.Uint64
+// routeSlots is one consumed queue of a pool: its handler goroutines, the channel
+// that feeds them, and its counters.
+type routeSlots struct {
+	route       Route
+	queue       string
+	concurrency int
+	prefetch    int
+	handler     Handler
+	jobs        chan work
+	inflight    atomic.Int64
+	counters
 }
 
-// Connected reports whether the consumer currently has a live subscription.
+// counters are a route's monotonically increasing counters (see ConsumerStats and
+// JobConsumerStats for their meaning).
+type counters struct {
+	received, redelivered, ok, failed, expired, timedOut, orphaned, replayed, rejected,
+	requeued, replyFailed, retried, cancelled atomic.Uint64
+}
+
+// pool is the consuming machinery the sync [Consumer] and the [JobConsumer] share:
+// per route, a fixed set of handler goroutines fed through an unbuffered channel by
+// whichever session is current, and the drain on shutdown.
+type pool struct {
+	routes    []*routeSlots
+	draining  atomic.Bool
+	connected atomic.Bool
+	sessions  atomic.Uint64
+}
+
+func newPool(routes []*routeSlots) pool {
+	for _, rs := range routes {
+		rs.jobs = make(chan work)
+		if rs.prefetch == 0 {
+			rs.prefetch = rs.concurrency
+		}
+	}
+	return pool{routes: routes}
+}
+
+// Connected reports whether the consumer currently has a live subscription on every
+// route.
 func (p *pool) Connected() bool { return p.connected.Load() }
 
 // Draining reports whether Run's context was cancelled and the consumer is draining.
 func (p *pool) Draining() bool { return p.draining.Load() }
 
-// InFlight returns the number of deliveries being handled.
-func (p *pool) InFlight() int { return int(p.inflight.Load()) }
+// InFlight returns the number of deliveries being handled, over all routes.
+func (p *pool) InFlight() int {
+	n := int64(0)
+	for _, rs := range p.routes {
+		n += rs.inflight.Load()
+	}
+	return int(n)
+}
 
-// run starts concurrency handlers, runs sessions (reconnecting) until ctx ends, then
-// drains: handlers finish what they hold within drainTimeout, after which their
+// route returns the slots of queue q, or nil.
+func (p *pool) route(q string) *routeSlots {
+	for _, rs := range p.routes {
+		if rs.queue == q {
+			return rs
+		}
+	}
+	return nil
+}
+
+// run starts each route's handlers, runs sessions (reconnecting) until ctx ends,
+// then drains: handlers finish what they hold within drainTimeout, after which their
 // context is cancelled. Handlers outlive sessions: a delivery being handled when its
 // connection drops finishes (its reply and ack then fail harmlessly on the dead
 // channel, the broker requeues it) while the next session already consumes. The
-// unbuffered channel caps concurrency across sessions.
-func (p *pool) run(ctx context.Context, dial *DialConfig, concurrency int, drainTimeout time.Duration,
-	handle func(context.Context, work),
-	session func(ctx context.Context, conn *amqp.Connection, gen uint64, jobs chan<- work) error) {
+// unbuffered channels cap concurrency across sessions.
+func (p *pool) run(ctx context.Context, dial *DialConfig, drainTimeout time.Duration,
+	handle func(context.Context, work), session func(ctx context.Context, conn *amqp.Connection, gen uint64) error) {
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
-	jobs := make(chan work)
 	var handlers sync.WaitGroup
-	for i := 0; i < concurrency; i++ {
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			for w := range jobs {
-				p.inflight.Add(1)
-				handle(hctx, w)
-				p.inflight.Add(-1)
-			}
-		}()
+	for _, rs := range p.routes {
+		for range rs.concurrency {
+			handlers.Add(1)
+			go func() {
+				defer handlers.Done()
+				for w := range rs.jobs {
+					rs.inflight.Add(1)
+					handle(hctx, w)
+					rs.inflight.Add(-1)
+				}
+			}()
+		}
 	}
 
-	// Sessions run until ctx ends; the last one then drains its subscription.
+	// Sessions run until ctx ends; the last one then drains its subscriptions.
 	var lastConn atomic.Pointer[amqp.Connection]
 	runSessions(ctx, dial, func(sctx context.Context, conn *amqp.Connection, gen uint64) error {
 		lastConn.Store(conn)
-		return session(sctx, conn, gen, jobs)
+		return session(sctx, conn, gen)
 	})
 	p.draining.Store(true)
-	close(jobs)
+	for _, rs := range p.routes {
+		close(rs.jobs)
+	}
 
 	done := make(chan struct{})
 	go func() { handlers.Wait(); close(done) }()
@@ -88,7 +139,7 @@ func (p *pool) run(ctx context.Context, dial *DialConfig, concurrency int, drain
 	select {
 	case <-done:
 	case <-t.C:
-		dial.Logger.Warn("drain timeout: cancelling in-flight work", "in_flight", p.inflight.Load())
+		dial.Logger.Warn("drain timeout: cancelling in-flight work", "in_flight", p.InFlight())
 		hcancel()
 		// A handler that ignores its context must not keep the process alive forever.
 		grace := time.NewTimer(2 * time.Second)
@@ -96,7 +147,7 @@ func (p *pool) run(ctx context.Context, dial *DialConfig, concurrency int, drain
 		select {
 		case <-done:
 		case <-grace.C:
-			dial.Logger.Error("handlers ignored cancellation; exiting with work in flight", "in_flight", p.inflight.Load())
+			dial.Logger.Error("handlers ignored cancellation; exiting with work in flight", "in_flight", p.InFlight())
 		}
 	}
 	if conn := lastConn.Load(); conn != nil {
@@ -105,31 +156,78 @@ func (p *pool) run(ctx context.Context, dial *DialConfig, concurrency int, drain
 	p.connected.Store(false)
 }
 
-// pump hands deliveries to the handlers until the connection closes or ctx ends. On
-// ctx cancellation it cancels the subscription and requeues what it has not handed
-// out, but leaves the connection open for in-flight replies and acks; run closes it
-// after the drain.
-func (p *pool) pump(ctx context.Context, closed <-chan *amqp.Error, ch *amqp.Channel, tag string,
-	deliveries <-chan amqp.Delivery, s *consumerSession, jobs chan<- work) error {
+// subscription is one route's consumer on a session's channel.
+type subscription struct {
+	rs         *routeSlots
+	ch         *amqp.Channel
+	tag        string
+	deliveries <-chan amqp.Delivery
+	sess       *consumerSession
+}
+
+// subscribe opens a channel for rs on conn with the route's prefetch, runs declare
+// on it (the queue's topology) and starts consuming rs.queue.
+func subscribe(conn *amqp.Connection, rs *routeSlots, tag string, declare func(*amqp.Channel) error) (*subscription, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Qos(rs.prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("qos: %w", err)
+	}
+	if err := declare(ch); err != nil {
+		return nil, err
+	}
+	deliveries, err := ch.Consume(rs.queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consume %q: %w", rs.queue, err)
+	}
+	return &subscription{rs: rs, ch: ch, tag: tag, deliveries: deliveries}, nil
+}
+
+// pumpAll runs one pump per subscription until the connection closes, a
+// subscription ends, or ctx ends (then each drains its subscription), and returns
+// the first error. On ctx cancellation the connection stays open for in-flight
+// replies and acks; run closes it after the drain.
+func (p *pool) pumpAll(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, subs []*subscription) error {
+	p.sessions.Add(1)
 	p.connected.Store(true)
 	defer p.connected.Store(false)
+	errs := make(chan error, len(subs))
+	for _, s := range subs {
+		go func() { errs <- p.pump(ctx, conn, closed, s) }()
+	}
+	var first error
+	for range subs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			// One route's subscription ended: end the session, so every route
+			// resubscribes on a new connection.
+			_ = conn.Close()
+		}
+	}
+	return first
+}
+
+// pump hands one subscription's deliveries to its route's handlers.
+func (p *pool) pump(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, s *subscription) error {
+	jobs := s.rs.jobs
 	for {
 		select {
 		case <-ctx.Done():
-			return p.drainSession(ch, tag, deliveries, nil)
+			return p.drainSubscription(s, nil)
 		case e := <-closed:
 			return closeErr(e)
-		case d, ok := <-deliveries:
+		case d, ok := <-s.deliveries:
 			if !ok {
 				// Channel closed under us (e.g. consumer cancelled by the broker because
 				// the queue was deleted); start a new session.
-				_ = s.conn.Close()
-				return errors.New("delivery channel closed")
+				return fmt.Errorf("delivery channel of %q closed", s.rs.queue)
 			}
 			select {
-			case jobs <- work{d: d, sess: s}:
+			case jobs <- work{d: d, sess: s.sess, rs: s.rs}:
 			case <-ctx.Done():
-				return p.drainSession(ch, tag, deliveries, &d)
+				return p.drainSubscription(s, &d)
 			case e := <-closed:
 				return closeErr(e)
 			}
@@ -144,27 +242,56 @@ func closeErr(e *amqp.Error) error {
 	return e
 }
 
-// drainSession cancels the subscription, then requeues held (a delivery the pump
-// had in hand) and every delivery still buffered: the broker keeps prefetched
+// drainSubscription cancels the subscription, then requeues held (a delivery the
+// pump had in hand) and every delivery still buffered: the broker keeps prefetched
 // deliveries of a cancelled consumer until they are nacked or the channel closes.
 // Cancelling first matters: a delivery nacked while the consumer is still subscribed
 // may come straight back to it.
-func (p *pool) drainSession(ch *amqp.Channel, tag string, deliveries <-chan amqp.Delivery, held *amqp.Delivery) error {
+func (p *pool) drainSubscription(s *subscription, held *amqp.Delivery) error {
 	p.draining.Store(true)
-	if err := ch.Cancel(tag, false); err != nil {
+	if err := s.ch.Cancel(s.tag, false); err != nil {
 		return nil // channel already gone: the broker requeues everything
 	}
 	if held != nil {
-		p.requeue(*held)
+		s.rs.requeue(*held)
 	}
-	for d := range deliveries { // closed once the cancel is confirmed
-		p.requeue(d)
+	for d := range s.deliveries { // closed once the cancel is confirmed
+		s.rs.requeue(d)
 	}
 	return nil
 }
 
-func (p *pool) requeue(d amqp.Delivery) {
+func (rs *routeSlots) requeue(d amqp.Delivery) {
 	if err := d.Nack(false, true); err == nil {
-		p.requeued.Add(1)
+		rs.requeued.Add(1)
 	}
+}
+
+// checkRoutes validates the routes of a consumer: each a valid model version
+// (unless the consumer serves no model, as the result consumer), unique, with a
+// handler and sane sizes.
+func checkRoutes(routes []*routeSlots, models bool) error {
+	var errs []error
+	if len(routes) == 0 {
+		errs = append(errs, errors.New("queue: no routes to consume"))
+	}
+	seen := map[string]bool{}
+	for _, rs := range routes {
+		if models {
+			if err := rs.route.Check(); err != nil {
+				errs = append(errs, fmt.Errorf("queue: %w", err))
+			}
+		}
+		if seen[rs.queue] {
+			errs = append(errs, fmt.Errorf("queue: queue %q given twice", rs.queue))
+		}
+		seen[rs.queue] = true
+		if models && rs.handler == nil {
+			errs = append(errs, fmt.Errorf("queue: %s: nil Handler", rs.queue))
+		}
+		if rs.concurrency < 1 || rs.prefetch < 0 {
+			errs = append(errs, fmt.Errorf("queue: %s: need Concurrency >= 1 and Prefetch >= 0", rs.queue))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -9,65 +9,73 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// DefaultQueue is the sync request queue.
-const DefaultQueue = "warren.requests"
-
 // SchemaVersion is the message-schema version this build speaks. It travels in the
-// HeaderSchema header of requests and replies. A worker answers a request whose major
-// version it does not know with an error reply instead of guessing, so API and workers
-// can be rolled out independently as long as the major version is unchanged.
-const SchemaVersion = 1
+// HeaderSchema header of requests and replies. A worker answers a request whose
+// schema it does not know with an error reply instead of guessing, so API and
+// workers can be rolled out independently as long as the version is unchanged.
+// Version 2: bodies are Open Inference Protocol (v2) requests and responses, one
+// queue per model version.
+const SchemaVersion = 2
 
-// Message headers. Every request carries all of them; replies carry HeaderSchema,
-// HeaderStatus and HeaderWorker.
+// Message headers. Every request carries the request headers; replies carry
+// HeaderSchema, HeaderStatus and HeaderWorker, and the timing headers.
 const (
 	HeaderSchema    = "x-warren-schema"      // int: SchemaVersion
 	HeaderDeadline  = "x-warren-deadline-ms" // int64: absolute deadline, Unix milliseconds
 	HeaderRequestID = "x-request-id"         // string: the HTTP request id
+	HeaderModel     = "x-warren-model"       // string: the route's model (informational)
+	HeaderVersion   = "x-warren-version"     // string: the route's version (informational)
 	HeaderStatus    = "x-warren-status"      // reply: "ok" or "error"
 	HeaderWorker    = "x-warren-worker"      // reply: worker id
-	HeaderReason    = "x-warren-reason"      // error reply: "model_error" or "bad_message"
+	HeaderReason    = "x-warren-reason"      // error reply: one of the Reason* values
 
 	// Timing headers, for the latency split into stages (see [Timing]). Each is
 	// optional: a peer that does not send them just gives no stage data.
 	HeaderPublishedUs = "x-warren-published-us" // request: API clock at publish, Unix µs
 	HeaderReceivedUs  = "x-warren-received-us"  // reply: worker clock when a handler took the request, Unix µs
 	HeaderComputeUs   = "x-warren-compute-us"   // reply: time the handler spent, µs (one clock: skew-free)
-	HeaderSlots       = "x-warren-slots"        // reply: the worker's handler slots (CONCURRENCY)
+	HeaderSlots       = "x-warren-slots"        // reply: the route's handler slots on that worker
 )
 
-// Reply statuses and error reasons.
+// Reply statuses and error-reply reasons: the worker-to-API vocabulary. The API maps
+// each reason to one HTTP status.
 const (
-	StatusOK          = "ok"
-	StatusError       = "error"
-	ReasonModelError  = "model_error"
-	ReasonBadMessage  = "bad_message"
+	StatusOK    = "ok"
+	StatusError = "error"
+
+	ReasonModelError = "model_error" // the model failed (502)
+	ReasonBadMessage = "bad_message" // the worker could not read the message (502)
+	ReasonBadInput   = "bad_input"   // the input does not fit the model (400)
+	ReasonTimeout    = "timeout"     // the model gave up before the deadline (504)
+
 	contentTypeJSON   = "application/json"
-	requestType       = "warren.predict.v1"
-	replyType         = "warren.prediction.v1"
+	requestType       = "warren.infer.v2"
+	replyType         = "warren.inference.v2"
 	directReplyPrefix = "amq.rabbitmq.reply-to"
 )
 
-// Errors returned by [Client.Call]. The API maps each to one status and reason.
+// Errors returned by [Client.Call] and [JobPublisher.PublishJob]. The API maps each
+// to one status and reason.
 var (
-	// ErrNoWorkers: no consumer on the request queue (or the queue does not exist).
+	// ErrNoWorkers: no consumer on the route's request queue (or the queue does not
+	// exist).
 	ErrNoWorkers = errors.New("no worker is consuming the request queue")
 	// ErrQueueFull: the broker nacked the publish because the queue is at its bound.
-	ErrQueueFull = errors.New("request queue is full")
+	ErrQueueFull = errors.New("queue is full")
 	// ErrBrokerUnavailable: not connected, connection lost mid-call, or the broker
 	// blocked publishers (memory or disk alarm).
 	ErrBrokerUnavailable = errors.New("broker unavailable")
-	// ErrUnconfirmed: a job was published but its confirm never came (the
-	// connection was lost or the caller gave up): it may or may not be queued.
-	ErrUnconfirmed = errors.New("publish not confirmed")
 	// ErrClosed: the client was stopped.
 	ErrClosed = errors.New("queue client closed")
+	// ErrExpired: a handler middleware ([CheckDeadline]) found the request's deadline
+	// already passed when it was taken from the buffer: it is acked, not answered.
+	ErrExpired = errors.New("request expired before it was started")
 )
 
-// RemoteError is a worker's error reply: the model failed, the worker panicked, or
-// the worker could not decode the request.
+// RemoteError is a worker's error reply: the model failed, the input did not fit,
+// the worker panicked, or the worker could not decode the request.
 type RemoteError struct {
-	Reason  string // ReasonModelError or ReasonBadMessage
+	Reason  string // one of the Reason* values
 	Message string
 	Worker  string
 }
@@ -78,6 +86,25 @@ func (e *RemoteError) Error() string {
 
 // unavailable wraps ErrBrokerUnavailable with a cause for the detail message.
 func unavailable(why string) error { return fmt.Errorf("%w: %s", ErrBrokerUnavailable, why) }
+
+// Headers are the string-valued message headers a handler sees and a publisher may
+// add (W3C trace context, among others). The AMQP header table stays inside this
+// package.
+type Headers map[string]string
+
+// textHeaders copies the string (and byte-string) values of an AMQP table.
+func textHeaders(t amqp.Table) Headers {
+	h := make(Headers, len(t))
+	for k, v := range t {
+		switch s := v.(type) {
+		case string:
+			h[k] = s
+		case []byte:
+			h[k] = string(s)
+		}
+	}
+	return h
+}
 
 func headerInt64(t amqp.Table, key string) (int64, bool) {
 	switch v := t[key].(type) {
@@ -122,4 +149,16 @@ func expirationFor(deadline, now time.Time) string {
 		ms = 1
 	}
 	return strconv.FormatInt(ms, 10)
+}
+
+// checkSchema reads the schema header of a delivery.
+func checkSchema(t amqp.Table) error {
+	v, ok := headerInt64(t, HeaderSchema)
+	if !ok {
+		return fmt.Errorf("missing %s header", HeaderSchema)
+	}
+	if v != SchemaVersion {
+		return fmt.Errorf("unsupported message schema %d (this worker speaks %d)", v, SchemaVersion)
+	}
+	return nil
 }

@@ -89,29 +89,42 @@ func start(t *testing.T, fn func(ctx context.Context) error) (stop func()) {
 	return stop
 }
 
+// route is the model version the tests serve.
+var route = queue.Route{Model: "test", Version: "1"}
+
 func newClient(t *testing.T, url string) *queue.Client {
 	t.Helper()
 	c, err := queue.NewClient(queue.ClientConfig{DialConfig: queue.DialConfig{URL: url, Name: "test-client " + t.Name()}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Watch(route)
 	return c
 }
 
+// newConsumer serves route with h (2 handlers unless mutate changes Routes[0]) and
+// the standard middleware.
 func newConsumer(t *testing.T, url string, h queue.Handler, mutate func(*queue.ConsumerConfig)) *queue.Consumer {
 	t.Helper()
 	cfg := queue.ConsumerConfig{
 		DialConfig: queue.DialConfig{URL: url, Name: "test-worker " + t.Name()},
-		WorkerID:   "w-" + t.Name(), Concurrency: 2,
+		WorkerID:   "w-" + t.Name(),
+		Routes:     []queue.RouteConfig{{Route: route, Handler: h, Concurrency: 2}},
+		Middleware: queue.Standard(nil, nil, nil),
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := queue.NewConsumer(cfg, h)
+	c, err := queue.NewConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// slots sets the first route's concurrency and prefetch.
+func slots(concurrency, prefetch int) func(*queue.ConsumerConfig) {
+	return func(c *queue.ConsumerConfig) { c.Routes[0].Concurrency, c.Routes[0].Prefetch = concurrency, prefetch }
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
@@ -126,7 +139,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 func call(c *queue.Client, id string, timeout time.Duration) (*queue.Reply, error) {
-	return c.Call(context.Background(), queue.Request{RequestID: id, Body: []byte(id), Deadline: time.Now().Add(timeout)})
+	return c.Call(context.Background(), queue.Request{Route: route, RequestID: id, Body: []byte(id), Deadline: time.Now().Add(timeout)})
 }
 
 func TestRoundTripAndNoCrossTalk(t *testing.T) {
@@ -137,7 +150,7 @@ func TestRoundTripAndNoCrossTalk(t *testing.T) {
 	start(t, newConsumer(t, vh.AMQPURL, rec.handle, nil).Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "2 workers", 10*time.Second, func() bool { return c.State().Workers == 2 })
+	waitFor(t, "2 workers", 10*time.Second, func() bool { return c.Workers(route) == 2 })
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 500)
@@ -187,13 +200,13 @@ func TestNoWorkersAnswersAtOnce(t *testing.T) {
 
 	// A worker that comes and goes is noticed within the refresh interval.
 	stop := start(t, newConsumer(t, vh.AMQPURL, newRecorder(0).handle, nil).Run)
-	waitFor(t, "worker seen", 5*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker seen", 5*time.Second, func() bool { return c.Workers(route) == 1 })
 	if _, err := call(c, "y", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	stop()
 	gone := time.Now()
-	waitFor(t, "worker gone", 2*time.Second, func() bool { return c.State().Workers == 0 })
+	waitFor(t, "worker gone", 2*time.Second, func() bool { return c.Workers(route) == 0 })
 	if el := time.Since(gone); el > time.Second {
 		t.Errorf("last worker's exit noticed after %s", el)
 	}
@@ -206,16 +219,16 @@ func TestQueueFullIsRejectedByPolicy(t *testing.T) {
 	integration(t)
 	vh := testbroker.NewVhost(t)
 	if err := queue.ApplyPolicy(context.Background(), queue.PolicyConfig{
-		ManagementURL: vh.ManagementURL, Vhost: vh.Name, Queue: queue.DefaultQueue, MaxLength: 3,
+		ManagementURL: vh.ManagementURL, Vhost: vh.Name, MaxLength: 3,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	// One worker, one handler, prefetch 1, slow: everything else waits in the queue.
 	rec := newRecorder(2 * time.Second)
-	start(t, newConsumer(t, vh.AMQPURL, rec.handle, func(c *queue.ConsumerConfig) { c.Concurrency, c.Prefetch = 1, 1 }).Run)
+	start(t, newConsumer(t, vh.AMQPURL, rec.handle, slots(1, 1)).Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 
 	var full, other atomic.Int64
 	var wg sync.WaitGroup
@@ -247,7 +260,7 @@ func TestQueueFullIsRejectedByPolicy(t *testing.T) {
 	}
 	// Removing the bound deletes the policy (no 406 redeclare needed).
 	if err := queue.ApplyPolicy(context.Background(), queue.PolicyConfig{
-		ManagementURL: vh.ManagementURL, Vhost: vh.Name, Queue: queue.DefaultQueue,
+		ManagementURL: vh.ManagementURL, Vhost: vh.Name,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -270,11 +283,11 @@ func TestExpiredRequestInBufferIsSkipped(t *testing.T) {
 	// One handler, prefetch 4: the short-deadline requests are pushed to this worker's
 	// buffer while the slow one occupies the handler; AMQP expiration does not apply to
 	// prefetched messages, so the worker must check the deadline itself.
-	cons := newConsumer(t, vh.AMQPURL, rec.handle, func(c *queue.ConsumerConfig) { c.Concurrency, c.Prefetch = 1, 4 })
+	cons := newConsumer(t, vh.AMQPURL, rec.handle, slots(1, 4))
 	start(t, cons.Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 
 	slowRes := make(chan error, 1)
 	go func() { _, err := call(c, "slow", 10*time.Second); slowRes <- err }()
@@ -325,7 +338,7 @@ func TestModelErrorPanicAndPoison(t *testing.T) {
 	start(t, cons.Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 
 	for _, id := range []string{"boom", "panic"} {
 		_, err := call(c, id, 5*time.Second)
@@ -345,12 +358,12 @@ func TestModelErrorPanicAndPoison(t *testing.T) {
 	replies, _ := ch.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
 	// Without reply_to: rejected without requeue, never redelivered.
 	for i := 0; i < 3; i++ {
-		if err := ch.Publish("", queue.DefaultQueue, false, false, amqp.Publishing{Body: []byte("garbage")}); err != nil {
+		if err := ch.Publish("", route.RequestQueue(), false, false, amqp.Publishing{Body: []byte("garbage")}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// With reply_to but an unknown schema: an error reply, not a requeue.
-	if err := ch.Publish("", queue.DefaultQueue, false, false, amqp.Publishing{
+	if err := ch.Publish("", route.RequestQueue(), false, false, amqp.Publishing{
 		ReplyTo: "amq.rabbitmq.reply-to", CorrelationId: "p1",
 		Headers: amqp.Table{queue.HeaderSchema: int32(99)}, Body: []byte("{}"),
 	}); err != nil {
@@ -367,7 +380,7 @@ func TestModelErrorPanicAndPoison(t *testing.T) {
 	}
 	waitFor(t, "poison rejected", 5*time.Second, func() bool { return cons.Stats().Rejected == 3 })
 	waitFor(t, "queue empty", 5*time.Second, func() bool {
-		q, ok := vh.Queue(t, queue.DefaultQueue)
+		q, ok := vh.Queue(t, route.RequestQueue())
 		return ok && q.Ready == 0 && q.Unacked == 0
 	})
 	// Still healthy afterwards, and nothing looped.
@@ -387,11 +400,11 @@ func TestForcedDisconnectRecoversWithoutDoubleCompute(t *testing.T) {
 	// Slow enough that nothing finishes before the close lands (rabbitmqctl takes
 	// about a second to start).
 	rec := newRecorder(3 * time.Second)
-	cons := newConsumer(t, vh.AMQPURL, rec.handle, func(c *queue.ConsumerConfig) { c.Concurrency, c.Prefetch = 2, 4 })
+	cons := newConsumer(t, vh.AMQPURL, rec.handle, slots(2, 4))
 	stopCons := start(t, cons.Run)
 	c := newClient(t, vh.AMQPURL)
 	stopClient := start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 	// The management API lists connections with a delay; wait for them first so the
 	// close below happens while the calls are outstanding.
 	vh.WaitConnections(t, 2, 15*time.Second)
@@ -425,7 +438,7 @@ func TestForcedDisconnectRecoversWithoutDoubleCompute(t *testing.T) {
 		}
 	}
 	waitFor(t, "both reconnected", 15*time.Second, func() bool {
-		return c.State().Connected && c.State().Workers == 1 && cons.Connected() && c.Stats().Sessions == 2 && cons.Stats().Sessions == 2
+		return c.State().Connected && c.Workers(route) == 1 && cons.Connected() && c.Stats().Sessions == 2 && cons.Sessions() == 2
 	})
 	if _, err := call(c, "after-drop", 10*time.Second); err != nil {
 		t.Fatalf("first call after recovery: %v", err)
@@ -433,7 +446,7 @@ func TestForcedDisconnectRecoversWithoutDoubleCompute(t *testing.T) {
 	// The redelivered requests belonged to callers that are gone; none may be
 	// computed again.
 	waitFor(t, "queue drained", 10*time.Second, func() bool {
-		q, _ := vh.Queue(t, queue.DefaultQueue)
+		q, _ := vh.Queue(t, route.RequestQueue())
 		return q.Ready == 0 && q.Unacked == 0
 	})
 	if d := rec.computedTwice(); len(d) > 0 {
@@ -459,11 +472,11 @@ func TestWorkerDrainAnswersInFlightAndRequeuesBuffered(t *testing.T) {
 	integration(t)
 	vh := testbroker.NewVhost(t)
 	rec := newRecorder(500 * time.Millisecond)
-	first := newConsumer(t, vh.AMQPURL, rec.handle, func(c *queue.ConsumerConfig) { c.Concurrency, c.Prefetch = 2, 6 })
+	first := newConsumer(t, vh.AMQPURL, rec.handle, slots(2, 6))
 	stopFirst := start(t, first.Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 
 	errs := make(chan error, 6)
 	for i := 0; i < 6; i++ {
@@ -492,7 +505,7 @@ func TestDeletedReplyQueueStartsANewGeneration(t *testing.T) {
 	start(t, newConsumer(t, vh.AMQPURL, newRecorder(0).handle, nil).Run)
 	c := newClient(t, vh.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 	if _, err := call(c, "before", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +521,7 @@ func TestDeletedReplyQueueStartsANewGeneration(t *testing.T) {
 		return false
 	})
 	vh.DeleteQueue(t, reply)
-	waitFor(t, "a new generation", 10*time.Second, func() bool { return c.Stats().Sessions == 2 && c.State().Workers == 1 })
+	waitFor(t, "a new generation", 10*time.Second, func() bool { return c.Stats().Sessions == 2 && c.Workers(route) == 1 })
 	if _, err := call(c, "after", 5*time.Second); err != nil {
 		t.Fatalf("after the reply queue was deleted: %v", err)
 	}
@@ -522,7 +535,7 @@ func TestBrokerRestart(t *testing.T) {
 	start(t, cons.Run)
 	c := newClient(t, node.AMQPURL)
 	start(t, c.Run)
-	waitFor(t, "worker", 10*time.Second, func() bool { return c.State().Workers == 1 })
+	waitFor(t, "worker", 10*time.Second, func() bool { return c.Workers(route) == 1 })
 	if _, err := call(c, "before", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

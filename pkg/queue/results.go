@@ -5,51 +5,54 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/pkg/jobs"
 )
 
 // ResultConsumerConfig configures a [ResultConsumer].
 type ResultConsumerConfig struct {
 	DialConfig
-	// Names of the job path's queues; the zero value uses DefaultJobQueue.
-	Names JobNames
-	// Handlers is how many updates are applied at once (so an embedded store can
-	// batch its writes), and the prefetch; zero means 32.
+	// Handlers is how many events are applied at once per queue (so an embedded
+	// store can batch its writes), and the prefetch; zero means 32.
 	Handlers int
-	// RetryDelay is the pause before an update whose handler failed (the store is
+	// RetryDelay is the pause before an event whose handler failed (the store is
 	// down) is handed back to the broker; zero means 1s.
 	RetryDelay time.Duration
+	// DrainTimeout bounds how long events being applied may take after Run's context
+	// is cancelled; zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
 }
 
 // ResultConsumerStats are monotonically increasing counters.
 type ResultConsumerStats struct {
 	Sessions  uint64
-	Updates   uint64 // updates applied (handler returned nil)
+	Events    uint64 // events applied (handler returned nil)
 	Dead      uint64 // dead-lettered jobs handled
-	Malformed uint64 // undecodable updates, dropped
+	Malformed uint64 // undecodable events, dropped
 	Retried   uint64 // handler errors: handed back to the broker
 }
 
 // ResultConsumer consumes the results queue and the dead-letter queue on behalf of
 // the API and hands each message to its handler, acking only after the handler
 // succeeded. Several API replicas may consume the same queues: handlers must be
-// idempotent (the store applies updates so that the first final state wins).
+// idempotent (the store applies events so that the first final state wins). It
+// runs the same consuming loop as the workers' consumers: a subscription that ends
+// (its queue deleted, its channel closed) ends the session, and a new one starts.
 type ResultConsumer struct {
 	cfg    ResultConsumerConfig
-	update func(context.Context, JobUpdate) error
-	dead   func(context.Context, DeadJob) error
-
-	connected                                    atomic.Bool
-	sessions, updates, deadN, malformed, retried atomic.Uint64
+	event  func(context.Context, jobs.Event) error
+	dead   func(context.Context, jobs.DeadLetter) error
+	events *routeSlots
+	deads  *routeSlots
+	pool
 }
 
 // NewResultConsumer validates cfg.
-func NewResultConsumer(cfg ResultConsumerConfig, update func(context.Context, JobUpdate) error,
-	dead func(context.Context, DeadJob) error) (*ResultConsumer, error) {
+func NewResultConsumer(cfg ResultConsumerConfig, event func(context.Context, jobs.Event) error,
+	dead func(context.Context, jobs.DeadLetter) error) (*ResultConsumer, error) {
 	cfg.DialConfig.setDefaults("api-results")
 	if cfg.Handlers == 0 {
 		cfg.Handlers = 32
@@ -57,136 +60,88 @@ func NewResultConsumer(cfg ResultConsumerConfig, update func(context.Context, Jo
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = time.Second
 	}
-	errs := []error{cfg.DialConfig.validate()}
-	if cfg.Handlers < 0 || cfg.RetryDelay < 0 {
-		errs = append(errs, errors.New("queue: Handlers and RetryDelay must not be negative"))
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	if update == nil || dead == nil {
+	r := &ResultConsumer{cfg: cfg, event: event, dead: dead,
+		events: &routeSlots{queue: JobResults, concurrency: cfg.Handlers},
+		deads:  &routeSlots{queue: JobDead, concurrency: max(cfg.Handlers/8, 1)}}
+	errs := []error{cfg.DialConfig.validate()}
+	if cfg.Handlers < 0 || cfg.RetryDelay < 0 || cfg.DrainTimeout < 0 {
+		errs = append(errs, errors.New("queue: Handlers, RetryDelay and DrainTimeout must not be negative"))
+	}
+	if event == nil || dead == nil {
 		errs = append(errs, errors.New("queue: nil result handler"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &ResultConsumer{cfg: cfg, update: update, dead: dead}, nil
+	r.pool = newPool([]*routeSlots{r.events, r.deads})
+	return r, nil
 }
-
-// Connected reports whether the consumer has a live subscription.
-func (r *ResultConsumer) Connected() bool { return r.connected.Load() }
 
 // Stats returns the counters.
 func (r *ResultConsumer) Stats() ResultConsumerStats {
-	return ResultConsumerStats{Sessions: r.sessions.Load(), Updates: r.updates.Load(), Dead: r.deadN.Load(),
-		Malformed: r.malformed.Load(), Retried: r.retried.Load()}
+	return ResultConsumerStats{Sessions: r.sessions.Load(), Events: r.events.ok.Load(), Dead: r.deads.ok.Load(),
+		Malformed: r.events.rejected.Load(), Retried: r.events.retried.Load() + r.deads.retried.Load()}
 }
 
-// Run consumes until ctx is cancelled, reconnecting as needed. Messages being
-// handled when it stops are finished (or, if the connection is gone, redelivered to
-// another consumer).
+// Run consumes until ctx is cancelled, reconnecting as needed, then lets the events
+// being applied finish (within DrainTimeout). Unacked events go back to the queue
+// for another replica.
 func (r *ResultConsumer) Run(ctx context.Context) error {
-	runSessions(ctx, &r.cfg.DialConfig, r.session)
+	r.pool.run(ctx, &r.cfg.DialConfig, r.cfg.DrainTimeout, r.handle, r.session)
 	return nil
 }
 
 func (r *ResultConsumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
-	defer conn.Close()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+	var subs []*subscription
+	for _, rs := range r.routes {
+		s, err := subscribe(conn, rs, fmt.Sprintf("%s %s g%d", r.cfg.Name, rs.queue, gen), declareJobShared)
+		if err != nil {
+			return err
+		}
+		s.sess = &consumerSession{conn: conn, ch: s.ch}
+		subs = append(subs, s)
 	}
-	if err := declareJobTopology(ch, r.cfg.Names); err != nil {
-		return err
-	}
-	if err := ch.Qos(r.cfg.Handlers, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
-	updates, err := ch.Consume(r.cfg.Names.Results(), "", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %q: %w", r.cfg.Names.Results(), err)
-	}
-	dead, err := ch.Consume(r.cfg.Names.Dead(), "", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %q: %w", r.cfg.Names.Dead(), err)
-	}
-	r.sessions.Add(1)
-	r.connected.Store(true)
-	defer r.connected.Store(false)
-
-	// Handlers stop with the session: ctx for a clean stop (they finish the message
-	// in hand), the connection closing otherwise (their acks then fail and the broker
-	// redelivers).
-	hctx, hcancel := context.WithCancel(context.Background())
-	defer hcancel()
-	var wg sync.WaitGroup
-	for range r.cfg.Handlers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case d, ok := <-updates:
-					if !ok {
-						return
-					}
-					r.handleUpdate(hctx, d)
-				case d, ok := <-dead:
-					if !ok {
-						return
-					}
-					r.handleDead(hctx, d)
-				}
-			}
-		}()
-	}
-	var cause error
-	select {
-	case <-ctx.Done():
-	case e := <-closed:
-		cause = closeErr(e)
-	}
-	_ = ch.Close() // stops deliveries; unacked ones go back to the queue
-	hcancel()
-	wg.Wait()
-	return cause
+	return r.pool.pumpAll(ctx, conn, closed, subs)
 }
 
-func (r *ResultConsumer) handleUpdate(ctx context.Context, d amqp.Delivery) {
-	var u JobUpdate
-	if err := json.Unmarshal(d.Body, &u); err != nil || u.JobID == "" ||
-		(u.Type != UpdateRunning && u.Type != UpdateFinal) {
-		r.malformed.Add(1)
-		r.cfg.Logger.Warn("dropped a malformed job update", "err", err, "message_id", d.MessageId)
+func (r *ResultConsumer) handle(ctx context.Context, w work) {
+	d, rs := &w.d, w.rs
+	rs.received.Add(1)
+	if rs == r.deads {
+		dl := jobs.DeadLetter{JobID: headerString(d.Headers, HeaderJobID), Reason: headerString(d.Headers, firstDeathHead)}
+		r.apply(ctx, w, dl.JobID, func() error { return r.dead(ctx, dl) })
+		return
+	}
+	var ev jobs.Event
+	if err := json.Unmarshal(d.Body, &ev); err != nil || ev.JobID == "" ||
+		(ev.Type != jobs.EventRunning && ev.Type != jobs.EventFinal) {
+		rs.rejected.Add(1)
+		r.cfg.Logger.Warn("dropped a malformed job event", "err", err, "message_id", d.MessageId)
 		_ = d.Ack(false)
 		return
 	}
-	if err := r.update(ctx, u); err != nil {
-		r.giveBack(ctx, d, err, u.JobID)
-		return
-	}
-	r.updates.Add(1)
-	_ = d.Ack(false)
+	r.apply(ctx, w, ev.JobID, func() error { return r.event(ctx, ev) })
 }
 
-func (r *ResultConsumer) handleDead(ctx context.Context, d amqp.Delivery) {
-	dj := DeadJob{JobID: headerString(d.Headers, HeaderJobID), Reason: headerString(d.Headers, firstDeathHead)}
-	if err := r.dead(ctx, dj); err != nil {
-		r.giveBack(ctx, d, err, dj.JobID)
+// apply runs fn and acks, or requeues the message after RetryDelay when fn failed
+// (the store is down), so an outage does not become a hot loop.
+func (r *ResultConsumer) apply(ctx context.Context, w work, id string, fn func() error) {
+	if err := fn(); err != nil {
+		w.rs.retried.Add(1)
+		r.cfg.Logger.Warn("job event not applied; requeueing", "err", err, "job_id", id, "queue", w.rs.queue)
+		t := time.NewTimer(r.cfg.RetryDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		_ = w.d.Nack(false, true)
 		return
 	}
-	r.deadN.Add(1)
-	_ = d.Ack(false)
-}
-
-// giveBack requeues a message whose handler failed, after RetryDelay so a store
-// outage does not become a hot loop.
-func (r *ResultConsumer) giveBack(ctx context.Context, d amqp.Delivery, err error, id string) {
-	r.retried.Add(1)
-	r.cfg.Logger.Warn("job update not applied; requeueing", "err", err, "job_id", id)
-	t := time.NewTimer(r.cfg.RetryDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	_ = d.Nack(false, true)
+	w.rs.ok.Add(1)
+	_ = w.d.Ack(false)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/warren-farm/warren/pkg/tracing"
@@ -23,7 +22,7 @@ func Example() {
 	defer func() { _ = tr.Shutdown(ctx) }()
 
 	// API side (inside the handler, ctx comes from c.Request().Context()).
-	headers := amqp.Table{}
+	headers := map[string]string{}
 	pctx, publish := tr.StartPublish(ctx, "warren.requests")
 	tr.Inject(pctx, headers)
 	publishedAt := time.Now()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -12,54 +11,24 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// AMQPCarrier adapts AMQP message headers to [propagation.TextMapCarrier], so the
-// W3C "traceparent" and "tracestate" travel as message headers. Get reads string
-// and []byte values (other AMQP clients may send byte arrays); Set stores strings.
-type AMQPCarrier amqp.Table
-
-var _ propagation.TextMapCarrier = AMQPCarrier(nil)
-
-// Get returns the value of key as a string, or "" when it is absent or not text.
-func (c AMQPCarrier) Get(key string) string {
-	switch v := c[key].(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	}
-	return ""
-}
-
-// Set stores value under key. c must not be nil.
-func (c AMQPCarrier) Set(key, value string) { c[key] = value }
-
-// Keys returns the header names, in no particular order.
-func (c AMQPCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// Inject writes the trace context of ctx's span into headers (a request's or a
-// reply's). It writes nothing when disabled, when ctx has no span, or when headers
-// is nil.
-func (t *Tracing) Inject(ctx context.Context, headers amqp.Table) {
+// Inject writes the trace context of ctx's span (W3C "traceparent" and
+// "tracestate") into message headers. It writes nothing when disabled, when ctx has
+// no span, or when headers is nil.
+func (t *Tracing) Inject(ctx context.Context, headers map[string]string) {
 	if !t.Enabled() || headers == nil {
 		return
 	}
-	t.prop.Inject(ctx, AMQPCarrier(headers))
+	t.prop.Inject(ctx, propagation.MapCarrier(headers))
 }
 
 // Extract returns ctx carrying the remote span context found in headers, to parent
 // the spans started from it. Disabled, or without a valid traceparent, it returns
 // ctx unchanged.
-func (t *Tracing) Extract(ctx context.Context, headers amqp.Table) context.Context {
+func (t *Tracing) Extract(ctx context.Context, headers map[string]string) context.Context {
 	if !t.Enabled() {
 		return ctx
 	}
-	return t.prop.Extract(ctx, AMQPCarrier(headers))
+	return t.prop.Extract(ctx, propagation.MapCarrier(headers))
 }
 
 // StartPublish starts the producer span "publish <queue>" around sending a request
