@@ -119,6 +119,9 @@ MODELS = {
     "garbage": (FP32_IN, FP32_OUT),
     # 200 with a wrong answer; parameters.fault: shape (default), missing, datatype, extra
     "wrongshape": (FP32_IN, FP32_OUT),
+    # metadata without tensors (as MLServer's when model-settings.json declares none);
+    # infer echoes every input
+    "bare": ([], []),
 }
 VERSIONS = ["1"]
 
@@ -209,14 +212,15 @@ def count(shape):
 
 
 def read_inputs(body, specs):
-    """The request's inputs as {name: (shape, flat data)}, checked against specs."""
+    """The request's inputs as {name: (shape, flat data, datatype)}, checked against specs
+    (any inputs when there are none)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise V2Error(400, "'inputs' is required and must be an array")
     by_name = {s["name"]: s for s in specs}
     tensors = {}
     for t in body["inputs"]:
         name = t.get("name")
-        s = by_name.get(name)
+        s = by_name.get(name) if specs else {"name": name, "datatype": t.get("datatype"), "shape": [-1] * len(t.get("shape") or [])}
         if s is None:
             raise V2Error(400, f"unexpected input '{name}'")
         if t.get("datatype") != s["datatype"]:
@@ -230,7 +234,7 @@ def read_inputs(body, specs):
         data = flatten(t.get("data"))
         if len(data) != count(shape):
             raise V2Error(400, f"input '{name}': {len(data)} elements for shape {shape}")
-        tensors[name] = (shape, data)
+        tensors[name] = (shape, data, t.get("datatype"))
     for s in specs:
         if s["name"] not in tensors:
             raise V2Error(400, f"missing input '{s['name']}'")
@@ -262,7 +266,7 @@ async def infer(name, version, request):
 
 
 async def compute_double(tensors, params):
-    shape, x = tensors["x"]
+    shape, x, _ = tensors["x"]
     rows = [[2 * x[i], 2 * x[i + 1]] for i in range(0, len(x), 2)]
     return [
         {"name": "y", "datatype": "FP32", "shape": shape, "data": rows},
@@ -271,7 +275,7 @@ async def compute_double(tensors, params):
 
 
 async def compute_echo(tensors, params):
-    shape, text = tensors["text"]
+    shape, text, _ = tensors["text"]
     return [{"name": "text", "datatype": "BYTES", "shape": shape, "data": text}]
 
 
@@ -283,7 +287,7 @@ async def compute_slow(tensors, params):
         await asyncio.sleep(float(params.get("sleep_ms", 0)) / 1000)
     finally:
         INFLIGHT[group] -= 1
-    shape, x = tensors["x"]
+    shape, x, _ = tensors["x"]
     return [{"name": "y", "datatype": "FP32", "shape": shape, "data": x}]
 
 
@@ -292,7 +296,7 @@ async def compute_fail(tensors, params):
 
 
 async def compute_picky(tensors, params):
-    shape, x = tensors["x"]
+    shape, x, _ = tensors["x"]
     for v in x:
         if v < 0:
             raise V2Error(400, f"picky: negative values are not allowed (got {v})")
@@ -304,7 +308,7 @@ async def compute_garbage(tensors, params):
 
 
 async def compute_wrongshape(tensors, params):
-    shape, x = tensors["x"]
+    shape, x, _ = tensors["x"]
     fault = params.get("fault", "shape")
     if fault == "missing":
         return JSONResponse({"model_name": "wrongshape", "outputs": []})
@@ -318,6 +322,10 @@ async def compute_wrongshape(tensors, params):
     return JSONResponse({"model_name": "wrongshape", "outputs": [y]})
 
 
+async def compute_bare(tensors, params):
+    return [{"name": name, "datatype": dt, "shape": shape, "data": data} for name, (shape, data, dt) in tensors.items()]
+
+
 COMPUTE = {
     "double": compute_double,
     "echo": compute_echo,
@@ -326,6 +334,7 @@ COMPUTE = {
     "picky": compute_picky,
     "garbage": compute_garbage,
     "wrongshape": compute_wrongshape,
+    "bare": compute_bare,
 }
 
 
