@@ -24,11 +24,12 @@ import (
 // Namespace prefixes every warren metric.
 const Namespace = "warren"
 
-// Labels identify the queue a process works on.
-type Labels struct {
-	Vhost string
-	Queue string
-}
+// routeLabels are the labels of every per-model-version series: the vhost and
+// queue (the same values as RabbitMQ's prometheus plugin, so farm series join the
+// broker's per-queue series) and the model and version. Models come from the
+// workers' repositories (announced, bounded by the API's catalog), never from
+// request paths.
+var routeLabels = []string{"vhost", "queue", "model", "version"}
 
 // Latency buckets, in seconds: sub-millisecond broker round trips up to the longest
 // allowed request timeout.
@@ -79,12 +80,13 @@ func (f *funcCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (f *funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
 
-func desc(name, help string, variable []string, l Labels, withQueue bool) *prometheus.Desc {
-	cl := prometheus.Labels{"vhost": l.Vhost}
-	if withQueue {
-		cl["queue"] = l.Queue
+// desc describes a series exported at scrape time: per route when route is set
+// (labels vhost, queue, model, version, then variable), else with a constant vhost.
+func desc(name, help string, vhost string, route bool, variable ...string) *prometheus.Desc {
+	if route {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, append(routeLabels[:4:4], variable...), nil)
 	}
-	return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, variable, cl)
+	return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, variable, prometheus.Labels{"vhost": vhost})
 }
 
 func b2f(b bool) float64 {

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -8,18 +9,28 @@ import (
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
-// ConsumerSource is what the worker metrics read at scrape time (a *queue.Consumer).
-type ConsumerSource interface {
-	Stats() queue.ConsumerStats
-	InFlight() int
+// WorkerSource is what the worker metrics read at scrape time (the worker's
+// consumers).
+type WorkerSource interface {
+	// Routes are the model versions the worker serves.
+	Routes() []queue.Route
+	// Sync returns route r's sync counters, in-flight requests and handler slots.
+	Sync(r queue.Route) (queue.ConsumerStats, int, int)
+	// Jobs returns route r's job counters, running jobs and job slots; ok is false
+	// when the job path is off.
+	Jobs(r queue.Route) (st queue.JobConsumerStats, inflight, slots int, ok bool)
+	// Connected, Draining and Sessions describe the sync consumer.
 	Connected() bool
 	Draining() bool
-	Concurrency() int
+	Sessions() uint64
 }
 
 // Worker holds a worker process's metrics.
 type Worker struct {
-	processing, model prometheus.Observer
+	vhost      string
+	processing *prometheus.HistogramVec
+	model      *prometheus.HistogramVec
+	byQueue    sync.Map // queue → prometheus.Observer of processing
 }
 
 // Outcome label values of warren_worker_messages_handled_total, each read from the
@@ -39,57 +50,6 @@ var outcomes = []struct {
 	{"reply_failed", func(s *queue.ConsumerStats) uint64 { return s.ReplyFailed }},
 }
 
-// NewWorker registers the worker metrics on reg; c is read at scrape time.
-func NewWorker(reg prometheus.Registerer, l Labels, c ConsumerSource) *Worker {
-	cl := prometheus.Labels{"vhost": l.Vhost, "queue": l.Queue}
-	processing := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "worker_processing_duration_seconds", ConstLabels: cl, Buckets: LatencyBuckets,
-		Help: "Requests the model ran for: a handler taking the delivery to its reply published and acked.",
-	})
-	model := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "worker_model_duration_seconds", ConstLabels: cl, Buckets: LatencyBuckets,
-		Help: "Time inside the model's Predict call.",
-	})
-
-	consumed := desc("worker_messages_consumed_total", "Deliveries taken by a handler.", nil, l, true)
-	handled := desc("worker_messages_handled_total", "Deliveries by outcome.", []string{"outcome"}, l, true)
-	redelivered := desc("worker_redeliveries_total", "Deliveries the broker flagged redelivered.", nil, l, true)
-	inflight := desc("worker_in_flight", "Requests being handled.", nil, l, true)
-	slots := desc("worker_concurrency", "Handler slots of this worker (CONCURRENCY).", nil, l, true)
-	draining := desc("worker_draining", "1 while the worker drains after SIGTERM.", nil, l, false)
-	connected := desc("broker_connected", "1 while the AMQP session is up.", nil, l, false)
-	reconnects := desc("broker_reconnects_total", "AMQP sessions established after the first.", nil, l, false)
-	fc := &funcCollector{descs: []*prometheus.Desc{consumed, handled, redelivered, inflight, slots, draining, connected, reconnects},
-		collect: func(ch chan<- prometheus.Metric) {
-			s := c.Stats()
-			ch <- prometheus.MustNewConstMetric(consumed, prometheus.CounterValue, float64(s.Received))
-			for _, o := range outcomes {
-				ch <- prometheus.MustNewConstMetric(handled, prometheus.CounterValue, float64(o.get(&s)), o.name)
-			}
-			ch <- prometheus.MustNewConstMetric(redelivered, prometheus.CounterValue, float64(s.Redelivered))
-			ch <- prometheus.MustNewConstMetric(inflight, prometheus.GaugeValue, float64(c.InFlight()))
-			ch <- prometheus.MustNewConstMetric(slots, prometheus.GaugeValue, float64(c.Concurrency()))
-			ch <- prometheus.MustNewConstMetric(draining, prometheus.GaugeValue, b2f(c.Draining()))
-			ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, b2f(c.Connected()))
-			ch <- prometheus.MustNewConstMetric(reconnects, prometheus.CounterValue, float64(max(s.Sessions, 1)-1))
-		}}
-	reg.MustRegister(processing, model, fc)
-	return &Worker{processing: processing, model: model}
-}
-
-// Processed observes a request's processing time (a queue.ConsumerConfig.OnProcessed).
-func (w *Worker) Processed(d time.Duration) { w.processing.Observe(d.Seconds()) }
-
-// Model observes one model call.
-func (w *Worker) Model(d time.Duration) { w.model.Observe(d.Seconds()) }
-
-// JobSource is what the job metrics read at scrape time (a *queue.JobConsumer).
-type JobSource interface {
-	Stats() queue.JobConsumerStats
-	InFlight() int
-	Concurrency() int
-}
-
 var jobOutcomes = []struct {
 	name string
 	get  func(*queue.JobConsumerStats) uint64
@@ -103,20 +63,82 @@ var jobOutcomes = []struct {
 	{"requeued", func(s *queue.JobConsumerStats) uint64 { return s.Requeued }},
 }
 
-// NewWorkerJobs registers the job consumer's metrics on reg (l names the job queue).
-func NewWorkerJobs(reg prometheus.Registerer, l Labels, c JobSource) {
-	consumed := desc("worker_jobs_consumed_total", "Job deliveries taken by a handler.", nil, l, true)
-	handled := desc("worker_jobs_handled_total", "Job deliveries by outcome.", []string{"outcome"}, l, true)
-	inflight := desc("worker_jobs_in_flight", "Jobs running.", nil, l, true)
-	slots := desc("worker_job_concurrency", "Job slots of this worker (JOB_CONCURRENCY).", nil, l, true)
-	reg.MustRegister(&funcCollector{descs: []*prometheus.Desc{consumed, handled, inflight, slots},
+// NewWorker registers the worker metrics on reg; src is read at scrape time.
+func NewWorker(reg prometheus.Registerer, vhost string, src WorkerSource) *Worker {
+	w := &Worker{
+		vhost: vhost,
+		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "worker_processing_duration_seconds", Buckets: LatencyBuckets,
+			Help: "Requests and jobs a handler ran: from a handler taking the message to the handler returning.",
+		}, routeLabels),
+		model: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "worker_model_duration_seconds", Buckets: LatencyBuckets,
+			Help: "Time inside the model's Predict call.",
+		}, []string{"vhost", "model", "version"}),
+	}
+	consumed := desc("worker_messages_consumed_total", "Deliveries taken by a handler.", vhost, true)
+	handled := desc("worker_messages_handled_total", "Deliveries by outcome.", vhost, true, "outcome")
+	redelivered := desc("worker_redeliveries_total", "Deliveries the broker flagged redelivered.", vhost, true)
+	inflight := desc("worker_in_flight", "Requests being handled.", vhost, true)
+	slots := desc("worker_concurrency", "Handler slots of this worker for the model version (its concurrency).", vhost, true)
+	jconsumed := desc("worker_jobs_consumed_total", "Job deliveries taken by a handler.", vhost, true)
+	jhandled := desc("worker_jobs_handled_total", "Job deliveries by outcome.", vhost, true, "outcome")
+	jinflight := desc("worker_jobs_in_flight", "Jobs running.", vhost, true)
+	jslots := desc("worker_job_concurrency", "Job slots of this worker for the model version.", vhost, true)
+	draining := desc("worker_draining", "1 while the worker drains after SIGTERM.", vhost, false)
+	connected := desc("broker_connected", "1 while the AMQP session is up.", vhost, false)
+	reconnects := desc("broker_reconnects_total", "AMQP sessions established after the first.", vhost, false)
+	fc := &funcCollector{descs: []*prometheus.Desc{consumed, handled, redelivered, inflight, slots, jconsumed, jhandled, jinflight, jslots, draining, connected, reconnects},
 		collect: func(ch chan<- prometheus.Metric) {
-			s := c.Stats()
-			ch <- prometheus.MustNewConstMetric(consumed, prometheus.CounterValue, float64(s.Received))
-			for _, o := range jobOutcomes {
-				ch <- prometheus.MustNewConstMetric(handled, prometheus.CounterValue, float64(o.get(&s)), o.name)
+			for _, r := range src.Routes() {
+				lv := []string{vhost, r.RequestQueue(), r.Model, r.Version}
+				s, n, c := src.Sync(r)
+				ch <- prometheus.MustNewConstMetric(consumed, prometheus.CounterValue, float64(s.Received), lv...)
+				for _, o := range outcomes {
+					ch <- prometheus.MustNewConstMetric(handled, prometheus.CounterValue, float64(o.get(&s)), append(lv, o.name)...)
+				}
+				ch <- prometheus.MustNewConstMetric(redelivered, prometheus.CounterValue, float64(s.Redelivered), lv...)
+				ch <- prometheus.MustNewConstMetric(inflight, prometheus.GaugeValue, float64(n), lv...)
+				ch <- prometheus.MustNewConstMetric(slots, prometheus.GaugeValue, float64(c), lv...)
+				js, jn, jc, ok := src.Jobs(r)
+				if !ok {
+					continue
+				}
+				jl := []string{vhost, r.JobQueue(), r.Model, r.Version}
+				ch <- prometheus.MustNewConstMetric(jconsumed, prometheus.CounterValue, float64(js.Received), jl...)
+				for _, o := range jobOutcomes {
+					ch <- prometheus.MustNewConstMetric(jhandled, prometheus.CounterValue, float64(o.get(&js)), append(jl, o.name)...)
+				}
+				ch <- prometheus.MustNewConstMetric(jinflight, prometheus.GaugeValue, float64(jn), jl...)
+				ch <- prometheus.MustNewConstMetric(jslots, prometheus.GaugeValue, float64(jc), jl...)
 			}
-			ch <- prometheus.MustNewConstMetric(inflight, prometheus.GaugeValue, float64(c.InFlight()))
-			ch <- prometheus.MustNewConstMetric(slots, prometheus.GaugeValue, float64(c.Concurrency()))
-		}})
+			ch <- prometheus.MustNewConstMetric(draining, prometheus.GaugeValue, b2f(src.Draining()))
+			ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, b2f(src.Connected()))
+			ch <- prometheus.MustNewConstMetric(reconnects, prometheus.CounterValue, float64(max(src.Sessions(), 1)-1))
+		}}
+	reg.MustRegister(w.processing, w.model, fc)
+	return w
+}
+
+// Processed observes the time a handler took for one message of queue q (a
+// queue.Observe callback's duration).
+func (w *Worker) Processed(m *queue.Message, d time.Duration) {
+	o, ok := w.byQueue.Load(m.Queue)
+	if !ok {
+		o, _ = w.byQueue.LoadOrStore(m.Queue, w.processing.WithLabelValues(w.vhost, m.Queue, m.Route.Model, m.Route.Version))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
+}
+
+// ModelObserver returns the observer of model version r's Predict calls, resolved
+// once.
+func (w *Worker) ModelObserver(r queue.Route) prometheus.Observer {
+	return w.model.WithLabelValues(w.vhost, r.Model, r.Version)
+}
+
+// Route creates model version r's histogram series at zero (call once per route at
+// start).
+func (w *Worker) Route(r queue.Route) {
+	w.processing.WithLabelValues(w.vhost, r.RequestQueue(), r.Model, r.Version)
+	w.model.WithLabelValues(w.vhost, r.Model, r.Version)
 }
