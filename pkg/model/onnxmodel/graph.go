@@ -58,7 +58,31 @@ func check(mp *onnx.ModelProto) error {
 	if err := checkOperators(g); err != nil {
 		return err
 	}
+	if err := checkInitializers(g); err != nil {
+		return err
+	}
 	return checkDataflow(g)
+}
+
+// initializerTypes are the element types gonnx v1.1.0 reads weights of. It reads
+// others (FLOAT16 among them) as garbage or not at all.
+var initializerTypes = map[onnx.TensorProto_DataType]bool{
+	onnx.TensorProto_FLOAT: true, onnx.TensorProto_DOUBLE: true, onnx.TensorProto_BOOL: true,
+	onnx.TensorProto_INT8: true, onnx.TensorProto_INT16: true, onnx.TensorProto_INT32: true, onnx.TensorProto_INT64: true,
+	onnx.TensorProto_UINT8: true, onnx.TensorProto_UINT16: true, onnx.TensorProto_UINT32: true, onnx.TensorProto_UINT64: true,
+}
+
+func checkInitializers(g *onnx.GraphProto) error {
+	for _, t := range g.GetInitializer() {
+		dt := onnx.TensorProto_DataType(t.GetDataType())
+		if !initializerTypes[dt] {
+			return unsupported("initializer %q holds %s weights, which gonnx v1.1.0 cannot read; export float32 (or float64) weights", t.GetName(), dt)
+		}
+		if len(t.GetExternalData()) > 0 || t.GetDataLocation() == onnx.TensorProto_EXTERNAL {
+			return unsupported("initializer %q keeps its data in an external file, which gonnx v1.1.0 cannot read; save the model with its weights inside", t.GetName())
+		}
+	}
+	return nil
 }
 
 func checkOpsets(imports []*onnx.OperatorSetIdProto) error {
@@ -114,7 +138,7 @@ func checkOperators(g *onnx.GraphProto) error {
 	// gonnx reads the attributes only when it runs a node: read them now, so that an
 	// attribute it does not handle fails the load, not the first request.
 	for i, n := range g.GetNode() {
-		op, err := opset13.GetOperator(n.GetOpType())
+		op, err := getOperator(n.GetOpType())
 		if err != nil {
 			return fmt.Errorf("node %s: %w", nodeName(n, i), err)
 		}

@@ -206,3 +206,18 @@ func TestMetadata(t *testing.T) {
 		t.Error("a model with fixed first dimensions should not be batchable")
 	}
 }
+
+func TestLoadInitializers(t *testing.T) {
+	g := reluGraph()
+	g.nodes = []*onnx.NodeProto{node("Add", []string{"x", "w"}, []string{"y"})}
+	g.inits = []*onnx.TensorProto{{Name: "w", Dims: []int64{3}, DataType: int32(onnx.TensorProto_FLOAT16), RawData: make([]byte, 6)}}
+	err := loadErr(t, g.write(t))
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("not ErrUnsupported: %v", err)
+	}
+	mustContain(t, err, `initializer "w" holds FLOAT16 weights, which gonnx v1.1.0 cannot read`)
+
+	g.inits = []*onnx.TensorProto{{Name: "w", Dims: []int64{3}, DataType: int32(tFloat), DataLocation: onnx.TensorProto_EXTERNAL,
+		ExternalData: []*onnx.StringStringEntryProto{{Key: "location", Value: "weights.bin"}}}}
+	mustContain(t, loadErr(t, g.write(t)), `initializer "w" keeps its data in an external file`)
+}

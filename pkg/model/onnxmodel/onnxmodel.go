@@ -1,7 +1,9 @@
 // Package onnxmodel is warren's "onnx" backend: it runs ONNX graphs in pure Go
 // (no cgo) with github.com/advancedclimatesystems/gonnx v1.1.0 (MPL-2.0).
 //
-// gonnx runs opset-13 graphs made of its 50 operators (see [SupportedOperators]).
+// gonnx runs opset-13 graphs made of its 50 operators (see [SupportedOperators]);
+// the backend replaces one of them, Softmax, with its own (gorgonia's kernel lets
+// one row's values turn another's into NaN).
 // [Load] checks a model against both before it is used and names what does not
 // fit: the opset, each unsupported operator, an unreadable file, a graph input or
 // output of a type v2 cannot carry.
@@ -107,6 +109,7 @@ func Load(cfg Config) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: gonnx: %w", cfg.Path, err)
 		}
+		g.GetOperator = getOperator
 		m.pool <- g
 	}
 	return m, nil
