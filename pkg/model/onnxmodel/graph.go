@@ -14,7 +14,8 @@ import (
 const Opset = 13
 
 // ErrUnsupported marks a model this backend cannot run: another opset, an
-// operator gonnx lacks, a tensor type v2 cannot carry. Test with errors.Is.
+// operator or attribute gonnx lacks, weights it cannot read, a tensor type v2
+// cannot carry. Test with errors.Is.
 var ErrUnsupported = errors.New("unsupported ONNX model")
 
 type unsupportedError struct{ msg string }
@@ -26,11 +27,10 @@ func unsupported(format string, args ...any) error {
 	return &unsupportedError{msg: fmt.Sprintf(format, args...)}
 }
 
-// The domains gonnx serves. Its operator lookup ignores the domain, so the check
-// here keeps the ai.onnx.ml operators in their domain and refuses any other.
-const (
-	domainML = "ai.onnx.ml"
-)
+// gonnx serves the default domain and two operators of ai.onnx.ml. Its operator
+// lookup ignores the domain, so the check here keeps those two in their domain
+// and refuses any other domain.
+const domainML = "ai.onnx.ml"
 
 var mlOperators = []string{"LinearRegressor", "Scaler"}
 
