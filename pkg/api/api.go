@@ -1,100 +1,142 @@
-// Package api is warren's HTTP front door: POST /process turns a request into a
-// queue message for the predictor workers and answers with their reply; GET /,
-// /health, /ready, /openapi.json and /docs complete the surface.
+// Package api is warren's HTTP front door, and only that: it turns HTTP calls into
+// calls to the farm (pkg/queue), job submissions (pkg/jobs) and catalog lookups
+// (pkg/catalog), and maps their errors to the status contract (pkg/reason).
+//
+// # Surface
+//
+//	POST /process                    the seed lab's contract, unchanged, on DEFAULT_MODEL
+//	GET  /v2, /v2/health/{live,ready}               Open Inference Protocol (v2)
+//	GET  /v2/models/{name}[/versions/{v}][/ready]   metadata, readiness
+//	POST /v2/models/{name}[/versions/{v}]/infer     inference (Prefer: respond-async → a job)
+//	GET  /v2/models, /models         every model with versions, readiness, live workers
+//	POST /jobs, GET|DELETE /jobs/{id}                async jobs
+//	GET  /, /health, /ready, /metrics, /capacity, /openapi.json, /docs
 //
 // # Status contract
 //
-// One function, [statusFor], maps every failure to a status and a reason:
+// One function, [statusFor], maps every failure to a status and a [reason.Reason]:
 //
 //	200  answered
-//	413  body over BodyLimit                              {"detail"}
-//	422  missing/wrong-typed field, malformed JSON        {"detail":[{loc,msg,type}]}
-//	502  model failed / worker panicked                   {"detail","reason":"model_error"}
-//	503  no_workers, queue_full, broker_unavailable,      {"detail","reason"} + Retry-After
-//	     draining
-//	504  the deadline passed                              {"detail","reason":"timeout"}
+//	400  the input does not fit the model (v2; a worker's bad_input on /process)
+//	404  unknown model, version or job
+//	413  body over BodyLimit
+//	422  missing/wrong-typed field, malformed JSON (the lab's /process shape; v2 says 400)
+//	502  model failed / worker panicked                   reason model_error
+//	503  no_workers, queue_full, broker_unavailable,      + Retry-After
+//	     draining, store_unavailable, jobs_unavailable
+//	504  the deadline passed, or the model gave up         reason timeout
 //
-// 429 is kept free for per-client rate limits.
+// 429 is kept free for per-client rate limits. /process and /jobs bodies are
+// {"detail", "reason"}; /v2 bodies are {"error", "reason"}.
 package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
-	"github.com/warren-farm/warren/pkg/apidoc"
+	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/capacity"
-	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/metrics"
-	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
+// Defaults of [Config].
+const (
+	DefaultRequestTimeout    = 10 * time.Second
+	DefaultMaxRequestTimeout = 60 * time.Second
+	DefaultBodyLimit         = 1 << 20
+	DefaultDrainTimeout      = 20 * time.Second
+	DefaultModel             = "seed"
+	DefaultMaxWait           = 60 * time.Second
+)
+
 // Config configures the API process.
 type Config struct {
-	// Queue configures the RPC client (URL, connection name, request queue).
-	Queue queue.ClientConfig
+	// AMQP says how to reach the broker. Each connection (calls, job publishing,
+	// results, model announcements) gets its own connection name.
+	AMQP queue.DialConfig
 	// ManagementURL is the RabbitMQ management API used to apply the request-queue
-	// policy; empty skips the policy (the queue is unbounded).
+	// policy and read queue statistics for the capacity estimate; empty skips both.
 	ManagementURL string
-	// QueueMaxLength bounds the request queue's ready messages; 0 removes the bound.
+	// QueueMaxLength bounds every request queue's ready messages; 0 removes the bound.
 	QueueMaxLength int
-	// RequestTimeout is the default deadline of a /process call; zero means 10s.
+	// RequestTimeout is the default deadline of a call; zero means
+	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// MaxRequestTimeout caps X-Request-Timeout; zero means 60s.
+	// MaxRequestTimeout caps X-Request-Timeout; zero means DefaultMaxRequestTimeout.
 	MaxRequestTimeout time.Duration
-	// BodyLimit caps request bodies; zero means 1 MiB.
+	// BodyLimit caps request bodies; zero means DefaultBodyLimit.
 	BodyLimit int64
-	// DrainTimeout bounds the wait for in-flight calls on shutdown; zero means 20s.
+	// Limits bound the inference requests the API decodes.
+	Limits oip.Limits
+	// DefaultModel is the model POST /process and POST /jobs {"data"} call; empty
+	// means DefaultModel ("seed").
+	DefaultModel string
+	// DrainTimeout bounds the wait for in-flight calls on shutdown; zero means
+	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Registry receives the API's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
 	Registry *prometheus.Registry
 	// Capacity configures the workers-needed estimate (GET /capacity and the
-	// warren_workers_needed gauge). ManagementURL, Vhost and Queue are filled in from
-	// this Config; the rest (targets, window) may be set.
+	// warren_workers_needed gauge). ManagementURL and Vhost are filled in from this
+	// Config; the rest (targets, window) may be set.
 	Capacity capacity.Config
-	// Jobs configures the async job endpoints (POST /jobs, GET and DELETE
-	// /jobs/{id}, Prefer: respond-async on /process); without a Store they are off.
+	// Jobs configures the job endpoints. The Store is required: the server owns it
+	// from New on (New closes it if it fails) and closes it when it stops. It also
+	// keeps the model catalog.
 	Jobs JobsConfig
-	// Tracing, if enabled, traces each request (HTTP span, publish span) and passes
-	// the W3C trace context to the worker in the message headers; nil disables.
+	// Tracing, if enabled, traces each request and passes the W3C trace context to
+	// the workers; nil disables.
 	Tracing *tracing.Tracing
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
 
+// JobsConfig configures the async job endpoints.
+type JobsConfig struct {
+	Store jobs.Store
+	// MaxWait caps ?wait= and Prefer: wait=; zero means DefaultMaxWait.
+	MaxWait time.Duration
+	// StartTimeout: a job not started this long after submission expires; zero
+	// means never.
+	StartTimeout time.Duration
+	// RecoverAfter: a stored job whose publish was never confirmed is republished
+	// once it is this old; zero means the service's default (30s).
+	RecoverAfter time.Duration
+}
+
 func (c *Config) setDefaults() {
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 10 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.MaxRequestTimeout == 0 {
-		c.MaxRequestTimeout = 60 * time.Second
+		c.MaxRequestTimeout = DefaultMaxRequestTimeout
 	}
 	if c.BodyLimit == 0 {
-		c.BodyLimit = 1 << 20
+		c.BodyLimit = DefaultBodyLimit
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 20 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.DefaultModel == "" {
+		c.DefaultModel = DefaultModel
+	}
+	if c.Jobs.MaxWait == 0 {
+		c.Jobs.MaxWait = DefaultMaxWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -102,12 +144,7 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry("api", "")
 	}
-	if c.Jobs.MaxWait == 0 {
-		c.Jobs.MaxWait = 60 * time.Second
-	}
-	if c.Jobs.RecoverAfter == 0 {
-		c.Jobs.RecoverAfter = 30 * time.Second
-	}
+	c.AMQP.Logger = c.Logger
 }
 
 func (c *Config) validate() error {
@@ -121,136 +158,199 @@ func (c *Config) validate() error {
 	if c.BodyLimit < 0 || c.DrainTimeout < 0 || c.QueueMaxLength < 0 {
 		errs = append(errs, errors.New("api: BodyLimit, DrainTimeout and QueueMaxLength must not be negative"))
 	}
+	if !queue.ValidModelName(c.DefaultModel) {
+		errs = append(errs, fmt.Errorf("api: DefaultModel %q is not a valid model name", c.DefaultModel))
+	}
+	if c.Jobs.Store == nil {
+		errs = append(errs, errors.New("api: Jobs.Store is required"))
+	}
 	return errors.Join(errs...)
 }
 
 // Server is the API.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	client  *queue.Client
-	echo    *echo.Echo
-	metrics *metrics.API
-	est     *capacity.Estimator
-	store   jobs.Store            // nil: no job endpoints
-	results *queue.ResultConsumer // nil without a store
+	lifecycle.Lifecycle
+	cfg       Config
+	log       *slog.Logger
+	vhost     string
+	client    *queue.Client
+	publisher *queue.JobPublisher
+	results   *queue.ResultConsumer
+	watcher   *queue.Watcher
+	catalog   *catalog.Catalog
+	capacity  *capacity.Farm
+	jobs      *jobs.Service
+	metrics   *metrics.API
+	echo      *echo.Echo
 
-	draining atomic.Bool
 	mu       sync.Mutex
 	inflight int
-	idle     chan struct{}   // closed when draining and inflight reaches 0
-	stopping context.Context // done when draining starts: long polls answer at once
-	stop     context.CancelFunc
+	idle     chan struct{} // closed when draining and inflight reaches 0
 }
 
-// New validates cfg and builds the server. Nothing connects until Run.
-func New(cfg Config) (*Server, error) {
+// New validates cfg and builds the server. Nothing connects until Run. From here on
+// the server owns cfg.Jobs.Store: it is closed by Stop or when Run returns, and by
+// New itself when New fails.
+func New(cfg Config) (_ *Server, err error) {
+	if cfg.Jobs.Store != nil {
+		defer func() {
+			if err != nil {
+				_ = cfg.Jobs.Store.Close()
+			}
+		}()
+	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.Queue.Logger = cfg.Logger
-	vhost, err := queue.Vhost(cfg.Queue.URL)
+	vhost, err := queue.Vhost(cfg.AMQP.URL)
 	if err != nil {
 		return nil, fmt.Errorf("api: AMQP URL: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, idle: make(chan struct{}), store: cfg.Jobs.Store}
-	s.stopping, s.stop = context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger, vhost: vhost, idle: make(chan struct{})}
+	s.Init(cfg.Logger)
+	s.OnStop("job store", func(context.Context) error { return cfg.Jobs.Store.Close() })
+
 	cc := cfg.Capacity
-	cc.ManagementURL, cc.Vhost, cc.Queue, cc.Logger = cfg.ManagementURL, vhost, s.queueName(), cfg.Logger
-	if s.est, err = capacity.New(cc); err != nil {
+	cc.ManagementURL, cc.Vhost, cc.Logger = cfg.ManagementURL, vhost, cfg.Logger
+	if s.capacity, err = capacity.New(cc); err != nil {
 		return nil, err
 	}
-	s.metrics = metrics.NewAPI(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: s.queueName()},
-		metrics.Labels{Vhost: vhost, Queue: cfg.Jobs.Names.Queue()}, clientRef{s},
-		func() float64 { return float64(s.est.Snapshot().WorkersNeeded) })
-	cfg.Queue.OnConfirm = s.metrics.Confirm
-	cfg.Queue.Jobs = cfg.Jobs.Names
-	if s.client, err = queue.NewClient(cfg.Queue); err != nil {
+	s.metrics = metrics.NewAPI(cfg.Registry, vhost, metricsSource{s})
+	if s.client, err = queue.NewClient(queue.ClientConfig{DialConfig: cfg.AMQP, Tracing: cfg.Tracing,
+		OnConfirm: func(r queue.Route, d time.Duration) { s.metrics.Route(r).Confirm(d) }}); err != nil {
 		return nil, err
 	}
-	if s.store != nil {
-		rc := queue.ResultConsumerConfig{DialConfig: cfg.Queue.DialConfig, Names: cfg.Jobs.Names}
-		rc.Name = ""
-		if s.results, err = queue.NewResultConsumer(rc, s.applyUpdate, s.applyDead); err != nil {
-			return nil, err
-		}
+	if s.catalog, err = catalog.New(catalog.Config{Workers: s.client.Workers, Store: cfg.Jobs.Store, Logger: cfg.Logger,
+		OnNew: s.track}); err != nil {
+		return nil, err
 	}
-	s.echo = s.routes()
+	if s.publisher, err = queue.NewJobPublisher(queue.JobPublisherConfig{DialConfig: cfg.AMQP, Tracing: cfg.Tracing}); err != nil {
+		return nil, err
+	}
+	if s.jobs, err = jobs.NewService(jobs.ServiceConfig{Store: cfg.Jobs.Store, Publisher: s.publisher,
+		StartTimeout: cfg.Jobs.StartTimeout, RecoverAfter: cfg.Jobs.RecoverAfter, DeliveryLimit: queue.JobDeliveryLimit,
+		Observer: s.metrics, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	if s.results, err = queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: cfg.AMQP, DrainTimeout: 5 * time.Second},
+		s.jobs.Apply, s.jobs.ApplyDead); err != nil {
+		return nil, err
+	}
+	if s.watcher, err = queue.NewWatcher(queue.WatcherConfig{DialConfig: cfg.AMQP}, s.catalog.Apply); err != nil {
+		return nil, err
+	}
+	s.echo = newRouter(s.handlers())
 	return s, nil
 }
 
-// Client exposes the queue client (state and counters).
+// track starts following a model version the catalog saw for the first time.
+func (s *Server) track(r queue.Route) {
+	s.client.Watch(r)
+	s.capacity.Track(r)
+	s.metrics.Route(r)
+}
+
+// Client exposes the sync client (state and counters).
 func (s *Server) Client() *queue.Client { return s.client }
+
+// Catalog exposes the model catalog.
+func (s *Server) Catalog() *catalog.Catalog { return s.catalog }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Run serves on ln until ctx is cancelled, then drains: /ready turns 503, new calls
-// get 503 draining, calls in flight finish (each up to its deadline, all within
-// DrainTimeout), then the HTTP server and the broker connection close. Run returns
-// after every goroutine it started has stopped.
-func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	qctx, qcancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = s.client.Run(qctx) }()
-	if s.cfg.ManagementURL != "" {
-		vhost, _ := queue.Vhost(s.cfg.Queue.URL)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			queue.KeepPolicy(qctx, queue.PolicyConfig{
-				ManagementURL: s.cfg.ManagementURL, Vhost: vhost,
-				Queue: s.queueName(), MaxLength: s.cfg.QueueMaxLength,
-			}, s.log)
-		}()
-	} else {
-		s.log.Warn("MANAGEMENT_URL is empty: the request queue bound is not applied")
+// Run serves on ln until ctx is cancelled or Stop is called, then drains: /ready
+// turns 503, new calls get 503 draining, calls in flight finish (each up to its
+// deadline, all within DrainTimeout), then the HTTP server, the broker connections
+// and the job store close, last opened first. Run returns after every goroutine it
+// started has stopped.
+func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
+	if !s.Start() {
+		return errors.New("api: already run or stopped")
+	}
+	defer func() { s.Finish(err) }()
+	if err := s.catalog.Load(ctx); err != nil {
+		s.log.Warn("model catalog not loaded from the store; models are known once workers announce them", "err", err)
+	}
+	for _, r := range s.catalog.Routes() {
+		s.track(r)
 	}
 
-	wg.Add(1)
-	go func() { defer wg.Done(); s.est.Run(qctx) }()
-	if s.store != nil {
-		started := time.Now()
-		wg.Add(2)
-		go func() { defer wg.Done(); _ = s.results.Run(qctx) }()
-		go func() { defer wg.Done(); s.maintainJobs(qctx, started) }()
+	bg := func(name string, run func(context.Context)) {
+		cctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); run(cctx) }()
+		s.OnStop(name, func(context.Context) error { cancel(); <-done; return nil })
+	}
+	bg("capacity estimate", func(ctx context.Context) { s.capacity.Run(ctx) })
+	bg("sync client", func(ctx context.Context) { _ = s.client.Run(ctx) })
+	bg("job publisher", func(ctx context.Context) { _ = s.publisher.Run(ctx) })
+	bg("job results", func(ctx context.Context) { _ = s.results.Run(ctx) })
+	bg("job service", func(ctx context.Context) { _ = s.jobs.Run(ctx) })
+	bg("model announcements", func(ctx context.Context) { _ = s.watcher.Run(ctx) })
+	if s.cfg.ManagementURL != "" {
+		bg("queue policy", func(ctx context.Context) {
+			queue.KeepPolicy(ctx, queue.PolicyConfig{ManagementURL: s.cfg.ManagementURL, Vhost: s.vhost,
+				MaxLength: s.cfg.QueueMaxLength}, s.log)
+		})
+	} else {
+		s.log.Warn("MANAGEMENT_URL is empty: the request queues' bound is not applied and /capacity has no broker data")
 	}
 
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
-	s.log.Info("api listening", "addr", ln.Addr().String())
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	s.OnStop("http server", func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	s.log.Info("api listening", "addr", ln.Addr().String(), "default_model", s.cfg.DefaultModel)
+	go s.markReady(ctx)
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case serveErr = <-httpDone:
-		httpDone <- serveErr
-	}
-	s.drain()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(sctx)
-	cancel()
-	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		serveErr = err
-	}
-	qcancel()
-	wg.Wait()
-	if s.store != nil {
-		if err := s.store.Close(); err != nil {
-			s.log.Warn("closing the job store", "err", err)
+	case <-s.Stopping():
+	case e := <-httpErr:
+		httpErr <- e
+		if !errors.Is(e, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("http server: %w", e)
 		}
 	}
+	s.drain()
+	tctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout+10*time.Second)
+	defer cancel()
+	err = errors.Join(serveErr, s.Teardown(tctx))
 	s.log.Info("api stopped", "stats", fmt.Sprintf("%+v", s.client.Stats()))
-	return serveErr
+	return err
 }
 
+// markReady moves to Ready once the sync client first connected.
+func (s *Server) markReady(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !s.client.State().EverConnected {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Stopping():
+			return
+		case <-t.C:
+		}
+	}
+	s.Set(lifecycle.Ready)
+}
+
+// drain stops new calls and waits (within DrainTimeout) for those in flight.
 func (s *Server) drain() {
 	s.mu.Lock()
-	s.draining.Store(true)
-	s.stop()
+	s.Set(lifecycle.Draining)
 	if s.inflight == 0 {
 		close(s.idle)
 	}
@@ -270,7 +370,7 @@ func (s *Server) drain() {
 func (s *Server) enter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining.Load() {
+	if s.State() >= lifecycle.Draining {
 		return false
 	}
 	s.inflight++
@@ -280,239 +380,21 @@ func (s *Server) enter() bool {
 func (s *Server) leave() {
 	s.mu.Lock()
 	s.inflight--
-	if s.inflight == 0 && s.draining.Load() {
+	if s.inflight == 0 && s.State() >= lifecycle.Draining {
 		close(s.idle)
 	}
 	s.mu.Unlock()
 }
 
-func (s *Server) queueName() string {
-	if s.cfg.Queue.Queue == "" {
-		return queue.DefaultQueue
-	}
-	return s.cfg.Queue.Queue
+// metricsSource feeds the API metrics at scrape time.
+type metricsSource struct{ s *Server }
+
+func (m metricsSource) Routes() []queue.Route     { return m.s.catalog.Routes() }
+func (m metricsSource) Workers(r queue.Route) int { return m.s.client.Workers(r) }
+func (m metricsSource) Client() (queue.State, queue.ClientStats) {
+	return m.s.client.State(), m.s.client.Stats()
 }
-
-// clientRef reads the client at scrape time (the client is built after the metrics,
-// which it reports to).
-type clientRef struct{ s *Server }
-
-func (r clientRef) State() queue.State       { return r.s.client.State() }
-func (r clientRef) Stats() queue.ClientStats { return r.s.client.Stats() }
-
-func (s *Server) routes() *echo.Echo {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = httperr.Handler(s.log)
-	if s.cfg.Tracing.Enabled() {
-		e.Use(s.cfg.Tracing.Middleware())
-	}
-	e.Use(requestID)
-	httpMetrics := metrics.NewHTTP(s.cfg.Registry)
-	e.GET("/", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"service": "Service A - Input Logger", "status": "running"})
-	})
-	e.GET("/health", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"service": "Service A", "status": "healthy"})
-	})
-	e.GET("/ready", s.ready)
-	e.POST("/process", s.process)
-	if s.store != nil {
-		e.POST("/jobs", s.postJob)
-		e.GET("/jobs/:id", s.getJob)
-		e.DELETE("/jobs/:id", s.deleteJob)
-	}
-	e.GET("/metrics", echo.WrapHandler(metrics.Handler(s.cfg.Registry)))
-	e.GET("/capacity", echo.WrapHandler(s.est.Handler()))
-	apidoc.Register(e)
-	httpMetrics.Instrument(e)
-	return e
-}
-
-type readyBody struct {
-	Status  string `json:"status"`
-	Broker  string `json:"broker"`
-	Workers int    `json:"workers"`
-}
-
-func (s *Server) ready(c echo.Context) error {
-	st := s.client.State()
-	b := readyBody{Status: "ready", Broker: "down", Workers: max(st.Workers, 0)}
-	if st.Connected {
-		b.Broker = "up"
-	}
-	switch {
-	case s.draining.Load():
-		b.Status = "draining"
-		return c.JSON(http.StatusServiceUnavailable, b)
-	case !st.EverConnected:
-		b.Status = "starting"
-		return c.JSON(http.StatusServiceUnavailable, b)
-	}
-	// A broker outage after start keeps the API in the load balancer: clients get
-	// JSON 503s from /process rather than connection resets.
-	return c.JSON(http.StatusOK, b)
-}
-
-const loggedOK = `{"status":"Input logged successfully"}`
-
-func (s *Server) process(c echo.Context) error {
-	req := c.Request()
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	ve := &httperr.ValidationError{}
-	in, err := s.readInput(c, ve)
-	if err != nil {
-		return err
-	}
-	data, forward := in.data, in.forward
-	timeout := s.timeout(req.Header.Get("X-Request-Timeout"), ve)
-	if async, wait := preferAsync(req.Header.Values("Prefer")); async && forward && s.store != nil {
-		return s.processAsync(c, data, wait, ve)
-	}
-	if err := ve.OrNil(); err != nil {
-		return err
-	}
-	if s.log.Enabled(req.Context(), slog.LevelDebug) {
-		// Inputs may be private: their size and a hash, never the text.
-		sum := sha256.Sum256([]byte(data))
-		s.log.Debug("received input", "request_id", rid, "bytes", len(data),
-			"input_sha256", hex.EncodeToString(sum[:8]), "forward_to_model", forward)
-	}
-	if !forward {
-		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
-	}
-	if !s.enter() {
-		s.metrics.Call(metrics.ReasonDraining, 0, false)
-		return statusFor(errDraining)
-	}
-	defer s.leave()
-
-	payload, _ := jsonMarshal(model.RequestMessage{Data: data})
-	start := time.Now()
-	qreq := queue.Request{RequestID: rid, Body: payload, Deadline: start.Add(timeout)}
-	ctx := req.Context()
-	if tr := s.cfg.Tracing; tr.Enabled() {
-		var span trace.Span
-		ctx, span = tr.StartPublish(ctx, s.queueName(), attribute.String("warren.request_id", rid))
-		defer span.End()
-		qreq.Headers = amqp.Table{}
-		tr.Inject(ctx, qreq.Headers)
-	}
-	reply, err := s.client.Call(ctx, qreq)
-	if err != nil {
-		if span := trace.SpanFromContext(ctx); span.IsRecording() {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		herr := statusFor(err)
-		reason := reasonOf(herr)
-		s.metrics.Call(reason, time.Since(start), published(err))
-		if reason == metrics.ReasonNoWorkers {
-			s.est.ObserveTurnedAway()
-		}
-		return herr
-	}
-	s.metrics.Call(metrics.ReasonOK, time.Since(start), true)
-	s.metrics.Reply(reply.Timing)
-	if _, compute, _, ok := reply.Timing.Stages(); ok {
-		s.est.ObserveService(compute, reply.Timing.Slots)
-	}
-	return c.JSONBlob(http.StatusOK, processBody(reply.Body))
-}
-
-// timeout resolves the per-request deadline from X-Request-Timeout: a Go duration
-// ("2.5s", "500ms") or plain seconds ("3", "0.5"). Values above MaxRequestTimeout are
-// clamped to it.
-func (s *Server) timeout(h string, ve *httperr.ValidationError) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return s.cfg.RequestTimeout
-	}
-	d, ok := parseSeconds(h, s.cfg.MaxRequestTimeout)
-	if !ok || d <= 0 {
-		ve.Add("value_error", "X-Request-Timeout must be a positive duration such as 2.5s or 500ms, or seconds such as 3", h, "header", "X-Request-Timeout")
-		return 0
-	}
-	return d
-}
-
-var errDraining = errors.New("draining")
-
-// reasonOf is the metrics reason of statusFor's answer.
-func reasonOf(err error) string {
-	var he *httperr.Error
-	switch {
-	case !errors.As(err, &he):
-		return metrics.ReasonModelError
-	case he.Status == 499:
-		return metrics.ReasonClientClosed
-	case he.Reason == "":
-		return metrics.ReasonModelError
-	}
-	return he.Reason
-}
-
-// published reports whether a failed call reached the broker (its duration then
-// says something about the farm).
-func published(err error) bool {
-	var re *queue.RemoteError
-	return errors.As(err, &re) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
-}
-
-// statusFor is the one place that maps a failed call to the status contract.
-func statusFor(err error) error {
-	var re *queue.RemoteError
-	switch {
-	case errors.Is(err, errDraining):
-		return &httperr.Error{Status: 503, Reason: "draining", RetryAfter: 2, Err: err,
-			Detail: "Model service is unavailable: this API instance is shutting down; retry"}
-	case errors.Is(err, queue.ErrNoWorkers):
-		return &httperr.Error{Status: 503, Reason: "no_workers", RetryAfter: 5, Err: err,
-			Detail: "Model service is unavailable: no predictor worker is running"}
-	case errors.Is(err, queue.ErrQueueFull):
-		return &httperr.Error{Status: 503, Reason: "queue_full", RetryAfter: 1, Err: err,
-			Detail: "Model service is unavailable: the request queue is full"}
-	case errors.Is(err, queue.ErrBrokerUnavailable), errors.Is(err, queue.ErrClosed):
-		return &httperr.Error{Status: 503, Reason: "broker_unavailable", RetryAfter: 5, Err: err,
-			Detail: "Model service is unavailable: " + strings.TrimPrefix(err.Error(), queue.ErrBrokerUnavailable.Error()+": ")}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &httperr.Error{Status: 504, Reason: "timeout", Err: err,
-			Detail: "The model did not answer before the request's deadline"}
-	case errors.As(err, &re):
-		return &httperr.Error{Status: 502, Reason: "model_error", Err: err,
-			Detail: "Model error: " + re.Message}
-	case errors.Is(err, context.Canceled):
-		// The client went away; nobody reads this answer.
-		return &httperr.Error{Status: 499, Detail: "client closed request", Err: err}
-	}
-	return err
-}
-
-// requestID honours a client's X-Request-ID (at most 128 characters of
-// [A-Za-z0-9._:@/+=-]) and otherwise generates one, like Heroku's router: an invalid
-// id is replaced, not rejected. The id is returned in the response header.
-func requestID(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		id := c.Request().Header.Get(echo.HeaderXRequestID)
-		if !validRequestID(id) {
-			id = rand.Text()
-		}
-		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		return next(c)
-	}
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		b := id[i]
-		switch {
-		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
-		case strings.IndexByte("._:@/+=-", b) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
+func (m metricsSource) WorkersNeeded(r queue.Route) (int, bool) {
+	snap, ok := m.s.capacity.Snapshot(r)
+	return snap.WorkersNeeded, ok
 }

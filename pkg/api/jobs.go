@@ -1,62 +1,92 @@
 package api
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
-	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/jobs"
-	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/reason"
 )
 
-// JobsConfig configures the async job endpoints. Without a Store they are not
-// served.
-type JobsConfig struct {
-	// Store keeps job state (an embedded bbolt file, or Redis for several API
-	// replicas). The API owns it from New on and closes it when Run returns.
-	Store jobs.Store
-	// Names of the job path's queues; the zero value uses queue.DefaultJobQueue.
-	Names queue.JobNames
-	// MaxWait caps ?wait= and Prefer: wait=; zero means 60s.
-	MaxWait time.Duration
-	// StartTimeout: a job not started this long after submission expires; zero
-	// means never.
-	StartTimeout time.Duration
-	// RecoverAfter: a stored job whose publish was never confirmed is republished
-	// once it is this old (and, at start, every such job created before the process
-	// started). Zero means 30s.
-	RecoverAfter time.Duration
-}
+// How a job's result is rendered (jobs.Job.Format).
+const (
+	formatV2      = "v2"      // the worker's v2 inference response, as is
+	formatProcess = "process" // /process's model_prediction object
+)
 
 // jobView is a job as the API shows it.
 type jobView struct {
 	*jobs.Job
-	Links jobLinks `json:"links"`
+	// Result shadows the stored result: a v2 response, or for jobs submitted in the
+	// seed lab's shape, the model_prediction object /process would have answered.
+	Result json.RawMessage `json:"result,omitempty"`
+	Links  jobLinks        `json:"links"`
 }
 
 type jobLinks struct {
 	Self string `json:"self"`
 }
 
-func viewOf(j *jobs.Job) jobView { return jobView{Job: j, Links: jobLinks{Self: "/jobs/" + j.ID}} }
+// viewOf renders j for a client.
+func (h *handlers) viewOf(j *jobs.Job) jobView {
+	v := jobView{Job: j, Links: jobLinks{Self: "/jobs/" + j.ID}}
+	if len(j.Result) > 0 {
+		v.Result = json.RawMessage(j.Result)
+		if j.Format == formatProcess {
+			if a, err := jobAnswer(j); err == nil {
+				v.Result = a
+			} else {
+				h.cfg.Logger.Warn("job result not in the seed lab's shape; shown as the model answered", "job_id", j.ID, "err", err)
+			}
+		}
+	}
+	return v
+}
+
+// jobAnswer is a seed-lab job's result as /process's model_prediction object.
+func jobAnswer(j *jobs.Job) ([]byte, error) {
+	req, _, err := oip.DecodeRequest(j.Input, oip.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	in := req.Input(model.SeedInput)
+	data, _ := in.Data.([]string)
+	if in == nil || len(data) != 1 {
+		return nil, errors.New("the job's input is not one seed-lab string")
+	}
+	resp, err := oip.DecodeResponse(j.Result, oip.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	a, err := model.NewAnswer(&model.Response{Outputs: resp.Outputs}, 0, model.AnswerInfo{RequestID: j.RequestID,
+		Model: j.Model, Version: j.Version, WorkerID: j.Worker, Input: data[0]})
+	if err != nil {
+		return nil, err
+	}
+	return jsonMarshal(a)
+}
+
+func (h *handlers) writeJob(c echo.Context, status int, j *jobs.Job) error {
+	b, err := jsonMarshal(h.viewOf(j))
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(status, b)
+}
+
+func setJobHeaders(c echo.Context, j *jobs.Job) {
+	c.Response().Header().Set(echo.HeaderLocation, "/jobs/"+j.ID)
+}
 
 const maxKeyLen = 255
-
-// publishTimeout bounds the wait for the broker's confirm of a job submission (a
-// fresh memory alarm would otherwise hold it indefinitely).
-const publishTimeout = 10 * time.Second
 
 // validKey: an Idempotency-Key of 1..255 printable ASCII characters.
 func validKey(k string) bool {
@@ -71,113 +101,71 @@ func validKey(k string) bool {
 	return true
 }
 
-// input is a validated /process or /jobs body.
-type input struct {
-	data    string
-	forward bool
+// jobInput is what POST /jobs submits: a model version and a v2 request body.
+type jobInput struct {
+	v      catalog.Version
+	body   []byte
+	format string
 }
 
-// readInput reads and validates the body shared by /process and /jobs.
-func (s *Server) readInput(c echo.Context, ve *httperr.ValidationError) (input, error) {
-	body, err := httperr.ReadBody(c.Request(), s.cfg.BodyLimit)
+// readJobInput reads POST /jobs's body: either the seed lab's {"data": …} (for
+// DEFAULT_MODEL) or a v2 inference request with "model" (and optionally
+// "version"): {"model": "digits", "inputs": [...]}.
+func (h *handlers) readJobInput(c echo.Context, ve *httperr.ValidationError) (jobInput, error) {
+	body, err := httperr.ReadBody(c.Request(), h.cfg.BodyLimit)
 	if err != nil {
-		return input{}, err
+		return jobInput{}, err
 	}
 	obj, err := httperr.Object(body)
 	if err != nil {
-		return input{}, err
+		return jobInput{}, err
 	}
-	data, _ := httperr.String(obj, "data", ve)
-	forward := httperr.Bool(obj, "forward_to_model", true, ve)
-	return input{data: data, forward: forward}, nil
-}
-
-// submit stores a job, publishes it and marks it published: the outbox order. On a
-// failed publish the job is removed again, so nothing runs that the client was told
-// failed. existing is set (with err nil) when key replays an earlier submission.
-func (s *Server) submit(ctx context.Context, rid, data, key string) (j *jobs.Job, existing bool, err error) {
-	payload, _ := jsonMarshal(model.RequestMessage{Data: data})
-	sum := sha256.Sum256([]byte(data))
-	now := time.Now().UTC()
-	j = &jobs.Job{
-		ID: "j" + strings.ToLower(rand.Text()), Status: jobs.Queued, CreatedAt: now,
-		RequestID: rid, Input: payload, IdempotencyKey: key, BodyHash: hex.EncodeToString(sum[:]),
+	_, hasInputs := obj["inputs"]
+	_, hasModel := obj["model"]
+	if !hasInputs && !hasModel {
+		in, err := h.readLabInput(c, body, ve)
+		if err != nil || ve.OrNil() != nil {
+			return jobInput{}, err
+		}
+		if !in.forward {
+			ve.Add("value_error", "a job always runs the model: forward_to_model must be true or absent", false, "body", "forward_to_model")
+			return jobInput{}, nil
+		}
+		v, err := h.defaultModel()
+		if err != nil {
+			return jobInput{}, err
+		}
+		payload, err := oip.EncodeRequest("", seedRequest(in.data))
+		return jobInput{v: v, body: payload, format: formatProcess}, err
 	}
-	if s.cfg.Jobs.StartTimeout > 0 {
-		j.StartBy = now.Add(s.cfg.Jobs.StartTimeout)
+	name, _ := httperr.String(obj, "model", ve)
+	version := ""
+	if _, ok := obj["version"]; ok {
+		version, _ = httperr.String(obj, "version", ve)
 	}
-	prev, err := s.store.Create(ctx, j)
-	switch {
-	case errors.Is(err, jobs.ErrKeyMismatch):
-		return nil, false, &httperr.Error{Status: 422, Reason: "idempotency_key_reused", Err: err,
-			Detail: "Idempotency-Key was already used with a different body"}
-	case errors.Is(err, jobs.ErrInProgress):
-		return nil, false, &httperr.Error{Status: 409, Reason: "in_progress", RetryAfter: 1, Err: err,
-			Detail: "The first submission with this Idempotency-Key is still in progress; retry"}
-	case err != nil:
-		return nil, false, storeError(err)
-	case prev != nil:
-		return prev, true, nil
+	if err := ve.OrNil(); err != nil {
+		return jobInput{}, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	err = s.publishJob(pctx, j)
-	cancel()
-	if errors.Is(err, queue.ErrUnconfirmed) {
-		// Sent, but neither confirmed nor refused: the job may be queued. It stays in
-		// the store unpublished, so the outbox publishes it again later (a duplicate
-		// delivery only repeats work; the first final state wins). A client that
-		// retries with the same Idempotency-Key gets 409, then this job.
-		s.log.Warn("job publish not confirmed; the outbox will publish it again", "job_id", j.ID, "err", err)
-		return nil, false, &httperr.Error{Status: 503, Reason: "broker_unavailable", RetryAfter: 5, Err: err,
-			Detail: "The broker did not confirm the job in time; it is kept and will be queued once the broker answers. Retry with the same Idempotency-Key to get it."}
+	v, err := h.catalog.Resolve(name, version)
+	if err != nil {
+		return jobInput{}, unknownModel(err)
+	}
+	req, _, err := oip.DecodeRequest(body, h.cfg.Limits)
+	if err == nil {
+		err = v.Metadata.Validate(req)
 	}
 	if err != nil {
-		// Definitely not queued: the client gets an error, so the job must not run.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if derr := s.store.Delete(dctx, j.ID); derr != nil {
-			s.log.Warn("could not remove a job whose publish failed; the outbox will publish it", "job_id", j.ID, "err", derr)
-		}
-		cancel()
-		return nil, false, statusFor(err)
+		return jobInput{}, httperr.Of(reason.BadInput, "Bad input: "+err.Error(), err)
 	}
-	s.metrics.JobSubmitted()
-	return j, false, nil
-}
-
-// publishJob publishes j and records that the broker confirmed it.
-func (s *Server) publishJob(ctx context.Context, j *jobs.Job) error {
-	m := queue.JobMessage{ID: j.ID, RequestID: j.RequestID, Body: j.Input, StartBy: j.StartBy}
-	if tr := s.cfg.Tracing; tr.Enabled() {
-		m.Headers = amqp.Table{}
-		tr.Inject(ctx, m.Headers)
-	}
-	if err := s.client.PublishJob(ctx, m); err != nil {
-		return err
-	}
-	j.Published = true
-	if err := s.store.MarkPublished(context.WithoutCancel(ctx), j.ID); err != nil {
-		// The job is on the queue and will run; the flag only stops a republish.
-		s.log.Warn("job published but not marked so; it may be published twice", "job_id", j.ID, "err", err)
-	}
-	return nil
-}
-
-// storeError is a 503 for a store failure; the cause is logged, never shown (it may
-// name internal addresses).
-func storeError(err error) error {
-	return &httperr.Error{Status: 503, Reason: "store_unavailable", RetryAfter: 2, Err: err,
-		Detail: "Job store is unavailable; retry"}
+	return jobInput{v: v, body: body, format: formatV2}, nil
 }
 
 // postJob is POST /jobs.
-func (s *Server) postJob(c echo.Context) error {
+func (h *handlers) postJob(c echo.Context) error {
 	ve := &httperr.ValidationError{}
-	in, err := s.readInput(c, ve)
+	in, err := h.readJobInput(c, ve)
 	if err != nil {
 		return err
-	}
-	if !in.forward {
-		ve.Add("value_error", "a job always runs the model: forward_to_model must be true or absent", false, "body", "forward_to_model")
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
 	if key != "" && !validKey(key) {
@@ -186,27 +174,32 @@ func (s *Server) postJob(c echo.Context) error {
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
-	if !s.enter() {
-		return statusFor(errDraining)
+	return h.submit(c, in, key)
+}
+
+// submit submits a job and answers 202 (or 200 for a replayed Idempotency-Key).
+func (h *handlers) submit(c echo.Context, in jobInput, key string) error {
+	if !h.enter() {
+		return draining()
 	}
-	defer s.leave()
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	j, replay, err := s.submit(c.Request().Context(), rid, in.data, key)
+	defer h.leave()
+	j, replay, err := h.jobs.Submit(c.Request().Context(), jobs.Submission{RequestID: requestIDOf(c),
+		Model: in.v.Route.Model, Version: in.v.Route.Version, Format: in.format, Input: in.body, IdempotencyKey: key})
 	if err != nil {
-		return err
+		return jobError(err, in.v.Route)
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/jobs/"+j.ID)
+	setJobHeaders(c, j)
 	if replay {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
-		return c.JSON(http.StatusOK, viewOf(j))
+		return h.writeJob(c, http.StatusOK, j)
 	}
-	return c.JSON(http.StatusAccepted, viewOf(j))
+	return h.writeJob(c, http.StatusAccepted, j)
 }
 
 // getJob is GET /jobs/:id[?wait=30].
-func (s *Server) getJob(c echo.Context) error {
+func (h *handlers) getJob(c echo.Context) error {
 	ve := &httperr.ValidationError{}
-	wait := s.waitParam(c.QueryParam("wait"), ve, "query", "wait")
+	wait := h.waitParam(c.QueryParam("wait"), ve, "query", "wait")
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
@@ -216,236 +209,51 @@ func (s *Server) getJob(c echo.Context) error {
 	if wait > 0 {
 		// A drain ends long polls at once with the job as it is (the client polls
 		// again, on another replica).
-		ctx, cancel := context.WithCancel(c.Request().Context())
-		stop := context.AfterFunc(s.stopping, cancel)
-		j, err = s.store.Wait(ctx, id, wait)
-		stop()
+		ctx, cancel := contextUntil(c.Request().Context(), h.stopping)
+		j, err = h.jobs.Wait(ctx, id, wait)
 		cancel()
-		if err != nil && j != nil && s.draining.Load() {
+		if err != nil && j != nil && ctx.Err() != nil && c.Request().Context().Err() == nil {
 			err = nil
 		}
 	} else {
-		j, err = s.store.Get(c.Request().Context(), id)
+		j, err = h.jobs.Get(c.Request().Context(), id)
 	}
 	if err != nil {
-		return jobError(err)
+		return jobError(err, queue.Route{})
 	}
-	return c.JSON(http.StatusOK, viewOf(j))
+	return h.writeJob(c, http.StatusOK, j)
 }
 
-// deleteJob is DELETE /jobs/:id: cancels a queued job.
-func (s *Server) deleteJob(c echo.Context) error {
-	id := c.Param("id")
-	j, err := s.store.Cancel(c.Request().Context(), id)
-	if errors.Is(err, jobs.ErrConflict) && j != nil && j.Status == jobs.Cancelled {
-		return c.JSON(http.StatusOK, viewOf(j)) // cancelling twice is not an error
-	}
+// deleteJob is DELETE /jobs/:id: cancels a queued job (idempotent).
+func (h *handlers) deleteJob(c echo.Context) error {
+	j, err := h.jobs.Cancel(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, jobs.ErrConflict) && j != nil {
-		return c.JSON(http.StatusConflict, map[string]any{
+		b, _ := jsonMarshal(map[string]any{
 			"detail": "Only a queued job can be cancelled; this one is " + string(j.Status),
-			"reason": "not_cancellable", "job": viewOf(j),
+			"reason": reason.NotCancellable, "job": h.viewOf(j),
 		})
+		return c.JSONBlob(http.StatusConflict, b)
 	}
 	if err != nil {
-		return jobError(err)
+		return jobError(err, queue.Route{})
 	}
-	s.metrics.JobFinished(string(jobs.Cancelled))
-	// Tell the workers, so one that receives it skips it (best effort: the store
-	// keeps it cancelled whatever a worker reports).
-	if err := s.client.PublishCancel(c.Request().Context(), id); err != nil {
-		s.log.Debug("cancel notice not published", "job_id", id, "err", err)
-	}
-	return c.JSON(http.StatusOK, viewOf(j))
+	return h.writeJob(c, http.StatusOK, j)
 }
 
-func jobError(err error) error {
-	if errors.Is(err, jobs.ErrNotFound) {
-		return &httperr.Error{Status: 404, Reason: "not_found", Err: err,
-			Detail: "Job not found (unknown id, or finished longer ago than JOB_TTL)"}
-	}
-	if errors.Is(err, context.Canceled) {
-		return statusFor(err)
-	}
-	return storeError(err)
-}
-
-// waitParam parses a wait: seconds ("30", "2.5") or a Go duration ("30s"), capped at
-// MaxWait. Empty means 0.
-func (s *Server) waitParam(v string, ve *httperr.ValidationError, loc ...any) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	d, ok := parseSeconds(v, s.cfg.Jobs.MaxWait)
-	if !ok || d < 0 {
-		ve.Add("value_error", "wait must be a non-negative number of seconds (30) or a duration (30s)", v, loc...)
-		return 0
-	}
-	return d
-}
-
-// preferAsync parses an RFC 7240 Prefer header: whether respond-async is asked for
-// and the wait preference (seconds).
-func preferAsync(h []string) (async bool, wait string) {
-	for _, line := range h {
-		for _, p := range strings.Split(line, ",") {
-			p = strings.TrimSpace(p)
-			name, val, _ := strings.Cut(p, "=")
-			name = strings.ToLower(strings.TrimSpace(name))
-			switch name {
-			case "respond-async":
-				async = true
-			case "wait":
-				wait = strings.Trim(strings.TrimSpace(val), `"`)
-			}
-		}
-	}
-	return async, wait
-}
-
-// processAsync serves POST /process with Prefer: respond-async: the request is a job
-// from the start; the answer is /process's if it finishes within the wait, else 202.
-func (s *Server) processAsync(c echo.Context, data, wait string, ve *httperr.ValidationError) error {
-	d := s.waitParam(wait, ve, "header", "Prefer")
-	if err := ve.OrNil(); err != nil {
-		return err
-	}
-	if !s.enter() {
-		return statusFor(errDraining)
-	}
-	defer s.leave()
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	ctx := c.Request().Context()
-	j, _, err := s.submit(ctx, rid, data, "")
-	if err != nil {
-		return err
-	}
-	if d > 0 {
-		// The job is queued whatever happens now: if the wait fails, the client still
-		// gets its Location (202), never an error that would make it submit again.
-		if done, err := s.store.Wait(ctx, j.ID, d); err == nil {
-			j = done
-		} else if ctx.Err() != nil {
-			return statusFor(ctx.Err())
-		}
-	}
-	switch j.Status {
-	case jobs.Succeeded:
-		return c.JSONBlob(http.StatusOK, processBody(j.Result))
-	case jobs.Failed:
-		msg := "job failed"
-		if j.Error != nil {
-			msg = j.Error.Reason + ": " + j.Error.Message
-		}
-		return &httperr.Error{Status: 502, Reason: metrics.ReasonModelError, Detail: "Model error: " + msg}
-	}
-	c.Response().Header().Set(echo.HeaderLocation, "/jobs/"+j.ID)
-	c.Response().Header().Set("Preference-Applied", "respond-async")
-	return c.JSON(http.StatusAccepted, viewOf(j))
-}
-
-// processBody is /process's 200 body around a model prediction.
-func processBody(prediction []byte) []byte {
-	out := make([]byte, 0, len(prediction)+64)
-	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
-	out = append(out, prediction...)
-	return append(out, '}')
-}
-
-// applyUpdate applies a worker's report to the store (the result consumer's handler).
-func (s *Server) applyUpdate(ctx context.Context, u queue.JobUpdate) error {
-	ev := jobs.Event{JobID: u.JobID, Type: jobs.EventType(u.Type), Status: jobs.Status(u.Status),
-		At: u.At, Attempt: u.Attempt, Worker: u.Worker, Result: u.Result}
-	if u.Error != nil {
-		ev.Error = &jobs.Error{Reason: u.Error.Reason, Message: u.Error.Message}
-	}
-	j, changed, err := s.store.Apply(ctx, ev)
+// jobError maps the job service's errors (and the farm's, for a publish) to the
+// status contract.
+func jobError(err error, r queue.Route) error {
 	switch {
-	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, jobs.ErrInvalidEvent):
-		s.log.Debug("dropped a job update", "job_id", u.JobID, "err", err)
-		return nil
-	case err != nil:
-		return err
+	case errors.Is(err, jobs.ErrNotFound):
+		return httperr.Of(reason.NotFound, "Job not found (unknown id, or finished longer ago than JOB_TTL)", err)
+	case errors.Is(err, jobs.ErrKeyMismatch):
+		return httperr.Of(reason.IdempotencyKeyReused, "Idempotency-Key was already used with a different body", err)
+	case errors.Is(err, jobs.ErrInProgress):
+		return httperr.Of(reason.InProgress, "The first submission with this Idempotency-Key is still in progress; retry", err)
+	case errors.Is(err, jobs.ErrUnconfirmed):
+		return httperr.Of(reason.BrokerUnavailable, "The broker did not confirm the job in time; it is kept and will be queued once the broker answers. Retry with the same Idempotency-Key to get it.", err)
+	case errors.Is(err, queue.ErrJobTopology):
+		return httperr.Of(reason.JobsUnavailable, "Jobs cannot be submitted now: "+err.Error(), err)
 	}
-	if changed && j.Status.Final() {
-		s.metrics.JobFinished(string(j.Status))
-	}
-	return nil
-}
-
-// applyDead marks a dead-lettered job failed.
-func (s *Server) applyDead(ctx context.Context, d queue.DeadJob) error {
-	s.metrics.JobDeadLettered()
-	if d.JobID == "" {
-		s.log.Warn("dead-lettered a job message without a job id", "reason", d.Reason)
-		return nil
-	}
-	return s.applyUpdate(ctx, queue.JobUpdate{JobID: d.JobID, Type: queue.UpdateFinal, Status: queue.JobFailed,
-		At: time.Now(), Error: &queue.JobError{Reason: queue.ReasonDeliveryLimit,
-			Message: "the broker dead-lettered the job (" + d.Reason + "): delivered more than " +
-				strconv.Itoa(queue.JobDeliveryLimit) + " times or unreadable"}})
-}
-
-// maintainJobs runs until ctx ends: it republishes jobs whose publish was never
-// confirmed (the outbox) and expires queued jobs past their start-by time.
-func (s *Server) maintainJobs(ctx context.Context, started time.Time) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	lastRecover := time.Time{}
-	for {
-		if st := s.client.State(); st.Connected && time.Since(lastRecover) >= 5*time.Second {
-			lastRecover = time.Now()
-			cutoff := time.Now().Add(-s.cfg.Jobs.RecoverAfter)
-			if cutoff.Before(started) {
-				cutoff = started // at start: every job of an earlier process at once
-			}
-			s.recoverUnpublished(ctx, cutoff)
-		}
-		if ids, err := s.store.ExpireQueued(ctx, time.Now(), 1000); err != nil {
-			s.log.Warn("expiring queued jobs", "err", err)
-		} else {
-			for range ids {
-				s.metrics.JobFinished(string(jobs.Expired))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Server) recoverUnpublished(ctx context.Context, createdBefore time.Time) {
-	js, err := s.store.Unpublished(ctx, createdBefore, 1000)
-	if err != nil {
-		s.log.Warn("reading unpublished jobs", "err", err)
-		return
-	}
-	for _, j := range js {
-		if err := s.publishJob(ctx, j); err != nil {
-			s.log.Warn("republishing a stored job failed; will retry", "job_id", j.ID, "err", err)
-			return
-		}
-		s.log.Info("republished a stored job whose publish was never confirmed", "job_id", j.ID)
-	}
-}
-
-// parseSeconds parses seconds ("30", "2.5") or a Go duration ("30s"), capped at
-// limit before any conversion can overflow. ok is false if v is neither.
-func parseSeconds(v string, limit time.Duration) (time.Duration, bool) {
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs != secs { // NaN
-			return 0, false
-		}
-		if secs >= limit.Seconds() {
-			return limit, true
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, false
-	}
-	return min(d, limit), true
+	return statusFor(err, r)
 }

@@ -2,10 +2,14 @@
 // the seed lab's FastAPI services used, so existing clients keep working:
 //
 //   - {"detail": "..."} for 404, 405, 413 and 500;
-//   - {"detail": "...", "reason": "..."} for the farm's 502/503/504 (503 also sets
-//     Retry-After);
+//   - {"detail": "...", "reason": "..."} for the farm's answers with a reason (the
+//     status contract: 502/503/504 and others; 503 also sets Retry-After);
 //   - 422 {"detail": [{"type", "loc", "msg", "input"}]} for validation errors, in
 //     pydantic v2's shape.
+//
+// Under the Open Inference Protocol's paths (/v2/…) errors take that protocol's
+// shape instead: {"error": "...", "reason": "..."} (reason when there is one), and
+// validation errors are 400s.
 //
 // Handlers return errors; [Handler] is the single place that turns them into
 // responses.
@@ -20,17 +24,34 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/warren-farm/warren/pkg/reason"
 )
 
 // Error is an HTTP error with the farm's JSON body.
 type Error struct {
-	Status     int
-	Detail     string
-	Reason     string // omitted when empty
-	RetryAfter int    // seconds; sets Retry-After when > 0
-	Err        error  // cause, for logs only
+	Status int
+	Detail string
+	// Reason is the status contract's reason; reason.OK means none (omitted).
+	Reason reason.Reason
+	// RetryAfter is the Retry-After header in seconds; 0 means the reason's own.
+	RetryAfter int
+	Err        error // cause, for logs only
+}
+
+// Of returns an Error for r: r's status, the detail, and err as the cause.
+func Of(r reason.Reason, detail string, err error) *Error {
+	return &Error{Status: r.Status(), Reason: r, Detail: detail, Err: err}
+}
+
+func (e *Error) retryAfter() int {
+	if e.RetryAfter > 0 {
+		return e.RetryAfter
+	}
+	return e.Reason.RetryAfter()
 }
 
 func (e *Error) Error() string {
@@ -75,9 +96,17 @@ func (e *ValidationError) OrNil() error {
 }
 
 type detailBody struct {
-	Detail string `json:"detail"`
-	Reason string `json:"reason,omitempty"`
+	Detail string         `json:"detail"`
+	Reason *reason.Reason `json:"reason,omitempty"`
 }
+
+type v2Body struct {
+	Error  string         `json:"error"`
+	Reason *reason.Reason `json:"reason,omitempty"`
+}
+
+// V2Prefix is the path prefix whose errors take the Open Inference Protocol's shape.
+const V2Prefix = "/v2"
 
 // Handler returns Echo's central error handler. 5xx answers other than the farm's
 // expected 503/504 are logged at WARN (502) or ERROR (500); the rest are not logged
@@ -87,10 +116,10 @@ func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		status, body := render(err)
+		status, body := render(err, strings.HasPrefix(c.Request().URL.Path, V2Prefix+"/") || c.Request().URL.Path == V2Prefix)
 		var he *Error
-		if errors.As(err, &he) && he.RetryAfter > 0 {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(he.RetryAfter))
+		if errors.As(err, &he) && he.retryAfter() > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(he.retryAfter()))
 		}
 		switch {
 		case status == http.StatusInternalServerError:
@@ -106,14 +135,38 @@ func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
-func render(err error) (int, any) {
+func render(err error, v2 bool) (int, any) {
+	status, body := renderDetail(err)
+	if !v2 {
+		return status, body
+	}
+	if status == http.StatusUnprocessableEntity {
+		status = http.StatusBadRequest
+	}
+	switch b := body.(type) {
+	case detailBody:
+		return status, v2Body{Error: b.Detail, Reason: b.Reason}
+	case map[string]any:
+		var ve *ValidationError
+		errors.As(err, &ve)
+		return status, v2Body{Error: ve.Error()}
+	}
+	return status, body
+}
+
+func renderDetail(err error) (int, any) {
 	var ve *ValidationError
 	if errors.As(err, &ve) {
 		return http.StatusUnprocessableEntity, map[string]any{"detail": ve.Items}
 	}
 	var he *Error
 	if errors.As(err, &he) {
-		return he.Status, detailBody{Detail: he.Detail, Reason: he.Reason}
+		b := detailBody{Detail: he.Detail}
+		if he.Reason != reason.OK {
+			r := he.Reason
+			b.Reason = &r
+		}
+		return he.Status, b
 	}
 	var ee *echo.HTTPError
 	if errors.As(err, &ee) {
@@ -190,6 +243,12 @@ func String(obj map[string]json.RawMessage, name string, ve *ValidationError) (s
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil || string(raw) == "null" {
 		ve.Add("string_type", "Input should be a valid string", anyOf(raw), "body", name)
+		return "", false
+	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD without a word: the caller's
+	// bytes would silently change.
+	if !utf8.Valid(raw) {
+		ve.Add("string_unicode", "Input should be a valid string: invalid UTF-8", nil, "body", name)
 		return "", false
 	}
 	return s, true

@@ -1,47 +1,107 @@
-// Package worker is warren's predictor worker: it consumes the sync request queue,
-// runs the model and replies, and serves the seed lab's Service B endpoints
-// (GET /, /health, /ready and POST /predict) on its own HTTP port.
+// Package worker is warren's predictor worker: it loads the model versions of its
+// model repository, consumes each one's request queue (and job queue), runs the
+// model and replies, announces what it serves to the API replicas, and serves the
+// seed lab's Service B endpoints (GET /, /health, /ready, POST /predict) and
+// /metrics on its own HTTP port.
 //
-// Workers are stateless: any number may run against the same queue, and the number
-// running sets the farm's throughput.
+// Workers are stateless: any number may run against the same queues, and the
+// number running per model sets that model's throughput.
+//
+// # Lifecycle
+//
+// [Worker.Run] serves HTTP at once (liveness), then loads every model (a backend
+// that is unavailable, such as a remote model server that is down, is retried with
+// backoff; any other load failure ends Run with an error wrapping ErrModel), runs
+// one warm-up inference per model, and only then consumes and reports ready
+// (GET /ready 200, [Worker.Ready] closed, announced "ready"). It drains when its
+// context ends or [Worker.Stop] is called, or at once when the HTTP server fails:
+// consumers stop taking work and finish what they hold, the announcer says
+// "leaving", the HTTP server stops, the models are closed — in that order, last
+// opened first closed.
 package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
-	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
+// Defaults of [Config].
+const (
+	DefaultBodyLimit        = 1 << 20
+	DefaultAnnounceInterval = 10 * time.Second
+	DefaultLoadRetry        = time.Second
+	maxLoadRetry            = 30 * time.Second
+	warmupTimeout           = 30 * time.Second
+)
+
+// ErrModel wraps a model that cannot be loaded (not merely unavailable now): the
+// process should exit with a configuration error.
+var ErrModel = errors.New("model cannot be loaded")
+
+// ModelSpec is one model version the worker serves.
+type ModelSpec struct {
+	Route queue.Route
+	// Concurrency is the number of the version's requests computed at once; zero
+	// means queue.DefaultConcurrency.
+	Concurrency int
+	// JobConcurrency is the number of its jobs run at once; zero turns its job path
+	// off on this worker.
+	JobConcurrency int
+	// MaxBatchSize is the model's configured batch bound (announced; the batching
+	// work uses it).
+	MaxBatchSize int
+	// Load builds the predictor. An error wrapping model.ErrUnavailable is retried
+	// with backoff; any other fails the worker.
+	Load func(ctx context.Context) (model.Predictor, error)
+}
+
+// JobsConfig configures the job path (see queue.JobConsumerConfig).
+type JobsConfig struct {
+	MaxAttempts                   int
+	RetryBackoff, RetryBackoffMax time.Duration
+	RunTimeout                    time.Duration
+}
+
 // Config configures a worker process.
 type Config struct {
-	// Queue configures the consumer (URL, concurrency, prefetch, drain timeout, id).
-	Queue queue.ConsumerConfig
-	// Jobs configures the job consumer: its own connection, prefetch and handlers
-	// (Concurrency), so queued jobs never slow /process down. URL, WorkerID, Logger
-	// and DrainTimeout default to Queue's. Concurrency 0 turns the job path off.
-	Jobs queue.JobConsumerConfig
-	// BodyLimit caps POST /predict bodies; zero means 1 MiB.
+	// AMQP says how to reach the broker (URL, heartbeat, backoff). Each connection
+	// gets its own connection name.
+	AMQP queue.DialConfig
+	// WorkerID is echoed in every reply and announcement; required.
+	WorkerID string
+	// Models are the model versions served; at least one.
+	Models []ModelSpec
+	// DrainTimeout bounds how long in-flight work may run after a stop; zero means
+	// queue.DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Jobs configures the job path of every model with a JobConcurrency.
+	Jobs JobsConfig
+	// AnnounceInterval is how often the worker announces its models; zero means
+	// DefaultAnnounceInterval.
+	AnnounceInterval time.Duration
+	// BodyLimit caps POST /predict bodies; zero means DefaultBodyLimit.
 	BodyLimit int64
+	// Limits bound the inference requests the worker decodes.
+	Limits oip.Limits
+	// LoadRetry is the first delay before loading an unavailable model again; it
+	// doubles up to 30s. Zero means DefaultLoadRetry.
+	LoadRetry time.Duration
 	// Registry receives the worker's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
 	Registry *prometheus.Registry
@@ -52,231 +112,363 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Answer is the worker's answer to one input: the seed lab's prediction and
-// message, plus what identifies it. It is /process's model_prediction and
-// /predict's body.
-type Answer struct {
-	model.Output
-	RequestID   string     `json:"request_id"`
-	Model       model.Info `json:"model"`
-	WorkerID    string     `json:"worker_id"`
-	InputSHA256 string     `json:"input_sha256"`
+// served is one model version at run time.
+type served struct {
+	spec    ModelSpec
+	pred    model.Predictor // set once loaded, before ready
+	md      model.Metadata
+	modelMx prometheus.Observer
+	mu      sync.Mutex
+	status  string // "loading", "warming", "ready", "failed"
+	problem string
 }
 
-// Worker ties a consumer, a model and an HTTP server together.
+func (s *served) set(status, problem string) {
+	s.mu.Lock()
+	s.status, s.problem = status, problem
+	s.mu.Unlock()
+}
+
+func (s *served) get() (string, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status, s.problem
+}
+
+// Worker ties the consumers, the models, the announcer and an HTTP server together.
 type Worker struct {
-	cfg      Config
-	log      *slog.Logger
-	model    model.Predictor
-	consumer *queue.Consumer
-	jobs     *queue.JobConsumer // nil when the job path is off
-	metrics  *metrics.Worker
-	// httpMetrics is built once: Handler may be called more than once.
-	httpMetrics *metrics.HTTP
+	lifecycle.Lifecycle
+	cfg       Config
+	log       *slog.Logger
+	models    []*served
+	byRoute   map[queue.Route]*served
+	consumer  *queue.Consumer
+	jobs      *queue.JobConsumer // nil when no model runs jobs here
+	announcer *queue.Announcer
+	metrics   *metrics.Worker
+	echo      *echo.Echo
+	vhost     string
 }
 
-// New validates cfg and builds a worker around p.
-func New(cfg Config, p model.Predictor) (*Worker, error) {
+// New validates cfg and builds the worker. It opens nothing: connections, models
+// and the listener are Run's.
+func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.BodyLimit == 0 {
-		cfg.BodyLimit = 1 << 20
+		cfg.BodyLimit = DefaultBodyLimit
 	}
-	if p == nil {
-		return nil, errors.New("worker: nil model")
+	if cfg.AnnounceInterval == 0 {
+		cfg.AnnounceInterval = DefaultAnnounceInterval
+	}
+	if cfg.LoadRetry == 0 {
+		cfg.LoadRetry = DefaultLoadRetry
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry("worker", "")
 	}
-	vhost, err := queue.Vhost(cfg.Queue.URL)
-	if err != nil {
-		return nil, fmt.Errorf("worker: AMQP URL: %w", err)
+	cfg.AMQP.Logger = cfg.Logger
+	var errs []error
+	if len(cfg.Models) == 0 {
+		errs = append(errs, errors.New("worker: no models to serve"))
 	}
-	cfg.Queue.Logger = cfg.Logger
-	w := &Worker{cfg: cfg, log: cfg.Logger, model: p}
-	w.metrics = metrics.NewWorker(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: w.queueName()}, consumerRef{w})
-	w.httpMetrics = metrics.NewHTTP(cfg.Registry)
-	cfg.Queue.OnProcessed = w.metrics.Processed
-	if w.consumer, err = queue.NewConsumer(cfg.Queue, w.handle); err != nil {
+	if cfg.WorkerID == "" {
+		errs = append(errs, errors.New("worker: WorkerID is required"))
+	}
+	if cfg.BodyLimit < 0 || cfg.AnnounceInterval < 0 || cfg.LoadRetry < 0 {
+		errs = append(errs, errors.New("worker: BodyLimit, AnnounceInterval and LoadRetry must not be negative"))
+	}
+	vhost, err := queue.Vhost(cfg.AMQP.URL)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("worker: AMQP URL: %w", err))
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, byRoute: map[queue.Route]*served{}, vhost: vhost}
+	w.Init(cfg.Logger)
+	w.metrics = metrics.NewWorker(cfg.Registry, vhost, source{w})
+	var routes, jobRoutes []queue.RouteConfig
+	for _, spec := range cfg.Models {
+		if spec.Load == nil {
+			errs = append(errs, fmt.Errorf("worker: model %s: nil Load", spec.Route))
+			continue
+		}
+		s := &served{spec: spec, status: "loading", modelMx: w.metrics.ModelObserver(spec.Route)}
+		if _, dup := w.byRoute[spec.Route]; dup {
+			errs = append(errs, fmt.Errorf("worker: model %s given twice", spec.Route))
+			continue
+		}
+		w.models = append(w.models, s)
+		w.byRoute[spec.Route] = s
+		w.metrics.Route(spec.Route)
+		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency})
+		if spec.JobConcurrency > 0 {
+			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.JobConcurrency})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if cfg.Jobs.Concurrency > 0 {
-		jc := cfg.Jobs
-		if jc.URL == "" {
-			jc.URL = cfg.Queue.URL
-		}
-		if jc.WorkerID == "" {
-			jc.WorkerID = cfg.Queue.WorkerID
-		}
-		if jc.DrainTimeout == 0 {
-			jc.DrainTimeout = cfg.Queue.DrainTimeout
-		}
-		jc.Logger = cfg.Logger
-		if w.jobs, err = queue.NewJobConsumer(jc, w.handle); err != nil {
+	mw := queue.Standard(cfg.Logger, cfg.Tracing, func(m *queue.Message, _ queue.Outcome, d time.Duration) { w.metrics.Processed(m, d) })
+	if w.consumer, err = queue.NewConsumer(queue.ConsumerConfig{DialConfig: cfg.AMQP, WorkerID: cfg.WorkerID,
+		Routes: routes, Middleware: mw, DrainTimeout: cfg.DrainTimeout}); err != nil {
+		return nil, err
+	}
+	if len(jobRoutes) > 0 {
+		jc := queue.JobConsumerConfig{DialConfig: cfg.AMQP, WorkerID: cfg.WorkerID, Routes: jobRoutes, Middleware: mw,
+			MaxAttempts: cfg.Jobs.MaxAttempts, RetryBackoff: cfg.Jobs.RetryBackoff, RetryBackoffMax: cfg.Jobs.RetryBackoffMax,
+			RunTimeout: cfg.Jobs.RunTimeout, DrainTimeout: cfg.DrainTimeout}
+		if w.jobs, err = queue.NewJobConsumer(jc); err != nil {
 			return nil, err
 		}
-		metrics.NewWorkerJobs(cfg.Registry, metrics.Labels{Vhost: vhost, Queue: jc.Names.Queue()}, w.jobs)
 	}
+	if w.announcer, err = queue.NewAnnouncer(queue.AnnouncerConfig{DialConfig: cfg.AMQP, Interval: cfg.AnnounceInterval}, w.announcement); err != nil {
+		return nil, err
+	}
+	w.echo = w.routes()
 	return w, nil
 }
 
-// consumerRef reads the consumer at scrape time (the consumer is built after the
-// metrics, which it reports to).
-type consumerRef struct{ w *Worker }
-
-func (r consumerRef) Stats() queue.ConsumerStats { return r.w.consumer.Stats() }
-func (r consumerRef) InFlight() int              { return r.w.consumer.InFlight() }
-func (r consumerRef) Connected() bool            { return r.w.consumer.Connected() }
-func (r consumerRef) Draining() bool             { return r.w.consumer.Draining() }
-func (r consumerRef) Concurrency() int           { return r.w.consumer.Concurrency() }
-
-// Consumer exposes the queue consumer (state and counters).
+// Consumer exposes the sync consumer (state and counters).
 func (w *Worker) Consumer() *queue.Consumer { return w.consumer }
 
-// Run serves HTTP on ln and consumes until ctx is cancelled, then drains (see
-// [queue.Consumer.Run]) and stops the HTTP server. It returns after everything it
-// started has stopped.
-func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
-	w.log.Info("worker listening", "addr", ln.Addr().String(),
-		"model", w.model.Info().Name, "model_version", w.model.Info().Version)
-
-	var jobsDone chan struct{}
-	if w.jobs != nil {
-		jobsDone = make(chan struct{})
-		go func() { defer close(jobsDone); _ = w.jobs.Run(ctx) }()
-	}
-	err := w.consumer.Run(ctx) // returns after the drain
-	if jobsDone != nil {
-		<-jobsDone
-		w.log.Info("job consumer drained", "stats", fmt.Sprintf("%+v", w.jobs.Stats()))
-	}
-	w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if herr := <-httpDone; herr != nil && !errors.Is(herr, http.ErrServerClosed) {
-		return errors.Join(err, herr)
-	}
-	return err
-}
-
-// handle answers one queued request.
-func (w *Worker) handle(ctx context.Context, m *queue.Message) ([]byte, error) {
-	var rb model.RequestMessage
-	if err := json.Unmarshal(m.Body, &rb); err != nil {
-		return nil, &queue.BadMessageError{Err: fmt.Errorf("decode request body: %w", err)}
-	}
-	if tr := w.cfg.Tracing; tr.Enabled() {
-		ctx = tr.Extract(ctx, m.Headers)
-		tr.RecordQueueWait(ctx, m.PublishedAt, m.ReceivedAt)
-		var span trace.Span
-		ctx, span = tr.StartProcess(ctx, w.queueName(), attribute.String("warren.request_id", m.RequestID))
-		defer span.End()
-	}
-	return w.predict(ctx, m.RequestID, rb.Data)
-}
-
-func (w *Worker) queueName() string {
-	if w.cfg.Queue.Queue == "" {
-		return queue.DefaultQueue
-	}
-	return w.cfg.Queue.Queue
-}
-
-// predict is the one model code path behind the queue and POST /predict.
-func (w *Worker) predict(ctx context.Context, requestID, data string) ([]byte, error) {
-	var span trace.Span
-	if tr := w.cfg.Tracing; tr.Enabled() {
-		ctx, span = tr.StartModel(ctx, w.model.Info().Name)
-		defer span.End()
-	}
-	start := time.Now()
-	out, err := w.model.Predict(ctx, []model.Input{{RequestID: requestID, Data: data}})
-	w.metrics.Model(time.Since(start))
-	if err != nil {
-		if span != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		return nil, err
-	}
-	if len(out) != 1 {
-		return nil, fmt.Errorf("model returned %d outputs for 1 input", len(out))
-	}
-	sum := sha256.Sum256([]byte(data))
-	return json.Marshal(Answer{
-		Output:      out[0],
-		RequestID:   requestID,
-		Model:       w.model.Info(),
-		WorkerID:    w.cfg.Queue.WorkerID,
-		InputSHA256: hex.EncodeToString(sum[:]),
-	})
-}
+// JobConsumer exposes the job consumer, nil when no model runs jobs here.
+func (w *Worker) JobConsumer() *queue.JobConsumer { return w.jobs }
 
 // Handler returns the worker's HTTP routes.
-func (w *Worker) Handler() http.Handler {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = httperr.Handler(w.log)
-	e.GET("/", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"service": "Service B - ML Prediction", "status": "running"})
+func (w *Worker) Handler() http.Handler { return w.echo }
+
+// Run serves HTTP on ln, loads and warms the models, consumes until ctx ends, Stop
+// is called or the HTTP server fails, then drains (see the package doc). It returns
+// after everything it started has stopped; the error is the HTTP server's, a
+// model's that cannot be loaded (wrapping ErrModel), or a teardown step's.
+func (w *Worker) Run(ctx context.Context, ln net.Listener) (err error) {
+	if !w.Start() {
+		return errors.New("worker: already run or stopped")
+	}
+	defer func() { w.Finish(err) }()
+	w.OnStop("models", w.closeModels)
+
+	srv := &http.Server{Handler: w.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	w.OnStop("http server", func(ctx context.Context) error {
+		_ = srv.Shutdown(ctx)
+		if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
 	})
-	e.GET("/health", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"service": "Service B", "status": "healthy"})
-	})
-	e.GET("/ready", w.ready)
-	e.POST("/predict", w.predictHTTP)
-	e.GET("/metrics", echo.WrapHandler(metrics.Handler(w.cfg.Registry)))
-	w.httpMetrics.Instrument(e)
-	return e
+	w.log.Info("worker listening", "addr", ln.Addr().String(), "models", len(w.models))
+
+	actx, astop := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() { defer close(adone); _ = w.announcer.Run(actx) }()
+	w.OnStop("announcer", func(context.Context) error { astop(); <-adone; return nil })
+
+	// Stop asked, ctx ended, or the HTTP server failed.
+	stop, cancelStop := context.WithCancel(ctx)
+	defer cancelStop()
+	failed := make(chan error, 1)
+	go func() {
+		select {
+		case e := <-httpErr:
+			httpErr <- e // for the "http server" step
+			if !errors.Is(e, http.ErrServerClosed) {
+				failed <- fmt.Errorf("http server: %w", e)
+			}
+			cancelStop()
+		case <-w.Stopping():
+			cancelStop()
+		case <-stop.Done():
+		}
+	}()
+
+	if err := w.loadAll(stop); err != nil && stop.Err() == nil {
+		return w.finishRun(err)
+	}
+	if stop.Err() == nil {
+		cctx, cstop := context.WithCancel(context.Background())
+		var cwg sync.WaitGroup
+		cwg.Add(1)
+		go func() { defer cwg.Done(); _ = w.consumer.Run(cctx) }()
+		if w.jobs != nil {
+			cwg.Add(1)
+			go func() { defer cwg.Done(); _ = w.jobs.Run(cctx) }()
+		}
+		w.OnStop("consumers", func(context.Context) error {
+			cstop()
+			cwg.Wait() // the drain, bounded by DrainTimeout
+			w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
+			return nil
+		})
+		w.Set(lifecycle.Ready)
+		w.announcer.Announce()
+		w.log.Info("worker ready", "models", len(w.models))
+		<-stop.Done()
+	}
+	select {
+	case e := <-failed:
+		return w.finishRun(e)
+	default:
+		return w.finishRun(nil)
+	}
 }
 
-func (w *Worker) ready(c echo.Context) error {
-	body := map[string]any{"broker": "down", "in_flight": w.consumer.InFlight(), "stats": w.consumer.Stats()}
-	if w.jobs != nil {
-		body["jobs"] = map[string]any{"consuming": w.jobs.Connected(), "in_flight": w.jobs.InFlight(), "stats": w.jobs.Stats()}
-	}
-	if w.consumer.Connected() {
-		body["broker"] = "up"
-	}
-	switch {
-	case w.consumer.Draining():
-		body["status"] = "draining"
-		return c.JSON(http.StatusServiceUnavailable, body)
-	case !w.consumer.Connected():
-		body["status"] = "not_consuming"
-		return c.JSON(http.StatusServiceUnavailable, body)
-	}
-	body["status"] = "ready"
-	return c.JSON(http.StatusOK, body)
+// finishRun drains and tears down, returning err joined with teardown failures.
+func (w *Worker) finishRun(err error) error {
+	w.Set(lifecycle.Draining)
+	w.announcer.Announce()
+	ctx, cancel := context.WithTimeout(context.Background(), w.consumerDrain()+10*time.Second)
+	defer cancel()
+	return errors.Join(err, w.Teardown(ctx))
 }
 
-// predictHTTP is the seed's POST /predict {"input": str}.
-func (w *Worker) predictHTTP(c echo.Context) error {
-	b, err := httperr.ReadBody(c.Request(), w.cfg.BodyLimit)
-	if err != nil {
-		return err
+func (w *Worker) consumerDrain() time.Duration {
+	if w.cfg.DrainTimeout > 0 {
+		return w.cfg.DrainTimeout
 	}
-	obj, err := httperr.Object(b)
-	if err != nil {
-		return err
-	}
-	ve := &httperr.ValidationError{}
-	input, _ := httperr.String(obj, "input", ve)
-	if err := ve.OrNil(); err != nil {
-		return err
-	}
-	rid := c.Request().Header.Get(echo.HeaderXRequestID)
-	if rid == "" {
-		rid = rand.Text()
-	}
-	c.Response().Header().Set(echo.HeaderXRequestID, rid)
-	out, err := w.predict(c.Request().Context(), rid, input)
-	if err != nil {
-		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: queue.ReasonModelError, Err: err}
-	}
-	return c.JSONBlob(http.StatusOK, out)
+	return queue.DefaultDrainTimeout
 }
+
+// loadAll loads and warms every model, concurrently; unavailable backends are
+// retried until ctx ends. It returns the first permanent failure.
+func (w *Worker) loadAll(ctx context.Context) error {
+	errs := make([]error, len(w.models))
+	var wg sync.WaitGroup
+	for i, s := range w.models {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = w.load(ctx, s) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// load loads one model and runs a warm-up inference, retrying unavailability and a
+// failing warm-up with capped backoff.
+func (w *Worker) load(ctx context.Context, s *served) error {
+	log := w.log.With("model", s.spec.Route.Model, "version", s.spec.Route.Version)
+	delay := w.cfg.LoadRetry
+	for {
+		err := w.loadOnce(ctx, s)
+		if err == nil {
+			s.set("ready", "")
+			log.Info("model loaded and warmed up", "platform", s.md.Platform)
+			w.announcer.Announce()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, model.ErrUnavailable) && !errors.Is(err, errWarmup) {
+			s.set("failed", err.Error())
+			return fmt.Errorf("%w: %s: %w", ErrModel, s.spec.Route, err)
+		}
+		s.set("loading", err.Error())
+		log.Warn("model not ready; retrying", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		delay = min(delay*2, maxLoadRetry)
+	}
+}
+
+var errWarmup = errors.New("warm-up inference failed")
+
+func (w *Worker) loadOnce(ctx context.Context, s *served) error {
+	if s.pred == nil {
+		p, err := s.spec.Load(ctx)
+		if err != nil {
+			return err
+		}
+		md := p.Metadata()
+		md.Name, md.Versions = s.spec.Route.Model, []string{s.spec.Route.Version}
+		s.md = md
+		s.pred = p
+	}
+	s.set("warming", "")
+	wctx, cancel := context.WithTimeout(ctx, warmupTimeout)
+	defer cancel()
+	req := model.WarmupRequest(&s.md)
+	resps, err := s.pred.Predict(wctx, []*model.Request{req})
+	if err == nil {
+		err = model.CheckResponses([]*model.Request{req}, resps)
+	}
+	if err == nil && resps[0].Err != nil {
+		err = resps[0].Err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errWarmup, err)
+	}
+	return nil
+}
+
+// closeModels closes every loaded model that holds resources.
+func (w *Worker) closeModels(context.Context) error {
+	var errs []error
+	for _, s := range w.models {
+		if c, ok := s.pred.(interface{ Close() error }); ok && s.pred != nil {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.spec.Route, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// announcement is what the announcer publishes.
+func (w *Worker) announcement() queue.Announcement {
+	an := queue.Announcement{Worker: w.cfg.WorkerID}
+	switch w.State() {
+	case lifecycle.Ready:
+		an.State = queue.StateReady
+	case lifecycle.Draining, lifecycle.Stopped:
+		an.State = queue.StateLeaving
+	default:
+		an.State = queue.StateStarting
+	}
+	for _, s := range w.models {
+		status, _ := s.get()
+		if status != "ready" && status != "warming" {
+			continue // metadata not known yet
+		}
+		md, _ := jsonMarshal(s.md)
+		an.Models = append(an.Models, queue.ModelAnnouncement{
+			Name: s.spec.Route.Model, Version: s.spec.Route.Version, Metadata: md,
+			Ready: status == "ready" && w.State() == lifecycle.Ready, MaxBatchSize: s.spec.MaxBatchSize,
+			Concurrency: w.consumer.Concurrency(s.spec.Route), JobConcurrency: s.spec.JobConcurrency,
+		})
+	}
+	return an
+}
+
+// source feeds the worker metrics at scrape time.
+type source struct{ w *Worker }
+
+func (s source) Routes() []queue.Route {
+	out := make([]queue.Route, len(s.w.models))
+	for i, m := range s.w.models {
+		out[i] = m.spec.Route
+	}
+	return out
+}
+
+func (s source) Sync(r queue.Route) (queue.ConsumerStats, int, int) {
+	c := s.w.consumer
+	return c.RouteStats(r), c.InFlightOf(r), c.Concurrency(r)
+}
+
+func (s source) Jobs(r queue.Route) (queue.JobConsumerStats, int, int, bool) {
+	j := s.w.jobs
+	if j == nil || j.Concurrency(r) == 0 {
+		return queue.JobConsumerStats{}, 0, 0, false
+	}
+	return j.RouteStats(r), j.InFlightOf(r), j.Concurrency(r), true
+}
+
+func (s source) Connected() bool  { return s.w.consumer.Connected() }
+func (s source) Draining() bool   { return s.w.State() >= lifecycle.Draining }
+func (s source) Sessions() uint64 { return s.w.consumer.Sessions() }

@@ -9,54 +9,108 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
-type broken struct{ model.Predictor }
+var seedRoute = queue.Route{Model: "seed", Version: "1"}
 
-func (broken) Predict(context.Context, []model.Input) ([]model.Output, error) {
-	return nil, errors.New("no weights")
+// broken is a seed-shaped model whose Predict always fails with err.
+type broken struct{ err error }
+
+func (broken) Metadata() model.Metadata { return model.SeedMetadata() }
+func (b broken) Predict(ctx context.Context, batch []*model.Request) ([]*model.Response, error) {
+	if batch[0].ID == "warmup" {
+		return model.NewSeed(model.SeedConfig{}).Predict(context.Background(), batch)
+	}
+	if errors.Is(b.err, context.DeadlineExceeded) {
+		<-ctx.Done() // a model that runs until the request's deadline
+		return nil, ctx.Err()
+	}
+	return nil, b.err
 }
 
-func newWorker(t *testing.T, p model.Predictor) *Worker {
+func spec(r queue.Route, p model.Predictor) ModelSpec {
+	return ModelSpec{Route: r, Concurrency: 2, Load: func(context.Context) (model.Predictor, error) { return p, nil }}
+}
+
+// newWorker builds a worker serving specs and loads its models (no broker needed).
+func newWorker(t *testing.T, specs ...ModelSpec) *Worker {
 	t.Helper()
-	w, err := New(Config{Queue: queue.ConsumerConfig{
-		DialConfig: queue.DialConfig{URL: "amqp://guest:guest@127.0.0.1:5672/"}, WorkerID: "unit-1",
-	}, BodyLimit: 256}, p)
+	w, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://guest:guest@127.0.0.1:5672/"}, WorkerID: "unit-1",
+		BodyLimit: 256, Models: specs, LoadRetry: time.Millisecond})
 	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.loadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return w
 }
 
-func TestQueueHandlerAnswersWithDigestAndIdentity(t *testing.T) {
-	w := newWorker(t, model.NewSeed(model.SeedConfig{Seed: 3}))
-	body, err := w.handle(context.Background(), &queue.Message{RequestID: "r-1", Body: []byte(`{"data":"héllo"}`)})
+func TestQueueHandlerAnswersV2(t *testing.T) {
+	w := newWorker(t, spec(seedRoute, model.NewSeed(model.SeedConfig{Seed: 3})))
+	body := `{"id":"abc","inputs":[{"name":"data","shape":[2],"datatype":"BYTES","data":["héllo","x"]}],"outputs":[{"name":"input_length"}]}`
+	out, err := w.byRoute[seedRoute].handle(w, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a Answer
-	if err := json.Unmarshal(body, &a); err != nil {
-		t.Fatal(err)
+	r, err := oip.DecodeResponse(out, oip.Limits{})
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
-	sum := sha256.Sum256([]byte("héllo"))
-	if a.RequestID != "r-1" || a.WorkerID != "unit-1" || a.InputSHA256 != hex.EncodeToString(sum[:]) ||
-		a.Prediction.InputLength != 5 || a.Model.Name != "seed-animals" {
-		t.Fatalf("answer %+v", a)
-	}
-	// Undecodable bodies are the sender's fault, marked so the reply says bad_message.
-	_, err = w.handle(context.Background(), &queue.Message{Body: []byte(`{"data":`)})
-	var bm *queue.BadMessageError
-	if !errors.As(err, &bm) {
-		t.Fatalf("err = %v, want a BadMessageError", err)
+	if r.ModelName != "seed" || r.ModelVersion != "1" || r.ID != "abc" || len(r.Outputs) != 1 ||
+		r.Outputs[0].Name != "input_length" || r.Outputs[0].Data.([]int64)[0] != 5 {
+		t.Fatalf("%s", out)
 	}
 }
 
+func TestQueueHandlerClassifiesErrors(t *testing.T) {
+	w := newWorker(t, spec(seedRoute, broken{errors.New("no weights")}),
+		spec(queue.Route{Model: "picky", Version: "1"}, broken{model.BadInput("data", "too short")}),
+		spec(queue.Route{Model: "slow", Version: "1"}, broken{model.ErrTimeout}))
+	good := `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["x"]}]}`
+	for _, tc := range []struct {
+		model, body, reason, contains string
+	}{
+		{"seed", good, queue.ReasonModelError, "no weights"},
+		{"picky", good, queue.ReasonBadInput, `input "data": too short`},
+		{"slow", good, queue.ReasonTimeout, "model timed out"},
+		{"seed", `{"inputs":[{"name":"data","shape":[1],"datatype":"FP32","data":[1]}]}`, queue.ReasonBadInput, "datatype FP32, the model expects BYTES"},
+		{"seed", `{"inputs":[`, queue.ReasonBadInput, "bad inference request"},
+		{"seed", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["x"]}],"outputs":[{"name":"nope"}]}`, queue.ReasonBadInput, `requested output "nope"`},
+	} {
+		_, err := w.byRoute[queue.Route{Model: tc.model, Version: "1"}].handle(w, []byte(tc.body))
+		var re *queue.ReasonError
+		if !errors.As(err, &re) || re.Reason != tc.reason || !strings.Contains(err.Error(), tc.contains) {
+			t.Errorf("%s %s: %v, want %s …%s…", tc.model, tc.body, err, tc.reason, tc.contains)
+		}
+	}
+	// The request's own deadline is not a model error: the consumer leaves it
+	// unanswered (the caller already gave up).
+	w2 := newWorker(t, spec(seedRoute, broken{context.DeadlineExceeded}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	_, err := w2.handler(w2.byRoute[seedRoute])(ctx, &queue.Message{Route: seedRoute, Body: []byte(good)})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+}
+
+// handle runs the route's queue handler on a body.
+func (s *served) handle(w *Worker, body []byte) ([]byte, error) {
+	return w.handler(s)(context.Background(), &queue.Message{Route: s.spec.Route, RequestID: "r-1", Body: body})
+}
+
 func TestPredictEndpoint(t *testing.T) {
-	h := newWorker(t, model.NewSeed(model.SeedConfig{})).Handler()
+	h := newWorker(t, spec(seedRoute, model.NewSeed(model.SeedConfig{}))).Handler()
 	for _, tc := range []struct {
 		body, rid string
 		status    int
@@ -67,6 +121,7 @@ func TestPredictEndpoint(t *testing.T) {
 		{`{}`, "", 422, `"loc":["body","input"]`},
 		{`{"input":7}`, "", 422, `"string_type"`},
 		{`nope`, "", 422, `"json_invalid"`},
+		{"{\"input\":\"\xff\"}", "", 422, `"string_unicode"`},
 		{`{"input":"` + strings.Repeat("x", 300) + `"}`, "", 413, `Request body too large`},
 	} {
 		req := httptest.NewRequest("POST", "/predict", strings.NewReader(tc.body))
@@ -78,29 +133,69 @@ func TestPredictEndpoint(t *testing.T) {
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.contains) {
 			t.Errorf("%s: %d %s", tc.body, rec.Code, rec.Body)
 		}
-		if rec.Code == 200 && rec.Header().Get("X-Request-ID") == "" {
-			t.Errorf("%s: no X-Request-ID", tc.body)
-		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/predict", strings.NewReader(`{"input":"héllo"}`)))
+	var a model.Answer
+	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("héllo"))
+	if a.WorkerID != "unit-1" || a.InputSHA256 != hex.EncodeToString(sum[:]) || a.Prediction.InputLength != 5 ||
+		a.Model.Name != "seed" || a.Model.Version != "1" {
+		t.Fatalf("answer %+v", a)
 	}
 
-	rec := httptest.NewRecorder()
-	newWorker(t, broken{}).Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/predict", strings.NewReader(`{"input":"x"}`)))
+	rec = httptest.NewRecorder()
+	newWorker(t, spec(seedRoute, broken{errors.New("no weights")})).Handler().ServeHTTP(rec,
+		httptest.NewRequest("POST", "/predict", strings.NewReader(`{"input":"x"}`)))
 	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "no weights") {
 		t.Errorf("model error: %d %s", rec.Code, rec.Body)
 	}
-	// Not consuming yet: not ready.
+	// Loaded but not consuming: not ready.
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ready", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"not_consuming"`) {
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"status":"new"`) ||
+		!strings.Contains(rec.Body.String(), `"status":"ready","platform":"warren_seed"`) {
 		t.Errorf("/ready before consuming: %d %s", rec.Code, rec.Body)
 	}
 }
 
-func TestNewValidates(t *testing.T) {
-	if _, err := New(Config{}, model.NewSeed(model.SeedConfig{})); err == nil {
-		t.Error("no URL accepted")
+// flaky is unavailable a few times, then loads.
+type flaky struct{ left atomic.Int32 }
+
+func TestLoadRetriesUnavailableAndFailsOnOtherErrors(t *testing.T) {
+	f := &flaky{}
+	f.left.Store(3)
+	s := ModelSpec{Route: seedRoute, Load: func(context.Context) (model.Predictor, error) {
+		if f.left.Add(-1) >= 0 {
+			return nil, model.ErrUnavailable
+		}
+		return model.NewSeed(model.SeedConfig{}), nil
+	}}
+	w := newWorker(t, s)
+	if st, _ := w.byRoute[seedRoute].get(); st != "ready" {
+		t.Fatalf("status %s", st)
 	}
-	if _, err := New(Config{Queue: queue.ConsumerConfig{DialConfig: queue.DialConfig{URL: "amqp://x/"}, WorkerID: "w"}}, nil); err == nil {
-		t.Error("nil model accepted")
+	bad := ModelSpec{Route: seedRoute, Load: func(context.Context) (model.Predictor, error) {
+		return nil, errors.New("operator ArgMax is not supported")
+	}}
+	w2, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://127.0.0.1/"}, WorkerID: "u", Models: []ModelSpec{bad}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.loadAll(context.Background()); !errors.Is(err, ErrModel) || !strings.Contains(err.Error(), "ArgMax") {
+		t.Fatalf("permanent load failure: %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Error("empty config accepted")
+	}
+	_, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://x/"}, WorkerID: "w",
+		Models: []ModelSpec{spec(seedRoute, model.NewSeed(model.SeedConfig{})), spec(seedRoute, model.NewSeed(model.SeedConfig{}))}})
+	if err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Errorf("duplicate model: %v", err)
 	}
 }

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/warren-farm/warren/pkg/catalog"
+	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/oip"
+	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/reason"
+)
+
+const loggedOK = `{"status":"Input logged successfully"}`
+
+// labInput is a validated /process (or legacy /jobs) body.
+type labInput struct {
+	data    string
+	forward bool
+}
+
+// readLabInput reads and validates the seed lab's body: data (a string, required)
+// and forward_to_model (pydantic's lax bool, default true).
+func (h *handlers) readLabInput(c echo.Context, body []byte, ve *httperr.ValidationError) (labInput, error) {
+	obj, err := httperr.Object(body)
+	if err != nil {
+		return labInput{}, err
+	}
+	data, _ := httperr.String(obj, "data", ve)
+	forward := httperr.Bool(obj, "forward_to_model", true, ve)
+	return labInput{data: data, forward: forward}, nil
+}
+
+// process is POST /process, the seed lab's contract on DEFAULT_MODEL.
+func (h *handlers) process(c echo.Context) error {
+	req := c.Request()
+	body, err := httperr.ReadBody(req, h.cfg.BodyLimit)
+	if err != nil {
+		return err
+	}
+	ve := &httperr.ValidationError{}
+	in, err := h.readLabInput(c, body, ve)
+	if err != nil {
+		return err
+	}
+	timeout := h.timeout(req.Header.Get("X-Request-Timeout"), ve)
+	async, wait := preferAsync(req.Header.Values("Prefer"))
+	waitFor := h.waitParam(wait, ve, "header", "Prefer")
+	if err := ve.OrNil(); err != nil {
+		return err
+	}
+	rid := requestIDOf(c)
+	if h.cfg.Logger.Enabled(req.Context(), slog.LevelDebug) {
+		// Inputs may be private: their size and a hash, never the text.
+		sum := sha256.Sum256([]byte(in.data))
+		h.cfg.Logger.Debug("received input", "request_id", rid, "bytes", len(in.data),
+			"input_sha256", hex.EncodeToString(sum[:8]), "forward_to_model", in.forward)
+	}
+	if !in.forward {
+		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
+	}
+	v, err := h.defaultModel()
+	if err != nil {
+		return err
+	}
+	payload, err := oip.EncodeRequest("", seedRequest(in.data))
+	if err != nil {
+		return err
+	}
+	if async {
+		return h.processAsync(c, v, payload, waitFor)
+	}
+	reply, err := h.call(c, v, payload, timeout)
+	if err != nil {
+		return err
+	}
+	out, err := processAnswer(reply.Body, rid, v.Route, reply.Worker, in.data)
+	if err != nil {
+		return httperr.Of(reason.ModelError, "Model error: "+err.Error(), err)
+	}
+	return c.JSONBlob(http.StatusOK, out)
+}
+
+// defaultModel resolves DEFAULT_MODEL for the lab's endpoints. A default model no
+// worker ever announced is "no predictor can answer" (the lab's 503), not a 404; one
+// that does not take the seed lab's input cannot answer /process.
+func (h *handlers) defaultModel() (catalog.Version, error) {
+	v, err := h.catalog.Resolve(h.cfg.DefaultModel, "")
+	if err != nil {
+		return v, httperr.Of(reason.NoWorkers, "Model service is unavailable: no predictor worker is running (no worker has served model "+h.cfg.DefaultModel+")", err)
+	}
+	if !model.IsSeedShaped(&v.Metadata) {
+		return v, httperr.Of(reason.NotReady, "Model service is unavailable: DEFAULT_MODEL "+h.cfg.DefaultModel+
+			" does not take the seed lab's input (one BYTES input \"data\" and outputs class, confidence, input_length, message)", nil)
+	}
+	return v, nil
+}
+
+// seedRequest is the v2 request for one lab input.
+func seedRequest(data string) *model.Request {
+	return &model.Request{Inputs: []model.Tensor{{Name: model.SeedInput, Datatype: model.BYTES, Shape: []int64{1}, Data: []string{data}}}}
+}
+
+// processAnswer turns a worker's v2 answer to a lab input into /process's 200 body:
+// {"status":"Input logged successfully","model_prediction":{…}}.
+func processAnswer(v2 []byte, rid string, r queue.Route, worker, input string) ([]byte, error) {
+	resp, err := oip.DecodeResponse(v2, oip.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	a, err := model.NewAnswer(&model.Response{Outputs: resp.Outputs}, 0,
+		model.AnswerInfo{RequestID: rid, Model: r.Model, Version: r.Version, WorkerID: worker, Input: input})
+	if err != nil {
+		return nil, err
+	}
+	pred, err := jsonMarshal(a)
+	if err != nil {
+		return nil, err
+	}
+	return processBody(pred), nil
+}
+
+// processBody is /process's 200 body around a model prediction.
+func processBody(prediction []byte) []byte {
+	out := make([]byte, 0, len(prediction)+64)
+	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
+	out = append(out, prediction...)
+	return append(out, '}')
+}
+
+// processAsync serves POST /process with Prefer: respond-async: the request is a job
+// from the start; the answer is /process's if it finishes within the wait, else 202.
+func (h *handlers) processAsync(c echo.Context, v catalog.Version, payload []byte, wait time.Duration) error {
+	if !h.enter() {
+		return draining()
+	}
+	defer h.leave()
+	ctx := c.Request().Context()
+	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
+		Version: v.Route.Version, Format: formatProcess, Input: payload})
+	if err != nil {
+		return jobError(err, v.Route)
+	}
+	if wait > 0 {
+		// The job is queued whatever happens now: if the wait fails, the client still
+		// gets its Location (202), never an error that would make it submit again.
+		if done, err := h.jobs.Wait(ctx, j.ID, wait); err == nil {
+			j = done
+		} else if ctx.Err() != nil {
+			return statusFor(ctx.Err(), v.Route)
+		}
+	}
+	switch j.Status {
+	case jobs.Succeeded:
+		a, err := jobAnswer(j)
+		if err != nil {
+			return httperr.Of(reason.ModelError, "Model error: the job's result cannot be read: "+err.Error(), err)
+		}
+		return c.JSONBlob(http.StatusOK, processBody(a))
+	case jobs.Failed:
+		msg := "job failed"
+		if j.Error != nil {
+			msg = string(j.Error.Reason) + ": " + j.Error.Message
+		}
+		return httperr.Of(reason.ModelError, "Model error: "+msg, errors.New(msg))
+	}
+	setJobHeaders(c, j)
+	c.Response().Header().Set("Preference-Applied", "respond-async")
+	return h.writeJob(c, http.StatusAccepted, j)
+}
