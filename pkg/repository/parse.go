@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -100,13 +101,8 @@ func parseConfig(p *problems, data []byte) (c Config, keyed bool) {
 		}
 	}
 
-	names := make([]string, 0, len(raw))
-	for name := range raw {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	v := reflect.ValueOf(&c).Elem()
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		if name == "backend" {
 			continue
 		}
@@ -198,13 +194,9 @@ func decodeFields(p *problems, prefix string, raw json.RawMessage, fields map[st
 		p.add(prefix, "want a mapping, got "+snippet(raw))
 		return nil
 	}
-	allowed := make([]string, 0, len(fields))
-	for k := range fields {
-		allowed = append(allowed, k)
-	}
-	slices.Sort(allowed)
+	allowed := slices.Sorted(maps.Keys(fields))
 	var present []string
-	for _, k := range slices.Sorted(mapKeys(m)) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		dst, ok := fields[k]
 		if !ok {
 			p.add(prefix+"."+k, "unknown key (the keys are "+strings.Join(allowed, ", ")+")")
@@ -214,16 +206,6 @@ func decodeFields(p *problems, prefix string, raw json.RawMessage, fields map[st
 		decodeValue(p, prefix+"."+k, m[k], dst)
 	}
 	return present
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // decodePolicy decodes and checks version_policy: a mapping with exactly one of

@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -26,6 +28,25 @@ func TestShippedRepository(t *testing.T) {
 	for _, m := range ms {
 		if err := m.Route().Check(); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// docs/model-repository.md describes every key.
+func TestDocsListEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/model-repository.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string // the first cells of the tables
+	for _, line := range strings.Split(string(doc), "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 2 && cells[0] == "" {
+			rows = append(rows, cells[1])
+		}
+	}
+	for _, k := range keys {
+		if !slices.ContainsFunc(rows, func(r string) bool { return strings.Contains(r, "`"+k.name+"`") }) {
+			t.Errorf("docs/model-repository.md has no row for %s", k.name)
 		}
 	}
 }
