@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +19,6 @@ import (
 	"github.com/warren-farm/warren/pkg/capacity"
 )
 
-const requestQueue = "warren.requests"
-
 // integration marks a test that needs the real broker; -short runs the unit subset.
 func integration(t *testing.T) {
 	t.Helper()
@@ -25,32 +27,32 @@ func integration(t *testing.T) {
 	}
 }
 
-// declareAndPublish declares the request queue in v and publishes n messages to
-// it, with confirms, then closes the connection.
-func declareAndPublish(t *testing.T, v *testbroker.Vhost, n int) {
+// declareAndPublish declares queue name in v (durable, as request queues are)
+// and publishes n messages to it, with confirms, then closes the connection.
+func declareAndPublish(t *testing.T, v *testbroker.Vhost, name string, n int) {
 	t.Helper()
 	withChannel(t, v, func(ch *amqp.Channel) {
-		if _, err := ch.QueueDeclare(requestQueue, true, false, false, false, nil); err != nil {
-			t.Fatalf("declare: %v", err)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
+			t.Fatalf("declare %s: %v", name, err)
 		}
 		if err := ch.Confirm(false); err != nil {
 			t.Fatalf("confirm mode: %v", err)
 		}
 		for i := range n {
-			dc, err := ch.PublishWithDeferredConfirmWithContext(t.Context(), "", requestQueue, true, false,
+			dc, err := ch.PublishWithDeferredConfirmWithContext(t.Context(), "", name, true, false,
 				amqp.Publishing{ContentType: "application/json", Body: []byte(`{"data":"x"}`)})
 			if err != nil {
-				t.Fatalf("publish %d: %v", i, err)
+				t.Fatalf("publish %d to %s: %v", i, name, err)
 			}
 			if ok, err := dc.WaitContext(t.Context()); !ok || err != nil {
-				t.Fatalf("publish %d not confirmed: %v %v", i, ok, err)
+				t.Fatalf("publish %d to %s not confirmed: %v %v", i, name, ok, err)
 			}
 		}
 	})
 }
 
-// withChannel runs f on a channel of a fresh connection to v.
-func withChannel(t *testing.T, v *testbroker.Vhost, f func(*amqp.Channel)) {
+// withChannel runs fn on a channel of a fresh connection to v.
+func withChannel(t *testing.T, v *testbroker.Vhost, fn func(*amqp.Channel)) {
 	t.Helper()
 	conn, err := amqp.Dial(v.AMQPURL)
 	if err != nil {
@@ -61,43 +63,65 @@ func withChannel(t *testing.T, v *testbroker.Vhost, f func(*amqp.Channel)) {
 	if err != nil {
 		t.Fatalf("channel: %v", err)
 	}
-	f(ch)
+	fn(ch)
 }
 
-// waitFor refreshes e until cond holds for its snapshot; the management API's
-// statistics lag by up to 5s.
-func waitFor(t *testing.T, e *capacity.Estimator, what string, cond func(capacity.Snapshot) bool) capacity.Snapshot {
+// waitFor refreshes f until cond holds; the management API's statistics lag by
+// up to 5s.
+func waitFor(t *testing.T, f *capacity.Farm, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := e.Refresh(t.Context())
-		s := e.Snapshot()
-		if cond(s) {
-			return s
+		err := f.Refresh(t.Context())
+		if cond() {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 20s; last read: %v, snapshot %+v", what, err, s)
+			t.Fatalf("no %s after 20s; last read: %v, snapshots %+v", what, err, f.Snapshots())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// TestBrokerBacklogWithoutWorkers: a backlog in a farm that has never answered
-// gives the formula's number with DefaultServiceTime.
-func TestBrokerBacklogWithoutWorkers(t *testing.T) {
+// fresh reports whether every route's snapshot is fresh.
+func fresh(f *capacity.Farm) bool {
+	for _, s := range f.Snapshots() {
+		if s.Stale {
+			return false
+		}
+	}
+	return true
+}
+
+// TestBrokerTwoRoutes: each route is estimated from its own queue, read in one
+// request: a backlog on one model's queue raises only that model's estimate,
+// and queues that are no request queue do not count.
+func TestBrokerTwoRoutes(t *testing.T) {
 	integration(t)
 	t.Parallel()
 	v := testbroker.NewVhost(t)
-	e := newEstimator(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name, Queue: requestQueue})
-	// Publish only once the broker has statistics for the queue: publishes made
-	// before its first statistics sample may never show in the publish rate.
-	declareAndPublish(t, v, 0)
-	waitFor(t, e, "queue statistics", func(s capacity.Snapshot) bool { return !s.Stale })
-	declareAndPublish(t, v, 25)
+	fm := &countingTransport{}
+	f := newFarm(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name, HTTPClient: &http.Client{Transport: fm}})
+	track(t, f, digits1, resnet7)
+	// Publish only once the broker has statistics for the queues: publishes made
+	// before a queue's first statistics sample may never show in its publish rate.
+	declareAndPublish(t, v, digits1.RequestQueue(), 0)
+	declareAndPublish(t, v, resnet7.RequestQueue(), 0)
+	declareAndPublish(t, v, digits1.JobQueue(), 40) // not a request queue
+	waitFor(t, f, "queue statistics", func() bool { return fresh(f) })
+	before := fm.n.Load()
+	if err := f.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := fm.n.Load() - before; n != 1 {
+		t.Errorf("%d management API requests for one Refresh of 2 routes, want 1", n)
+	}
+	declareAndPublish(t, v, digits1.RequestQueue(), 25)
 
-	s := waitFor(t, e, "25 ready messages", func(s capacity.Snapshot) bool { return s.Ready == 25 })
+	waitFor(t, f, "25 ready messages for digits/1", func() bool { return snap(t, f, digits1).Ready == 25 })
+	s := snap(t, f, digits1)
 	if s.Stale || s.Error != "" || s.UpdatedAt.IsZero() || s.Consumers != 0 || s.Unacked != 0 {
-		t.Errorf("snapshot %+v: want fresh, no consumers, nothing unacked", s)
+		t.Errorf("digits/1 %+v: want fresh, no consumers, nothing unacked", s)
 	}
 	if s.ServiceTimeSource != capacity.ServiceTimeDefault || s.ServiceTime != capacity.DefaultServiceTime.Seconds() {
 		t.Errorf("service time %v s from %q, want the default %v", s.ServiceTime, s.ServiceTimeSource, capacity.DefaultServiceTime)
@@ -105,7 +129,7 @@ func TestBrokerBacklogWithoutWorkers(t *testing.T) {
 	// The publish rate is 25 messages over the 60s window (0.42/s) once the
 	// statistics have caught up, 0 before: the λ term adds less than 0.5 to the
 	// backlog's 2.5 workers.
-	t.Logf("publish rate %v/s", s.PublishRate)
+	t.Logf("digits/1 publish rate %v/s", s.PublishRate)
 	if s.PublishRate < 0 || s.PublishRate >= 3.5 || s.ArrivalRate != s.PublishRate {
 		t.Errorf("publish rate %v, arrival rate %v: want the same, below 3.5/s", s.PublishRate, s.ArrivalRate)
 	}
@@ -113,62 +137,94 @@ func TestBrokerBacklogWithoutWorkers(t *testing.T) {
 		Ready: 25, TargetUtilization: 0.7, TargetWait: time.Second})
 	byHand := int(math.Ceil(s.ArrivalRate*0.1/0.7 + 25*0.1/1.0)) // C = 1 until a worker answers
 	if s.WorkersNeeded != want || want != byHand || want != 3 {
-		t.Errorf("workers needed %d; formula %d, by hand %d, want 3", s.WorkersNeeded, want, byHand)
+		t.Errorf("digits/1 workers needed %d; formula %d, by hand %d, want 3", s.WorkersNeeded, want, byHand)
 	}
 
 	// The publish statistics lag the counters; once in, the rate is the 25
-	// messages averaged over the 60s window.
-	s = waitFor(t, e, "publish rate", func(s capacity.Snapshot) bool { return s.PublishRate > 0 })
-	if s.PublishRate > 25.0/60+1e-6 || s.WorkersNeeded != 3 {
-		t.Errorf("publish rate %v/s (want at most 25/60), workers needed %d (want 3)", s.PublishRate, s.WorkersNeeded)
+	// messages averaged over the 60s window; the other route saw none of them.
+	waitFor(t, f, "digits/1 publish rate", func() bool { return snap(t, f, digits1).PublishRate > 0 })
+	if s := snap(t, f, digits1); s.PublishRate > 25.0/60+1e-6 || s.WorkersNeeded != 3 {
+		t.Errorf("digits/1 publish rate %v/s (want at most 25/60), workers needed %d (want 3)", s.PublishRate, s.WorkersNeeded)
+	}
+	if s := snap(t, f, resnet7); s.Stale || s.Ready != 0 || s.PublishRate != 0 || s.WorkersNeeded != 0 {
+		t.Errorf("resnet/7 %+v: want fresh, empty, 0 needed", s)
 	}
 
-	// Once workers have answered, their service time and slots replace the guesses.
-	e.ObserveService(40*time.Millisecond, 2)
-	s = e.Snapshot()
+	// A backlog on resnet/7 raises resnet/7 only.
+	declareAndPublish(t, v, resnet7.RequestQueue(), 12)
+	waitFor(t, f, "12 ready messages for resnet/7", func() bool { return snap(t, f, resnet7).Ready == 12 })
+	if s := snap(t, f, resnet7); s.WorkersNeeded != 2 { // 12·0.1/1 = 1.2 (+ a small λ term) → 2
+		t.Errorf("resnet/7 %+v: want 2 needed", s)
+	}
+	if s := snap(t, f, digits1); s.Ready != 25 || s.WorkersNeeded != 3 {
+		t.Errorf("digits/1 after resnet/7's backlog: %+v, want still 25 ready, 3 needed", s)
+	}
+
+	// The HTTP answers KEDA reads.
+	h := f.Handler()
+	for target, want := range map[string]string{
+		"/capacity?model=digits":           `"workers_needed":3,`,
+		"/capacity?model=resnet&version=7": `"workers_needed":2,`,
+		"/capacity":                        `{"workers_needed":5,"stale":false,`,
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("GET %s: %d %s, want %s", target, rec.Code, rec.Body, want)
+		}
+	}
+
+	// Once workers of digits/1 have answered, their service time and slots
+	// replace the guesses for digits/1 only.
+	f.ObserveService(digits1, 40*time.Millisecond, 2)
 	// (λ·0.04/0.7 + 25·0.04/1) / 2 = (≤0.024 + 1) / 2 → 1.
-	if s.WorkersNeeded != 1 || s.ServiceTimeSource != capacity.ServiceTimeWindow || s.SlotsPerWorker != 2 {
-		t.Errorf("after an answer: %+v, want 1 needed from a 0.04s window mean and 2 slots", s)
+	if s := snap(t, f, digits1); s.WorkersNeeded != 1 || s.ServiceTimeSource != capacity.ServiceTimeWindow || s.SlotsPerWorker != 2 {
+		t.Errorf("digits/1 after an answer: %+v, want 1 needed from a 0.04s window mean and 2 slots", s)
+	}
+	if s := snap(t, f, resnet7); s.WorkersNeeded != 2 || s.ServiceTimeSource != capacity.ServiceTimeDefault {
+		t.Errorf("resnet/7 after digits/1's answer: %+v, want unchanged", s)
 	}
 }
 
-// TestBrokerQueueNotFound: a queue that is not declared (yet) is no crash and
-// counts as empty; turned-away demand still asks for a worker.
+// TestBrokerQueueNotFound: a route whose queue is not declared (yet) is no crash
+// and counts as empty; turned-away demand still asks for a worker.
 func TestBrokerQueueNotFound(t *testing.T) {
 	integration(t)
 	t.Parallel()
 	v := testbroker.NewVhost(t)
-	e := newEstimator(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name, Queue: requestQueue})
+	declareAndPublish(t, v, resnet7.RequestQueue(), 0) // another route's queue exists
+	f := newFarm(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name})
+	track(t, f, digits1)
 
-	if err := e.Refresh(t.Context()); !errors.Is(err, capacity.ErrQueueNotFound) {
-		t.Fatalf("Refresh: %v, want ErrQueueNotFound", err)
+	if err := f.Refresh(t.Context()); err != nil {
+		t.Fatalf("Refresh: %v", err)
 	}
-	s := e.Snapshot()
-	if !s.Stale || s.Error == "" || s.Ready != 0 || s.Consumers != 0 || s.WorkersNeeded != 0 {
-		t.Errorf("snapshot %+v: want stale with a reason, empty, 0 needed", s)
+	s := snap(t, f, digits1)
+	if !s.Stale || s.Error != capacity.ErrQueueNotFound.Error() || s.Ready != 0 || s.Consumers != 0 || s.WorkersNeeded != 0 {
+		t.Errorf("snapshot %+v: want stale, queue not found, empty, 0 needed", s)
 	}
-	e.ObserveTurnedAway()
-	if s := e.Snapshot(); s.WorkersNeeded != 1 || s.TurnedAway != 1 {
+	f.ObserveTurnedAway(digits1)
+	if s := snap(t, f, digits1); s.WorkersNeeded != 1 || s.TurnedAway != 1 {
 		t.Errorf("after a no_workers rejection: %+v, want 1 needed", s)
 	}
 
 	// The queue appears, then is deleted: its backlog is forgotten, not kept.
-	declareAndPublish(t, v, 5)
-	waitFor(t, e, "5 ready messages", func(s capacity.Snapshot) bool { return s.Ready == 5 && !s.Stale })
+	declareAndPublish(t, v, digits1.RequestQueue(), 5)
+	waitFor(t, f, "5 ready messages", func() bool { s := snap(t, f, digits1); return s.Ready == 5 && !s.Stale })
 	withChannel(t, v, func(ch *amqp.Channel) {
-		if _, err := ch.QueueDelete(requestQueue, false, false, false); err != nil {
+		if _, err := ch.QueueDelete(digits1.RequestQueue(), false, false, false); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
 	})
-	s = waitFor(t, e, "queue gone", func(s capacity.Snapshot) bool { return s.Stale && s.Ready == 0 })
-	if s.WorkersNeeded != 1 { // the rejection above is still in the window
+	waitFor(t, f, "queue gone", func() bool { s := snap(t, f, digits1); return s.Stale && s.Ready == 0 })
+	if s := snap(t, f, digits1); s.WorkersNeeded != 1 || s.Error != capacity.ErrQueueNotFound.Error() { // the rejection is still in the window
 		t.Errorf("after the queue was deleted: %+v, want 1 needed", s)
 	}
 }
 
-// TestBrokerUnauthorised: refused credentials leave the estimate stale, with the
-// reason, instead of failing anything.
-func TestBrokerUnauthorised(t *testing.T) {
+// TestBrokerUnreadable: refused credentials or a vhost that does not exist leave
+// the estimates stale, with the reason, instead of failing anything.
+func TestBrokerUnreadable(t *testing.T) {
 	integration(t)
 	t.Parallel()
 	v := testbroker.NewVhost(t)
@@ -177,40 +233,58 @@ func TestBrokerUnauthorised(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(u.User.Username(), "wrong-password")
-	e := newEstimator(t, capacity.Config{ManagementURL: u.String(), Vhost: v.Name, Queue: requestQueue})
-	if err := e.Refresh(t.Context()); err == nil || errors.Is(err, capacity.ErrQueueNotFound) {
-		t.Fatalf("Refresh with a wrong password: %v, want an error", err)
+	f := newFarm(t, capacity.Config{ManagementURL: u.String(), Vhost: v.Name})
+	track(t, f, digits1)
+	if err := f.Refresh(t.Context()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("Refresh with a wrong password: %v, want a 401 error", err)
 	}
-	if s := e.Snapshot(); !s.Stale || s.Error == "" {
-		t.Errorf("snapshot %+v, want stale with a reason", s)
+	if s := snap(t, f, digits1); !s.Stale || !strings.Contains(s.Error, "401") {
+		t.Errorf("snapshot %+v, want stale with the reason", s)
+	}
+
+	f = newFarm(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name + "-no-such-vhost"})
+	track(t, f, digits1)
+	if err := f.Refresh(t.Context()); !errors.Is(err, capacity.ErrVhostNotFound) {
+		t.Fatalf("Refresh of a missing vhost: %v, want ErrVhostNotFound", err)
+	}
+	if s := snap(t, f, digits1); !s.Stale || s.Error != capacity.ErrVhostNotFound.Error() || s.WorkersNeeded != 0 {
+		t.Errorf("snapshot %+v, want stale, vhost not found, 0 needed", s)
 	}
 }
 
-// TestBrokerRun: Run keeps the snapshot current against the real management
-// API and stops, leaving no goroutine, when its context is cancelled.
+// TestBrokerRun: Run keeps every route's snapshot current against the real
+// management API and stops, leaving no goroutine, when its context is cancelled.
 func TestBrokerRun(t *testing.T) {
 	integration(t)
 	// Not parallel: goleak would see the other tests' goroutines.
 	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
 	v := testbroker.NewVhost(t)
-	declareAndPublish(t, v, 3)
-	e := newEstimator(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name, Queue: requestQueue,
+	declareAndPublish(t, v, digits1.RequestQueue(), 3)
+	declareAndPublish(t, v, digits2.RequestQueue(), 0)
+	f := newFarm(t, capacity.Config{ManagementURL: v.ManagementURL, Vhost: v.Name,
 		Interval: 100 * time.Millisecond}) // its own HTTP client, with keep-alives
+	track(t, f, digits1, digits2)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); e.Run(ctx) }()
+	go func() { defer close(done); f.Run(ctx) }()
 
 	deadline := time.Now().Add(20 * time.Second)
-	for s := e.Snapshot(); s.Ready != 3 || s.Stale; s = e.Snapshot() {
+	for !fresh(f) || snap(t, f, digits1).Ready != 3 {
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatalf("Run did not report 3 ready messages within 20s: %+v", s)
+			t.Fatalf("Run did not report 3 ready messages within 20s: %+v", f.Snapshots())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n := e.Snapshot().WorkersNeeded; n != 1 { // 3 × 0.1s / 1s = 0.3 → 1
-		t.Errorf("workers needed %d, want 1", n)
+	if n := snap(t, f, digits1).WorkersNeeded; n != 1 { // 3 × 0.1s / 1s = 0.3 → 1
+		t.Errorf("digits/1 workers needed %d, want 1", n)
+	}
+	if s := snap(t, f, digits2); s.Ready != 0 || s.WorkersNeeded != 0 {
+		t.Errorf("digits/2 %+v, want empty, 0 needed", s)
+	}
+	if s, _ := f.ModelSnapshot("digits"); s.WorkersNeeded != 1 || s.Ready != 3 {
+		t.Errorf("digits %+v, want 1 needed for 3 ready", s)
 	}
 	cancel()
 	select {
@@ -219,3 +293,14 @@ func TestBrokerRun(t *testing.T) {
 		t.Fatal("Run did not return within 5s of cancel")
 	}
 }
+
+// countingTransport counts the management API requests.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return noKeepAlive.RoundTrip(r)
+}
+
+// noKeepAlive leaves no idle connection behind (goleak in TestBrokerRun).
+var noKeepAlive = &http.Transport{DisableKeepAlives: true}

@@ -12,30 +12,28 @@ import (
 
 // Defaults of [Config].
 const (
-	DefaultInterval           = 5 * time.Second
-	DefaultTargetUtilization  = 0.7
-	DefaultTargetWait         = time.Second
-	DefaultWindow             = time.Minute
-	DefaultServiceTime        = 100 * time.Millisecond
-	defaultHTTPTimeout        = 5 * time.Second
-	maxWindow                 = time.Hour
-	defaultVhost              = "/"
-	managementResponseMaxSize = 1 << 20
+	DefaultInterval          = 5 * time.Second
+	DefaultTargetUtilization = 0.7
+	DefaultTargetWait        = time.Second
+	DefaultWindow            = time.Minute
+	DefaultServiceTime       = 100 * time.Millisecond
+	DefaultMaxRoutes         = 1024
+	defaultHTTPTimeout       = 5 * time.Second
+	maxWindow                = time.Hour
+	defaultVhost             = "/"
 )
 
-// Config configures an [Estimator]. The zero value of every field but Queue means
-// its default.
+// Config configures a [Farm]. The zero value of every field means its default.
 type Config struct {
 	// ManagementURL is the RabbitMQ management API base, credentials in the URL,
 	// e.g. http://guest:guest@127.0.0.1:15672. Empty disables the broker inputs
 	// (publish rate, backlog, consumers): the estimate then rests on the local
 	// inputs only and [Snapshot].Stale stays true.
 	ManagementURL string
-	// Vhost is the request queue's vhost; empty means "/".
+	// Vhost is the vhost of the request queues; empty means "/".
 	Vhost string
-	// Queue is the request queue's name, e.g. "warren.requests". Required.
-	Queue string
-	// Interval is how often [Estimator.Run] reads the management API; default 5s.
+	// Interval is how often [Farm.Run] reads the management API (one request
+	// for all the request queues); default 5s.
 	Interval time.Duration
 	// TargetUtilization is U, the share of a slot's time it should be busy, in
 	// (0, 1]; default 0.7.
@@ -46,10 +44,13 @@ type Config struct {
 	// Window is the averaging window of the rates and the mean service time,
 	// between 1s and 1h; default 1m. Older observations stop counting.
 	Window time.Duration
-	// DefaultServiceTime is S while no request has been answered yet (a farm that
-	// starts at zero); default 100ms.
+	// DefaultServiceTime is a route's S while none of its requests has been
+	// answered yet (a model version that starts at zero); default 100ms.
 	DefaultServiceTime time.Duration
-	// HTTPClient reads the management API; nil means a client of the estimator's
+	// MaxRoutes bounds the number of routes (model versions) tracked; further
+	// ones are ignored and counted ([Farm.Ignored]); default 1024.
+	MaxRoutes int
+	// HTTPClient reads the management API; nil means a client of the farm's
 	// own with a 5s timeout, whose idle connections Run closes when it returns.
 	HTTPClient *http.Client
 	// Logger receives the few state changes worth logging (management API
@@ -76,6 +77,9 @@ func (c *Config) setDefaults() {
 	if c.DefaultServiceTime == 0 {
 		c.DefaultServiceTime = DefaultServiceTime
 	}
+	if c.MaxRoutes == 0 {
+		c.MaxRoutes = DefaultMaxRoutes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,9 +93,6 @@ func (c *Config) validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("capacity: ManagementURL %q: not an http(s) URL", redactURL(c.ManagementURL)))
 		}
-	}
-	if c.Queue == "" {
-		errs = append(errs, errors.New("capacity: Queue is required"))
 	}
 	if c.Interval < 0 {
 		errs = append(errs, errors.New("capacity: Interval must be positive"))
@@ -107,6 +108,9 @@ func (c *Config) validate() error {
 	}
 	if c.DefaultServiceTime < 0 {
 		errs = append(errs, errors.New("capacity: DefaultServiceTime must be positive"))
+	}
+	if c.MaxRoutes < 0 {
+		errs = append(errs, errors.New("capacity: MaxRoutes must be positive"))
 	}
 	return errors.Join(errs...)
 }

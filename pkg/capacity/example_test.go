@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/capacity"
+	"github.com/warren-farm/warren/pkg/queue"
 )
 
 // 50 requests/s of 80ms each, 20 waiting, 4 slots per worker:
@@ -25,13 +26,12 @@ func ExampleNeeded() {
 	// Output: 2
 }
 
-// The API process owns the estimator: it runs the poller, feeds it from the
-// reply path and serves the KEDA endpoint.
-func ExampleEstimator() {
-	est, err := capacity.New(capacity.Config{
+// The API process owns the farm: it runs the poller, tracks the model versions
+// it learns of, feeds the farm from the reply path and serves the KEDA endpoint.
+func ExampleFarm() {
+	farm, err := capacity.New(capacity.Config{
 		ManagementURL: "http://guest:guest@127.0.0.1:15672",
 		Vhost:         "/",
-		Queue:         "warren.requests",
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -39,15 +39,42 @@ func ExampleEstimator() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan struct{})
-	go func() { defer close(done); est.Run(ctx) }()
+	go func() { defer close(done); farm.Run(ctx) }()
 	defer func() { stop(); <-done }()
 
+	// When a worker announces a model version.
+	digits := queue.Route{Model: "digits", Version: "1"}
+	if err := farm.Track(digits); err != nil {
+		log.Print(err) // over MaxRoutes, or not a valid route
+	}
 	// On every reply: the worker's compute time and its CONCURRENCY.
-	est.ObserveService(35*time.Millisecond, 4)
+	farm.ObserveService(digits, 35*time.Millisecond, 4)
 	// On every 503 no_workers.
-	est.ObserveTurnedAway()
+	farm.ObserveTurnedAway(digits)
 
+	// One ScaledObject per worker pool reads /capacity?model=<its model>
+	// with valueLocation: workers_needed.
 	mux := http.NewServeMux()
-	mux.Handle("GET /capacity", est.Handler()) // valueLocation: workersNeeded
+	mux.Handle("GET /capacity", farm.Handler())
 	_ = mux
+}
+
+// Before any of its requests is answered, a route uses DefaultServiceTime and
+// one slot per worker, and needs at least 1 worker once there is demand.
+func ExampleFarm_Snapshot() {
+	farm, err := capacity.New(capacity.Config{}) // no management API: local inputs only
+	if err != nil {
+		log.Fatal(err)
+	}
+	digits := queue.Route{Model: "digits", Version: "1"}
+	_ = farm.Track(digits)
+	s, _ := farm.Snapshot(digits)
+	fmt.Println(s.Queue, s.WorkersNeeded, s.ServiceTime, s.ServiceTimeSource, s.SlotsPerWorker)
+
+	farm.ObserveTurnedAway(digits) // a request found no worker
+	s, _ = farm.Snapshot(digits)
+	fmt.Println(s.WorkersNeeded)
+	// Output:
+	// warren.req.digits.v1 0 0.1 default 0
+	// 1
 }

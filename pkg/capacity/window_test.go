@@ -12,47 +12,49 @@ import (
 // fake clock (no real minute passes).
 func TestWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEstimator(t, capacity.Config{Queue: "q", Window: time.Minute})
+		f := newFarm(t, capacity.Config{Window: time.Minute})
+		track(t, f, digits1)
+		snapshot := func() capacity.Snapshot { return snap(t, f, digits1) }
 
-		s := e.Snapshot()
+		s := snapshot()
 		if s.WorkersNeeded != 0 || s.ServiceTimeSource != capacity.ServiceTimeDefault || s.ServiceTime != 0.1 || s.SlotsPerWorker != 0 {
-			t.Fatalf("fresh estimator: %+v, want 0 needed, default 0.1s service, 0 slots", s)
+			t.Fatalf("fresh route: %+v, want 0 needed, default 0.1s service, 0 slots", s)
 		}
 
 		// t=0: one answer of 200ms from a 4-slot worker, three turned away.
-		e.ObserveService(200*time.Millisecond, 4)
+		f.ObserveService(digits1, 200*time.Millisecond, 4)
 		for range 3 {
-			e.ObserveTurnedAway()
+			f.ObserveTurnedAway(digits1)
 		}
-		s = e.Snapshot()
+		s = snapshot()
 		want := capacity.Snapshot{Answered: 1, TurnedAway: 3, TurnedAwayRate: 3.0 / 60, ServiceTime: 0.2,
 			ServiceTimeSource: capacity.ServiceTimeWindow, SlotsPerWorker: 4, WorkersNeeded: 1}
 		checkLocal(t, "t=0", s, want)
 
 		// t=30s: another answer of 400ms; the window holds both.
 		time.Sleep(30 * time.Second)
-		e.ObserveService(400*time.Millisecond, 4)
+		f.ObserveService(digits1, 400*time.Millisecond, 4)
 		want.Answered, want.ServiceTime = 2, 0.3
-		checkLocal(t, "t=30s", e.Snapshot(), want)
+		checkLocal(t, "t=30s", snapshot(), want)
 
 		// t=59.9s: the first observations are still inside the minute.
 		time.Sleep(29900 * time.Millisecond)
-		checkLocal(t, "t=59.9s", e.Snapshot(), want)
+		checkLocal(t, "t=59.9s", snapshot(), want)
 
 		// t=60s: the first answer and the rejections, a full window old, have
 		// aged out.
 		time.Sleep(100 * time.Millisecond)
 		want = capacity.Snapshot{Answered: 1, ServiceTime: 0.4, ServiceTimeSource: capacity.ServiceTimeWindow,
 			SlotsPerWorker: 4, WorkersNeeded: 0}
-		checkLocal(t, "t=60s", e.Snapshot(), want)
+		checkLocal(t, "t=60s", snapshot(), want)
 
 		// t=89.9s: the second answer is still in. At t=90s the window is empty:
 		// S falls back to the recent mean of both answers, slots stay known,
 		// and an idle farm needs nothing.
 		time.Sleep(29900 * time.Millisecond)
-		checkLocal(t, "t=89.9s", e.Snapshot(), want)
+		checkLocal(t, "t=89.9s", snapshot(), want)
 		time.Sleep(100 * time.Millisecond)
-		s = e.Snapshot()
+		s = snapshot()
 		want = capacity.Snapshot{ServiceTime: s.ServiceTime, ServiceTimeSource: capacity.ServiceTimeRecent, SlotsPerWorker: 4}
 		checkLocal(t, "t=90s", s, want)
 		if s.ServiceTime <= 0.2 || s.ServiceTime >= 0.4 {
@@ -60,8 +62,8 @@ func TestWindow(t *testing.T) {
 		}
 
 		// A single turned-away request wakes the farm again.
-		e.ObserveTurnedAway()
-		if s := e.Snapshot(); s.WorkersNeeded != 1 || s.ArrivalRate != 1.0/60 {
+		f.ObserveTurnedAway(digits1)
+		if s := snapshot(); s.WorkersNeeded != 1 || s.ArrivalRate != 1.0/60 {
 			t.Errorf("after one rejection: needed %d, λ %v; want 1, 1/60", s.WorkersNeeded, s.ArrivalRate)
 		}
 	})
@@ -70,13 +72,14 @@ func TestWindow(t *testing.T) {
 // TestWindowShort checks a window that is not a whole number of buckets.
 func TestWindowShort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEstimator(t, capacity.Config{Queue: "q", Window: 1500 * time.Millisecond})
-		e.ObserveTurnedAway()
-		if s := e.Snapshot(); s.TurnedAway != 1 || s.TurnedAwayRate != 1/1.5 {
+		f := newFarm(t, capacity.Config{Window: 1500 * time.Millisecond})
+		snapshot := func() capacity.Snapshot { return snap(t, f, digits1) }
+		f.ObserveTurnedAway(digits1)
+		if s := snapshot(); s.TurnedAway != 1 || s.TurnedAwayRate != 1/1.5 {
 			t.Fatalf("turned away %d at %v/s, want 1 at 1/1.5", s.TurnedAway, s.TurnedAwayRate)
 		}
 		time.Sleep(1600 * time.Millisecond)
-		if s := e.Snapshot(); s.TurnedAway != 0 || s.WorkersNeeded != 0 {
+		if s := snapshot(); s.TurnedAway != 0 || s.WorkersNeeded != 0 {
 			t.Fatalf("after the window: %+v, want nothing", s)
 		}
 	})
