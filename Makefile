@@ -17,12 +17,18 @@ build: ## build bin/api and bin/worker
 run: build ## run the API (:8000) and WORKERS=$(WORKERS) workers (worker i on :8001+i) against AMQP_URL; Ctrl-C stops all
 	@WORKERS=$(WORKERS) BIN=$(BIN) ./scripts/run.sh
 
-test: ## all tests, against a real RabbitMQ (fails if none can be found)
+# internal/deploycheck is a module of its own (its parsers — k8s, buildkit, compose-go
+# — stay out of the service's go.mod); ./... of the root does not include it.
+DEPLOYCHECK = internal/deploycheck
+
+test: ## all tests, against a real RabbitMQ (fails if none can be found), and the deployment checks
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd $(DEPLOYCHECK) && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-test-short: ## unit tests only, no broker needed
+test-short: ## unit tests only, no broker (nor helm) needed
 	$(GO) test -short -count=1 ./...
+	cd $(DEPLOYCHECK) && $(GO) test -short -count=1 ./...
 
 bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
 	$(GO) run ./cmd/bench -build=false $(BENCH_FLAGS)

@@ -27,7 +27,7 @@ var farmEnvKeys = func() []string {
 		"PREFETCH", "MODEL_LATENCY", "MODEL_SEED", "REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT",
 		"BODY_LIMIT", "QUEUE_MAX_LENGTH", "DRAIN_TIMEOUT", "WORKER_ID",
 	}
-	for _, v := range config.Vars {
+	for _, v := range config.All() {
 		if !slices.Contains(keys, v.Env) {
 			keys = append(keys, v.Env)
 		}

@@ -208,7 +208,7 @@ func TestParseFlagsAsyncAndObservability(t *testing.T) {
 // Every variable of the configuration table, and every OTEL_* variable, is
 // the bench's to set: inherited values never reach the farm.
 func TestFarmEnvDropsEveryConfigVar(t *testing.T) {
-	for _, v := range config.Vars {
+	for _, v := range config.All() {
 		t.Setenv(v.Env, "inherited")
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")

@@ -437,8 +437,7 @@ func composeCheck(p *types.Project, root string) []string {
 					bad("environment %s is not read by %s", k, bin)
 				}
 			}
-			drainVar, _ := config.Lookup("DRAIN_TIMEOUT")
-			drainS := composeEnvOr(s, "DRAIN_TIMEOUT", drainVar.Default(bin))
+			drainS := composeEnvOr(s, config.DrainTimeout.Env, config.DrainTimeout.Describe().Default(bin))
 			drain, err := time.ParseDuration(drainS)
 			if err != nil {
 				bad("DRAIN_TIMEOUT %q: %v", drainS, err)
@@ -678,8 +677,7 @@ func composeImageRepo(s types.ServiceConfig) string {
 // composeListens returns the ports a service listens on inside the network.
 func composeListens(s types.ServiceConfig) []int {
 	if bin := composeBinary(s); bin != "" {
-		v, _ := config.Lookup("HTTP_ADDR")
-		_, port, err := net.SplitHostPort(composeEnvOr(s, "HTTP_ADDR", v.Default(bin)))
+		_, port, err := net.SplitHostPort(composeEnvOr(s, config.HTTPAddr.Env, config.HTTPAddr.DefaultFor(bin)))
 		if n, err2 := strconv.Atoi(port); err == nil && err2 == nil {
 			return []int{n}
 		}

@@ -1,6 +1,11 @@
 // Package deploycheck holds no code: its tests load warren's deployment artefacts
 // (Dockerfile, docker-compose.yml, the Helm chart) with the real parser or tool of
 // each ecosystem and check them against the code's own configuration table.
+//
+// It is a module of its own (go.mod here; the service's module through a replace
+// directive) so that those parsers — k8s.io/api, apiextensions-apiserver, BuildKit,
+// compose-go — stay out of the service's go.mod and out of its `go vet ./...`. The
+// Makefile's test targets run it: `cd internal/deploycheck && go test ./...`.
 package deploycheck
 
 import (

@@ -353,8 +353,7 @@ func dockerfileCheckRuntime(st *instructions.Stage, bin string) []string {
 	}
 
 	// EXPOSE: the binary's default HTTP_ADDR port.
-	addr, _ := config.Lookup("HTTP_ADDR")
-	_, port, _ := net.SplitHostPort(addr.Default(bin))
+	_, port, _ := net.SplitHostPort(config.HTTPAddr.DefaultFor(bin))
 	if !slices.ContainsFunc(ports, func(p string) bool { return strings.TrimSuffix(p, "/tcp") == port }) {
 		bad("EXPOSE %v lacks %s (HTTP_ADDR's default port)", ports, port)
 	}
@@ -404,7 +403,7 @@ func dockerfileCheckRuntime(st *instructions.Stage, bin string) []string {
 	}
 
 	// A binary that keeps state in DATA_DIR: an absolute VOLUME owned by USER.
-	if v, _ := config.Lookup("DATA_DIR"); v.ReadBy(bin) {
+	if config.DataDir.ReadBy.Includes(bin) {
 		dir := env["DATA_DIR"]
 		switch {
 		case !strings.HasPrefix(dir, "/"):

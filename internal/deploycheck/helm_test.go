@@ -13,7 +13,7 @@ package deploycheck
 //     any other kind fails;
 //   - what the manifests mean: drain vs grace period, probes, resources, non-root
 //     security contexts, every environment variable read by its binary per
-//     config.Vars, Services selecting the right pods, the KEDA triggers pointing at
+//     config.Table, Services selecting the right pods, the KEDA triggers pointing at
 //     the API's /capacity or the request queue with the worker's slots.
 //
 // `go test -short` skips everything that needs the helm binary.
@@ -340,7 +340,7 @@ var helmManagedVars = map[string]bool{
 }
 
 // TestHelmVarListsMatchConfig compares the variable lists in _helpers.tpl (which
-// the templates check api.config / worker.config against) with config.Vars, and the
+// the templates check api.config / worker.config against) with config.Table, and the
 // chart-managed list with helmManagedVars. Needs no helm.
 func TestHelmVarListsMatchConfig(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(helmChartDir(t), "templates", "_helpers.tpl"))
@@ -375,7 +375,7 @@ func TestHelmVarListsMatchConfig(t *testing.T) {
 	for k := range managed {
 		got = append(got, k)
 		if _, ok := config.Lookup(k); !ok {
-			t.Errorf("warren.vars.managed names %s, which is not in config.Vars", k)
+			t.Errorf("warren.vars.managed names %s, which is not in config.Table", k)
 		}
 	}
 	for k := range helmManagedVars {
@@ -781,7 +781,7 @@ func helmResolveEnv(t *testing.T, r *helmRendered, where string, c corev1.Contai
 }
 
 // helmCheckBinaryConfig: every variable set in the container is read by the binary
-// (config.Vars[i].Binaries), every --flag in args is one of its flags.
+// (config.Lookup(name).Binaries), every --flag in args is one of its flags.
 func helmCheckBinaryConfig(t *testing.T, where, binary string, env map[string]helmEnvVar, c corev1.Container) {
 	t.Helper()
 	for name := range env {
@@ -845,7 +845,7 @@ func (w helmWorkload) configValue(t *testing.T, name string) string {
 	}
 	v, ok := config.Lookup(name)
 	if !ok {
-		t.Fatalf("%s not in config.Vars", name)
+		t.Fatalf("%s not in config.Table", name)
 	}
 	return v.Default(w.binary)
 }

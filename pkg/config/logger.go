@@ -5,8 +5,9 @@ import (
 	"log/slog"
 )
 
-// NewLogger builds the process logger from LOG_LEVEL and LOG_FORMAT values (already
-// validated by a Loader's OneOf).
+// NewLogger builds the process logger from LOG_LEVEL and LOG_FORMAT values as
+// [LogLevel] and [LogFormat] load them (one of [Levels], one of [Formats]); attrs are
+// added to every line.
 func NewLogger(w io.Writer, level, format string, attrs ...any) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"regexp"
+	"time"
+)
+
+// Table is every entry, in the order of docs/configuration.md. An entry missing
+// here is not read (its Load records an error); the package's tests check that every
+// exported entry is listed once.
+var Table = []Entry{
+	AMQPURL, ManagementURL, HTTPAddr, RequestTimeout, MaxRequestTimeout, BodyLimit,
+	QueueMaxLength, Concurrency, Prefetch, DrainTimeout,
+	ModelRepository, Models, DefaultModel, ModelSeed, ModelLatency,
+	WorkerID, LogLevel, LogFormat, ScaleTargetUtilization, ScaleTargetWait,
+	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
+	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
+	OTLPEndpoint, OTLPProtocol, TracesSamplerArg, ServiceName,
+}
+
+// modelName is what a model name must look like (MODELS, DEFAULT_MODEL).
+var modelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Connection and HTTP.
+var (
+	// AMQPURL is AMQP_URL.
+	AMQPURL = &String{
+		Env: "AMQP_URL", ReadBy: Both,
+		Default: "amqp://guest:guest@localhost:5672/",
+		Usage:   "RabbitMQ URL, including the vhost (amqp:// or amqps://).",
+	}
+	// ManagementURL is MANAGEMENT_URL.
+	ManagementURL = &String{
+		Env: "MANAGEMENT_URL", ReadBy: APIOnly,
+		Default: "http://guest:guest@localhost:15672",
+		Usage:   "RabbitMQ management API; the API applies the request-queue bound as a policy through it. Empty disables (the queue is then unbounded).",
+	}
+	// HTTPAddr is HTTP_ADDR.
+	HTTPAddr = &String{
+		Env: "HTTP_ADDR", ReadBy: Both,
+		PerBinary: map[string]string{API: ":8000", Worker: ":8001"},
+		Usage:     "HTTP listen address.",
+	}
+	// RequestTimeout is REQUEST_TIMEOUT.
+	RequestTimeout = &Duration{
+		Env: "REQUEST_TIMEOUT", ReadBy: APIOnly,
+		Default: 10 * time.Second, Min: time.Millisecond,
+		Usage: "Default deadline of a /process call (queue wait + model + reply).",
+	}
+	// MaxRequestTimeout is MAX_REQUEST_TIMEOUT.
+	MaxRequestTimeout = &Duration{
+		Env: "MAX_REQUEST_TIMEOUT", ReadBy: APIOnly,
+		Default: 60 * time.Second, Min: time.Millisecond,
+		Usage: "Upper bound for a per-request X-Request-Timeout header; larger values are clamped.",
+	}
+	// BodyLimit is BODY_LIMIT.
+	BodyLimit = &Bytes{
+		Env: "BODY_LIMIT", ReadBy: Both,
+		Default: 1 << 20, Min: 64,
+		Usage: "Largest request body accepted (bytes, or with KiB/MiB suffix); larger → 413.",
+	}
+	// QueueMaxLength is QUEUE_MAX_LENGTH.
+	QueueMaxLength = &Int{
+		Env: "QUEUE_MAX_LENGTH", ReadBy: APIOnly,
+		Default: 10000, Min: 0, Max: 1 << 30,
+		Usage: "Bound on ready messages in the sync request queue (policy, overflow=reject-publish); a full queue → 503 queue_full. 0 disables the bound.",
+	}
+)
+
+// Worker capacity and shutdown.
+var (
+	// Concurrency is CONCURRENCY.
+	Concurrency = &Int{
+		Env: "CONCURRENCY", ReadBy: WorkerOnly,
+		Default: 4, Min: 1, Max: 4096,
+		Usage: "Requests one worker process computes at once (handler goroutines).",
+	}
+	// Prefetch is PREFETCH.
+	Prefetch = &Int{
+		Env: "PREFETCH", ReadBy: WorkerOnly,
+		Default: 0, Min: 0, Max: 65535,
+		Usage: "Unacked deliveries the broker may push to one worker; 0 means equal to CONCURRENCY.",
+	}
+	// DrainTimeout is DRAIN_TIMEOUT.
+	DrainTimeout = &Duration{
+		Env: "DRAIN_TIMEOUT", ReadBy: Both,
+		Default: 20 * time.Second, Min: time.Millisecond,
+		Usage: "On SIGTERM: how long in-flight work may take to finish before the process exits anyway.",
+	}
+)
+
+// Models.
+var (
+	// ModelRepository is MODEL_REPOSITORY.
+	ModelRepository = &String{
+		Env: "MODEL_REPOSITORY", ReadBy: WorkerOnly,
+		Default: "models",
+		Usage:   "Directory of the model repository: `<name>/config.yaml` per model, its versions in `<name>/<version>/`.",
+	}
+	// Models is MODELS.
+	Models = &List{
+		Env: "MODELS", ReadBy: WorkerOnly,
+		Pattern: modelName,
+		Usage:   "Comma-separated names of the models to load from MODEL_REPOSITORY; empty loads every model in it.",
+	}
+	// DefaultModel is DEFAULT_MODEL.
+	DefaultModel = &String{
+		Env: "DEFAULT_MODEL", ReadBy: APIOnly,
+		Default: "seed", Pattern: modelName,
+		Usage: "The model that POST /process and POST /jobs with a `{\"data\": …}` body call.",
+	}
+	// ModelSeed is MODEL_SEED.
+	ModelSeed = &Uint64{
+		Env: "MODEL_SEED", ReadBy: WorkerOnly,
+		Default: 0,
+		Usage:   "Seed applied to every `seed`-backend model (for tests and benchmarks): mixed with the input hash, the same seed and input always give the same prediction.",
+	}
+	// ModelLatency is MODEL_LATENCY.
+	ModelLatency = &Duration{
+		Env: "MODEL_LATENCY", ReadBy: WorkerOnly,
+		Default: 0, Min: 0,
+		Usage: "Simulated service time added to every prediction of every `seed`-backend model (for tests and benchmarks); honours the request deadline.",
+	}
+	// WorkerID is WORKER_ID.
+	WorkerID = &String{
+		Env: "WORKER_ID", ReadBy: WorkerOnly,
+		Default: "",
+		Usage:   "Identity echoed in replies; empty means hostname-pid.",
+	}
+)
+
+// Logs.
+var (
+	// LogLevel is LOG_LEVEL.
+	LogLevel = &Enum{
+		Env: "LOG_LEVEL", ReadBy: Both,
+		Default: "info", Allowed: Levels,
+		Usage: "debug, info, warn or error.",
+	}
+	// LogFormat is LOG_FORMAT.
+	LogFormat = &Enum{
+		Env: "LOG_FORMAT", ReadBy: Both,
+		Default: "text", Allowed: Formats,
+		Usage: "text or json (json is the container default).",
+	}
+)
+
+// Workers-needed estimate.
+var (
+	// ScaleTargetUtilization is SCALE_TARGET_UTILIZATION.
+	ScaleTargetUtilization = &Float{
+		Env: "SCALE_TARGET_UTILIZATION", ReadBy: APIOnly,
+		Default: 0.7, Above: 0, AtMost: 1,
+		Usage: "Workers-needed estimate (GET /capacity, warren_workers_needed): the share of worker slots kept busy at the current arrival rate.",
+	}
+	// ScaleTargetWait is SCALE_TARGET_WAIT.
+	ScaleTargetWait = &Duration{
+		Env: "SCALE_TARGET_WAIT", ReadBy: APIOnly,
+		Default: time.Second, Min: time.Millisecond,
+		Usage: "Workers-needed estimate: how fast a backlog of ready messages should be worked off.",
+	}
+)
+
+// Async jobs.
+var (
+	// DataDir is DATA_DIR.
+	DataDir = &String{
+		Env: "DATA_DIR", ReadBy: APIOnly,
+		Default: "data",
+		Usage:   "Directory of the embedded job store (jobs.db, bbolt) used when REDIS_URL is empty. One API instance only.",
+	}
+	// RedisURL is REDIS_URL.
+	RedisURL = &String{
+		Env: "REDIS_URL", ReadBy: APIOnly,
+		Default: "",
+		Usage:   "Job store for several API replicas (redis://host:6379/0); long-polls are woken across replicas through Redis pub/sub. Empty uses DATA_DIR.",
+	}
+	// RedisPrefix is REDIS_PREFIX.
+	RedisPrefix = &String{
+		Env: "REDIS_PREFIX", ReadBy: APIOnly,
+		Default: "warren:",
+		Usage:   "Prefix of every Redis key and pub/sub channel of the job store, so several farms can share one Redis.",
+	}
+	// JobTTL is JOB_TTL.
+	JobTTL = &Duration{
+		Env: "JOB_TTL", ReadBy: APIOnly,
+		Default: 24 * time.Hour, Min: time.Second,
+		Usage: "How long a finished job stays readable; after that GET /jobs/{id} is 404.",
+	}
+	// JobStartTimeout is JOB_START_TIMEOUT.
+	JobStartTimeout = &Duration{
+		Env: "JOB_START_TIMEOUT", ReadBy: APIOnly,
+		Default: time.Hour, Min: 0,
+		Usage: "A job not started this long after submission becomes expired. 0 means never.",
+	}
+	// MaxWait is MAX_WAIT.
+	MaxWait = &Duration{
+		Env: "MAX_WAIT", ReadBy: APIOnly,
+		Default: 60 * time.Second, Min: 0,
+		Usage: "Upper bound of ?wait= on GET /jobs/{id} and of Prefer: wait= on /process.",
+	}
+	// JobConcurrency is JOB_CONCURRENCY.
+	JobConcurrency = &Int{
+		Env: "JOB_CONCURRENCY", ReadBy: WorkerOnly,
+		Default: 1, Min: 0, Max: 4096,
+		Usage: "Jobs one worker runs at once, on a connection, prefetch and handlers of their own (separate from CONCURRENCY). 0 turns the job path off.",
+	}
+	// JobMaxAttempts is JOB_MAX_ATTEMPTS.
+	JobMaxAttempts = &Int{
+		Env: "JOB_MAX_ATTEMPTS", ReadBy: WorkerOnly,
+		Default: 3, Min: 1, Max: 20,
+		Usage: "Times a job is started at most: model errors are retried until then, and redeliveries after crashes and drains count too. At most 20 (the queue's delivery limit).",
+	}
+	// JobRetryBackoff is JOB_RETRY_BACKOFF.
+	JobRetryBackoff = &Duration{
+		Env: "JOB_RETRY_BACKOFF", ReadBy: WorkerOnly,
+		Default: time.Second, Min: time.Millisecond,
+		Usage: "Delay before the first retry of a failed job; doubles per attempt up to JOB_RETRY_BACKOFF_MAX.",
+	}
+	// JobRetryBackoffMax is JOB_RETRY_BACKOFF_MAX.
+	JobRetryBackoffMax = &Duration{
+		Env: "JOB_RETRY_BACKOFF_MAX", ReadBy: WorkerOnly,
+		Default: 30 * time.Second, Min: time.Millisecond,
+		Usage: "Longest retry delay.",
+	}
+	// JobRunTimeout is JOB_RUN_TIMEOUT.
+	JobRunTimeout = &Duration{
+		Env: "JOB_RUN_TIMEOUT", ReadBy: WorkerOnly,
+		Default: 15 * time.Minute, Min: time.Millisecond,
+		Usage: "Longest run of one job. Keep it below the broker's consumer_timeout (30 min by default; deployments/rabbitmq/rabbitmq.conf sets 1 h).",
+	}
+)
+
+// Tracing (OpenTelemetry). The SDK reads its other OTEL_* variables itself.
+var (
+	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT.
+	OTLPEndpoint = &String{
+		Env: "OTEL_EXPORTER_OTLP_ENDPOINT", ReadBy: Both,
+		Default: "",
+		Usage:   "OpenTelemetry collector base URL (http://host:4318 for http/protobuf, http://host:4317 for grpc); traces are exported when set. Empty disables tracing at no cost. The SDK's other OTEL_* variables (headers, timeout, resource attributes) apply too.",
+	}
+	// OTLPProtocol is OTEL_EXPORTER_OTLP_PROTOCOL.
+	OTLPProtocol = &Enum{
+		Env: "OTEL_EXPORTER_OTLP_PROTOCOL", ReadBy: Both,
+		Default: "http/protobuf", Allowed: []string{"http/protobuf", "grpc"},
+		Usage: "http/protobuf or grpc.",
+	}
+	// TracesSamplerArg is OTEL_TRACES_SAMPLER_ARG.
+	TracesSamplerArg = &Float{
+		Env: "OTEL_TRACES_SAMPLER_ARG", ReadBy: Both,
+		Default: 1, Above: 0, AtMost: 1,
+		Usage: "Share of new traces recorded (0 < ratio ≤ 1); a caller's traceparent keeps its own sampling decision.",
+	}
+	// ServiceName is OTEL_SERVICE_NAME.
+	ServiceName = &String{
+		Env: "OTEL_SERVICE_NAME", ReadBy: Both,
+		PerBinary: map[string]string{API: "warren-api", Worker: "warren-worker"},
+		Usage:     "service.name of the exported spans.",
+	}
+)
