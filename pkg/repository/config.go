@@ -26,8 +26,6 @@ const (
 	ConfigFile = "config.yaml"
 	// MaxBatchSizeLimit bounds max_batch_size.
 	MaxBatchSizeLimit = 1024
-	// DefaultConcurrency is concurrency when config.yaml gives none (or 0).
-	DefaultConcurrency = 4
 	// MaxConcurrency bounds concurrency and job_concurrency.
 	MaxConcurrency = 4096
 	// DefaultFile is an onnx model's file name when config.yaml gives none.
@@ -56,7 +54,7 @@ type Config struct {
 	// 0..1024). The batching work uses it; today it is validated only.
 	MaxBatchSize int `json:"max_batch_size"`
 	// Concurrency is how many requests one worker computes at once for this model
-	// (concurrency, 1..4096; default 4).
+	// (concurrency, 1..4096); 0 (absent) means the worker's CONCURRENCY.
 	Concurrency int `json:"concurrency"`
 	// JobConcurrency is how many jobs one worker runs at once for this model; nil
 	// means the worker's own setting (JOB_CONCURRENCY), 0 that this worker runs no

@@ -31,7 +31,7 @@ func TestConfigErrors(t *testing.T) {
 		{"backend not a string", "backend: [seed]\n", nil, []string{cfg + ": backend: want a string, got a list"}},
 		{"unknown backend hides backend keys", "backend: onx\nfile: m.onnx\nconcurrency: -1\n", nil, []string{
 			cfg + `: backend: "onx" is not one of seed, onnx, http`,
-			cfg + ": concurrency: must be between 1 and 4096 (absent or 0: 4), got -1",
+			cfg + ": concurrency: must be between 1 and 4096 (absent or 0: the worker's CONCURRENCY), got -1",
 		}},
 
 		// Unknown keys and keys of another backend.
@@ -60,8 +60,8 @@ func TestConfigErrors(t *testing.T) {
 		// Limits of every backend.
 		{"max_batch_size negative", "backend: seed\nmax_batch_size: -1\n", nil, []string{cfg + ": max_batch_size: must be between 0 and 1024, got -1"}},
 		{"max_batch_size too big", "backend: seed\nmax_batch_size: 1025\n", nil, []string{cfg + ": max_batch_size: must be between 0 and 1024, got 1025"}},
-		{"concurrency negative", "backend: seed\nconcurrency: -1\n", nil, []string{cfg + ": concurrency: must be between 1 and 4096 (absent or 0: 4), got -1"}},
-		{"concurrency too big", "backend: seed\nconcurrency: 4097\n", nil, []string{cfg + ": concurrency: must be between 1 and 4096 (absent or 0: 4), got 4097"}},
+		{"concurrency negative", "backend: seed\nconcurrency: -1\n", nil, []string{cfg + ": concurrency: must be between 1 and 4096 (absent or 0: the worker's CONCURRENCY), got -1"}},
+		{"concurrency too big", "backend: seed\nconcurrency: 4097\n", nil, []string{cfg + ": concurrency: must be between 1 and 4096 (absent or 0: the worker's CONCURRENCY), got 4097"}},
 		{"job_concurrency negative", "backend: seed\njob_concurrency: -1\n", nil, []string{cfg + ": job_concurrency: must be between 0 and 4096, got -1"}},
 		{"job_concurrency too big", "backend: seed\njob_concurrency: 5000\n", nil, []string{cfg + ": job_concurrency: must be between 0 and 4096, got 5000"}},
 

@@ -47,7 +47,7 @@ func Example() {
 	}
 	fmt.Println("exit 2:", errors.Is(err, repository.ErrInvalid))
 	// Output:
-	// 1 model, 1 version: seed v1 (seed latency 5ms, concurrency 4)
+	// 1 model, 1 version: seed v1 (seed latency 5ms)
 	// seed [1] warren_seed
 	// lab/config.yaml: maxconns: unknown key (did you mean max_conns?)
 	// lab/config.yaml: seed: only for backend seed (this model's backend is http)

@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"seed, nothing but the backend", map[string]string{"models/s/config.yaml": "backend: seed\n"}, []Model{{
 			Name: "s", Version: "1", Dir: "models/s", ConfigPath: "models/s/config.yaml",
-			Config: Config{Backend: "seed", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1}},
+			Config: Config{Backend: "seed", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1}},
 		}}},
 		{"seed, every key", map[string]string{"models/s/config.yaml": "backend: seed\nseed: 42\nlatency: 50ms\nconcurrency: 2\n" +
 			"job_concurrency: 8\nmax_batch_size: 16\nversion_policy: {latest: 1}\n"}, []Model{{
@@ -32,26 +32,26 @@ func TestDefaults(t *testing.T) {
 		}}},
 		{"job_concurrency 0 is not absent", map[string]string{"models/s/config.yaml": "backend: seed\njob_concurrency: 0\nconcurrency: 0\nlatency: 0\n"}, []Model{{
 			Name: "s", Version: "1", Dir: "models/s", ConfigPath: "models/s/config.yaml",
-			Config: Config{Backend: "seed", Concurrency: 4, JobConcurrency: &jobs0, VersionPolicy: VersionPolicy{Latest: 1}},
+			Config: Config{Backend: "seed", Concurrency: 0, JobConcurrency: &jobs0, VersionPolicy: VersionPolicy{Latest: 1}},
 		}}},
 		{"null values are absent", map[string]string{"models/s/config.yaml": "backend: seed\njob_concurrency:\nversion_policy:\nlatency:\n"}, []Model{{
 			Name: "s", Version: "1", Dir: "models/s", ConfigPath: "models/s/config.yaml",
-			Config: Config{Backend: "seed", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1}},
+			Config: Config{Backend: "seed", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1}},
 		}}},
 		{"onnx", map[string]string{"models/digits/config.yaml": "backend: onnx\n", "models/digits/1/model.onnx": "x"}, []Model{{
 			Name: "digits", Version: "1", Dir: "models/digits/1", ConfigPath: "models/digits/config.yaml",
-			Config: Config{Backend: "onnx", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1}, ONNXOptions: ONNXOptions{File: "model.onnx"}},
+			Config: Config{Backend: "onnx", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1}, ONNXOptions: ONNXOptions{File: "model.onnx"}},
 		}}},
 		{"http v2: the remote model is the model's name", map[string]string{"models/lab/config.yaml": "backend: http\nprotocol: v2\nurl: http://triton:8000\n"}, []Model{{
 			Name: "lab", Version: "1", Dir: "models/lab", ConfigPath: "models/lab/config.yaml",
-			Config: Config{Backend: "http", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1},
+			Config: Config{Backend: "http", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1},
 				HTTPOptions: HTTPOptions{URL: "http://triton:8000", Protocol: "v2", RemoteModel: "lab"}},
 		}}},
 		{"http v2, every key", map[string]string{"models/lab/config.yaml": "backend: http\nprotocol: v2\nurl: https://triton:8000/prefix\n" +
 			"model: densenet\nversion: 3\ntimeout: 2s\nmax_conns: 32\nmax_response_bytes: 1024\n" +
 			"inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\noutputs:\n  - name: probs\n    datatype: FP32\n    shape: [-1, 3]\n"}, []Model{{
 			Name: "lab", Version: "1", Dir: "models/lab", ConfigPath: "models/lab/config.yaml",
-			Config: Config{Backend: "http", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1},
+			Config: Config{Backend: "http", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1},
 				HTTPOptions: HTTPOptions{URL: "https://triton:8000/prefix", Protocol: "v2", RemoteModel: "densenet", RemoteVersion: "3",
 					Timeout: Duration{2 * time.Second}, MaxConns: 32, MaxResponseBytes: 1024,
 					Inputs:  []model.TensorSpec{{Name: "x", Datatype: model.FP32, Shape: []int64{-1, 4}}},
@@ -59,7 +59,7 @@ func TestDefaults(t *testing.T) {
 		}}},
 		{"http seed", map[string]string{"models/lab/config.yaml": "backend: http\nurl: http://svc-b:8001/predict\nprotocol: seed\n"}, []Model{{
 			Name: "lab", Version: "1", Dir: "models/lab", ConfigPath: "models/lab/config.yaml",
-			Config: Config{Backend: "http", Concurrency: 4, VersionPolicy: VersionPolicy{Latest: 1},
+			Config: Config{Backend: "http", Concurrency: 0, VersionPolicy: VersionPolicy{Latest: 1},
 				HTTPOptions: HTTPOptions{URL: "http://svc-b:8001/predict", Protocol: "seed"}},
 		}}},
 	}
@@ -161,7 +161,7 @@ func TestLayoutErrors(t *testing.T) {
 			"models/m/12345678901: not a valid version directory: want a positive integer without leading zeros (1, 2, …), at most 10 digits",
 		}},
 		{"config problems and version problems together", map[string]string{"models/m/config.yaml": "backend: seed\nconcurrency: -1\n", "models/m/0/": ""}, nil, []string{
-			"models/m/config.yaml: concurrency: must be between 1 and 4096 (absent or 0: 4), got -1",
+			"models/m/config.yaml: concurrency: must be between 1 and 4096 (absent or 0: the worker's CONCURRENCY), got -1",
 			"models/m/0: not a valid version directory: want a positive integer without leading zeros (1, 2, …), at most 10 digits",
 		}},
 		{"config.yaml is a directory", map[string]string{"models/m/config.yaml/": ""}, nil, []string{"models/m/config.yaml: is a directory; want the model's config file"}},

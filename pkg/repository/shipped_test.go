@@ -21,7 +21,7 @@ func TestShippedRepository(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("no seed model in %v", versions(ms))
 	}
-	want := Config{Backend: BackendSeed, Concurrency: DefaultConcurrency, VersionPolicy: VersionPolicy{Latest: 1}}
+	want := Config{Backend: BackendSeed, VersionPolicy: VersionPolicy{Latest: 1}}
 	if s := ms[i]; s.Version != "1" || !reflect.DeepEqual(s.Config, want) {
 		t.Errorf("seed model %+v", s)
 	}

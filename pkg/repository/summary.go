@@ -50,7 +50,9 @@ func describe(c Config) string {
 		}
 		parts = append(parts, s)
 	}
-	parts = append(parts, fmt.Sprintf("concurrency %d", c.Concurrency))
+	if c.Concurrency > 0 {
+		parts = append(parts, fmt.Sprintf("concurrency %d", c.Concurrency))
+	}
 	if c.JobConcurrency != nil {
 		parts = append(parts, fmt.Sprintf("job_concurrency %d", *c.JobConcurrency))
 	}

@@ -16,13 +16,13 @@ func TestSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "4 models, 5 versions: digits v1,v2 (onnx model.onnx, concurrency 2, max_batch_size 32, version_policy latest 2); " +
-		"lab v1 (http seed http://user:xxxxx@svc-b:8001/predict, concurrency 4, job_concurrency 0); " +
-		"seed v1 (seed latency 50ms, concurrency 4); " +
-		"tri v1 (http v2 http://triton:8000 model densenet version 3, concurrency 4)"
+		"lab v1 (http seed http://user:xxxxx@svc-b:8001/predict, job_concurrency 0); " +
+		"seed v1 (seed latency 50ms); " +
+		"tri v1 (http v2 http://triton:8000 model densenet version 3)"
 	if got := Summary(ms); got != want {
 		t.Errorf("Summary:\n got %s\nwant %s", got, want)
 	}
-	if got := Summary(ms[2:3]); got != "1 model, 1 version: lab v1 (http seed http://user:xxxxx@svc-b:8001/predict, concurrency 4, job_concurrency 0)" {
+	if got := Summary(ms[2:3]); got != "1 model, 1 version: lab v1 (http seed http://user:xxxxx@svc-b:8001/predict, job_concurrency 0)" {
 		t.Errorf("Summary of one: %s", got)
 	}
 }

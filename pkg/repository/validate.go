@@ -16,7 +16,7 @@ func (c *Config) validate(p *problems) {
 		p.add("max_batch_size", fmt.Sprintf("must be between 0 and %d, got %d", MaxBatchSizeLimit, c.MaxBatchSize))
 	}
 	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
-		p.add("concurrency", fmt.Sprintf("must be between 1 and %d (absent or 0: %d), got %d", MaxConcurrency, DefaultConcurrency, c.Concurrency))
+		p.add("concurrency", fmt.Sprintf("must be between 1 and %d (absent or 0: the worker's CONCURRENCY), got %d", MaxConcurrency, c.Concurrency))
 	}
 	if j := c.JobConcurrency; j != nil && (*j < 0 || *j > MaxConcurrency) {
 		p.add("job_concurrency", fmt.Sprintf("must be between 0 and %d, got %d", MaxConcurrency, *j))
@@ -141,9 +141,6 @@ func unwrapURLError(err error) error {
 
 // setDefaults fills what config.yaml left out; name is the model's name.
 func (c *Config) setDefaults(name string) {
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
 	if c.VersionPolicy.Latest == 0 && !c.VersionPolicy.All && len(c.VersionPolicy.Specific) == 0 {
 		c.VersionPolicy.Latest = 1
 	}
