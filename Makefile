@@ -2,6 +2,8 @@
 GO       ?= go
 BIN      ?= bin
 WORKERS  ?= 2
+# make run listens on this address only (this machine); BIND=0.0.0.0 for every interface.
+BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
@@ -14,8 +16,8 @@ build: ## build bin/api and bin/worker
 	$(GOBUILD) -o $(BIN)/api ./cmd/api
 	$(GOBUILD) -o $(BIN)/worker ./cmd/worker
 
-run: build ## run the API (:8000) and WORKERS=$(WORKERS) workers (worker i on :8001+i) against AMQP_URL; Ctrl-C stops all
-	@WORKERS=$(WORKERS) BIN=$(BIN) ./scripts/run.sh
+run: build ## API on 127.0.0.1:8000, WORKERS (2) workers on 127.0.0.1:8001+i, against AMQP_URL; BIND=0.0.0.0 for all interfaces; Ctrl-C stops all
+	@WORKERS=$(WORKERS) BIN=$(BIN) BIND=$(BIND) ./scripts/run.sh
 
 # internal/deploycheck is a module of its own (its parsers — k8s, buildkit, compose-go
 # — stay out of the service's go.mod); ./... of the root does not include it.

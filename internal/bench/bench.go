@@ -52,6 +52,9 @@ const (
 	StoreRedis = "redis"
 )
 
+// quickScaleWorkers are the scaling phase's worker counts under -quick.
+var quickScaleWorkers = []int{1, 2, 4}
+
 // Config is the benchmark's configuration, set by flags.
 type Config struct {
 	AMQPURL       string
@@ -96,6 +99,8 @@ type Config struct {
 	BinDir   string
 	Build    bool
 	KeepLogs bool
+	// Quick is -quick: a smoke run (shorter windows, fewer workers and jobs).
+	Quick bool
 
 	Args []string // the command line, for the report
 }
@@ -185,6 +190,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	cfg.Quick = *quick
 	if *quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -198,7 +204,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 			cfg.Runs = 1
 		}
 		if !set["scale-workers"] {
-			cfg.ScaleWorkers = []int{1, 2, 4}
+			cfg.ScaleWorkers = slices.Clone(quickScaleWorkers)
 		}
 		if !set["async-jobs"] {
 			cfg.AsyncJobs = 2000

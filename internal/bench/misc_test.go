@@ -377,3 +377,82 @@ func TestQuietRunRatios(t *testing.T) {
 		t.Errorf("all ratios %v", all)
 	}
 }
+
+// A target whose data points were not measured is "not measured", with the reason,
+// never PASS or MISS: -quick stops scaling at 4 workers, so the 32-worker target is
+// not measured (what the measured counts showed is in the detail).
+func TestReportTargetsNotMeasured(t *testing.T) {
+	scaleRows := func(eff map[int]float64) []*ScaleRow {
+		var rows []*ScaleRow
+		for _, n := range []int{1, 2, 4} {
+			r := &Result{Window: time.Second}
+			for range int(eff[n] * float64(n) * 50) {
+				r.Latencies = append(r.Latencies, 20*time.Millisecond)
+			}
+			rows = append(rows, &ScaleRow{Workers: n, Concurrency: 2 * n, Ideal: float64(n) * 50, Sum: &Summary{Runs: []*Result{r}}})
+		}
+		return rows
+	}
+	target := func(rep *Report, prefix string) Target {
+		t.Helper()
+		for _, tg := range rep.Targets() {
+			if strings.HasPrefix(tg.Name, prefix) {
+				return tg
+			}
+		}
+		t.Fatalf("no target %q", prefix)
+		return Target{}
+	}
+	parse := func(args ...string) *Config {
+		t.Helper()
+		cfg, err := ParseFlags(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+
+	// -quick: scaling measured at 1, 2, 4 workers, all efficient.
+	rep := &Report{Cfg: parse("-quick", "-phases", "scale"), Scale: scaleRows(map[int]float64{1: 0.98, 2: 0.96, 4: 0.95})}
+	tg := target(rep, "scaling")
+	if tg.Status != NotMeasured || !strings.HasPrefix(tg.Detail, "not measured: -quick stops at 4 workers") ||
+		!strings.Contains(tg.Detail, "measured up to N=4") {
+		t.Errorf("-quick scaling target: %+v", tg)
+	}
+	var sb strings.Builder
+	rep.PrintTargets(&sb)
+	if !strings.Contains(sb.String(), "[n/a ] scaling ≥ 0.9× linear up to 32 workers: not measured: -quick stops at 4 workers") {
+		t.Errorf("printed targets:\n%s", sb.String())
+	}
+	for _, bad := range []string{"[MISS]", "[PASS]"} {
+		if strings.Contains(sb.String(), bad) {
+			t.Errorf("a -phases scale -quick run printed %s for a target it did not measure:\n%s", bad, sb.String())
+		}
+	}
+	// The /process targets, whose phases did not run, say which phase is missing.
+	for _, prefix := range []string{"farm ≥ 0.5× raw", "p99 at concurrency 16 ≤", "p99 at concurrency 16 under"} {
+		if tg := target(rep, prefix); tg.Status != NotMeasured || !strings.Contains(tg.Detail, "-phases scale leaves out the farm phase") {
+			t.Errorf("%s: %+v", prefix, tg)
+		}
+	}
+
+	// A measured count below 0.9 is shown, but the verdict needs N=32.
+	rep.Scale = scaleRows(map[int]float64{1: 0.98, 2: 0.80, 4: 0.95})
+	if tg := target(rep, "scaling"); tg.Status != NotMeasured || !strings.Contains(tg.Detail, "lowest efficiency 0.800 at N=2") ||
+		!strings.HasPrefix(tg.Detail, "not measured: -quick stops at 4 workers") {
+		t.Errorf("scaling target with N=2 at 0.80: %+v", tg)
+	}
+
+	// Without -quick the reason names -scale-workers; without the phase, -phases.
+	rep = &Report{Cfg: parse("-phases", "scale", "-scale-workers", "1,2,4"), Scale: scaleRows(map[int]float64{1: 1, 2: 1, 4: 1})}
+	if tg := target(rep, "scaling"); tg.Status != NotMeasured || !strings.Contains(tg.Detail, "-scale-workers 1,2,4 stops at 4 workers") {
+		t.Errorf("-scale-workers 1,2,4: %+v", tg)
+	}
+	rep = &Report{Cfg: parse("-phases", "farm,raw", "-concurrency", "1,16")}
+	if tg := target(rep, "scaling"); tg.Status != NotMeasured || !strings.Contains(tg.Detail, "leaves out the scale phase") {
+		t.Errorf("no scale phase: %+v", tg)
+	}
+	if tg := target(rep, "farm ≥ 0.5× raw"); tg.Status != NotMeasured || !strings.Contains(tg.Detail, "-concurrency 1,16 has no 64") {
+		t.Errorf("no concurrency 64: %+v", tg)
+	}
+}

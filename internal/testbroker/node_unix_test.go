@@ -20,6 +20,7 @@ func TestOrphanSweep(t *testing.T) {
 	if os.Getenv("TESTBROKER_ORPHAN_CHILD") != "" {
 		return // we are the child
 	}
+	needsBroker(t)
 	out, err := runCmd(2*time.Minute, append(os.Environ(), "TESTBROKER_ORPHAN_CHILD=1"),
 		os.Args[0], "-test.run=^TestOrphanChild$", "-test.v")
 	var port, dir string

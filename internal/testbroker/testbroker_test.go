@@ -20,6 +20,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// needsBroker skips a test that needs a RabbitMQ (the shared broker, or rabbitmq-server
+// for a private node) under -short, which needs none; without -short it runs and fails
+// when there is none.
+func needsBroker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs RabbitMQ; runs without -short (make test)")
+	}
+}
+
 // dial opens a connection that is closed at cleanup.
 func dial(t *testing.T, url string) *amqp.Connection {
 	t.Helper()
@@ -41,6 +51,7 @@ func channel(t *testing.T, c *amqp.Connection) *amqp.Channel {
 }
 
 func TestSharedBroker(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	u := AMQPURL(t)
 	if !strings.HasSuffix(u, "/") {
@@ -59,6 +70,7 @@ func TestSharedBroker(t *testing.T) {
 }
 
 func TestNewVhost(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	var name string
 	t.Run("sub/test", func(t *testing.T) {
@@ -114,6 +126,7 @@ func backends(t *testing.T, f func(t *testing.T, newVhost func(testing.TB) *Vhos
 }
 
 func TestCloseConnections(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	backends(t, func(t *testing.T, newVhost func(testing.TB) *Vhost) {
 		mine, other := newVhost(t), newVhost(t)
@@ -167,6 +180,7 @@ func TestCloseConnections(t *testing.T) {
 }
 
 func TestWaitConnectionsFails(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	v := NewVhost(t)
 	ft := &fakeT{TB: t}
@@ -177,6 +191,7 @@ func TestWaitConnectionsFails(t *testing.T) {
 }
 
 func TestQueueAndPolicies(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	backends(t, func(t *testing.T, newVhost func(testing.TB) *Vhost) {
 		v := newVhost(t)
@@ -228,6 +243,7 @@ func TestQueueAndPolicies(t *testing.T) {
 }
 
 func TestWatchLog(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	began := time.Now()
 	w := WatchLog(t)
@@ -282,6 +298,7 @@ func TestSplitEntries(t *testing.T) {
 }
 
 func TestWatchLogNotTheBrokersLog(t *testing.T) {
+	needsBroker(t)
 	saved := logProbeTimeout
 	logProbeTimeout = 500 * time.Millisecond
 	t.Cleanup(func() { logProbeTimeout = saved })
@@ -329,6 +346,7 @@ func TestResolveFailures(t *testing.T) {
 
 	// Broker without management API.
 	defaultAMQPURL = saved
+	needsBroker(t)
 	_, err = resolve(resolveEnv{getenv: env(EnvAMQPURL, AMQPURL(t), EnvManagementURL, "http://guest:guest@"+closed), docker: noDocker})
 	if err == nil || !strings.Contains(err.Error(), "rabbitmq-plugins enable rabbitmq_management") {
 		t.Errorf("no management: %v", err)
@@ -352,6 +370,7 @@ func TestDockerUnavailable(t *testing.T) {
 }
 
 func TestNodeRestart(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	began := time.Now()
 	n := StartNode(t)
@@ -416,6 +435,7 @@ func TestNodeRestart(t *testing.T) {
 }
 
 func TestNodeCleanupLeavesNothing(t *testing.T) {
+	needsBroker(t)
 	t.Parallel()
 	var n *Node
 	var pid int
