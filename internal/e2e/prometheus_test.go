@@ -383,7 +383,7 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 			t.Fatalf("with no workers: %d %s", r.Status, r.Body)
 		}
 		for expr := range want {
-			res, err := prom.query(fmt.Sprintf(expr, fmt.Sprintf(`vhost=%q,queue="warren.requests"`, vhost)))
+			res, err := prom.query(fmt.Sprintf(expr, fmt.Sprintf(`vhost=%q,queue=~"warren\\.req\\..+"`, vhost)))
 			if err != nil {
 				t.Fatalf("%s: %v", expr, err)
 			}
@@ -572,9 +572,10 @@ func promSelectors(expr string) []promSelector {
 	return out
 }
 
-// dashboardVars substitutes the dashboard's template variable and Grafana's built-in
-// interval variables, as Grafana would for a 1 s scrape interval, and fails on any
-// variable it does not know.
+// dashboardVars substitutes the dashboard's template variables and Grafana's built-in
+// interval variables, as Grafana would for a 1 s scrape interval with the test's vhost
+// and every model and version (All, whose value the dashboard sets to .*), and fails on
+// any variable it does not know.
 func dashboardVars(t *testing.T, expr, vhost string) string {
 	t.Helper()
 	// Grafana escapes a multi-value variable's value for a regex matcher inside a
@@ -582,6 +583,7 @@ func dashboardVars(t *testing.T, expr, vhost string) string {
 	esc := strings.ReplaceAll(regexp.QuoteMeta(vhost), `\`, `\\`)
 	r := strings.NewReplacer(
 		"${vhost}", esc, "$vhost", esc,
+		"${model}", ".*", "$model", ".*", "${version}", ".*", "$version", ".*",
 		"$__rate_interval", "15s", "$__interval_ms", "2000", "$__interval", "2s",
 		"$__range_s", "300", "$__range_ms", "300000", "$__range", "5m",
 	)
