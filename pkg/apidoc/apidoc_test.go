@@ -46,16 +46,27 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 	}
 
 	wantOps := map[string][]string{
-		"/":             {http.MethodGet},
-		"/health":       {http.MethodGet},
-		"/ready":        {http.MethodGet},
-		"/process":      {http.MethodPost},
-		"/jobs":         {http.MethodPost},
-		"/jobs/{id}":    {http.MethodDelete, http.MethodGet},
-		"/capacity":     {http.MethodGet},
-		"/metrics":      {http.MethodGet},
-		"/openapi.json": {http.MethodGet},
-		"/docs":         {http.MethodGet},
+		"/":                                    {http.MethodGet},
+		"/health":                              {http.MethodGet},
+		"/ready":                               {http.MethodGet},
+		"/process":                             {http.MethodPost},
+		"/jobs":                                {http.MethodPost},
+		"/jobs/{id}":                           {http.MethodDelete, http.MethodGet},
+		"/capacity":                            {http.MethodGet},
+		"/metrics":                             {http.MethodGet},
+		"/openapi.json":                        {http.MethodGet},
+		"/docs":                                {http.MethodGet},
+		"/models":                              {http.MethodGet},
+		"/v2":                                  {http.MethodGet},
+		"/v2/health/live":                      {http.MethodGet, http.MethodHead},
+		"/v2/health/ready":                     {http.MethodGet, http.MethodHead},
+		"/v2/models":                           {http.MethodGet},
+		"/v2/models/{name}":                    {http.MethodGet},
+		"/v2/models/{name}/versions/{version}": {http.MethodGet},
+		"/v2/models/{name}/ready":              {http.MethodGet, http.MethodHead},
+		"/v2/models/{name}/versions/{version}/ready": {http.MethodGet, http.MethodHead},
+		"/v2/models/{name}/infer":                    {http.MethodPost},
+		"/v2/models/{name}/versions/{version}/infer": {http.MethodPost},
 	}
 	if got := doc.Paths.Len(); got != len(wantOps) {
 		t.Errorf("the document has %d paths, want %d", got, len(wantOps))
@@ -94,22 +105,25 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		}
 	}
 	sort.Strings(codes)
-	if want := []string{"200", "202", "413", "422", "502", "503", "504"}; !slices.Equal(codes, want) {
+	if want := []string{"200", "202", "400", "413", "422", "502", "503", "504"}; !slices.Equal(codes, want) {
 		t.Errorf("POST /process statuses %v, want %v", codes, want)
 	}
 	if h := process.Responses.Status(503).Value.Headers["Retry-After"]; h == nil || !h.Value.Required {
 		t.Error("POST /process 503: Retry-After must be a required response header")
 	}
-	for _, name := range []string{"ModelPrediction", "Prediction", "HTTPValidationError", "ValidationError", "ErrorReason", "ReasonedError", "HTTPError", "Readiness", "ProcessRequest", "ProcessResponse", "JobRequest", "Job", "JobError", "Capacity"} {
+	for _, name := range []string{"ModelPrediction", "Prediction", "HTTPValidationError", "ValidationError", "Reason", "ReasonedError", "V2Error",
+		"HTTPError", "Readiness", "ProcessRequest", "ProcessResponse", "JobRequest", "LabJobRequest", "V2JobRequest", "Job", "JobError",
+		"CapacitySummary", "CapacitySnapshot", "ServerMetadata", "ModelMetadata", "TensorMetadata", "Datatype", "InferenceRequest",
+		"InferenceResponse", "RequestInput", "RequestOutput", "ResponseOutput", "TensorData", "Parameters", "ModelList"} {
 		if doc.Components.Schemas[name] == nil {
-			t.Errorf("components.schemas.%s is missing", name)
+			t.Fatalf("components.schemas.%s is missing", name)
 		}
 	}
-	reasons := doc.Components.Schemas["ErrorReason"].Value.Enum
+	reasons := doc.Components.Schemas["Reason"].Value.Enum
 	for _, r := range []string{"model_error", "no_workers", "queue_full", "broker_unavailable", "draining", "timeout",
-		"store_unavailable", "not_found", "in_progress", "not_cancellable", "idempotency_key_reused"} {
+		"store_unavailable", "not_found", "in_progress", "not_cancellable", "idempotency_key_reused", "bad_input", "jobs_unavailable"} {
 		if !slices.Contains(reasons, any(r)) {
-			t.Errorf("ErrorReason lacks %q", r)
+			t.Errorf("Reason lacks %q", r)
 		}
 	}
 }
@@ -120,7 +134,7 @@ func TestSpecJobs(t *testing.T) {
 	jobs, job := doc.Paths.Value("/jobs"), doc.Paths.Value("/jobs/{id}")
 	ops := map[string]*openapi3.Operation{"POST /jobs": jobs.Post, "GET /jobs/{id}": job.Get, "DELETE /jobs/{id}": job.Delete}
 	wantCodes := map[string][]string{
-		"POST /jobs":        {"200", "202", "409", "413", "422", "503"},
+		"POST /jobs":        {"200", "202", "400", "404", "409", "413", "422", "503"},
 		"GET /jobs/{id}":    {"200", "404", "422", "503"},
 		"DELETE /jobs/{id}": {"200", "404", "409", "503"},
 	}
@@ -159,7 +173,7 @@ func TestSpecJobs(t *testing.T) {
 
 	// Job: the fields and statuses of pkg/jobs.Job, as the API shows it.
 	js := doc.Components.Schemas["Job"].Value
-	for _, f := range []string{"id", "status", "created_at", "started_at", "finished_at", "attempts", "result", "error", "links"} {
+	for _, f := range []string{"id", "status", "model", "model_version", "created_at", "started_at", "finished_at", "attempts", "result", "error", "links"} {
 		if js.Properties[f] == nil {
 			t.Errorf("Job lacks %q", f)
 		}
@@ -177,8 +191,28 @@ func TestSpecJobs(t *testing.T) {
 			t.Errorf("Job.%s must be required and nullable (always sent, null until set)", f)
 		}
 	}
-	if ref := js.Properties["result"].Ref; ref != "#/components/schemas/ModelPrediction" {
-		t.Errorf("Job.result is %q, want the ModelPrediction of POST /process", ref)
+	// result: a v2 job's InferenceResponse, or a lab job's ModelPrediction (that of POST /process).
+	var results []string
+	for _, s := range js.Properties["result"].Value.OneOf {
+		results = append(results, s.Ref)
+	}
+	if want := []string{"#/components/schemas/InferenceResponse", "#/components/schemas/ModelPrediction"}; !slices.Equal(results, want) {
+		t.Errorf("Job.result is oneOf %v, want %v", results, want)
+	}
+	for body, ok := range map[string]bool{
+		`{"model_name":"digits","model_version":"1","outputs":[{"name":"p","datatype":"FP32","shape":[1],"data":[0.5]}]}`: true,
+		`{"prediction":{"class":"dog","confidence":0.92,"input_length":1},"message":"Predicted class: dog with 92.0% confidence",
+		  "request_id":"r","model":{"name":"seed","version":"1"},"worker_id":"w","input_sha256":"` + strings.Repeat("0", 64) + `"}`: true,
+		`{"outputs":[]}`:                 false, // no model_name
+		`{"prediction":{"class":"dog"}}`: false,
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := js.Properties["result"].Value.VisitJSON(v); (err == nil) != ok {
+			t.Errorf("Job.result %s: accepted %v, want %v (%v)", body, err == nil, ok, err)
+		}
 	}
 
 	// POST /jobs 422 takes both the validation shape and idempotency_key_reused's.
@@ -203,7 +237,8 @@ func TestSpecJobs(t *testing.T) {
 }
 
 // TestSpecComponentsAreUsed keeps the document tidy: every component is referenced,
-// except the 404/405 responses, which stand for routes the document cannot list.
+// except the 404/405 responses (both shapes), which stand for routes the document
+// cannot list.
 func TestSpecComponentsAreUsed(t *testing.T) {
 	var raw map[string]any
 	if err := json.Unmarshal(Spec(), &raw); err != nil {
@@ -228,8 +263,10 @@ func TestSpecComponentsAreUsed(t *testing.T) {
 	}
 	walk(raw)
 	unreferenced := map[string]bool{
-		"#/components/responses/NotFound":         true,
-		"#/components/responses/MethodNotAllowed": true,
+		"#/components/responses/NotFound":           true,
+		"#/components/responses/MethodNotAllowed":   true,
+		"#/components/responses/V2NotFound":         true,
+		"#/components/responses/V2MethodNotAllowed": true,
 	}
 	for kind, comps := range raw["components"].(map[string]any) {
 		for name := range comps.(map[string]any) {

@@ -29,8 +29,10 @@ type Validator struct {
 	router routers.Router
 	// Operations standing for routes the document does not list: any undocumented
 	// path answers components.responses.NotFound, and any documented path called
-	// with an undocumented method answers components.responses.MethodNotAllowed.
-	notFound, methodNotAllowed *openapi3.Operation
+	// with an undocumented method answers components.responses.MethodNotAllowed;
+	// under /v2, V2NotFound and V2MethodNotAllowed (the protocol's error shape).
+	notFound, methodNotAllowed     *openapi3.Operation
+	v2NotFound, v2MethodNotAllowed *openapi3.Operation
 	// slashPaths tells whether a documented path other than "/" ends with a slash.
 	slashPaths bool
 	// templates are the documented paths split at "/", to tell an undocumented
@@ -66,6 +68,12 @@ func NewValidator() (*Validator, error) {
 	if v.methodNotAllowed, err = fallbackOperation(doc, "MethodNotAllowed", http.StatusMethodNotAllowed); err != nil {
 		return nil, err
 	}
+	if v.v2NotFound, err = fallbackOperation(doc, "V2NotFound", http.StatusNotFound); err != nil {
+		return nil, err
+	}
+	if v.v2MethodNotAllowed, err = fallbackOperation(doc, "V2MethodNotAllowed", http.StatusMethodNotAllowed); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -83,7 +91,8 @@ func fallbackOperation(doc *openapi3.T, name string, status int) (*openapi3.Oper
 //
 // It fails when:
 //   - the response's status is not documented for the operation (an undocumented path
-//     must answer 404, an undocumented method on a documented path 405);
+//     must answer 404, an undocumented method on a documented path 405, each in the
+//     protocol's {"error"} shape under /v2);
 //   - a response header declared as required is missing, or a declared header's value
 //     does not match its schema;
 //   - the response's Content-Type is not documented, or its body does not match the
@@ -134,8 +143,15 @@ func (v *Validator) Validate(req *http.Request, reqBody []byte, resp *http.Respo
 		}
 		op, want := v.notFound, http.StatusNotFound
 		// kin-openapi's router tells a wrong method only on a path without parameters.
-		if re.Reason == routers.ErrMethodNotAllowed.Error() || v.documentedPath(r.URL.Path) {
+		wrongMethod := re.Reason == routers.ErrMethodNotAllowed.Error() || v.documentedPath(r.URL.Path)
+		if wrongMethod {
 			op, want = v.methodNotAllowed, http.StatusMethodNotAllowed
+		}
+		if underV2(r.URL.Path) {
+			op = v.v2NotFound
+			if wrongMethod {
+				op = v.v2MethodNotAllowed
+			}
 		}
 		if status != want {
 			return fmt.Errorf("%s: the document has no such operation (%s), so want status %d", what, re.Reason, want)
@@ -155,6 +171,10 @@ func (v *Validator) Validate(req *http.Request, reqBody []byte, resp *http.Respo
 	}
 	return v.validateResponse(ctx, what, in, resp, respBody, head)
 }
+
+// underV2 reports whether p is the Open Inference Protocol's: /v2 or below it, where
+// errors take the protocol's shape (pkg/httperr).
+func underV2(p string) bool { return p == "/v2" || strings.HasPrefix(p, "/v2/") }
 
 // documentedPath reports whether p matches a documented path, whatever the method: a
 // parameter matches one non-empty segment.

@@ -2,6 +2,7 @@ package apidoctest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,9 +74,26 @@ const (
 		"error":{"reason":"model_error","message":"boom"},"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
 	jobCancelled = `{"id":"jkq3v7m2xw4hzt6rbn5yc2dpfga","status":"cancelled","created_at":"2025-06-01T12:00:00.123456789Z",
 		"started_at":null,"finished_at":"2025-06-01T12:00:04Z","attempts":0,"links":{"self":"/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga"}}`
-	capacity = `{"workersNeeded":3,"arrivalRate":12.5,"publishRate":12.5,"turnedAwayRate":0,"turnedAway":0,"serviceTime":0.12,
-		"serviceTimeSource":"window","answered":750,"slotsPerWorker":1,"ready":0,"unacked":2,"consumers":2,
-		"targetUtilization":0.7,"targetWait":1,"window":60,"stale":false,"updatedAt":"2025-06-01T12:00:00.5Z"}`
+	// One model version's capacity snapshot, and the farm's summary around it.
+	snapshot = `{"model":"seed","version":"1","queue":"warren.req.seed.v1","workers_needed":3,"arrival_rate":12.5,"publish_rate":12.5,
+		"turned_away_rate":0,"turned_away":0,"service_time":0.12,"service_time_source":"window","answered":750,"slots_per_worker":1,
+		"ready":0,"unacked":2,"consumers":2,"target_utilization":0.7,"target_wait":1,"window":60,"stale":false,"updated_at":"2025-06-01T12:00:00.5Z"}`
+	capacity = `{"workers_needed":3,"stale":false,"models":[` + snapshot + `]}`
+	// A model's sum over its versions.
+	modelSum = `{"model":"digits","versions":["1","2"],"workers_needed":4,"arrival_rate":20,"publish_rate":19,"turned_away_rate":1,
+		"turned_away":60,"service_time":0.2,"service_time_source":"recent","answered":0,"slots_per_worker":2,"ready":5,"unacked":0,
+		"consumers":0,"target_utilization":0.7,"target_wait":1,"window":60,"stale":true,"error":"v2: queue warren.req.digits.v2 not found"}`
+)
+
+// A job submitted as a v2 request, queued and succeeded.
+const (
+	v2JobBody   = `{"model":"digits","version":"1","id":"order-42","inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[0,1]}]}`
+	jobV2Queued = `{"id":"jm4tq2zk7hx3vd6w5nrbyc2pfga","status":"queued","model":"digits","model_version":"1",
+		"created_at":"2025-06-01T12:00:00.123456789Z","started_at":null,"finished_at":null,"attempts":0,"links":{"self":"/jobs/jm4tq2zk7hx3vd6w5nrbyc2pfga"}}`
+	jobV2Succeeded = `{"id":"jm4tq2zk7hx3vd6w5nrbyc2pfga","status":"succeeded","model":"digits","model_version":"1",
+		"created_at":"2025-06-01T12:00:00.123456789Z","started_at":"2025-06-01T12:00:00.2Z","finished_at":"2025-06-01T12:00:00.31Z","attempts":1,
+		"result":{"model_name":"digits","model_version":"1","id":"order-42","outputs":[{"name":"probabilities","datatype":"FP32","shape":[1,2],"data":[0.25,0.75]}]},
+		"links":{"self":"/jobs/jm4tq2zk7hx3vd6w5nrbyc2pfga"}}`
 )
 
 // jobSucceeded is a succeeded job; its result is the model_prediction of prediction.
@@ -92,7 +110,23 @@ var (
 	asyncHeader  = with(jobAccepted, "Preference-Applied", "respond-async")
 	replayHeader = with(jobAccepted, "Idempotent-Replayed", "true")
 	prefer       = map[string]string{"Prefer": "respond-async, wait=10"}
+	noStore      = with(jsonWithID, "Cache-Control", "no-store")
 )
+
+// readyBody is a 200 GET /ready body with one member replaced (or added).
+func readyBody(member string) string {
+	b := map[string]json.RawMessage{
+		"status": json.RawMessage(`"ready"`), "broker": json.RawMessage(`"up"`), "workers": json.RawMessage(`1`),
+		"models": json.RawMessage(`[{"name":"seed","version":"1","workers":1}]`), "jobs": json.RawMessage(`{"status":"ok"}`),
+	}
+	k, v, _ := strings.Cut(member, ":")
+	b[strings.Trim(k, `"`)] = json.RawMessage(v)
+	out, err := json.Marshal(b)
+	if err != nil {
+		panic(err)
+	}
+	return string(out)
+}
 
 func (x exchange) run(v *Validator, host string) error {
 	req, err := http.NewRequest(x.method, "http://"+host+x.path, strings.NewReader(x.reqBody))
@@ -121,10 +155,15 @@ var conforming = []exchange{
 		respBody: `{"service":"Service A - Input Logger","status":"running"}`},
 	{name: "health", method: "GET", path: "/health", status: 200, respBody: `{"service":"Service A","status":"healthy"}`},
 	{name: "health with query", method: "GET", path: "/health?probe=1", status: 200, respBody: `{"service":"Service A","status":"healthy"}`},
-	{name: "ready", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":3}`},
-	{name: "ready, broker down", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"down","workers":0}`},
-	{name: "starting", method: "GET", path: "/ready", status: 503, respBody: `{"status":"starting","broker":"down","workers":0}`},
-	{name: "draining", method: "GET", path: "/ready", status: 503, respBody: `{"status":"draining","broker":"up","workers":2}`},
+	{name: "ready", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":3,
+		"models":[{"name":"digits","version":"1","workers":1},{"name":"seed","version":"1","workers":3}],"jobs":{"status":"ok"}}`},
+	{name: "ready, broker down", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"down","workers":0,
+		"models":[{"name":"seed","version":"1","workers":0}],"jobs":{"status":"degraded","problem":"the job publisher is not connected to the broker"}}`},
+	{name: "ready, no model known", method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":0,"models":[],"jobs":{"status":"ok"}}`},
+	{name: "starting", method: "GET", path: "/ready", status: 503, respBody: `{"status":"starting","broker":"down","workers":0,"models":[],
+		"jobs":{"status":"degraded","problem":"the job publisher is not connected to the broker"}}`},
+	{name: "draining", method: "GET", path: "/ready", status: 503, respBody: `{"status":"draining","broker":"up","workers":2,
+		"models":[{"name":"seed","version":"1","workers":2}],"jobs":{"status":"ok"}}`},
 
 	{name: "200 log only", method: "POST", path: "/process", reqBody: `{"data":"test","forward_to_model":false}`, status: 200,
 		respBody: `{"status":"Input logged successfully"}`},
@@ -182,6 +221,14 @@ var conforming = []exchange{
 	{name: "503 draining, invalid request", method: "POST", path: "/process", reqBody: `{}`, status: 503, respHeader: unavailable,
 		respBody: `{"detail":"shutting down","reason":"draining"}`},
 	{name: "504", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 504, respBody: `{"detail":"no answer within 10s","reason":"timeout"}`},
+	{name: "400 the model refused the input", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 400,
+		respBody: `{"detail":"Bad input: input \"data\": empty","reason":"bad_input"}`},
+	{name: "503 DEFAULT_MODEL not seed-shaped", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Model service is unavailable: DEFAULT_MODEL digits does not take the seed lab's input","reason":"not_ready"}`},
+	{name: "422 data not UTF-8", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 422,
+		respBody: `{"detail":[{"type":"string_unicode","loc":["body","data"],"msg":"Input should be a valid string: invalid UTF-8"}]}`},
+	{name: "422 json invalid, input {}", method: "POST", path: "/process", reqBody: `{"data":`, status: 422,
+		respBody: `{"detail":[{"type":"json_invalid","loc":["body",8],"msg":"JSON decode error","input":{}}]}`},
 
 	// Prefer: respond-async.
 	{name: "async 200", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 200, respBody: prediction},
@@ -196,6 +243,8 @@ var conforming = []exchange{
 		respBody: `{"detail":"Model error: run_timeout: the model ran longer than JOB_RUN_TIMEOUT","reason":"model_error"}`},
 	{name: "async 503 store", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 503,
 		respHeader: with(unavailable, "Retry-After", "2"), respBody: `{"detail":"Job store is unavailable: closed","reason":"store_unavailable"}`},
+	{name: "async 503 jobs unavailable", method: "POST", path: "/process", reqHeader: prefer, reqBody: `{"data":"x"}`, status: 503,
+		respHeader: unavailable, respBody: `{"detail":"Jobs cannot be published now: job topology unavailable","reason":"jobs_unavailable"}`},
 
 	// The job operations.
 	{name: "jobs 202", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 202, respHeader: jobAccepted, respBody: jobQueued},
@@ -216,6 +265,24 @@ var conforming = []exchange{
 		respBody: `{"detail":"Job store is unavailable: closed","reason":"store_unavailable"}`},
 	{name: "jobs 503 broker", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
 		respBody: `{"detail":"Model service is unavailable: not connected","reason":"broker_unavailable"}`},
+	{name: "jobs 503 jobs unavailable", method: "POST", path: "/jobs", reqBody: v2JobBody, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Jobs cannot be published now: job topology unavailable","reason":"jobs_unavailable"}`},
+	{name: "jobs 503 no workers for DEFAULT_MODEL", method: "POST", path: "/jobs", reqBody: `{"data":"x"}`, status: 503, respHeader: unavailable,
+		respBody: `{"detail":"Model service is unavailable: no predictor worker is running (no worker has served model seed)","reason":"no_workers"}`},
+	{name: "jobs v2 202", method: "POST", path: "/jobs", reqBody: v2JobBody, status: 202, respHeader: jobAccepted, respBody: jobV2Queued},
+	{name: "jobs v2 202, no version, nested data", method: "POST", path: "/jobs", status: 202, respHeader: jobAccepted, respBody: jobV2Queued,
+		reqBody: `{"model":"digits","inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[[0,1],[2,3]]}]}`},
+	{name: "jobs v2 400", method: "POST", path: "/jobs", reqBody: v2JobBody, status: 400,
+		respBody: `{"detail":"Bad input: input \"input\": shape [1 2]: dimension 1 must be 64 (the model expects [-1 64])","reason":"bad_input"}`},
+	{name: "jobs v2 400 without inputs", method: "POST", path: "/jobs", reqBody: `{"model":"digits"}`, status: 400,
+		respBody: `{"detail":"Bad input: bad inference request: \"inputs\" is required","reason":"bad_input"}`},
+	{name: "jobs v2 404", method: "POST", path: "/jobs", reqBody: `{"model":"resnet","inputs":[]}`, status: 404,
+		respBody: `{"detail":"Model not found: \"resnet\" (no worker has announced it)","reason":"not_found"}`},
+	{name: "jobs v2 422 model missing", method: "POST", path: "/jobs", reqBody: `{"inputs":[]}`, status: 422,
+		respBody: `{"detail":[{"type":"missing","loc":["body","model"],"msg":"Field required","input":{"inputs":[]}}]}`},
+	{name: "jobs v2 422 version a number", method: "POST", path: "/jobs", reqBody: `{"model":"digits","version":2,"inputs":[]}`, status: 422,
+		respBody: `{"detail":[{"type":"string_type","loc":["body","version"],"msg":"Input should be a valid string","input":2}]}`},
+	{name: "job v2 succeeded", method: "GET", path: "/jobs/jm4tq2zk7hx3vd6w5nrbyc2pfga", status: 200, respBody: jobV2Succeeded},
 	{name: "job queued", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga", status: 200, respBody: jobQueued},
 	{name: "job running, long poll", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga?wait=30s", status: 200, respBody: jobRunning},
 	{name: "job succeeded", method: "GET", path: "/jobs/jkq3v7m2xw4hzt6rbn5yc2dpfga?wait=2.5", status: 200, respBody: jobSucceeded},
@@ -236,12 +303,23 @@ var conforming = []exchange{
 	{name: "404 /jobs/", method: "GET", path: "/jobs/", status: 404, respBody: `{"detail":"Not Found"}`},
 
 	// Operations.
-	{name: "capacity", method: "GET", path: "/capacity", status: 200, respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: capacity},
-	{name: "capacity stale, never read", method: "GET", path: "/capacity", status: 200, respHeader: with(jsonWithID, "Cache-Control", "no-store"),
-		respBody: `{"workersNeeded":0,"arrivalRate":0,"publishRate":0,"turnedAwayRate":0,"turnedAway":0,"serviceTime":0.1,"serviceTimeSource":"default",
-			"answered":0,"slotsPerWorker":0,"ready":0,"unacked":0,"consumers":0,"targetUtilization":0.7,"targetWait":1,"window":60,
-			"stale":true,"error":"no management URL configured"}`},
-	{name: "HEAD capacity not served", method: "HEAD", path: "/capacity", status: 405, respHeader: map[string]string{}},
+	{name: "capacity", method: "GET", path: "/capacity", status: 200, respHeader: noStore, respBody: capacity},
+	{name: "capacity, nothing tracked", method: "GET", path: "/capacity", status: 200, respHeader: noStore,
+		respBody: `{"workers_needed":0,"stale":true,"error":"no management URL configured","models":[]}`},
+	{name: "capacity of a model", method: "GET", path: "/capacity?model=digits", status: 200, respHeader: noStore, respBody: modelSum},
+	{name: "capacity of a model version", method: "GET", path: "/capacity?model=seed&version=1", status: 200, respHeader: noStore, respBody: snapshot},
+	{name: "capacity stale, never read", method: "GET", path: "/capacity?model=seed&version=1", status: 200, respHeader: noStore,
+		respBody: `{"model":"seed","version":"1","queue":"warren.req.seed.v1","workers_needed":0,"arrival_rate":0,"publish_rate":0,
+			"turned_away_rate":0,"turned_away":0,"service_time":0.1,"service_time_source":"default","answered":0,"slots_per_worker":0,
+			"ready":0,"unacked":0,"consumers":0,"target_utilization":0.7,"target_wait":1,"window":60,"stale":true,"error":"no management URL configured"}`},
+	{name: "capacity 400 version without model", method: "GET", path: "/capacity?version=1", status: 400, respHeader: noStore,
+		respBody: `{"detail":"query parameter \"version\" needs the query parameter \"model\""}`},
+	{name: "capacity 400 bad model", method: "GET", path: "/capacity?model=a.b", status: 400, respHeader: noStore,
+		respBody: `{"detail":"query parameter \"model\": \"a.b\": want 1-64 letters, digits, '_' or '-', starting with a letter or digit"}`},
+	{name: "capacity 404", method: "GET", path: "/capacity?model=digits&version=3", status: 404, respHeader: noStore,
+		respBody: `{"detail":"model digits version 3 is not tracked"}`},
+	{name: "HEAD capacity", method: "HEAD", path: "/capacity", status: 200, respHeader: noStore},
+	{name: "HEAD capacity 404", method: "HEAD", path: "/capacity?model=nope", status: 404, respHeader: noStore},
 	{name: "metrics", method: "GET", path: "/metrics", status: 200,
 		respHeader: map[string]string{"Content-Type": "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"},
 		respBody:   "# TYPE warren_workers_needed gauge\nwarren_workers_needed 0\n"},
@@ -361,12 +439,17 @@ var nonConforming = []exchange{
 	{name: "root renamed", want: `/service`, method: "GET", path: "/", status: 200, respBody: `{"service":"warren","status":"running"}`},
 	{name: "root without status", want: `"status" is missing`, method: "GET", path: "/", status: 200, respBody: `{"service":"Service A - Input Logger"}`},
 	{name: "health not healthy", want: `/status`, method: "GET", path: "/health", status: 200, respBody: `{"service":"Service A","status":"ok"}`},
-	{name: "ready 200 while draining", want: `/status`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"draining","broker":"up","workers":1}`},
-	{name: "ready 503 while ready", want: `/status`, method: "GET", path: "/ready", status: 503, respBody: `{"status":"ready","broker":"up","workers":1}`},
-	{name: "ready negative workers", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":-1}`},
-	{name: "ready workers as a string", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":"3"}`},
-	{name: "ready unknown broker state", want: `/broker`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"flaky","workers":1}`},
-	{name: "ready without workers", want: `"workers" is missing`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up"}`},
+	{name: "ready 200 while draining", want: `/status`, method: "GET", path: "/ready", status: 200, respBody: readyBody(`"status":"draining"`)},
+	{name: "ready 503 while ready", want: `/status`, method: "GET", path: "/ready", status: 503, respBody: readyBody(`"status":"ready"`)},
+	{name: "ready negative workers", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: readyBody(`"workers":-1`)},
+	{name: "ready workers as a string", want: `/workers`, method: "GET", path: "/ready", status: 200, respBody: readyBody(`"workers":"3"`)},
+	{name: "ready unknown broker state", want: `/broker`, method: "GET", path: "/ready", status: 200, respBody: readyBody(`"broker":"flaky"`)},
+	{name: "ready without workers", want: `"workers" is missing`, method: "GET", path: "/ready", status: 200,
+		respBody: `{"status":"ready","broker":"up","models":[],"jobs":{"status":"ok"}}`},
+	{name: "ready, the lab's old body", want: `"models" is missing`, method: "GET", path: "/ready", status: 200, respBody: `{"status":"ready","broker":"up","workers":1}`},
+	{name: "ready model without version", want: `"version" is missing`, method: "GET", path: "/ready", status: 200,
+		respBody: readyBody(`"models":[{"name":"seed","workers":1}]`)},
+	{name: "ready unknown jobs status", want: `/jobs/status`, method: "GET", path: "/ready", status: 200, respBody: readyBody(`"jobs":{"status":"down"}`)},
 	{name: "openapi.json as YAML", want: `Content-Type`, method: "GET", path: "/openapi.json", status: 200, respHeader: map[string]string{"Content-Type": "application/yaml"},
 		respBody: "openapi: 3.0.3\n"},
 	{name: "docs as JSON", want: `Content-Type`, method: "GET", path: "/docs", status: 200, respBody: `{}`},
@@ -397,11 +480,42 @@ var nonConforming = []exchange{
 	{name: "cancel 409 without the job", want: `"job" is missing`, method: "DELETE", path: "/jobs/j1", status: 409,
 		respBody: `{"detail":"Only a queued job can be cancelled","reason":"not_cancellable"}`},
 	{name: "404 for a wrong method on /jobs/{id}", want: `want status 405`, method: "PUT", path: "/jobs/j1", status: 404, respBody: `{"detail":"Not Found"}`},
-	{name: "capacity without workersNeeded", want: `"workersNeeded" is missing`, method: "GET", path: "/capacity", status: 200,
-		respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: strings.Replace(capacity, `"workersNeeded":3,`, ``, 1)},
-	{name: "capacity workersNeeded fractional", want: `/workersNeeded`, method: "GET", path: "/capacity", status: 200,
-		respHeader: with(jsonWithID, "Cache-Control", "no-store"), respBody: strings.Replace(capacity, `"workersNeeded":3`, `"workersNeeded":2.5`, 1)},
+	{name: "process 400 with another reason", want: `/reason`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 400,
+		respBody: `{"detail":"x","reason":"invalid"}`},
+	{name: "process 400 in the v2 shape", want: `"detail" is missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 400,
+		respBody: `{"error":"Bad input","reason":"bad_input"}`},
+	{name: "process 404", want: `status is not supported`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 404,
+		respBody: `{"detail":"Model not found","reason":"not_found"}`},
+	{name: "not_ready 503 without Retry-After", want: `"Retry-After" missing`, method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 503,
+		respBody: `{"detail":"DEFAULT_MODEL does not take the seed lab's input","reason":"not_ready"}`},
+	{name: "jobs v2 result not a v2 response", want: `/result`, method: "GET", path: "/jobs/j1", status: 200,
+		respBody: strings.Replace(jobV2Succeeded, `"model_name":"digits",`, ``, 1)},
+	{name: "jobs v2 data with null accepted", want: `/inputs/0/data`, method: "POST", path: "/jobs", status: 202, respHeader: jobAccepted, respBody: jobV2Queued,
+		reqBody: `{"model":"digits","inputs":[{"name":"input","shape":[1],"datatype":"FP32","data":[null]}]}`},
+	{name: "jobs model version a number accepted", want: `request body has an error`, method: "POST", path: "/jobs", status: 202, respHeader: jobAccepted,
+		respBody: jobV2Queued, reqBody: `{"model":"digits","model_version":"x","version":1,"inputs":[]}`},
+	{name: "jobs 404 for an unknown job reason", want: `/reason`, method: "POST", path: "/jobs", reqBody: v2JobBody, status: 404,
+		respBody: `{"detail":"Model not found","reason":"no_workers"}`},
+	{name: "job with an unknown model_version", want: `/model_version`, method: "GET", path: "/jobs/j1", status: 200,
+		respBody: strings.Replace(jobV2Queued, `"model_version":"1"`, `"model_version":"v1"`, 1)},
+	{name: "capacity without workers_needed", want: `"workers_needed" is missing`, method: "GET", path: "/capacity", status: 200,
+		respHeader: noStore, respBody: strings.Replace(capacity, `{"workers_needed":3,`, `{`, 1)},
+	{name: "capacity workers_needed fractional", want: `/workers_needed`, method: "GET", path: "/capacity", status: 200,
+		respHeader: noStore, respBody: strings.Replace(capacity, `{"workers_needed":3`, `{"workers_needed":2.5`, 1)},
+	{name: "capacity snapshot in camelCase", want: `"workers_needed" is missing`, method: "GET", path: "/capacity?model=seed&version=1", status: 200,
+		respHeader: noStore, respBody: strings.Replace(snapshot, `"workers_needed"`, `"workersNeeded"`, 1)},
+	{name: "capacity the old camelCase body", want: `"workers_needed" is missing`, method: "GET", path: "/capacity", status: 200, respHeader: noStore,
+		respBody: `{"workersNeeded":3,"arrivalRate":12.5,"publishRate":12.5,"turnedAwayRate":0,"turnedAway":0,"serviceTime":0.12,
+			"serviceTimeSource":"window","answered":750,"slotsPerWorker":1,"ready":0,"unacked":2,"consumers":2,
+			"targetUtilization":0.7,"targetWait":1,"window":60,"stale":false}`},
+	{name: "capacity snapshot with a wrong queue", want: `/queue`, method: "GET", path: "/capacity?model=seed&version=1", status: 200,
+		respHeader: noStore, respBody: strings.Replace(snapshot, `warren.req.seed.v1`, `warren.requests`, 1)},
 	{name: "capacity cacheable", want: `"Cache-Control" missing`, method: "GET", path: "/capacity", status: 200, respBody: capacity},
+	{name: "capacity 404 cacheable", want: `"Cache-Control" missing`, method: "GET", path: "/capacity?model=x", status: 404,
+		respBody: `{"detail":"model x is not tracked"}`},
+	{name: "capacity 404 in the API's v2 shape", want: `"detail" is missing`, method: "GET", path: "/capacity?model=x", status: 404,
+		respHeader: noStore, respBody: `{"error":"model x is not tracked"}`},
+	{name: "capacity 500", want: `status is not supported`, method: "GET", path: "/capacity", status: 500, respHeader: noStore, respBody: `{"detail":"x"}`},
 	{name: "metrics as JSON", want: `Content-Type`, method: "GET", path: "/metrics", status: 200, respBody: `{}`},
 }
 
