@@ -1,156 +1,120 @@
 // Command api is warren's HTTP front door. Configuration comes from environment
-// variables with flag twins; `api config` prints them.
+// variables with flag twins; `api help` and `api config` print them.
 package main
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
+	"github.com/warren-farm/warren/internal/cli"
 	"github.com/warren-farm/warren/pkg/api"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
-	"github.com/warren-farm/warren/pkg/health"
 	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/boltstore"
+	"github.com/warren-farm/warren/pkg/jobs/redisstore"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
-
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "config" {
-		// `config` prints this binary's variables; `config --all` the whole table.
-		if len(args) > 1 && args[1] == "--all" {
-			config.PrintTable(stdout, "")
-		} else {
-			config.PrintTable(stdout, config.API)
-		}
-		return 0
-	}
-	if len(args) > 0 && args[0] == "healthcheck" {
-		// `healthcheck [/ready|/health]` probes this binary's own HTTP_ADDR: the
-		// image's HEALTHCHECK, which has no shell or curl to do it.
-		l, err := config.NewLoader(config.API, nil, getenv)
-		if err != nil {
-			fmt.Fprintln(stderr, "api:", err)
-			return 2
-		}
-		return health.Command(args[1:], l.String("HTTP_ADDR"), stdout, stderr)
-	}
-	l, err := config.NewLoader(config.API, args, getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "api:", err)
-		return 2
-	}
-	cfg := api.Config{
-		Queue:             queue.ClientConfig{DialConfig: queue.DialConfig{URL: l.String("AMQP_URL")}},
-		ManagementURL:     l.String("MANAGEMENT_URL"),
-		QueueMaxLength:    l.Int("QUEUE_MAX_LENGTH", 0, 1<<30),
-		RequestTimeout:    l.Duration("REQUEST_TIMEOUT", time.Millisecond),
-		MaxRequestTimeout: l.Duration("MAX_REQUEST_TIMEOUT", time.Millisecond),
-		BodyLimit:         l.Bytes("BODY_LIMIT", 64),
-		DrainTimeout:      l.Duration("DRAIN_TIMEOUT", time.Millisecond),
-		Capacity: capacity.Config{
-			TargetUtilization: l.Float("SCALE_TARGET_UTILIZATION", 0, 1),
-			TargetWait:        l.Duration("SCALE_TARGET_WAIT", time.Millisecond),
-		},
-		Jobs: api.JobsConfig{
-			MaxWait:      l.Duration("MAX_WAIT", 0),
-			StartTimeout: l.Duration("JOB_START_TIMEOUT", 0),
-		},
-	}
-	dataDir, redisURL, jobTTL := l.String("DATA_DIR"), l.String("REDIS_URL"), l.Duration("JOB_TTL", time.Second)
-	redisPrefix := l.String("REDIS_PREFIX")
-	l.Check(redisURL == "" && dataDir == "", "DATA_DIR", "must be set when REDIS_URL is empty")
-	l.Check(cfg.MaxRequestTimeout < cfg.RequestTimeout, "MAX_REQUEST_TIMEOUT", "must be at least REQUEST_TIMEOUT")
-	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
-	addr := l.String("HTTP_ADDR")
-	tcfg := tracing.Config{
-		ServiceName: l.String("OTEL_SERVICE_NAME"),
-		Endpoint:    l.String("OTEL_EXPORTER_OTLP_ENDPOINT"),
-		Protocol:    l.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", tracing.ProtocolHTTP, tracing.ProtocolGRPC),
-		SampleRatio: l.Float("OTEL_TRACES_SAMPLER_ARG", 0, 1),
-	}
-	if err := l.Err(); err != nil {
-		fmt.Fprintln(stderr, "api:", err)
-		return 2
-	}
-	cfg.Logger = config.NewLogger(stderr, level, format, "service", "api")
-	tcfg.Logger = cfg.Logger
-	tr, err := tracing.New(context.Background(), tcfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "api: OTEL_EXPORTER_OTLP_ENDPOINT:", err)
-		return 2
-	}
-	defer shutdownTracing(tr)
-	cfg.Tracing = tr
-
-	store, err := openStore(redisURL, redisPrefix, dataDir, jobTTL, cfg.Logger)
-	if err != nil {
-		cfg.Logger.Error("job store", "err", err)
-		return 1
-	}
-	cfg.Jobs.Store = store // the server closes it
-
-	srv, err := api.New(cfg)
-	if err != nil {
-		_ = store.Close()
-		fmt.Fprintln(stderr, "api:", err)
-		return 2
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		cfg.Logger.Error("listen", "addr", addr, "err", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := srv.Run(ctx, ln); err != nil {
-		cfg.Logger.Error("api stopped with error", "err", err)
-		return 1
-	}
-	return 0
+func main() {
+	cli.Command[settings]{
+		Name:    config.API,
+		Summary: "warren's HTTP front door: /process, the Open Inference Protocol (v2) and jobs, over RabbitMQ",
+		Load:    load,
+		Run:     run,
+	}.Main()
 }
 
-// shutdownTracing flushes spans still batched, for at most 5 seconds.
-func shutdownTracing(tr *tracing.Tracing) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = tr.Shutdown(ctx)
+// settings is what the API's variables say.
+type settings struct {
+	addr                           string
+	dataDir, redisURL, redisPrefix string
+	jobTTL                         time.Duration
+	api                            api.Config
 }
 
-// openStore opens the Redis job store when redisURL is set, else the embedded one
-// under dataDir.
-func openStore(redisURL, redisPrefix, dataDir string, ttl time.Duration, log *slog.Logger) (jobs.Store, error) {
-	if redisURL != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func load(l *config.Loader) settings {
+	s := settings{
+		addr:        config.HTTPAddr.Load(l),
+		dataDir:     config.DataDir.Load(l),
+		redisURL:    config.RedisURL.Load(l),
+		redisPrefix: config.RedisPrefix.Load(l),
+		jobTTL:      config.JobTTL.Load(l),
+		api: api.Config{
+			AMQP:              queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			ManagementURL:     config.ManagementURL.Load(l),
+			QueueMaxLength:    config.QueueMaxLength.Load(l),
+			RequestTimeout:    config.RequestTimeout.Load(l),
+			MaxRequestTimeout: config.MaxRequestTimeout.Load(l),
+			BodyLimit:         config.BodyLimit.Load(l),
+			DrainTimeout:      config.DrainTimeout.Load(l),
+			DefaultModel:      config.DefaultModel.Load(l),
+			Capacity: capacity.Config{
+				TargetUtilization: config.ScaleTargetUtilization.Load(l),
+				TargetWait:        config.ScaleTargetWait.Load(l),
+			},
+			Jobs: api.JobsConfig{
+				MaxWait:      config.MaxWait.Load(l),
+				StartTimeout: config.JobStartTimeout.Load(l),
+			},
+		},
+	}
+	l.Check(s.redisURL == "" && s.dataDir == "", config.DataDir, "must be set when REDIS_URL is empty")
+	l.Check(s.api.MaxRequestTimeout < s.api.RequestTimeout, config.MaxRequestTimeout, "must be at least REQUEST_TIMEOUT")
+	return s
+}
+
+func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing) error {
+	store, err := openStore(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	cfg := s.api
+	cfg.Logger, cfg.Tracing, cfg.Jobs.Store = log, tr, store
+	srv, err := api.New(cfg) // owns the store from here on
+	if err != nil {
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s, err := jobs.OpenRedis(ctx, jobs.RedisConfig{URL: redisURL, Prefix: redisPrefix, TTL: ttl, Logger: log})
+		_ = srv.Stop(sctx) // releases the store
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	return srv.Run(ctx, ln)
+}
+
+// openStore opens the Redis job store when REDIS_URL is set, else the embedded one
+// under DATA_DIR.
+func openStore(ctx context.Context, s settings, log *slog.Logger) (jobs.Store, error) {
+	if s.redisURL != "" {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := redisstore.OpenRedis(ctx, redisstore.RedisConfig{URL: s.redisURL, Prefix: s.redisPrefix, TTL: s.jobTTL, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		log.Info("job store: redis", "url", redactURL(redisURL))
-		return s, nil
+		log.Info("job store: redis", "url", redactURL(s.redisURL))
+		return st, nil
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(s.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("DATA_DIR: %w", err)
 	}
-	path := filepath.Join(dataDir, "jobs.db")
-	s, err := jobs.OpenBolt(jobs.BoltConfig{Path: path, TTL: ttl, Logger: log})
+	path := filepath.Join(s.dataDir, "jobs.db")
+	st, err := boltstore.OpenBolt(boltstore.BoltConfig{Path: path, TTL: s.jobTTL, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("DATA_DIR: %w", err)
 	}
 	log.Info("job store: embedded", "path", path)
-	return s, nil
+	return st, nil
 }
 
 // redactURL drops the password from a URL for logging.

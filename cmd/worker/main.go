@@ -1,117 +1,138 @@
-// Command worker is warren's predictor worker. Configuration comes from environment
-// variables with flag twins; `worker config` prints them.
+// Command worker is warren's predictor worker: it serves the models of a model
+// repository from RabbitMQ. Configuration comes from environment variables with
+// flag twins; `worker help` and `worker config` print them.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/warren-farm/warren/internal/cli"
 	"github.com/warren-farm/warren/pkg/config"
-	"github.com/warren-farm/warren/pkg/health"
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/model/onnxmodel"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/repository"
 	"github.com/warren-farm/warren/pkg/tracing"
 	"github.com/warren-farm/warren/pkg/worker"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
-
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "config" {
-		// `config` prints this binary's variables; `config --all` the whole table.
-		if len(args) > 1 && args[1] == "--all" {
-			config.PrintTable(stdout, "")
-		} else {
-			config.PrintTable(stdout, config.Worker)
-		}
-		return 0
-	}
-	if len(args) > 0 && args[0] == "healthcheck" {
-		// `healthcheck [/ready|/health]` probes this binary's own HTTP_ADDR: the
-		// image's HEALTHCHECK, which has no shell or curl to do it.
-		l, err := config.NewLoader(config.Worker, nil, getenv)
-		if err != nil {
-			fmt.Fprintln(stderr, "worker:", err)
-			return 2
-		}
-		return health.Command(args[1:], l.String("HTTP_ADDR"), stdout, stderr)
-	}
-	l, err := config.NewLoader(config.Worker, args, getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "worker:", err)
-		return 2
-	}
-	id := l.String("WORKER_ID")
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	qcfg := queue.ConsumerConfig{
-		DialConfig:   queue.DialConfig{URL: l.String("AMQP_URL")},
-		WorkerID:     id,
-		Concurrency:  l.Int("CONCURRENCY", 1, 4096),
-		Prefetch:     l.Int("PREFETCH", 0, 65535),
-		DrainTimeout: l.Duration("DRAIN_TIMEOUT", time.Millisecond),
-	}
-	jcfg := queue.JobConsumerConfig{
-		Concurrency:     l.Int("JOB_CONCURRENCY", 0, 4096),
-		MaxAttempts:     l.Int("JOB_MAX_ATTEMPTS", 1, queue.JobDeliveryLimit),
-		RetryBackoff:    l.Duration("JOB_RETRY_BACKOFF", time.Millisecond),
-		RetryBackoffMax: l.Duration("JOB_RETRY_BACKOFF_MAX", time.Millisecond),
-		RunTimeout:      l.Duration("JOB_RUN_TIMEOUT", time.Millisecond),
-	}
-	l.Check(jcfg.RetryBackoffMax < jcfg.RetryBackoff, "JOB_RETRY_BACKOFF_MAX", "must be at least JOB_RETRY_BACKOFF")
-	seed := model.SeedConfig{Seed: uint64(l.Int64("MODEL_SEED")), Latency: l.Duration("MODEL_LATENCY", 0)}
-	bodyLimit := l.Bytes("BODY_LIMIT", 64)
-	level, format := l.OneOf("LOG_LEVEL", config.Levels...), l.OneOf("LOG_FORMAT", config.Formats...)
-	addr := l.String("HTTP_ADDR")
-	tcfg := tracing.Config{
-		ServiceName: l.String("OTEL_SERVICE_NAME"),
-		Endpoint:    l.String("OTEL_EXPORTER_OTLP_ENDPOINT"),
-		Protocol:    l.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", tracing.ProtocolHTTP, tracing.ProtocolGRPC),
-		SampleRatio: l.Float("OTEL_TRACES_SAMPLER_ARG", 0, 1),
-	}
-	if err := l.Err(); err != nil {
-		fmt.Fprintln(stderr, "worker:", err)
-		return 2
-	}
-	log := config.NewLogger(stderr, level, format, "service", "worker", "worker_id", id)
-	tcfg.Logger = log
-	tr, err := tracing.New(context.Background(), tcfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "worker: OTEL_EXPORTER_OTLP_ENDPOINT:", err)
-		return 2
-	}
-	defer shutdownTracing(tr)
-
-	w, err := worker.New(worker.Config{Queue: qcfg, Jobs: jcfg, BodyLimit: bodyLimit, Logger: log, Tracing: tr}, model.NewSeed(seed))
-	if err != nil {
-		fmt.Fprintln(stderr, "worker:", err)
-		return 2
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Error("listen", "addr", addr, "err", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := w.Run(ctx, ln); err != nil {
-		log.Error("worker stopped with error", "err", err)
-		return 1
-	}
-	return 0
+func main() {
+	cli.Command[settings]{
+		Name:     config.Worker,
+		Summary:  "warren's predictor worker: serves the models of a model repository from RabbitMQ",
+		Load:     load,
+		LogAttrs: func(s settings) []any { return []any{"worker_id", s.worker.WorkerID} },
+		Run:      run,
+	}.Main()
 }
 
-// shutdownTracing flushes spans still batched, for at most 5 seconds.
-func shutdownTracing(tr *tracing.Tracing) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = tr.Shutdown(ctx)
+// settings is what the worker's variables say.
+type settings struct {
+	addr                        string
+	repository                  string
+	models                      []string
+	concurrency, prefetch, jobs int
+	seed                        uint64
+	latency                     time.Duration
+	worker                      worker.Config
+}
+
+func load(l *config.Loader) settings {
+	s := settings{
+		addr:        config.HTTPAddr.Load(l),
+		repository:  config.ModelRepository.Load(l),
+		models:      config.Models.Load(l),
+		concurrency: config.Concurrency.Load(l),
+		prefetch:    config.Prefetch.Load(l),
+		jobs:        config.JobConcurrency.Load(l),
+		seed:        config.ModelSeed.Load(l),
+		latency:     config.ModelLatency.Load(l),
+		worker: worker.Config{
+			AMQP:         queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			WorkerID:     config.WorkerID.Load(l),
+			DrainTimeout: config.DrainTimeout.Load(l),
+			BodyLimit:    config.BodyLimit.Load(l),
+			Jobs: worker.JobsConfig{
+				MaxAttempts:     config.JobMaxAttempts.Load(l),
+				RetryBackoff:    config.JobRetryBackoff.Load(l),
+				RetryBackoffMax: config.JobRetryBackoffMax.Load(l),
+				RunTimeout:      config.JobRunTimeout.Load(l),
+			},
+		},
+	}
+	l.Check(s.worker.Jobs.RetryBackoffMax < s.worker.Jobs.RetryBackoff, config.JobRetryBackoffMax, "must be at least JOB_RETRY_BACKOFF")
+	if s.worker.WorkerID == "" {
+		host, _ := os.Hostname()
+		s.worker.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return s
+}
+
+func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing) error {
+	repo, err := repository.Read(s.repository, s.models)
+	if err != nil {
+		return fmt.Errorf("%w: MODEL_REPOSITORY: %w", config.ErrInvalid, err)
+	}
+	log.Info("model repository", "dir", repo.Dir, "models", repository.Summary(repo.Models), "ignored", repo.Ignored)
+	backends := repository.Backends{
+		repository.BackendSeed: s.seedBackend,
+		repository.BackendONNX: onnxBackend,
+		repository.BackendHTTP: repository.HTTPBackend,
+	}
+	cfg := s.worker
+	cfg.Logger, cfg.Tracing = log, tr
+	for _, m := range repo.Models {
+		b, ok := backends[m.Config.Backend]
+		if !ok {
+			return fmt.Errorf("%w: %s: backend: %q is not available in this worker", config.ErrInvalid, m.ConfigPath, m.Config.Backend)
+		}
+		if m.Config.Concurrency == 0 {
+			m.Config.Concurrency = s.concurrency
+		}
+		spec := worker.ModelSpec{Route: m.Route(), Concurrency: m.Config.Concurrency, Prefetch: s.prefetch,
+			JobConcurrency: s.jobs, MaxBatchSize: m.Config.MaxBatchSize,
+			Load: func(ctx context.Context) (model.Predictor, error) { return b(ctx, m) }}
+		if m.Config.JobConcurrency != nil {
+			spec.JobConcurrency = *m.Config.JobConcurrency
+		}
+		cfg.Models = append(cfg.Models, spec)
+	}
+	w, err := worker.New(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	if err := w.Run(ctx, ln); err != nil {
+		if errors.Is(err, worker.ErrModel) {
+			return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// seedBackend builds a seed model; MODEL_SEED and MODEL_LATENCY, when not zero,
+// override every seed model's own seed and latency (tests and benchmarks).
+func (s settings) seedBackend(ctx context.Context, m repository.Model) (model.Predictor, error) {
+	if s.seed != 0 {
+		m.Config.Seed = s.seed
+	}
+	if s.latency != 0 {
+		m.Config.Latency = repository.Duration{Duration: s.latency}
+	}
+	return repository.SeedBackend(ctx, m)
+}
+
+// onnxBackend loads an onnx model with one instance per concurrent request.
+func onnxBackend(_ context.Context, m repository.Model) (model.Predictor, error) {
+	return onnxmodel.Load(onnxmodel.Config{Path: m.ModelFile(), Instances: max(m.Config.Concurrency, 1)})
 }

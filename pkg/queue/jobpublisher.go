@@ -166,7 +166,7 @@ func (p *JobPublisher) keepShared(s *jobSession, stop <-chan struct{}) {
 			}
 			return
 		}
-		why := "job topology: " + err.Error()
+		why := err.Error()
 		p.problem.Store(&why)
 		if why != logged {
 			p.cfg.Logger.Warn("jobs cannot be published: declaring the job topology failed", "err", err, "retry_every", p.cfg.TopologyRetry)
@@ -247,7 +247,8 @@ func (s *jobSession) deliver(corr string, err error) {
 // PublishJob publishes a job as a persistent message on its route's job queue and
 // returns once the broker confirmed it (the message is then on disk on a quorum of
 // nodes). It works with no worker running. Errors: ErrBrokerUnavailable (wrapped)
-// when not connected, blocked or the job topology is broken (nothing was sent);
+// when not connected or blocked, ErrJobTopology (wrapped) when the job queues cannot
+// be declared (nothing was sent in both cases);
 // ErrQueueFull when the broker nacked it; an error wrapping both
 // ErrBrokerUnavailable and jobs.ErrUnconfirmed when it was sent but ctx ended or the
 // connection was lost before the broker answered: it may or may not be queued.
@@ -266,11 +267,11 @@ func (p *JobPublisher) PublishJob(ctx context.Context, m jobs.Message) (err erro
 		return unavailable("broker is blocking publishers (memory or disk alarm)")
 	}
 	if pr := p.problem.Load(); pr != nil {
-		return unavailable(*pr)
+		return fmt.Errorf("%w: %s", ErrJobTopology, *pr)
 	}
 	q, err := s.jobQueue(r)
 	if err != nil {
-		return unavailable(err.Error())
+		return fmt.Errorf("%w: %w", ErrJobTopology, err)
 	}
 	corr := "job-" + m.ID
 	returned, ok := s.register(corr)

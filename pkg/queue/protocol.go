@@ -65,6 +65,10 @@ var (
 	// ErrBrokerUnavailable: not connected, connection lost mid-call, or the broker
 	// blocked publishers (memory or disk alarm).
 	ErrBrokerUnavailable = errors.New("broker unavailable")
+	// ErrJobTopology: the job path's queues cannot be declared (a queue declared with
+	// other arguments, quorum queues unavailable): jobs cannot be published, while
+	// sync calls are unaffected.
+	ErrJobTopology = errors.New("job topology unavailable")
 	// ErrClosed: the client was stopped.
 	ErrClosed = errors.New("queue client closed")
 	// ErrExpired: a handler middleware ([CheckDeadline]) found the request's deadline

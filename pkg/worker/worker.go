@@ -60,6 +60,9 @@ type ModelSpec struct {
 	// Concurrency is the number of the version's requests computed at once; zero
 	// means queue.DefaultConcurrency.
 	Concurrency int
+	// Prefetch is the unacked requests the broker may push for the version; zero
+	// means Concurrency.
+	Prefetch int
 	// JobConcurrency is the number of its jobs run at once; zero turns its job path
 	// off on this worker.
 	JobConcurrency int
@@ -200,7 +203,7 @@ func New(cfg Config) (*Worker, error) {
 		w.models = append(w.models, s)
 		w.byRoute[spec.Route] = s
 		w.metrics.Route(spec.Route)
-		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency})
+		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency, Prefetch: spec.Prefetch})
 		if spec.JobConcurrency > 0 {
 			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.JobConcurrency})
 		}
