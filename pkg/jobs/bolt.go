@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket names of a BoltStore file. Every index bucket holds only the jobs it
@@ -113,7 +114,7 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 		NoFreelistSync: true, // faster commits; the freelist is rebuilt on open
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("jobs: open %s: still locked by another process after %v: %w", cfg.Path, cfg.LockTimeout, err)
 		}
 		return nil, fmt.Errorf("jobs: open %s: %w", cfg.Path, err)
@@ -455,7 +456,7 @@ func (s *BoltStore) batch(fn func(*bolt.Tx) error) error {
 
 // wrapErr maps a closed database to ErrClosed and names the operation.
 func (s *BoltStore) wrapErr(op, id string, err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = ErrClosed
 	}
 	if id == "" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 func openBoltT(t *testing.T, ttl time.Duration, now func() time.Time) Store {
@@ -25,7 +26,7 @@ func openBoltT(t *testing.T, ttl time.Duration, now func() time.Time) Store {
 	})
 	// Runs before the Close above (cleanups are LIFO).
 	t.Cleanup(func() {
-		if err := s.checkIndexes(); err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if err := s.checkIndexes(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			t.Errorf("index buckets inconsistent with the jobs: %v", err)
 		}
 	})

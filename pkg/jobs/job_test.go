@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,8 +169,8 @@ func TestNotifier(t *testing.T) {
 	default:
 	}
 	n.notifyAll()
-	<-a
-	<-b
+	recvNotice(t, a, "notifyAll: a")
+	recvNotice(t, b, "notifyAll: b")
 	cancelA()
 	cancelA()
 	if n.count("a") != 1 {
@@ -182,26 +183,53 @@ func TestNotifier(t *testing.T) {
 	}
 	n.close()
 	n.close()
-	<-n.done
+	recvNotice(t, n.done, "close: done")
+}
+
+// noticeWithin bounds how long the unit tests wait for a notice, so a lost
+// one fails the test instead of hanging it.
+const noticeWithin = 5 * time.Second
+
+// recvNotice fails t unless ch delivers (or is closed) within noticeWithin.
+func recvNotice(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(noticeWithin):
+		t.Fatalf("%s: no notice within %v", what, noticeWithin)
+	}
 }
 
 // TestRelayNotices: notices reach the waiters of their job; a
 // resubscription wakes every waiter; the relay ends when the channel closes.
+// Every step is bounded: a lost notice fails the test instead of hanging it.
 func TestRelayNotices(t *testing.T) {
 	s := &RedisStore{waiters: newNotifier(), log: slog.New(slog.DiscardHandler)}
 	msgs := make(chan any, 4)
 	s.wg.Add(1)
 	go s.relayNotices(msgs)
+	stopped := make(chan struct{})
+	go func() { s.wg.Wait(); close(stopped) }()
+	var closeOnce sync.Once
+	closeMsgs := func() { closeOnce.Do(func() { close(msgs) }) }
+	// After a failed step: stop the relay before the leak check. If it does
+	// not stop, goleak reports it.
+	defer closeMsgs()
 	a, cancelA := s.waiters.subscribe("a")
 	defer cancelA()
 	b, cancelB := s.waiters.subscribe("b")
 	defer cancelB()
 
 	msgs <- &redis.Message{Channel: "c", Payload: "a"}
-	<-a
+	recvNotice(t, a, "notice for a")
+	select {
+	case <-b:
+		t.Fatal("the notice for a woke b")
+	default:
+	}
 	msgs <- &redis.Subscription{Kind: "subscribe", Channel: "c", Count: 1}
-	<-a
-	<-b
-	close(msgs)
-	s.wg.Wait()
+	recvNotice(t, a, "resubscription: a")
+	recvNotice(t, b, "resubscription: b")
+	closeMsgs()
+	recvNotice(t, stopped, "relay stop after its channel closed")
 }
