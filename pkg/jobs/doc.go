@@ -1,11 +1,12 @@
 // Package jobs stores warren's asynchronous jobs (POST /jobs, GET
 // /jobs/{id}?wait=…, DELETE /jobs/{id}): the job records, their idempotency
-// keys, the publish outbox, and long-poll waiting. Two implementations of one
-// [Store] interface pass one contract test suite:
+// keys, the publish outbox, and long-poll waiting. It imports the standard
+// library only. Two implementations of one [Store] interface, in
+// sub-packages, pass one contract test suite (package jobstest):
 //
-//   - [BoltStore] (OpenBolt): an embedded, persistent bbolt file under
-//     DATA_DIR, for a single API instance. The default.
-//   - [RedisStore] (OpenRedis): Redis at REDIS_URL, for several API replicas.
+//   - boltstore.OpenBolt: an embedded, persistent bbolt file under DATA_DIR,
+//     for a single API instance. The default.
+//   - redisstore.OpenRedis: Redis at REDIS_URL, for several API replicas.
 //
 // Workers never touch the store: they publish [Event]s (running, final) on a
 // durable results queue that the API replicas consume and hand to
@@ -50,31 +51,7 @@
 // RedisStore holds one subscription to it and fans notices out to its local
 // waiters, so a Wait wakes on whichever replica consumed the result. When
 // go-redis reconnects the subscription, notices sent meanwhile are lost, so
-// every local waiter re-reads.
-//
-// # BoltStore
-//
-// One file, buckets: jobs (id → JSON record), idem (key → id), and three
-// small index buckets whose keys are an 8-byte big-endian Unix-nanosecond
-// time followed by the id: unpublished (created_at; not Published and not
-// final), start_by (queued jobs with a StartBy) and finished (finished_at;
-// for the janitor). Unpublished, ExpireQueued and the janitor walk only
-// these, never all jobs. Every write goes through DB.Batch, so concurrent
-// requests share one transaction and its fsyncs (BoltConfig.BatchDelay,
-// 500µs by default, instead of bbolt's 10ms: see BenchmarkCreatePublish);
-// domain outcomes (not found, conflict) are returned through variables, not
-// as errors, which would make bbolt re-run the whole batch.
-//
-// # RedisStore
-//
-// A job is a hash ({prefix}job:{id}); idempotency keys are strings
-// ({prefix}idem:{key} → id); the outbox and the start-by index are sorted
-// sets scored by Unix microseconds. Create, MarkPublished, Apply, Cancel,
-// Delete and ExpireQueued are each one Lua script (EVALSHA): one round trip,
-// atomic across replicas. Final jobs and their keys get PEXPIRE TTL. Needs a
-// single Redis (or Sentinel), not Cluster: the scripts touch keys they
-// derive from the prefix. Redis persistence (AOF/RDB) is the operator's
-// choice; without it a Redis restart loses the jobs.
+// every local waiter re-reads. Both use a [Notifier].
 //
 // # Clocks
 //

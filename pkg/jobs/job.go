@@ -41,8 +41,8 @@ func (s Status) Final() bool {
 	return false
 }
 
-// valid reports whether s is one of the six statuses.
-func (s Status) valid() bool { return s == Queued || s == Running || s.Final() }
+// Valid reports whether s is one of the six statuses.
+func (s Status) Valid() bool { return s == Queued || s == Running || s.Final() }
 
 // Job is a stored asynchronous job. The JSON-tagged fields are the ones a
 // client sees; the others are internal bookkeeping (json:"-"), read and
@@ -161,9 +161,9 @@ var (
 	ErrClosed = errors.New("jobs: store closed")
 )
 
-// Store keeps jobs. Implementations ([BoltStore], [RedisStore]) are safe for
-// concurrent use, and every method behaves the same in both (one contract
-// test suite runs against each).
+// Store keeps jobs. Implementations (boltstore.BoltStore, redisstore.RedisStore)
+// are safe for concurrent use, and every method behaves the same in both: the
+// contract suite in package jobstest runs against each.
 type Store interface {
 	// Create stores j as a new job: status queued, Published false,
 	// CreatedAt now if zero (Create sets these fields of j). It fails with
@@ -222,122 +222,6 @@ type Store interface {
 	Close() error
 }
 
-// errorReasonExpired is the Error.Reason of jobs expired by ExpireQueued.
-const errorReasonExpired = "expired"
-
-// expiredError is the Error stored on jobs expired by ExpireQueued.
-func expiredError() *Error {
-	return &Error{Reason: errorReasonExpired, Message: "job was not started before its start-by time"}
-}
-
 // DefaultTTL is how long a finished job stays readable when the configured
 // TTL is zero (JOB_TTL's default).
 const DefaultTTL = 24 * time.Hour
-
-// visible reports whether a job may be shown at now: any unfinished job, and
-// finished jobs for ttl after FinishedAt.
-func visible(j *Job, now time.Time, ttl time.Duration) bool {
-	if !j.Status.Final() || j.FinishedAt == nil {
-		return true
-	}
-	return now.Sub(*j.FinishedAt) < ttl
-}
-
-// replayOutcome decides what Create returns for an existing job with the
-// same idempotency key as j.
-func replayOutcome(existing, j *Job) error {
-	switch {
-	case existing.BodyHash != j.BodyHash:
-		return ErrKeyMismatch
-	case !existing.Published && !existing.Status.Final():
-		return ErrInProgress
-	}
-	return nil
-}
-
-// prepareCreate validates j and fills the fields Create sets.
-func prepareCreate(j *Job, now time.Time) error {
-	if j.ID == "" {
-		return fmt.Errorf("%w: empty id", ErrInvalidJob)
-	}
-	j.Status = Queued
-	j.Published = false
-	j.StartedAt, j.FinishedAt = nil, nil
-	j.Attempts = 0
-	j.Result, j.Error = nil, nil
-	if j.CreatedAt.IsZero() {
-		j.CreatedAt = now
-	}
-	j.CreatedAt = j.CreatedAt.UTC()
-	if !j.StartBy.IsZero() {
-		j.StartBy = j.StartBy.UTC()
-	}
-	return nil
-}
-
-// applyEvent applies a valid event to j in place and reports whether it
-// changed j. It is the reference for the Redis Lua script (luaApply): both
-// must stay in step (the contract suite checks they do).
-func applyEvent(j *Job, ev Event, now time.Time) bool {
-	if j.Status.Final() {
-		return false
-	}
-	at := ev.At
-	if at.IsZero() {
-		at = now
-	}
-	at = at.UTC()
-	changed := false
-	switch ev.Type {
-	case EventRunning:
-		if j.Status != Running {
-			j.Status = Running
-			changed = true
-		}
-		if j.StartedAt == nil {
-			j.StartedAt = &at
-			changed = true
-		}
-		if ev.Worker != "" && ev.Attempt >= j.Attempts && j.Worker != ev.Worker {
-			j.Worker = ev.Worker
-			changed = true
-		}
-		if ev.Attempt > j.Attempts {
-			j.Attempts = ev.Attempt
-			changed = true
-		}
-		if !j.Published {
-			j.Published = true
-			changed = true
-		}
-	case EventFinal:
-		j.Status = ev.Status
-		j.FinishedAt = &at
-		if ev.Attempt > j.Attempts {
-			j.Attempts = ev.Attempt
-		}
-		if ev.Worker != "" {
-			j.Worker = ev.Worker
-		}
-		j.Result = cloneBytes(ev.Result)
-		j.Error = cloneError(ev.Error)
-		j.Published = true
-		changed = true
-	}
-	return changed
-}
-
-func cloneBytes(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
-}
-
-func cloneError(e *Error) *Error {
-	if e == nil {
-		return nil
-	}
-	c := *e
-	return &c
-}

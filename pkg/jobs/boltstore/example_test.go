@@ -1,4 +1,4 @@
-package jobs_test
+package boltstore_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/boltstore"
 )
 
 // The API's side of a job: store, publish, mark published; apply the
@@ -16,7 +17,7 @@ import (
 func ExampleOpenBolt() {
 	dir, _ := os.MkdirTemp("", "warren-jobs")
 	defer os.RemoveAll(dir)
-	store, err := jobs.OpenBolt(jobs.BoltConfig{Path: filepath.Join(dir, "jobs.db"), TTL: 24 * time.Hour})
+	store, err := boltstore.OpenBolt(boltstore.BoltConfig{Path: filepath.Join(dir, "jobs.db"), TTL: 24 * time.Hour})
 	if err != nil {
 		fmt.Println(err)
 		return
