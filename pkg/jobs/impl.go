@@ -15,7 +15,7 @@ import (
 // ExpiredError is the Error that [Store.ExpireQueued] stores on the jobs it
 // expires. For Store implementations.
 func ExpiredError() *Error {
-	return &Error{Reason: "expired", Message: "job was not started before its start-by time"}
+	return &Error{Reason: ReasonExpired, Message: "job was not started before its start-by time"}
 }
 
 // Visible reports whether a job may be shown at now: any unfinished job, and

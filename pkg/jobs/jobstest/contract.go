@@ -340,12 +340,22 @@ func testApplyInvalidAndUnknown(t *testing.T, s jobs.Store, clk *Clock) {
 		{JobID: "a", Type: jobs.EventRunning, Status: jobs.Failed},
 		{JobID: "a", Type: jobs.EventRunning, Attempt: -1},
 		{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, Result: json.RawMessage(`{not json`)},
+		{JobID: "a", Type: jobs.EventFinal, Status: jobs.Failed, Error: &jobs.Error{Message: "no reason"}},
 	} {
 		_, _, err := s.Apply(ctx, ev)
 		wantErr(t, fmt.Sprintf("Apply(%+v)", ev), err, jobs.ErrInvalidEvent)
 	}
 	if j := MustGet(t, s, "a"); j.Status != jobs.Queued {
 		t.Fatalf("invalid events changed the job: %+v", View(j))
+	}
+	// A reason outside the vocabulary (a newer worker) is stored as sent.
+	newer := &jobs.Error{Reason: "gpu_on_fire", Message: "the model's GPU is unwell"}
+	j := MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Failed, Attempt: 1, At: T0, Error: newer}, true)
+	if j.Error == nil || *j.Error != *newer {
+		t.Fatalf("Apply with a newer reason stored %+v", View(j))
+	}
+	if j := MustGet(t, s, "a"); j.Error == nil || *j.Error != *newer {
+		t.Fatalf("Get after a newer reason: %+v", View(j))
 	}
 }
 
