@@ -108,8 +108,12 @@ type Error struct {
 // Times are returned in UTC. A Job returned by a Store is a copy: changing it
 // changes nothing stored.
 type Job struct {
-	ID         string          `json:"id"`
-	Status     Status          `json:"status"`
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+	// Model is the model the job runs; Version its version, "" for the
+	// model's default. Omitted from the JSON when empty.
+	Model      string          `json:"model,omitempty"`
+	Version    string          `json:"model_version,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  *time.Time      `json:"started_at"`  // nil until the first running event
 	FinishedAt *time.Time      `json:"finished_at"` // nil until final
@@ -136,4 +140,17 @@ type Job struct {
 	StartBy time.Time `json:"-"`
 	// Worker is the worker of the latest event that named one.
 	Worker string `json:"-"`
+	// Format is how the API renders the job (its result above all): one of
+	// [FormatV2] and [FormatProcess]. "" for jobs stored before formats
+	// existed, which were all FormatProcess.
+	Format string `json:"-"`
 }
+
+// Job formats (Job.Format): which API a job was submitted through, and so
+// how the API renders it.
+const (
+	// FormatV2: submitted through the v2 (Open Inference Protocol) API.
+	FormatV2 = "v2"
+	// FormatProcess: POST /jobs {"data": …} or a /process hand-off.
+	FormatProcess = "process"
+)

@@ -153,10 +153,11 @@ func TestFinalStatuses(t *testing.T) {
 }
 
 // TestJobJSON: the HTTP body fields only; started_at/finished_at are null
-// until set; internal fields never appear.
+// until set; model and model_version only when set; internal fields never
+// appear.
 func TestJobJSON(t *testing.T) {
 	j := Job{ID: "j1", Status: Queued, CreatedAt: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC),
-		RequestID: "r", Input: []byte("secret"), IdempotencyKey: "k", BodyHash: "h", Published: true, Worker: "w"}
+		RequestID: "r", Input: []byte("secret"), IdempotencyKey: "k", BodyHash: "h", Published: true, Worker: "w", Format: FormatV2}
 	b, err := json.Marshal(j)
 	if err != nil {
 		t.Fatal(err)
@@ -164,5 +165,14 @@ func TestJobJSON(t *testing.T) {
 	const want = `{"id":"j1","status":"queued","created_at":"2031-01-02T03:04:05Z","started_at":null,"finished_at":null,"attempts":0}`
 	if string(b) != want {
 		t.Fatalf("Job JSON\n got %s\nwant %s", b, want)
+	}
+	j.Model, j.Version = "resnet", "3"
+	j.Status, j.Error = Failed, &Error{Reason: ReasonModelError, Message: "boom"}
+	if b, err = json.Marshal(j); err != nil {
+		t.Fatal(err)
+	}
+	const wantModel = `{"id":"j1","status":"failed","model":"resnet","model_version":"3","created_at":"2031-01-02T03:04:05Z","started_at":null,"finished_at":null,"attempts":0,"error":{"reason":"model_error","message":"boom"}}`
+	if string(b) != wantModel {
+		t.Fatalf("Job JSON with a model\n got %s\nwant %s", b, wantModel)
 	}
 }

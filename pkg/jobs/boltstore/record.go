@@ -27,6 +27,9 @@ type record struct {
 	Published      bool            `json:"published,omitempty"`
 	StartBy        int64           `json:"start_by,omitempty"`
 	Worker         string          `json:"worker,omitempty"`
+	Model          string          `json:"model,omitempty"`
+	Version        string          `json:"model_version,omitempty"`
+	Format         string          `json:"format,omitempty"`
 }
 
 func encodeJob(j *jobs.Job) ([]byte, error) {
@@ -46,6 +49,9 @@ func encodeJob(j *jobs.Job) ([]byte, error) {
 		Published:      j.Published,
 		StartBy:        nanos.Of(j.StartBy),
 		Worker:         j.Worker,
+		Model:          j.Model,
+		Version:        j.Version,
+		Format:         j.Format,
 	})
 }
 
@@ -70,6 +76,9 @@ func decodeJob(data []byte) (*jobs.Job, error) {
 		Published:      r.Published,
 		StartBy:        nanos.Time(r.StartBy),
 		Worker:         r.Worker,
+		Model:          r.Model,
+		Version:        r.Version,
+		Format:         r.Format,
 	}, nil
 }
 

@@ -15,7 +15,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	started, finished := jobstest.T0.Add(time.Second), jobstest.T0.Add(2*time.Second)
 	j := &jobs.Job{ID: "a", Status: jobs.Failed, CreatedAt: jobstest.T0, StartedAt: &started, FinishedAt: &finished, Attempts: 3,
 		Result: json.RawMessage(`{"a":[1,2]}`), Error: &jobs.Error{Reason: "r", Message: "m"}, RequestID: "req",
-		Input: []byte{0, 1, 2, 255}, IdempotencyKey: "k", BodyHash: "h", Published: true, StartBy: jobstest.T0.Add(time.Hour), Worker: "w"}
+		Input: []byte{0, 1, 2, 255}, IdempotencyKey: "k", BodyHash: "h", Published: true, StartBy: jobstest.T0.Add(time.Hour), Worker: "w",
+		Model: "m", Version: "v", Format: jobs.FormatProcess}
 	data, err := encodeJob(j)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		fn   func(t *testing.T, s jobs.Store, clk *Clock)
 	}{
 		{"CreateGet", testCreateGet},
+		{"ModelVersionFormat", testModelVersionFormat},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyKeyFreedByTTL", testIdempotencyKeyFreedByTTL},
 		{"ConcurrentCreateSameKey", testConcurrentCreateSameKey},
@@ -75,14 +77,15 @@ func testCreateGet(t *testing.T, s jobs.Store, clk *Clock) {
 	for i := range input {
 		input[i] = byte(i)
 	}
-	j := &jobs.Job{ID: "job-1", RequestID: "req-1", Input: input, BodyHash: "h1", StartBy: T0.Add(time.Minute)}
+	j := &jobs.Job{ID: "job-1", RequestID: "req-1", Input: input, BodyHash: "h1", StartBy: T0.Add(time.Minute),
+		Model: "m", Version: "2", Format: jobs.FormatV2}
 	MustCreate(t, s, j)
 	if j.Status != jobs.Queued || !j.CreatedAt.Equal(T0) || j.Published {
 		t.Fatalf("Create did not fill j: status %q created %v published %v", j.Status, j.CreatedAt, j.Published)
 	}
 	want := &jobs.Job{
 		ID: "job-1", Status: jobs.Queued, CreatedAt: T0, RequestID: "req-1", Input: input,
-		BodyHash: "h1", StartBy: T0.Add(time.Minute),
+		BodyHash: "h1", StartBy: T0.Add(time.Minute), Model: "m", Version: "2", Format: jobs.FormatV2,
 	}
 	got := MustGet(t, s, "job-1")
 	SameJob(t, "Get after Create", got, want)
@@ -114,6 +117,63 @@ func testCreateGet(t *testing.T, s jobs.Store, clk *Clock) {
 	}
 	want.Published = true
 	SameJob(t, "Get after MarkPublished", MustGet(t, s, "job-1"), want)
+}
+
+// testModelVersionFormat: the model, its version and the format are stored
+// with the job and survive every write (the outbox republishes by them; the
+// API renders by them).
+func testModelVersionFormat(t *testing.T, s jobs.Store, clk *Clock) {
+	ctx := context.Background()
+	target := func(id string) *jobs.Job {
+		return &jobs.Job{ID: id, Model: "resnet-50", Version: "v1.2", Format: jobs.FormatV2, StartBy: T0.Add(time.Minute),
+			IdempotencyKey: "K-" + id, BodyHash: "H"}
+	}
+	check := func(what string, j *jobs.Job) {
+		t.Helper()
+		if j == nil || j.Model != "resnet-50" || j.Version != "v1.2" || j.Format != jobs.FormatV2 {
+			t.Fatalf("%s: model %q, version %q, format %q; want resnet-50, v1.2, v2", what, j.Model, j.Version, j.Format)
+		}
+	}
+	for _, id := range []string{"pub", "run", "fin", "can", "exp", "out"} {
+		MustCreate(t, s, target(id))
+		check("Get after Create "+id, MustGet(t, s, id))
+	}
+	l, err := s.Unpublished(ctx, T0.Add(time.Second), 10)
+	if err != nil || len(l) != 6 {
+		t.Fatalf("Unpublished = %d jobs, %v", len(l), err)
+	}
+	for _, j := range l {
+		check("Unpublished "+j.ID, j)
+	}
+	if err := s.MarkPublished(ctx, "pub"); err != nil {
+		t.Fatal(err)
+	}
+	check("Get after MarkPublished", MustGet(t, s, "pub"))
+	existing, err := s.Create(ctx, &jobs.Job{ID: "again", IdempotencyKey: "K-pub", BodyHash: "H"})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	check("replay", existing)
+	check("Apply running", MustApply(t, s, jobs.Event{JobID: "run", Type: jobs.EventRunning, Attempt: 1, At: T0}, true))
+	check("Get after running", MustGet(t, s, "run"))
+	check("Apply final", MustApply(t, s, jobs.Event{JobID: "fin", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: T0, Result: json.RawMessage(`1`)}, true))
+	check("Get after final", MustGet(t, s, "fin"))
+	j, err := s.Cancel(ctx, "can")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Cancel", j)
+	check("Get after Cancel", MustGet(t, s, "can"))
+	if ids, err := s.ExpireQueued(ctx, T0.Add(time.Hour), 10); err != nil || !slices.Contains(ids, "exp") {
+		t.Fatalf("ExpireQueued = %v, %v", ids, err)
+	}
+	check("Get after expiry", MustGet(t, s, "exp"))
+
+	// Without them: empty, not some default.
+	MustCreate(t, s, &jobs.Job{ID: "plain"})
+	if j := MustGet(t, s, "plain"); j.Model != "" || j.Version != "" || j.Format != "" {
+		t.Fatalf("job created without a target: model %q, version %q, format %q", j.Model, j.Version, j.Format)
+	}
 }
 
 // ---- idempotency ----

@@ -117,6 +117,7 @@ func View(j *jobs.Job) map[string]string {
 		"RequestID": j.RequestID, "Input": fmt.Sprintf("%x", j.Input),
 		"IdempotencyKey": j.IdempotencyKey, "BodyHash": j.BodyHash,
 		"Published": fmt.Sprint(j.Published), "StartBy": tm(&j.StartBy), "Worker": j.Worker,
+		"Model": j.Model, "Version": j.Version, "Format": j.Format,
 	}
 }
 

@@ -448,6 +448,9 @@ func hashFields(j *jobs.Job) []any {
 	add("idem", j.IdempotencyKey)
 	add("body_hash", j.BodyHash)
 	add("worker", j.Worker)
+	add("model", j.Model)
+	add("model_version", j.Version)
+	add("format", j.Format)
 	if !j.StartBy.IsZero() {
 		add("start_by", strconv.FormatInt(j.StartBy.UnixNano(), 10))
 	}
@@ -483,6 +486,9 @@ func jobFromMap(m map[string]string) (*jobs.Job, error) {
 		BodyHash:       m["body_hash"],
 		Published:      m["published"] == "1",
 		Worker:         m["worker"],
+		Model:          m["model"],
+		Version:        m["model_version"],
+		Format:         m["format"],
 	}
 	if !j.Status.Valid() || j.ID == "" {
 		return nil, fmt.Errorf("corrupt job hash (id %q, status %q)", j.ID, j.Status)
