@@ -116,6 +116,18 @@ func ApplyEvent(j *Job, ev Event, now time.Time) bool {
 	return changed
 }
 
+// CheckMetaKey reports a key [Store.PutMeta] must refuse, wrapping
+// ErrInvalidMetaKey. For Store implementations.
+func CheckMetaKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrInvalidMetaKey)
+	case len(key) > MaxMetaKeyLen:
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidMetaKey, len(key), MaxMetaKeyLen)
+	}
+	return nil
+}
+
 func cloneBytes(b []byte) []byte {
 	if b == nil {
 		return nil

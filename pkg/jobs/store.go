@@ -25,7 +25,13 @@ var (
 	ErrInvalidJob = errors.New("jobs: invalid job")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("jobs: store closed")
+	// ErrInvalidMetaKey: PutMeta was given an empty key or one longer than
+	// MaxMetaKeyLen bytes.
+	ErrInvalidMetaKey = errors.New("jobs: invalid meta key")
 )
+
+// MaxMetaKeyLen is the longest key [Store.PutMeta] accepts, in bytes.
+const MaxMetaKeyLen = 512
 
 // Store keeps jobs. Implementations (boltstore.BoltStore, redisstore.RedisStore)
 // are safe for concurrent use, and every method behaves the same in both: the
@@ -83,6 +89,20 @@ type Store interface {
 	// ctx ends it returns the last state read and ctx's error. ErrNotFound
 	// at once for an unknown id. A timeout <= 0 is a Get.
 	Wait(ctx context.Context, id string, timeout time.Duration) (*Job, error)
+
+	// PutMeta stores value under key, replacing the value it had. Meta is a
+	// small key-value area beside the jobs, shared like them by every
+	// replica: the API keeps its model catalog there, so that it knows the
+	// models after a restart with no worker connected. Keys are 1 to
+	// MaxMetaKeyLen bytes of any value (ErrInvalidMetaKey otherwise); values
+	// may be empty. Entries have no TTL: the store never deletes them.
+	PutMeta(ctx context.Context, key string, value []byte) error
+	// ListMeta returns every meta entry whose key starts with prefix ("" for
+	// all), as copies; an empty value is an empty, non-nil slice. It reads
+	// all of them at once: meta is meant for up to some thousands of small
+	// entries.
+	ListMeta(ctx context.Context, prefix string) (map[string][]byte, error)
+
 	// Close stops the store's goroutines, wakes every Wait (which then
 	// return ErrClosed) and releases the database. Idempotent.
 	Close() error

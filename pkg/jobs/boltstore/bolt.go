@@ -28,6 +28,7 @@ var (
 	bucketStartBy     = []byte("start_by")    // start_by+id: queued with a StartBy
 	bucketFinished    = []byte("finished")    // finished_at+id: final (janitor)
 	bucketMeta        = []byte("meta")        // "version" → schemaVersion
+	bucketKV          = []byte("kv")          // PutMeta key → value
 )
 
 // schemaVersion is the layout version written into new files; OpenBolt
@@ -141,7 +142,7 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketMeta} {
+	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketMeta, bucketKV} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -446,6 +447,44 @@ func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) 
 // Wait implements [jobs.Store.Wait].
 func (s *BoltStore) Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error) {
 	return s.waiters.Wait(ctx, s.Get, id, timeout)
+}
+
+// PutMeta implements [jobs.Store.PutMeta].
+func (s *BoltStore) PutMeta(ctx context.Context, key string, value []byte) error {
+	if err := jobs.CheckMetaKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v := append([]byte{}, value...) // bbolt keeps the slice until the commit
+	err := s.batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKV).Put([]byte(key), v)
+	})
+	if err != nil {
+		return s.wrapErr("put meta", key, err)
+	}
+	return nil
+}
+
+// ListMeta implements [jobs.Store.ListMeta].
+func (s *BoltStore) ListMeta(ctx context.Context, prefix string) (map[string][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKV).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			out[string(k)] = append([]byte{}, v...) // v is only valid in tx
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrapErr("list meta", prefix, err)
+	}
+	return out, nil
 }
 
 // batch runs fn in a DB.Batch. fn may run more than once (bbolt retries a

@@ -90,7 +90,7 @@ func (s *BoltStore) checkIndexes() error {
 }
 
 // TestBoltReopen: what was stored survives a Close and a new OpenBolt (an API
-// restart): jobs, idempotency keys, the outbox and the start-by index.
+// restart): jobs, idempotency keys, the outbox, the start-by index and meta.
 func TestBoltReopen(t *testing.T) {
 	ctx := context.Background()
 	clk := jobstest.NewClock()
@@ -107,6 +107,9 @@ func TestBoltReopen(t *testing.T) {
 	jobstest.MustCreate(t, s, &jobs.Job{ID: "done"})
 	done := jobstest.MustApply(t, s, jobs.Event{JobID: "done", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0, Result: []byte(`{"a":1}`)}, true)
 	before := map[string]*jobs.Job{"pub": jobstest.MustGet(t, s, "pub"), "unpub": jobstest.MustGet(t, s, "unpub"), "done": done}
+	if err := s.PutMeta(ctx, "models/m", []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +121,9 @@ func TestBoltReopen(t *testing.T) {
 	defer s.Close()
 	for id, want := range before {
 		jobstest.SameJob(t, "after reopen "+id, jobstest.MustGet(t, s, id), want)
+	}
+	if m, err := s.ListMeta(ctx, ""); err != nil || len(m) != 1 || string(m["models/m"]) != `{"v":1}` {
+		t.Fatalf("meta after reopen = %q, %v", m, err)
 	}
 	if existing, err := s.Create(ctx, &jobs.Job{ID: "again", IdempotencyKey: "K", BodyHash: "H"}); err != nil || existing == nil || existing.ID != "pub" {
 		t.Fatalf("replay after reopen = %+v, %v", existing, err)

@@ -8,7 +8,8 @@
 // time followed by the id: unpublished (created_at; not Published and not
 // final), start_by (queued jobs with a StartBy) and finished (finished_at;
 // for the janitor). Unpublished, ExpireQueued and the janitor walk only
-// these, never all jobs. A meta bucket holds the schema version.
+// these, never all jobs. The kv bucket holds the PutMeta entries; the meta
+// bucket the schema version.
 //
 // # Writes
 //

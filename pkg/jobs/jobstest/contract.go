@@ -60,6 +60,8 @@ func Run(t *testing.T, open Opener) {
 		{"WaitTimeoutAndImmediate", testWaitTimeoutAndImmediate},
 		{"WaitContextAndClose", testWaitContextAndClose},
 		{"TTL", testTTL},
+		{"Meta", testMeta},
+		{"MetaConcurrent", testMetaConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := NewClock()
@@ -802,6 +804,9 @@ func testWaitContextAndClose(t *testing.T, s jobs.Store, clk *Clock) {
 	wantErr(t, "Wait after Close", err, jobs.ErrClosed)
 	_, err = s.Get(context.Background(), "a")
 	wantErr(t, "Get after Close", err, jobs.ErrClosed)
+	wantErr(t, "PutMeta after Close", s.PutMeta(context.Background(), "k", nil), jobs.ErrClosed)
+	_, err = s.ListMeta(context.Background(), "")
+	wantErr(t, "ListMeta after Close", err, jobs.ErrClosed)
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
@@ -845,5 +850,153 @@ func testTTL(t *testing.T, s jobs.Store, clk *Clock) {
 	}
 	if j := MustGet(t, s, "running"); j.Status != jobs.Running {
 		t.Fatalf("running job after 100 TTLs: %+v", View(j))
+	}
+}
+
+// ---- meta ----
+
+func testMeta(t *testing.T, s jobs.Store, clk *Clock) {
+	ctx := context.Background()
+	list := func(prefix string) map[string][]byte {
+		t.Helper()
+		m, err := s.ListMeta(ctx, prefix)
+		if err != nil {
+			t.Fatalf("ListMeta(%q): %v", prefix, err)
+		}
+		if m == nil {
+			t.Fatalf("ListMeta(%q) returned a nil map", prefix)
+		}
+		return m
+	}
+	put := func(key string, value []byte) {
+		t.Helper()
+		if err := s.PutMeta(ctx, key, value); err != nil {
+			t.Fatalf("PutMeta(%q): %v", key, err)
+		}
+	}
+	keys := func(m map[string][]byte) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	if m := list(""); len(m) != 0 {
+		t.Fatalf("ListMeta on an empty store = %v", keys(m))
+	}
+
+	binary := make([]byte, 256) // every byte value: the stores must be binary-safe
+	for i := range binary {
+		binary[i] = byte(i)
+	}
+	longKey := "k/" + string(bytes.Repeat([]byte("x"), jobs.MaxMetaKeyLen-2))
+	entries := map[string][]byte{
+		"models/resnet":            []byte(`{"platform":"onnx"}`),
+		"models/resnet/versions/1": []byte(`{}`),
+		"models/bert":              binary,
+		"models/empty":             {},
+		"other":                    []byte("x"),
+		"glob*[a]?\\":              []byte("literal"),
+		"globZ":                    []byte("z"),
+		"\x00\xffbin":              []byte("binary key"),
+		longKey:                    []byte("long"),
+	}
+	for k, v := range entries {
+		put(k, v)
+	}
+	// Jobs and their keys are not meta (and the other way round).
+	MustCreate(t, s, &jobs.Job{ID: "models/job", IdempotencyKey: "models/key", BodyHash: "H"})
+
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"models/", []string{"models/bert", "models/empty", "models/resnet", "models/resnet/versions/1"}},
+		{"models/resnet", []string{"models/resnet", "models/resnet/versions/1"}},
+		{"models/resnet/versions/1", []string{"models/resnet/versions/1"}},
+		{"models/resnet/versions/10", []string{}},
+		{"glob*", []string{"glob*[a]?\\"}}, // the prefix is literal, not a pattern
+		{"glob", []string{"glob*[a]?\\", "globZ"}},
+		{"glob*[a]?\\", []string{"glob*[a]?\\"}},
+		{"\x00", []string{"\x00\xffbin"}},
+		{"k/", []string{longKey}},
+		{"nope", []string{}},
+	} {
+		m := list(tc.prefix)
+		if got := keys(m); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ListMeta(%q) keys = %q, want %q", tc.prefix, got, tc.want)
+		}
+		for k, v := range m {
+			if !bytes.Equal(v, entries[k]) {
+				t.Errorf("ListMeta(%q)[%q] = %q, want %q", tc.prefix, k, v, entries[k])
+			}
+		}
+	}
+	all := list("")
+	if len(all) != len(entries) {
+		t.Fatalf("ListMeta(\"\") has %d entries, want %d: %q", len(all), len(entries), keys(all))
+	}
+	if v := all["models/empty"]; v == nil || len(v) != 0 {
+		t.Errorf("empty value listed as %#v, want an empty non-nil slice", v)
+	}
+
+	// Upsert; the returned values are copies.
+	put("models/resnet", []byte(`{"platform":"onnx","v":2}`))
+	got := list("models/resnet")
+	if string(got["models/resnet"]) != `{"platform":"onnx","v":2}` {
+		t.Fatalf("after upsert: %q", got["models/resnet"])
+	}
+	got["models/resnet"][0] = 'X'
+	if v := list("models/resnet")["models/resnet"]; v[0] != '{' {
+		t.Fatalf("changing a listed value changed the stored one: %q", v)
+	}
+	in := []byte("mine")
+	put("caller", in)
+	in[0] = 'X'
+	if v := list("caller")["caller"]; string(v) != "mine" {
+		t.Fatalf("changing the caller's slice after PutMeta changed the stored value: %q", v)
+	}
+
+	// Keys: 1 to MaxMetaKeyLen bytes.
+	wantErr(t, "PutMeta(empty key)", s.PutMeta(ctx, "", []byte("x")), jobs.ErrInvalidMetaKey)
+	wantErr(t, "PutMeta(key too long)", s.PutMeta(ctx, longKey+"y", []byte("x")), jobs.ErrInvalidMetaKey)
+	if _, ok := list("")[longKey+"y"]; ok {
+		t.Fatal("a refused key was stored")
+	}
+
+	// No TTL: the entries outlive any job.
+	clk.Set(T0.Add(1000 * contractTTL))
+	if m := list("models/"); len(m) != 4 {
+		t.Fatalf("after 1000 TTLs: %q", keys(m))
+	}
+}
+
+func testMetaConcurrent(t *testing.T, s jobs.Store, clk *Clock) {
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.PutMeta(context.Background(), fmt.Sprintf("c/%02d", i), []byte(fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("PutMeta: %v", err)
+		}
+	}
+	m, err := s.ListMeta(context.Background(), "c/")
+	if err != nil || len(m) != n {
+		t.Fatalf("ListMeta after %d concurrent puts = %d entries, %v", n, len(m), err)
+	}
+	for i := range n {
+		if v := m[fmt.Sprintf("c/%02d", i)]; string(v) != fmt.Sprint(i) {
+			t.Errorf("c/%02d = %q", i, v)
+		}
 	}
 }

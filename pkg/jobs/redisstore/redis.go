@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type RedisConfig struct {
 //	{prefix}unpublished   sorted set: ids not Published and not final, by created_at (µs)
 //	{prefix}start_by      sorted set: queued ids with a StartBy, by StartBy (µs)
 //	{prefix}finished      pub/sub channel: the id of every job that became final
+//	{prefix}meta          hash: PutMeta key → value; no expiry
 //
 // Every RedisStore holds one subscription to the channel and fans notices out
 // to its Waits, so a Wait wakes whichever replica applied the final state.
@@ -60,7 +62,7 @@ type RedisStore struct {
 	log     *slog.Logger
 	waiters *jobs.Notifier
 
-	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel string
+	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel, kMeta string
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -109,6 +111,7 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		kUnpublished: cfg.Prefix + "unpublished",
 		kStartBy:     cfg.Prefix + "start_by",
 		kChannel:     cfg.Prefix + "finished",
+		kMeta:        cfg.Prefix + "meta",
 	}
 	if err := s.start(ctx); err != nil {
 		_ = rdb.Close()
@@ -383,6 +386,52 @@ func (s *RedisStore) ExpireQueued(ctx context.Context, now time.Time, limit int)
 // Wait implements [jobs.Store.Wait].
 func (s *RedisStore) Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error) {
 	return s.waiters.Wait(ctx, s.Get, id, timeout)
+}
+
+// PutMeta implements [jobs.Store.PutMeta].
+func (s *RedisStore) PutMeta(ctx context.Context, key string, value []byte) error {
+	if err := jobs.CheckMetaKey(key); err != nil {
+		return err
+	}
+	if err := s.rdb.HSet(ctx, s.kMeta, key, value).Err(); err != nil {
+		return s.wrapErr("put meta", key, err)
+	}
+	return nil
+}
+
+// ListMeta implements [jobs.Store.ListMeta]. It walks the meta hash with
+// HSCAN (MATCH on the escaped prefix), so a large hash never blocks Redis.
+func (s *RedisStore) ListMeta(ctx context.Context, prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	match := globEscape(prefix) + "*"
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, s.kMeta, cursor, match, 1000).Result()
+		if err != nil {
+			return nil, s.wrapErr("list meta", prefix, err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if strings.HasPrefix(kv[i], prefix) { // MATCH is a filter; keep it exact
+				out[kv[i]] = []byte(kv[i+1])
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// globEscape escapes the glob metacharacters of Redis' MATCH in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func (s *RedisStore) jobKey(id string) string { return s.kJobPrefix + id }

@@ -84,7 +84,8 @@ func TestRedisCrossReplicaWait(t *testing.T) {
 }
 
 // TestRedisKeyExpiry: a final job's hash and idempotency key get the TTL as
-// a Redis expiry; unfinished ones have none; the indexes forget final jobs.
+// a Redis expiry; unfinished ones and meta have none; the indexes forget
+// final jobs.
 func TestRedisKeyExpiry(t *testing.T) {
 	ctx := context.Background()
 	u := redistest.URL(t)
@@ -93,9 +94,12 @@ func TestRedisKeyExpiry(t *testing.T) {
 	jobstest.MustCreate(t, s, &jobs.Job{ID: "a", IdempotencyKey: "K", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
 	jobstest.MustCreate(t, s, &jobs.Job{ID: "q", IdempotencyKey: "KQ", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
 	jobstest.MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1}, true)
+	if err := s.PutMeta(ctx, "models/m", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
 
 	for key, want := range map[string]time.Duration{
-		"job:a": time.Hour, "idem:K": time.Hour, "job:q": -1, "idem:KQ": -1,
+		"job:a": time.Hour, "idem:K": time.Hour, "job:q": -1, "idem:KQ": -1, "meta": -1,
 	} {
 		got, err := s.rdb.PTTL(ctx, prefix+key).Result()
 		if err != nil {
