@@ -209,7 +209,7 @@ func (s *BoltStore) Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error) 
 		return saveJob(tx, nil, &nj)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("boltstore: create %s: %w", nj.ID, err)
+		return nil, s.wrapErr("create", nj.ID, err)
 	}
 	return existing, outcome
 }
