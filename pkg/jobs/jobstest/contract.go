@@ -33,9 +33,10 @@ type Opener func(t *testing.T, ttl time.Duration, now func() time.Time) jobs.Sto
 // contractTTL is the TTL the contract suite runs with.
 const contractTTL = time.Hour
 
-// Run runs the Store contract against the stores open makes. Every
-// behaviour the Store interface documents is checked here, so both
-// implementations behave the same.
+// Run runs the Store contract against the stores open makes, one fresh
+// store per subtest. Every behaviour the Store interface documents is
+// checked here, so both implementations behave the same. The stores must
+// also implement [WaiterCounter].
 func Run(t *testing.T, open Opener) {
 	for _, tc := range []struct {
 		name string
