@@ -61,9 +61,10 @@ type BoltConfig struct {
 	JanitorInterval time.Duration
 }
 
-// BoltStore is the embedded, persistent [jobs.Store] for a single API instance: one
-// bbolt file. Writes go through DB.Batch, so concurrent callers share one
-// transaction and one fsync; reads are DB.View. Wait is woken in-process.
+// BoltStore is the embedded, persistent [jobs.Store] for a single API
+// instance: one bbolt file. Writes go through DB.Batch, so concurrent
+// callers share one transaction and one fsync; reads are DB.View. Wait is
+// woken in-process.
 //
 // Only one process may open the file at a time (bbolt locks it).
 type BoltStore struct {

@@ -29,7 +29,7 @@ type RedisConfig struct {
 	// Replicas sharing jobs must use the same prefix.
 	Prefix string
 	// TTL is how long a finished job (and its idempotency key) stays
-	// readable (JOB_TTL); 0 means DefaultTTL (24h).
+	// readable (JOB_TTL); 0 means jobs.DefaultTTL (24h).
 	TTL time.Duration
 	// Logger receives notice-subscription events; nil discards.
 	Logger *slog.Logger
