@@ -1,84 +1,95 @@
-// Package jobs stores warren's asynchronous jobs (POST /jobs, GET
-// /jobs/{id}?wait=…, DELETE /jobs/{id}): the job records, their idempotency
-// keys, the publish outbox, and long-poll waiting. Two implementations of one
-// [Store] interface pass one contract test suite:
+// Package jobs is warren's asynchronous-job domain (POST /jobs, GET
+// /jobs/{id}?wait=…, DELETE /jobs/{id}, and the v2 API's async inference):
+// the vocabulary that the API, the broker code and the workers share, the
+// job record and its [Store], and the [Service] that runs a job's life
+// between the HTTP layer, the store and the broker. It imports the standard
+// library only, so pkg/queue and the worker can use its types.
 //
-//   - [BoltStore] (OpenBolt): an embedded, persistent bbolt file under
-//     DATA_DIR, for a single API instance. The default.
-//   - [RedisStore] (OpenRedis): Redis at REDIS_URL, for several API replicas.
+// # Layout
 //
-// Workers never touch the store: they publish [Event]s (running, final) on a
-// durable results queue that the API replicas consume and hand to
-// [Store.Apply].
+//   - jobs (this package): [Status], [Reason], [Error], [Event] (the wire
+//     message workers publish on the results queue), [Job], the [Store]
+//     interface and its errors, the [Service] with its [Publisher], and
+//     the rules every Store shares ([ApplyEvent], [Visible],
+//     [ReplayOutcome], [PrepareCreate], [Notifier]: for Store
+//     implementations only).
+//   - jobs/boltstore: an embedded, persistent bbolt file under DATA_DIR,
+//     for a single API instance. The default.
+//   - jobs/redisstore: Redis at REDIS_URL, for several API replicas.
+//   - jobs/jobstest: the Store contract suite (jobstest.Run), which both
+//     backends pass, and helpers for their tests.
+//   - jobs/redisstore/redistest: finds the tests' Redis and gives each test
+//     a key prefix of its own.
 //
 // # A job's life
 //
-//  1. Create stores the job queued and not Published (with its idempotency
-//     key, atomically). Then the API publishes it with a broker confirm,
-//     calls MarkPublished, and answers 202. If the publish fails, the API
-//     Deletes the job (frees its key) and answers an error.
-//  2. On start and periodically, the API republishes Unpublished jobs older
-//     than a grace period (the outbox: a crash between Create and the
-//     confirm), then MarkPublished each.
-//  3. A worker reports running (attempt n) and then a final state. Apply is
-//     idempotent and order-tolerant: the first final state wins, a late or
-//     duplicate event changes nothing (changed=false). A running or final
-//     event also marks the job Published (a worker got it).
-//  4. Cancel turns a queued job cancelled; a running or final one is a
-//     conflict. ExpireQueued (a reaper loop) turns queued jobs past their
-//     StartBy expired.
+// The [Service] drives it; the numbers are the [Store] calls.
+//
+//  1. [Service.Submit]: Create stores the job queued and not Published
+//     (with its idempotency key, atomically). Then the Service publishes it
+//     with a broker confirm, calls MarkPublished, and the API answers 202.
+//     If the broker refuses, the Service Deletes the job (frees its key) and
+//     the API answers an error. If the broker does not answer, the job is
+//     kept unpublished for step 2 ([ErrUnconfirmed]).
+//  2. [Service.Run] (the outbox): on start and periodically, it
+//     republishes Unpublished jobs older than a grace period (an
+//     unconfirmed publish, or a crash between Create and the confirm), then
+//     MarkPublished each.
+//  3. A worker reports running (attempt n) and then a final state, as
+//     [Event] messages on the results queue, which [Service.Apply] applies
+//     (Apply). Applying is idempotent and order-tolerant: the first final
+//     state wins, a late or duplicate event changes nothing
+//     (changed=false). A running or final event also marks the job
+//     Published (a worker got it). A message the broker dead-letters
+//     becomes a failed job through [Service.ApplyDead].
+//  4. [Service.Cancel] (Cancel) turns a queued job cancelled and tells the
+//     workers; a running or final one is a conflict. Run's reaper
+//     (ExpireQueued) turns queued jobs past their StartBy expired.
 //  5. A finished job stays readable for the TTL (JOB_TTL, default 24h), then
-//     Get says ErrNotFound and the store deletes it (BoltStore's janitor,
-//     Redis key expiry) with its idempotency key. Unfinished jobs never
-//     expire by TTL.
+//     Get says ErrNotFound and the store deletes it (bbolt's janitor, Redis
+//     key expiry) with its idempotency key. Unfinished jobs never expire by
+//     TTL.
 //
 // # Idempotency keys
 //
 // Create with an IdempotencyKey that belongs to a visible job writes nothing
 // and returns that job with: ErrKeyMismatch if its BodyHash differs (HTTP
 // 422); ErrInProgress if it is neither Published nor final yet (409, retry
-// later); otherwise a nil error (a replay: 200 with the original job). Keys
-// are global to a store; the API may scope them (per client) by prefixing.
+// later); otherwise a nil error (a replay: 200 with the original job). The
+// Service's BodyHash covers the input and the model, version and format, so
+// reusing a key for another model is a mismatch. Keys are global to a
+// store; the API may scope them (per client) by prefixing.
+//
+// # Errors
+//
+// Outcomes about a job ([ErrNotFound], [ErrConflict], [ErrKeyMismatch],
+// [ErrInProgress]) are returned as they are, for the HTTP layer to map. A
+// failure of the store itself reaches the Service's callers wrapped in
+// [ErrStoreUnavailable]; a Publisher's error other than [ErrUnconfirmed]
+// is returned by Submit unchanged (queue full, broker unavailable, …).
 //
 // # Waiting
 //
 // Wait subscribes to finalisation notices before its first read, then
 // re-reads on each notice: no polling. Every path to a final state (Apply,
-// Cancel, ExpireQueued) and Delete sends a notice. BoltStore notifies
-// in-process after the commit. RedisStore PUBLISHes the job id on one
-// channel ({prefix}finished) inside the same Lua script as the write; every
-// RedisStore holds one subscription to it and fans notices out to its local
-// waiters, so a Wait wakes on whichever replica consumed the result. When
-// go-redis reconnects the subscription, notices sent meanwhile are lost, so
-// every local waiter re-reads.
+// Cancel, ExpireQueued) and Delete sends a notice. The bbolt store notifies
+// in-process after the commit; the Redis store PUBLISHes the job id from the
+// script that wrote it and every replica fans the notices out to its own
+// waiters, so a Wait wakes on whichever replica consumed the result. Both
+// use a [Notifier].
 //
-// # BoltStore
+// # Meta
 //
-// One file, buckets: jobs (id → JSON record), idem (key → id), and three
-// small index buckets whose keys are an 8-byte big-endian Unix-nanosecond
-// time followed by the id: unpublished (created_at; not Published and not
-// final), start_by (queued jobs with a StartBy) and finished (finished_at;
-// for the janitor). Unpublished, ExpireQueued and the janitor walk only
-// these, never all jobs. Every write goes through DB.Batch, so concurrent
-// requests share one transaction and its fsyncs (BoltConfig.BatchDelay,
-// 500µs by default, instead of bbolt's 10ms: see BenchmarkCreatePublish);
-// domain outcomes (not found, conflict) are returned through variables, not
-// as errors, which would make bbolt re-run the whole batch.
-//
-// # RedisStore
-//
-// A job is a hash ({prefix}job:{id}); idempotency keys are strings
-// ({prefix}idem:{key} → id); the outbox and the start-by index are sorted
-// sets scored by Unix microseconds. Create, MarkPublished, Apply, Cancel,
-// Delete and ExpireQueued are each one Lua script (EVALSHA): one round trip,
-// atomic across replicas. Final jobs and their keys get PEXPIRE TTL. Needs a
-// single Redis (or Sentinel), not Cluster: the scripts touch keys they
-// derive from the prefix. Redis persistence (AOF/RDB) is the operator's
-// choice; without it a Redis restart loses the jobs.
+// Beside the jobs, a Store keeps a small key-value area without TTL
+// ([Store.PutMeta], [Store.ListMeta]), shared like the jobs by every
+// replica. The API keeps its model catalog there, so that after a restart
+// with no worker connected a known model answers 503 (not 404) and jobs for
+// it can still be queued.
 //
 // # Clocks
 //
 // Both stores take an injectable clock (Now in their config) that stamps
-// CreatedAt, cancellation and TTL ages; the tests move it instead of
-// sleeping. Event times (At) are the worker's.
+// CreatedAt, cancellation and TTL ages; the contract tests move it instead
+// of sleeping. The Service uses time.Now; its tests run under
+// testing/synctest. Event times (At) are the worker's.
 package jobs

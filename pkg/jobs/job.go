@@ -1,10 +1,7 @@
 package jobs
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -30,6 +27,10 @@ const (
 	Cancelled Status = "cancelled"
 )
 
+// FinalStatuses are the four final statuses, e.g. to pre-create the label
+// values of a "jobs finished by status" metric. Do not modify.
+var FinalStatuses = []Status{Succeeded, Failed, Expired, Cancelled}
+
 // Final reports whether s is a final status (succeeded, failed, expired or
 // cancelled): the job will not change any more and expires JOB_TTL after it
 // finished.
@@ -41,8 +42,64 @@ func (s Status) Final() bool {
 	return false
 }
 
-// valid reports whether s is one of the six statuses.
-func (s Status) valid() bool { return s == Queued || s == Running || s.Final() }
+// Valid reports whether s is one of the six statuses.
+func (s Status) Valid() bool { return s == Queued || s == Running || s.Final() }
+
+// Reason is the machine-readable cause in an [Error]. The constants are the
+// documented vocabulary; the type accepts any string, because workers of
+// another version may report reasons this one does not know (they are
+// stored and shown as they are).
+type Reason string
+
+// The reasons warren reports.
+const (
+	// ReasonModelError: the model failed on the input (after the retries).
+	ReasonModelError Reason = "model_error"
+	// ReasonBadMessage: the job message could not be read (corrupt, wrong
+	// schema); retrying cannot help.
+	ReasonBadMessage Reason = "bad_message"
+	// ReasonBadInput: the model rejected the input as invalid (e.g. a tensor
+	// of the wrong shape); retrying cannot help.
+	ReasonBadInput Reason = "bad_input"
+	// ReasonAttemptsExhausted: delivered more often than JOB_MAX_ATTEMPTS
+	// (crashed, drained or timed-out workers, or model errors).
+	ReasonAttemptsExhausted Reason = "attempts_exhausted"
+	// ReasonDeliveryLimit: the broker dead-lettered the job message (over
+	// its delivery limit, or rejected as unreadable).
+	ReasonDeliveryLimit Reason = "delivery_limit"
+	// ReasonRunTimeout: the model ran longer than JOB_RUN_TIMEOUT.
+	ReasonRunTimeout Reason = "run_timeout"
+	// ReasonExpired: not started before its start-by time
+	// (JOB_START_TIMEOUT).
+	ReasonExpired Reason = "expired"
+	// ReasonTimeout: the model, or a remote service it called, timed out.
+	ReasonTimeout Reason = "timeout"
+)
+
+// Reasons lists the documented reasons, e.g. to pre-create metric label
+// values. Do not modify.
+var Reasons = []Reason{
+	ReasonModelError, ReasonBadMessage, ReasonBadInput, ReasonAttemptsExhausted,
+	ReasonDeliveryLimit, ReasonRunTimeout, ReasonExpired, ReasonTimeout,
+}
+
+// Known reports whether r is one of [Reasons]. An unknown reason is still
+// valid (see [Reason]); Known lets a caller bound, e.g., metric labels.
+func (r Reason) Known() bool {
+	for _, k := range Reasons {
+		if r == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Error is why a job failed or expired. Its JSON is part of both the job
+// clients read and the [Event] workers publish.
+type Error struct {
+	Reason  Reason `json:"reason"`
+	Message string `json:"message"`
+}
 
 // Job is a stored asynchronous job. The JSON-tagged fields are the ones a
 // client sees; the others are internal bookkeeping (json:"-"), read and
@@ -51,8 +108,12 @@ func (s Status) valid() bool { return s == Queued || s == Running || s.Final() }
 // Times are returned in UTC. A Job returned by a Store is a copy: changing it
 // changes nothing stored.
 type Job struct {
-	ID         string          `json:"id"`
-	Status     Status          `json:"status"`
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+	// Model is the model the job runs; Version its version, "" for the
+	// model's default. Omitted from the JSON when empty.
+	Model      string          `json:"model,omitempty"`
+	Version    string          `json:"model_version,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  *time.Time      `json:"started_at"`  // nil until the first running event
 	FinishedAt *time.Time      `json:"finished_at"` // nil until final
@@ -79,265 +140,17 @@ type Job struct {
 	StartBy time.Time `json:"-"`
 	// Worker is the worker of the latest event that named one.
 	Worker string `json:"-"`
+	// Format is how the API renders the job (its result above all): one of
+	// [FormatV2] and [FormatProcess]. "" for jobs stored before formats
+	// existed, which were all FormatProcess.
+	Format string `json:"-"`
 }
 
-// Error is why a job failed or expired.
-type Error struct {
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-}
-
-// EventType is the kind of a worker [Event].
-type EventType string
-
-// The event types.
+// Job formats (Job.Format): which API a job was submitted through, and so
+// how the API renders it.
 const (
-	// EventRunning: a worker started an attempt.
-	EventRunning EventType = "running"
-	// EventFinal: a worker finished the job (succeeded, failed or expired).
-	EventFinal EventType = "final"
+	// FormatV2: submitted through the v2 (Open Inference Protocol) API.
+	FormatV2 = "v2"
+	// FormatProcess: POST /jobs {"data": …} or a /process hand-off.
+	FormatProcess = "process"
 )
-
-// Event is what a worker publishes on the results queue about a job and what
-// the API applies with [Store.Apply]. It is JSON on the wire.
-type Event struct {
-	JobID string    `json:"job_id"`
-	Type  EventType `json:"type"`
-	// Status of a final event: succeeded, failed or expired. Empty for running.
-	Status Status `json:"status,omitempty"`
-	// At is when it happened (the worker's clock); zero means "when applied".
-	At time.Time `json:"at"`
-	// Attempt is the attempt number (1 for the first delivery).
-	Attempt int             `json:"attempt"`
-	Worker  string          `json:"worker,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *Error          `json:"error,omitempty"`
-}
-
-// Validate reports an event that can never apply (a poison message), wrapping
-// [ErrInvalidEvent].
-func (ev Event) Validate() error {
-	switch {
-	case ev.JobID == "":
-		return fmt.Errorf("%w: empty job id", ErrInvalidEvent)
-	case ev.Attempt < 0:
-		return fmt.Errorf("%w: negative attempt %d", ErrInvalidEvent, ev.Attempt)
-	case len(ev.Result) > 0 && !json.Valid(ev.Result):
-		return fmt.Errorf("%w: result is not valid JSON", ErrInvalidEvent)
-	}
-	switch ev.Type {
-	case EventRunning:
-		if ev.Status != "" && ev.Status != Running {
-			return fmt.Errorf("%w: running event with status %q", ErrInvalidEvent, ev.Status)
-		}
-	case EventFinal:
-		if ev.Status != Succeeded && ev.Status != Failed && ev.Status != Expired {
-			return fmt.Errorf("%w: final event with status %q (want succeeded, failed or expired)", ErrInvalidEvent, ev.Status)
-		}
-	default:
-		return fmt.Errorf("%w: unknown type %q", ErrInvalidEvent, ev.Type)
-	}
-	return nil
-}
-
-// Errors returned by a [Store]. Test with errors.Is: they may be wrapped.
-var (
-	// ErrNotFound: no such job, or it finished more than the TTL ago.
-	ErrNotFound = errors.New("jobs: job not found")
-	// ErrConflict: the job is not in a state that allows the operation
-	// (cancel of a running or final job), or Create of an id that exists.
-	ErrConflict = errors.New("jobs: conflict with the job's state")
-	// ErrKeyMismatch: the idempotency key was used before with another body.
-	ErrKeyMismatch = errors.New("jobs: idempotency key reused with a different body")
-	// ErrInProgress: the idempotency key's first submission is not published
-	// yet (and not final): the client should retry later.
-	ErrInProgress = errors.New("jobs: idempotency key's first submission still in progress")
-	// ErrInvalidEvent: an event that can never apply (see [Event.Validate]);
-	// the caller should drop it.
-	ErrInvalidEvent = errors.New("jobs: invalid event")
-	// ErrInvalidJob: Create was given a job without an id.
-	ErrInvalidJob = errors.New("jobs: invalid job")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("jobs: store closed")
-)
-
-// Store keeps jobs. Implementations ([BoltStore], [RedisStore]) are safe for
-// concurrent use, and every method behaves the same in both (one contract
-// test suite runs against each).
-type Store interface {
-	// Create stores j as a new job: status queued, Published false,
-	// CreatedAt now if zero (Create sets these fields of j). It fails with
-	// ErrInvalidJob for an empty id and ErrConflict if the id exists.
-	//
-	// With j.IdempotencyKey set it is atomic with the key: if the key
-	// belongs to a job that is still visible, nothing is written and that
-	// job is returned with ErrKeyMismatch (different BodyHash), ErrInProgress
-	// (same body, not Published and not final) or a nil error (a replay).
-	// existing is nil when j was created.
-	Create(ctx context.Context, j *Job) (existing *Job, err error)
-	// Get returns the job, or ErrNotFound (also for a job that finished more
-	// than the TTL ago).
-	Get(ctx context.Context, id string) (*Job, error)
-	// MarkPublished records that the broker confirmed the job's publish; it
-	// is idempotent. ErrNotFound for an unknown id.
-	MarkPublished(ctx context.Context, id string) error
-	// Unpublished returns up to limit jobs created before createdBefore whose
-	// publish was never confirmed and that are not final, oldest first: the
-	// outbox to republish on start (then MarkPublished each).
-	Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*Job, error)
-	// Apply applies a worker event idempotently and returns the job after it
-	// and whether the event changed it:
-	//   - running: queued|running → running; StartedAt set once (the first
-	//     wins); Attempts = max(Attempts, ev.Attempt); Worker = ev.Worker for
-	//     the latest attempt; marks the job Published; ignored when final.
-	//   - final: the first final wins (Status, FinishedAt = ev.At, Result,
-	//     Error, Attempts = max, Published); later finals change nothing.
-	// An invalid event → ErrInvalidEvent; an unknown job → ErrNotFound (the
-	// caller acks and drops it in both cases).
-	Apply(ctx context.Context, ev Event) (j *Job, changed bool, err error)
-	// Cancel makes a queued job cancelled (final, FinishedAt now) and
-	// returns it; a running or final job is left alone and returned with
-	// ErrConflict. ErrNotFound for an unknown id.
-	Cancel(ctx context.Context, id string) (*Job, error)
-	// Delete removes the job whatever its state, with its index entries and
-	// its idempotency key (if the key still names it), and wakes its Waits
-	// (which then return ErrNotFound). Meant for a job whose publish was not
-	// confirmed and whose client was told so: the job must not run later
-	// (the outbox forgets it) and the client may retry with the same key.
-	// Events for it later are ErrNotFound. ErrNotFound for an unknown id.
-	Delete(ctx context.Context, id string) error
-	// ExpireQueued makes up to limit queued jobs whose StartBy is at or
-	// before now expired (final, FinishedAt now, Error reason "expired") and
-	// returns their ids. Meant for a reaper loop; safe on several replicas.
-	ExpireQueued(ctx context.Context, now time.Time, limit int) ([]string, error)
-	// Wait returns the job once it is final, when timeout passes, or when
-	// ctx ends, whichever is first, without polling: it wakes on
-	// finalisation notices (from any replica for Redis) and re-reads.
-	// On timeout it returns the job as it is then, with a nil error. When
-	// ctx ends it returns the last state read and ctx's error. ErrNotFound
-	// at once for an unknown id. A timeout <= 0 is a Get.
-	Wait(ctx context.Context, id string, timeout time.Duration) (*Job, error)
-	// Close stops the store's goroutines, wakes every Wait (which then
-	// return ErrClosed) and releases the database. Idempotent.
-	Close() error
-}
-
-// errorReasonExpired is the Error.Reason of jobs expired by ExpireQueued.
-const errorReasonExpired = "expired"
-
-// expiredError is the Error stored on jobs expired by ExpireQueued.
-func expiredError() *Error {
-	return &Error{Reason: errorReasonExpired, Message: "job was not started before its start-by time"}
-}
-
-// DefaultTTL is how long a finished job stays readable when the configured
-// TTL is zero (JOB_TTL's default).
-const DefaultTTL = 24 * time.Hour
-
-// visible reports whether a job may be shown at now: any unfinished job, and
-// finished jobs for ttl after FinishedAt.
-func visible(j *Job, now time.Time, ttl time.Duration) bool {
-	if !j.Status.Final() || j.FinishedAt == nil {
-		return true
-	}
-	return now.Sub(*j.FinishedAt) < ttl
-}
-
-// replayOutcome decides what Create returns for an existing job with the
-// same idempotency key as j.
-func replayOutcome(existing, j *Job) error {
-	switch {
-	case existing.BodyHash != j.BodyHash:
-		return ErrKeyMismatch
-	case !existing.Published && !existing.Status.Final():
-		return ErrInProgress
-	}
-	return nil
-}
-
-// prepareCreate validates j and fills the fields Create sets.
-func prepareCreate(j *Job, now time.Time) error {
-	if j.ID == "" {
-		return fmt.Errorf("%w: empty id", ErrInvalidJob)
-	}
-	j.Status = Queued
-	j.Published = false
-	j.StartedAt, j.FinishedAt = nil, nil
-	j.Attempts = 0
-	j.Result, j.Error = nil, nil
-	if j.CreatedAt.IsZero() {
-		j.CreatedAt = now
-	}
-	j.CreatedAt = j.CreatedAt.UTC()
-	if !j.StartBy.IsZero() {
-		j.StartBy = j.StartBy.UTC()
-	}
-	return nil
-}
-
-// applyEvent applies a valid event to j in place and reports whether it
-// changed j. It is the reference for the Redis Lua script (luaApply): both
-// must stay in step (the contract suite checks they do).
-func applyEvent(j *Job, ev Event, now time.Time) bool {
-	if j.Status.Final() {
-		return false
-	}
-	at := ev.At
-	if at.IsZero() {
-		at = now
-	}
-	at = at.UTC()
-	changed := false
-	switch ev.Type {
-	case EventRunning:
-		if j.Status != Running {
-			j.Status = Running
-			changed = true
-		}
-		if j.StartedAt == nil {
-			j.StartedAt = &at
-			changed = true
-		}
-		if ev.Worker != "" && ev.Attempt >= j.Attempts && j.Worker != ev.Worker {
-			j.Worker = ev.Worker
-			changed = true
-		}
-		if ev.Attempt > j.Attempts {
-			j.Attempts = ev.Attempt
-			changed = true
-		}
-		if !j.Published {
-			j.Published = true
-			changed = true
-		}
-	case EventFinal:
-		j.Status = ev.Status
-		j.FinishedAt = &at
-		if ev.Attempt > j.Attempts {
-			j.Attempts = ev.Attempt
-		}
-		if ev.Worker != "" {
-			j.Worker = ev.Worker
-		}
-		j.Result = cloneBytes(ev.Result)
-		j.Error = cloneError(ev.Error)
-		j.Published = true
-		changed = true
-	}
-	return changed
-}
-
-func cloneBytes(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
-}
-
-func cloneError(e *Error) *Error {
-	if e == nil {
-		return nil
-	}
-	c := *e
-	return &c
-}

@@ -3,11 +3,10 @@ package jobs
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // The tests in this file need no database: they run under -short too.
@@ -45,6 +44,9 @@ func TestEventValidate(t *testing.T) {
 		{"running with final status", Event{JobID: "a", Type: EventRunning, Status: Succeeded}, false},
 		{"negative attempt", Event{JobID: "a", Type: EventRunning, Attempt: -1}, false},
 		{"bad result", Event{JobID: "a", Type: EventFinal, Status: Succeeded, Result: json.RawMessage(`{`)}, false},
+		{"error without reason", Event{JobID: "a", Type: EventFinal, Status: Failed, Error: &Error{Message: "boom"}}, false},
+		{"failed without error", Event{JobID: "a", Type: EventFinal, Status: Failed}, true},
+		{"reason of a newer worker", Event{JobID: "a", Type: EventFinal, Status: Failed, Error: &Error{Reason: "gpu_on_fire"}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.ev.Validate()
@@ -69,11 +71,93 @@ func TestEventJSON(t *testing.T) {
 	}
 }
 
+// TestEventDecodesQueueJobUpdate: the JSON pkg/queue's JobUpdate produced
+// (worker always present, plain strings) decodes into the same Event, so
+// workers and APIs of both versions understand each other during a rollout.
+func TestEventDecodesQueueJobUpdate(t *testing.T) {
+	at := time.Date(2031, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, tc := range []struct {
+		wire string
+		want Event
+	}{
+		{`{"job_id":"j1","type":"running","at":"2031-01-02T03:04:05.000000006Z","attempt":1,"worker":""}`,
+			Event{JobID: "j1", Type: EventRunning, At: at, Attempt: 1}},
+		{`{"job_id":"j1","type":"final","status":"failed","at":"2031-01-02T03:04:05.000000006Z","attempt":3,"worker":"w","error":{"reason":"attempts_exhausted","message":"m"}}`,
+			Event{JobID: "j1", Type: EventFinal, Status: Failed, At: at, Attempt: 3, Worker: "w", Error: &Error{Reason: ReasonAttemptsExhausted, Message: "m"}}},
+		{`{"job_id":"j1","type":"final","status":"succeeded","at":"2031-01-02T03:04:05.000000006Z","attempt":1,"worker":"w","result":{"a":1}}`,
+			Event{JobID: "j1", Type: EventFinal, Status: Succeeded, At: at, Attempt: 1, Worker: "w", Result: json.RawMessage(`{"a":1}`)}},
+	} {
+		var got Event
+		if err := json.Unmarshal([]byte(tc.wire), &got); err != nil {
+			t.Fatalf("%s: %v", tc.wire, err)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("%s: Validate: %v", tc.wire, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s\n decoded %+v\n    want %+v", tc.wire, got, tc.want)
+		}
+	}
+}
+
+// TestReasons pins the reason vocabulary: these strings are on the wire and
+// in clients' hands.
+func TestReasons(t *testing.T) {
+	want := map[Reason]string{
+		ReasonModelError: "model_error", ReasonBadMessage: "bad_message", ReasonBadInput: "bad_input",
+		ReasonAttemptsExhausted: "attempts_exhausted", ReasonDeliveryLimit: "delivery_limit",
+		ReasonRunTimeout: "run_timeout", ReasonExpired: "expired", ReasonTimeout: "timeout",
+	}
+	if len(Reasons) != len(want) {
+		t.Fatalf("Reasons has %d entries, want %d", len(Reasons), len(want))
+	}
+	seen := map[Reason]bool{}
+	for _, r := range Reasons {
+		if w, ok := want[r]; !ok || string(r) != w {
+			t.Errorf("Reasons holds %q, not in the documented vocabulary", r)
+		}
+		if seen[r] {
+			t.Errorf("Reasons lists %q twice", r)
+		}
+		seen[r] = true
+		if !r.Known() {
+			t.Errorf("%q.Known() = false", r)
+		}
+	}
+	for _, r := range []Reason{"", "gpu_on_fire", "Model_Error"} {
+		if r.Known() {
+			t.Errorf("%q.Known() = true", r)
+		}
+	}
+	if got := ExpiredError().Reason; got != ReasonExpired {
+		t.Errorf("ExpiredError().Reason = %q", got)
+	}
+}
+
+func TestFinalStatuses(t *testing.T) {
+	want := []Status{Succeeded, Failed, Expired, Cancelled}
+	if !reflect.DeepEqual(FinalStatuses, want) {
+		t.Fatalf("FinalStatuses = %v, want %v", FinalStatuses, want)
+	}
+	for _, s := range []Status{Queued, Running, Succeeded, Failed, Expired, Cancelled} {
+		if slices.Contains(FinalStatuses, s) != s.Final() {
+			t.Errorf("%q: in FinalStatuses = %v, Final() = %v", s, !s.Final(), s.Final())
+		}
+		if !s.Valid() {
+			t.Errorf("%q.Valid() = false", s)
+		}
+	}
+	if Status("bogus").Valid() || Status("").Valid() {
+		t.Error("an unknown status is Valid")
+	}
+}
+
 // TestJobJSON: the HTTP body fields only; started_at/finished_at are null
-// until set; internal fields never appear.
+// until set; model and model_version only when set; internal fields never
+// appear.
 func TestJobJSON(t *testing.T) {
 	j := Job{ID: "j1", Status: Queued, CreatedAt: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC),
-		RequestID: "r", Input: []byte("secret"), IdempotencyKey: "k", BodyHash: "h", Published: true, Worker: "w"}
+		RequestID: "r", Input: []byte("secret"), IdempotencyKey: "k", BodyHash: "h", Published: true, Worker: "w", Format: FormatV2}
 	b, err := json.Marshal(j)
 	if err != nil {
 		t.Fatal(err)
@@ -82,126 +166,13 @@ func TestJobJSON(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("Job JSON\n got %s\nwant %s", b, want)
 	}
-}
-
-func TestRecordRoundTrip(t *testing.T) {
-	started, finished := t0.Add(time.Second), t0.Add(2*time.Second)
-	j := &Job{ID: "a", Status: Failed, CreatedAt: t0, StartedAt: &started, FinishedAt: &finished, Attempts: 3,
-		Result: json.RawMessage(`{"a":[1,2]}`), Error: &Error{Reason: "r", Message: "m"}, RequestID: "req",
-		Input: []byte{0, 1, 2, 255}, IdempotencyKey: "k", BodyHash: "h", Published: true, StartBy: t0.Add(time.Hour), Worker: "w"}
-	data, err := encodeJob(j)
-	if err != nil {
+	j.Model, j.Version = "resnet", "3"
+	j.Status, j.Error = Failed, &Error{Reason: ReasonModelError, Message: "boom"}
+	if b, err = json.Marshal(j); err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeJob(data)
-	if err != nil {
-		t.Fatal(err)
+	const wantModel = `{"id":"j1","status":"failed","model":"resnet","model_version":"3","created_at":"2031-01-02T03:04:05Z","started_at":null,"finished_at":null,"attempts":0,"error":{"reason":"model_error","message":"boom"}}`
+	if string(b) != wantModel {
+		t.Fatalf("Job JSON with a model\n got %s\nwant %s", b, wantModel)
 	}
-	sameJob(t, "record round trip", got, j)
-}
-
-func TestIndexKeyOrder(t *testing.T) {
-	a := indexKey(t0, "zzz")
-	b := indexKey(t0.Add(time.Nanosecond), "aaa")
-	if string(a) >= string(b) {
-		t.Fatal("index keys do not sort by time first")
-	}
-	ns, id := splitIndexKey(b)
-	if ns != t0.Add(time.Nanosecond).UnixNano() || id != "aaa" {
-		t.Fatalf("splitIndexKey = %d, %q", ns, id)
-	}
-}
-
-func TestCeilMicros(t *testing.T) {
-	base := time.Unix(100, 0)
-	for _, tc := range []struct {
-		t    time.Time
-		want int64
-	}{
-		{base, 100_000_000},
-		{base.Add(time.Nanosecond), 100_000_001},
-		{base.Add(999 * time.Nanosecond), 100_000_001},
-		{base.Add(1000 * time.Nanosecond), 100_000_001},
-	} {
-		if got := ceilMicros(tc.t); got != tc.want {
-			t.Errorf("ceilMicros(%v) = %d, want %d", tc.t.Sub(base), got, tc.want)
-		}
-	}
-}
-
-func TestJobFromMapCorrupt(t *testing.T) {
-	for _, m := range []map[string]string{
-		{"id": "a"},                    // no status
-		{"id": "a", "status": "weird"}, // unknown status
-		{"id": "a", "status": "queued", "created": "x"},   // bad time
-		{"id": "a", "status": "failed", "error": "{oops"}, // bad error JSON
-		{"status": "queued", "created": "1"},              // no id
-	} {
-		if _, err := jobFromMap(m); err == nil {
-			t.Errorf("jobFromMap(%v) accepted a corrupt hash", m)
-		}
-	}
-}
-
-func TestNotifier(t *testing.T) {
-	n := newNotifier()
-	a, cancelA := n.subscribe("a")
-	a2, cancelA2 := n.subscribe("a")
-	b, cancelB := n.subscribe("b")
-	n.notify("a")
-	n.notify("a") // coalesced: one pending notice
-	for _, ch := range []<-chan struct{}{a, a2} {
-		select {
-		case <-ch:
-		default:
-			t.Fatal("subscriber of a not notified")
-		}
-		select {
-		case <-ch:
-			t.Fatal("two notices pending")
-		default:
-		}
-	}
-	select {
-	case <-b:
-		t.Fatal("b notified for a")
-	default:
-	}
-	n.notifyAll()
-	<-a
-	<-b
-	cancelA()
-	cancelA()
-	if n.count("a") != 1 {
-		t.Fatalf("count(a) = %d after one cancel", n.count("a"))
-	}
-	cancelA2()
-	cancelB()
-	if len(n.waiters) != 0 {
-		t.Fatalf("waiters left: %v", n.waiters)
-	}
-	n.close()
-	n.close()
-	<-n.done
-}
-
-// TestRelayNotices: notices reach the waiters of their job; a
-// resubscription wakes every waiter; the relay ends when the channel closes.
-func TestRelayNotices(t *testing.T) {
-	s := &RedisStore{waiters: newNotifier(), log: slog.New(slog.DiscardHandler)}
-	msgs := make(chan any, 4)
-	s.wg.Add(1)
-	go s.relayNotices(msgs)
-	a, cancelA := s.waiters.subscribe("a")
-	defer cancelA()
-	b, cancelB := s.waiters.subscribe("b")
-	defer cancelB()
-
-	msgs <- &redis.Message{Channel: "c", Payload: "a"}
-	<-a
-	msgs <- &redis.Subscription{Kind: "subscribe", Channel: "c", Count: 1}
-	<-a
-	<-b
-	close(msgs)
-	s.wg.Wait()
 }

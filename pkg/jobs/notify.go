@@ -6,23 +6,29 @@ import (
 	"time"
 )
 
-// notifier fans finalisation notices out to the Waits of this process. A
-// notice means "job id may have become final: re-read it"; a spurious one
-// costs a read and nothing else.
-type notifier struct {
+// Notifier fans finalisation notices out to the Waits of one process, and
+// implements [Store.Wait] on top of them. A notice means "job id may have
+// become final (or gone): re-read it"; a spurious one costs a read and
+// nothing else. For Store implementations: the store calls Notify after
+// every write that makes a job final or deletes it, and Close when it
+// closes. Safe for concurrent use. The zero value is not usable: use
+// [NewNotifier].
+type Notifier struct {
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
-	done    chan struct{} // closed by close
+	done    chan struct{} // closed by Close
 	closed  bool
 }
 
-func newNotifier() *notifier {
-	return &notifier{waiters: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
+// NewNotifier returns a Notifier with no waiters.
+func NewNotifier() *Notifier {
+	return &Notifier{waiters: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
 }
 
-// subscribe registers interest in id. The returned channel receives (at most
-// one pending) notice; cancel must be called when done.
-func (n *notifier) subscribe(id string) (c <-chan struct{}, cancel func()) {
+// Subscribe registers interest in id. The returned channel receives (at most
+// one pending) notice; cancel must be called when done and may be called
+// more than once.
+func (n *Notifier) Subscribe(id string) (c <-chan struct{}, cancel func()) {
 	ch := make(chan struct{}, 1)
 	n.mu.Lock()
 	set := n.waiters[id]
@@ -45,8 +51,8 @@ func (n *notifier) subscribe(id string) (c <-chan struct{}, cancel func()) {
 	}
 }
 
-// notify wakes the waiters of id.
-func (n *notifier) notify(id string) {
+// Notify wakes the waiters of id. It never blocks.
+func (n *Notifier) Notify(id string) {
 	n.mu.Lock()
 	for ch := range n.waiters[id] {
 		select {
@@ -57,9 +63,9 @@ func (n *notifier) notify(id string) {
 	n.mu.Unlock()
 }
 
-// notifyAll wakes every waiter, e.g. after notices may have been lost (a
+// NotifyAll wakes every waiter, e.g. after notices may have been lost (a
 // Redis subscription that reconnected).
-func (n *notifier) notifyAll() {
+func (n *Notifier) NotifyAll() {
 	n.mu.Lock()
 	for _, set := range n.waiters {
 		for ch := range set {
@@ -72,8 +78,8 @@ func (n *notifier) notifyAll() {
 	n.mu.Unlock()
 }
 
-// close makes every current and future Wait return ErrClosed. Idempotent.
-func (n *notifier) close() {
+// Close makes every current and future Wait return ErrClosed. Idempotent.
+func (n *Notifier) Close() {
 	n.mu.Lock()
 	if !n.closed {
 		n.closed = true
@@ -82,10 +88,10 @@ func (n *notifier) close() {
 	n.mu.Unlock()
 }
 
-// wait implements Store.Wait on top of a notifier and the store's Get.
-// It subscribes before the first read, so a final state committed between
-// the read and the select is not missed: its notice is already pending.
-func wait(ctx context.Context, n *notifier, get func(context.Context, string) (*Job, error), id string, timeout time.Duration) (*Job, error) {
+// Wait implements [Store.Wait] with get as the store's Get. It subscribes
+// before the first read, so a final state committed between the read and
+// the wait is not missed: its notice is already pending.
+func (n *Notifier) Wait(ctx context.Context, get func(context.Context, string) (*Job, error), id string, timeout time.Duration) (*Job, error) {
 	if timeout <= 0 {
 		return get(ctx, id)
 	}
@@ -94,7 +100,7 @@ func wait(ctx context.Context, n *notifier, get func(context.Context, string) (*
 		return nil, ErrClosed
 	default:
 	}
-	notices, cancel := n.subscribe(id)
+	notices, cancel := n.Subscribe(id)
 	defer cancel()
 	j, err := get(ctx, id)
 	if err != nil || j.Status.Final() {
@@ -128,8 +134,8 @@ func wait(ctx context.Context, n *notifier, get func(context.Context, string) (*
 	}
 }
 
-// count is how many Waits are subscribed to id (tests).
-func (n *notifier) count(id string) int {
+// Waiters is how many Waits are subscribed to id now (tests, diagnostics).
+func (n *Notifier) Waiters(id string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.waiters[id])

@@ -1,4 +1,4 @@
-package jobs
+package boltstore
 
 import (
 	"bytes"
@@ -12,6 +12,10 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/internal/nanos"
 )
 
 // Bucket names of a BoltStore file. Every index bucket holds only the jobs it
@@ -24,6 +28,7 @@ var (
 	bucketStartBy     = []byte("start_by")    // start_by+id: queued with a StartBy
 	bucketFinished    = []byte("finished")    // finished_at+id: final (janitor)
 	bucketMeta        = []byte("meta")        // "version" → schemaVersion
+	bucketKV          = []byte("kv")          // PutMeta key → value
 )
 
 // schemaVersion is the layout version written into new files; OpenBolt
@@ -36,7 +41,7 @@ type BoltConfig struct {
 	// created if missing.
 	Path string
 	// TTL is how long a finished job stays readable (JOB_TTL); 0 means
-	// DefaultTTL (24h).
+	// jobs.DefaultTTL (24h).
 	TTL time.Duration
 	// Logger receives the janitor's errors; nil discards.
 	Logger *slog.Logger
@@ -56,9 +61,10 @@ type BoltConfig struct {
 	JanitorInterval time.Duration
 }
 
-// BoltStore is the embedded, persistent [Store] for a single API instance: one
-// bbolt file. Writes go through DB.Batch, so concurrent callers share one
-// transaction and one fsync; reads are DB.View. Wait is woken in-process.
+// BoltStore is the embedded, persistent [jobs.Store] for a single API
+// instance: one bbolt file. Writes go through DB.Batch, so concurrent
+// callers share one transaction and one fsync; reads are DB.View. Wait is
+// woken in-process.
 //
 // Only one process may open the file at a time (bbolt locks it).
 type BoltStore struct {
@@ -66,7 +72,7 @@ type BoltStore struct {
 	ttl     time.Duration
 	now     func() time.Time
 	log     *slog.Logger
-	waiters *notifier
+	waiters *jobs.Notifier
 
 	stop      chan struct{} // closed by Close: stops the janitor
 	wg        sync.WaitGroup
@@ -74,20 +80,20 @@ type BoltStore struct {
 	closeErr  error
 }
 
-var _ Store = (*BoltStore)(nil)
+var _ jobs.Store = (*BoltStore)(nil)
 
 // OpenBolt opens (creating if needed) the job database at cfg.Path and starts
 // its janitor goroutine, which deletes finished jobs past the TTL (and their
 // idempotency keys) until Close.
 func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 	if cfg.Path == "" {
-		return nil, errors.New("jobs: BoltConfig.Path is required")
+		return nil, errors.New("boltstore: BoltConfig.Path is required")
 	}
 	if cfg.TTL < 0 || cfg.BatchDelay < 0 || cfg.LockTimeout < 0 || cfg.JanitorInterval < 0 {
-		return nil, errors.New("jobs: BoltConfig durations must not be negative")
+		return nil, errors.New("boltstore: BoltConfig durations must not be negative")
 	}
 	if cfg.TTL == 0 {
-		cfg.TTL = DefaultTTL
+		cfg.TTL = jobs.DefaultTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -105,7 +111,7 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 		cfg.JanitorInterval = min(max(cfg.TTL/10, time.Second), time.Minute)
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
-		return nil, fmt.Errorf("jobs: create data directory: %w", err)
+		return nil, fmt.Errorf("boltstore: create data directory: %w", err)
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:        cfg.LockTimeout,
@@ -113,22 +119,22 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 		NoFreelistSync: true, // faster commits; the freelist is rebuilt on open
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("jobs: open %s: still locked by another process after %v: %w", cfg.Path, cfg.LockTimeout, err)
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("boltstore: open %s: still locked by another process after %v: %w", cfg.Path, cfg.LockTimeout, err)
 		}
-		return nil, fmt.Errorf("jobs: open %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
 	}
 	db.MaxBatchDelay = cfg.BatchDelay
 	if err := db.Update(initBuckets); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("jobs: open %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
 	}
 	s := &BoltStore{
 		db:      db,
 		ttl:     cfg.TTL,
 		now:     cfg.Now,
 		log:     cfg.Logger,
-		waiters: newNotifier(),
+		waiters: jobs.NewNotifier(),
 		stop:    make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -137,7 +143,7 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketMeta} {
+	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketMeta, bucketKV} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -157,24 +163,24 @@ func (s *BoltStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
-		s.waiters.close()
+		s.waiters.Close()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
 }
 
-// Create implements [Store.Create].
-func (s *BoltStore) Create(ctx context.Context, j *Job) (*Job, error) {
+// Create implements [jobs.Store.Create].
+func (s *BoltStore) Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	if err := prepareCreate(j, now); err != nil {
+	if err := jobs.PrepareCreate(j, now); err != nil {
 		return nil, err
 	}
 	nj := *j // the stored copy: j is the caller's
 	var (
-		existing *Job
+		existing *jobs.Job
 		outcome  error
 	)
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -185,15 +191,15 @@ func (s *BoltStore) Create(ctx context.Context, j *Job) (*Job, error) {
 				if err != nil {
 					return err
 				}
-				if old != nil && visible(old, now, s.ttl) {
-					existing, outcome = old, replayOutcome(old, &nj)
+				if old != nil && jobs.Visible(old, now, s.ttl) {
+					existing, outcome = old, jobs.ReplayOutcome(old, &nj)
 					return nil
 				}
 				// The key's job is gone or past TTL: the key is free.
 			}
 		}
 		if tx.Bucket(bucketJobs).Get([]byte(nj.ID)) != nil {
-			outcome = fmt.Errorf("%w: job id %q exists", ErrConflict, nj.ID)
+			outcome = fmt.Errorf("%w: job id %q exists", jobs.ErrConflict, nj.ID)
 			return nil
 		}
 		if nj.IdempotencyKey != "" {
@@ -204,17 +210,17 @@ func (s *BoltStore) Create(ctx context.Context, j *Job) (*Job, error) {
 		return saveJob(tx, nil, &nj)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jobs: create %s: %w", nj.ID, err)
+		return nil, s.wrapErr("create", nj.ID, err)
 	}
 	return existing, outcome
 }
 
-// Get implements [Store.Get].
-func (s *BoltStore) Get(ctx context.Context, id string) (*Job, error) {
+// Get implements [jobs.Store.Get].
+func (s *BoltStore) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var j *Job
+	var j *jobs.Job
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		j, err = loadJob(tx, id)
@@ -223,13 +229,13 @@ func (s *BoltStore) Get(ctx context.Context, id string) (*Job, error) {
 	if err != nil {
 		return nil, s.wrapErr("get", id, err)
 	}
-	if j == nil || !visible(j, s.now(), s.ttl) {
-		return nil, ErrNotFound
+	if j == nil || !jobs.Visible(j, s.now(), s.ttl) {
+		return nil, jobs.ErrNotFound
 	}
 	return j, nil
 }
 
-// MarkPublished implements [Store.MarkPublished].
+// MarkPublished implements [jobs.Store.MarkPublished].
 func (s *BoltStore) MarkPublished(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -242,7 +248,7 @@ func (s *BoltStore) MarkPublished(ctx context.Context, id string) error {
 			return err
 		}
 		if j == nil {
-			outcome = ErrNotFound
+			outcome = jobs.ErrNotFound
 			return nil
 		}
 		if j.Published {
@@ -258,16 +264,16 @@ func (s *BoltStore) MarkPublished(ctx context.Context, id string) error {
 	return outcome
 }
 
-// Unpublished implements [Store.Unpublished].
-func (s *BoltStore) Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*Job, error) {
+// Unpublished implements [jobs.Store.Unpublished].
+func (s *BoltStore) Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*jobs.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		return nil, nil
 	}
-	before := nanos(createdBefore)
-	var out []*Job
+	before := nanos.Of(createdBefore)
+	var out []*jobs.Job
 	err := s.db.View(func(tx *bolt.Tx) error {
 		out = out[:0]
 		c := tx.Bucket(bucketUnpublished).Cursor()
@@ -292,8 +298,8 @@ func (s *BoltStore) Unpublished(ctx context.Context, createdBefore time.Time, li
 	return out, nil
 }
 
-// Apply implements [Store.Apply].
-func (s *BoltStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
+// Apply implements [jobs.Store.Apply].
+func (s *BoltStore) Apply(ctx context.Context, ev jobs.Event) (*jobs.Job, bool, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -302,17 +308,17 @@ func (s *BoltStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
 	}
 	now := s.now()
 	var (
-		out     *Job
+		out     *jobs.Job
 		changed bool
 	)
 	err := s.batch(func(tx *bolt.Tx) error {
 		out, changed = nil, false
 		j, err := loadJob(tx, ev.JobID)
-		if err != nil || j == nil || !visible(j, now, s.ttl) {
+		if err != nil || j == nil || !jobs.Visible(j, now, s.ttl) {
 			return err
 		}
 		old := *j
-		if changed = applyEvent(j, ev, now); changed {
+		if changed = jobs.ApplyEvent(j, ev, now); changed {
 			if err := saveJob(tx, &old, j); err != nil {
 				return err
 			}
@@ -324,22 +330,22 @@ func (s *BoltStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
 		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
 	}
 	if out == nil {
-		return nil, false, ErrNotFound
+		return nil, false, jobs.ErrNotFound
 	}
 	if changed && out.Status.Final() {
-		s.waiters.notify(out.ID)
+		s.waiters.Notify(out.ID)
 	}
 	return out, changed, nil
 }
 
-// Cancel implements [Store.Cancel].
-func (s *BoltStore) Cancel(ctx context.Context, id string) (*Job, error) {
+// Cancel implements [jobs.Store.Cancel].
+func (s *BoltStore) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now := s.now().UTC()
 	var (
-		out     *Job
+		out     *jobs.Job
 		outcome error
 	)
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -348,29 +354,29 @@ func (s *BoltStore) Cancel(ctx context.Context, id string) (*Job, error) {
 		if err != nil {
 			return err
 		}
-		if j == nil || !visible(j, now, s.ttl) {
-			outcome = ErrNotFound
+		if j == nil || !jobs.Visible(j, now, s.ttl) {
+			outcome = jobs.ErrNotFound
 			return nil
 		}
 		out = j
-		if j.Status != Queued {
-			outcome = ErrConflict
+		if j.Status != jobs.Queued {
+			outcome = jobs.ErrConflict
 			return nil
 		}
 		old := *j
-		j.Status, j.FinishedAt = Cancelled, &now
+		j.Status, j.FinishedAt = jobs.Cancelled, &now
 		return saveJob(tx, &old, j)
 	})
 	if err != nil {
 		return nil, s.wrapErr("cancel", id, err)
 	}
 	if outcome == nil {
-		s.waiters.notify(id)
+		s.waiters.Notify(id)
 	}
 	return out, outcome
 }
 
-// Delete implements [Store.Delete].
+// Delete implements [jobs.Store.Delete].
 func (s *BoltStore) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -384,13 +390,13 @@ func (s *BoltStore) Delete(ctx context.Context, id string) error {
 		return s.wrapErr("delete", id, err)
 	}
 	if !found {
-		return ErrNotFound
+		return jobs.ErrNotFound
 	}
-	s.waiters.notify(id)
+	s.waiters.Notify(id)
 	return nil
 }
 
-// ExpireQueued implements [Store.ExpireQueued].
+// ExpireQueued implements [jobs.Store.ExpireQueued].
 func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -399,7 +405,7 @@ func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) 
 		return nil, nil
 	}
 	now = now.UTC()
-	cutoff := nanos(now)
+	cutoff := nanos.Of(now)
 	var ids []string
 	err := s.batch(func(tx *bolt.Tx) error {
 		ids = ids[:0]
@@ -418,11 +424,11 @@ func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) 
 			if err != nil {
 				return err
 			}
-			if j == nil || j.Status != Queued { // a stale entry: saveJob keeps none
+			if j == nil || j.Status != jobs.Queued { // a stale entry: saveJob keeps none
 				continue
 			}
 			old := *j
-			j.Status, j.FinishedAt, j.Error = Expired, &now, expiredError()
+			j.Status, j.FinishedAt, j.Error = jobs.Expired, &now, jobs.ExpiredError()
 			if err := saveJob(tx, &old, j); err != nil {
 				return err
 			}
@@ -434,14 +440,52 @@ func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) 
 		return nil, s.wrapErr("expire queued", "", err)
 	}
 	for _, id := range ids {
-		s.waiters.notify(id)
+		s.waiters.Notify(id)
 	}
 	return ids, nil
 }
 
-// Wait implements [Store.Wait].
-func (s *BoltStore) Wait(ctx context.Context, id string, timeout time.Duration) (*Job, error) {
-	return wait(ctx, s.waiters, s.Get, id, timeout)
+// Wait implements [jobs.Store.Wait].
+func (s *BoltStore) Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error) {
+	return s.waiters.Wait(ctx, s.Get, id, timeout)
+}
+
+// PutMeta implements [jobs.Store.PutMeta].
+func (s *BoltStore) PutMeta(ctx context.Context, key string, value []byte) error {
+	if err := jobs.CheckMetaKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v := append([]byte{}, value...) // bbolt keeps the slice until the commit
+	err := s.batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKV).Put([]byte(key), v)
+	})
+	if err != nil {
+		return s.wrapErr("put meta", key, err)
+	}
+	return nil
+}
+
+// ListMeta implements [jobs.Store.ListMeta].
+func (s *BoltStore) ListMeta(ctx context.Context, prefix string) (map[string][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKV).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			out[string(k)] = append([]byte{}, v...) // v is only valid in tx
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrapErr("list meta", prefix, err)
+	}
+	return out, nil
 }
 
 // batch runs fn in a DB.Batch. fn may run more than once (bbolt retries a
@@ -453,19 +497,19 @@ func (s *BoltStore) batch(fn func(*bolt.Tx) error) error {
 	return s.db.Batch(fn)
 }
 
-// wrapErr maps a closed database to ErrClosed and names the operation.
+// wrapErr maps a closed database to jobs.ErrClosed and names the operation.
 func (s *BoltStore) wrapErr(op, id string, err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
-		err = ErrClosed
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		err = jobs.ErrClosed
 	}
 	if id == "" {
-		return fmt.Errorf("jobs: %s: %w", op, err)
+		return fmt.Errorf("boltstore: %s: %w", op, err)
 	}
-	return fmt.Errorf("jobs: %s %s: %w", op, id, err)
+	return fmt.Errorf("boltstore: %s %s: %w", op, id, err)
 }
 
 // loadJob reads job id in tx; nil (and no error) if there is none.
-func loadJob(tx *bolt.Tx, id string) (*Job, error) {
+func loadJob(tx *bolt.Tx, id string) (*jobs.Job, error) {
 	data := tx.Bucket(bucketJobs).Get([]byte(id))
 	if data == nil {
 		return nil, nil
@@ -480,7 +524,7 @@ func loadJob(tx *bolt.Tx, id string) (*Job, error) {
 // indexEntries are the index keys a job state implies, nil where it has none.
 type indexEntries struct{ unpublished, startBy, finished []byte }
 
-func entriesFor(j *Job) indexEntries {
+func entriesFor(j *jobs.Job) indexEntries {
 	var e indexEntries
 	if j == nil {
 		return e
@@ -488,7 +532,7 @@ func entriesFor(j *Job) indexEntries {
 	if !j.Published && !j.Status.Final() {
 		e.unpublished = indexKey(j.CreatedAt, j.ID)
 	}
-	if j.Status == Queued && !j.StartBy.IsZero() {
+	if j.Status == jobs.Queued && !j.StartBy.IsZero() {
 		e.startBy = indexKey(j.StartBy, j.ID)
 	}
 	if j.Status.Final() && j.FinishedAt != nil {
@@ -499,7 +543,7 @@ func entriesFor(j *Job) indexEntries {
 
 // saveJob writes j and moves its index entries from what old (nil for a new
 // job) implied to what j implies.
-func saveJob(tx *bolt.Tx, old, j *Job) error {
+func saveJob(tx *bolt.Tx, old, j *jobs.Job) error {
 	data, err := encodeJob(j)
 	if err != nil {
 		return fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -558,7 +602,7 @@ func (s *BoltStore) janitor(interval time.Duration) {
 // before now, with its idempotency key (if the key still points at it), in
 // transactions of at most janitorBatch jobs. It returns how many it deleted.
 func (s *BoltStore) sweep(now time.Time) (int, error) {
-	cutoff := nanos(now.Add(-s.ttl))
+	cutoff := nanos.Of(now.Add(-s.ttl))
 	total := 0
 	for {
 		n := 0
@@ -586,7 +630,7 @@ func (s *BoltStore) sweep(now time.Time) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return total, fmt.Errorf("jobs: janitor: %w", err)
+			return total, fmt.Errorf("boltstore: janitor: %w", err)
 		}
 		total += n
 		if n < janitorBatch {
@@ -623,5 +667,6 @@ func deleteJob(tx *bolt.Tx, id string) error {
 	return tx.Bucket(bucketJobs).Delete([]byte(id))
 }
 
-// waiterCount is how many Waits are subscribed to id (tests).
-func (s *BoltStore) waiterCount(id string) int { return s.waiters.count(id) }
+// Waiters is how many Waits of this store are waiting on id now (tests,
+// diagnostics).
+func (s *BoltStore) Waiters(id string) int { return s.waiters.Waiters(id) }

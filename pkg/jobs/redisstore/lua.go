@@ -1,12 +1,12 @@
-package jobs
+package redisstore
 
 import "github.com/redis/go-redis/v9"
 
 // The Lua scripts of RedisStore. Each runs atomically in Redis, so replicas
 // applying events, cancelling and expiring the same job concurrently cannot
 // break "the first final state wins". They mirror the Go reference
-// (applyEvent, replayOutcome, BoltStore): the contract suite runs against
-// both stores.
+// (jobs.ApplyEvent, jobs.ReplayOutcome, jobs.Visible, boltstore): the
+// contract suite (jobstest) runs against both stores.
 //
 // A job is a hash (fields below); times are Unix nanoseconds as decimal
 // strings, compared exactly as strings (numgt) rather than as Lua numbers,

@@ -1,101 +1,20 @@
-package jobs
+package redisstore
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/jobstest"
+	"github.com/warren-farm/warren/pkg/jobs/redisstore/redistest"
 )
-
-// EnvRedisURL selects the Redis server of the integration tests; unset means
-// redis://127.0.0.1:6379/0.
-const EnvRedisURL = "REDIS_URL"
-
-const howToGetRedis = `no Redis server for the pkg/jobs integration tests. Get one by either:
-  - starting a local one:   redis-server --daemonize yes   (or: systemctl start redis-server)
-  - pointing the tests at one: REDIS_URL=redis://host:6379/0
-  - or run only the unit tests: go test -short ./pkg/jobs/`
-
-var (
-	redisProbeOnce sync.Once
-	redisProbeURL  string
-	redisProbeErr  error
-)
-
-// testRedisURL returns the Redis URL for integration tests. It skips under
-// -short and otherwise fails the test (never skips) when Redis does not
-// answer; the probe runs once per test binary.
-func testRedisURL(t testing.TB) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs Redis (runs without -short)")
-	}
-	redisProbeOnce.Do(func() {
-		redisProbeURL = os.Getenv(EnvRedisURL)
-		if redisProbeURL == "" {
-			redisProbeURL = "redis://127.0.0.1:6379/0"
-		}
-		opt, err := redis.ParseURL(redisProbeURL)
-		if err != nil {
-			redisProbeErr = fmt.Errorf("%s=%s: %w", EnvRedisURL, redisProbeURL, err)
-			return
-		}
-		c := redis.NewClient(opt)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := c.Ping(ctx).Err(); err != nil {
-			redisProbeErr = fmt.Errorf("%s does not answer: %w", opt.Addr, err)
-		}
-	})
-	if redisProbeErr != nil {
-		t.Fatalf("%s\n(%v)", howToGetRedis, redisProbeErr)
-	}
-	return redisProbeURL
-}
-
-// testPrefix is a fresh key prefix; every key under it is deleted when t ends.
-func testPrefix(t testing.TB, redisURL string) string {
-	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "warren-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		opt, _ := redis.ParseURL(redisURL)
-		c := redis.NewClient(opt)
-		defer c.Close()
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("cleaning up %s*: %v", prefix, err)
-			return
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			if err := c.Del(ctx, keys[:n]...).Err(); err != nil {
-				t.Errorf("cleaning up %s*: %v", prefix, err)
-				return
-			}
-			keys = keys[n:]
-		}
-	})
-	return prefix
-}
 
 // openRedisPrefix opens a RedisStore on prefix, closed when t ends.
 func openRedisPrefix(t testing.TB, redisURL, prefix string, ttl time.Duration, now func() time.Time) *RedisStore {
@@ -112,24 +31,24 @@ func openRedisPrefix(t testing.TB, redisURL, prefix string, ttl time.Duration, n
 	return s
 }
 
-func openRedisT(t *testing.T, ttl time.Duration, now func() time.Time) Store {
+func openRedisT(t *testing.T, ttl time.Duration, now func() time.Time) jobs.Store {
 	t.Helper()
-	u := testRedisURL(t)
-	return openRedisPrefix(t, u, testPrefix(t, u), ttl, now)
+	u := redistest.URL(t)
+	return openRedisPrefix(t, u, redistest.Prefix(t, u), ttl, now)
 }
 
 func TestRedisContract(t *testing.T) {
-	testRedisURL(t) // skip once under -short, fail once without Redis
-	RunContract(t, openRedisT)
+	redistest.URL(t) // skip once under -short, fail once without Redis
+	jobstest.Run(t, openRedisT)
 }
 
 // TestRedisCrossReplicaWait: a Wait on replica A wakes when replica B (same
 // Redis, same prefix) applies the final state, cancels or expires the job.
 func TestRedisCrossReplicaWait(t *testing.T) {
 	ctx := context.Background()
-	u := testRedisURL(t)
-	prefix := testPrefix(t, u)
-	clk := newFakeClock()
+	u := redistest.URL(t)
+	prefix := redistest.Prefix(t, u)
+	clk := jobstest.NewClock()
 	a := openRedisPrefix(t, u, prefix, time.Hour, clk.Now)
 	b := openRedisPrefix(t, u, prefix, time.Hour, clk.Now)
 
@@ -138,45 +57,49 @@ func TestRedisCrossReplicaWait(t *testing.T) {
 		finalise func(id string) error
 	}{
 		{"apply", func(id string) error {
-			_, _, err := b.Apply(ctx, Event{JobID: id, Type: EventFinal, Status: Succeeded, Attempt: 1, At: t0})
+			_, _, err := b.Apply(ctx, jobs.Event{JobID: id, Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0})
 			return err
 		}},
 		{"cancel", func(id string) error { _, err := b.Cancel(ctx, id); return err }},
-		{"expire", func(id string) error { _, err := b.ExpireQueued(ctx, t0.Add(time.Hour), 100); return err }},
+		{"expire", func(id string) error { _, err := b.ExpireQueued(ctx, jobstest.T0.Add(time.Hour), 100); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := "x-" + tc.name
-			mustCreate(t, a, &Job{ID: id, StartBy: t0.Add(time.Minute)})
-			ch := goWait(ctx, a, id, 10*time.Second)
-			waitUntilWaiting(t, a, id, 1)
+			jobstest.MustCreate(t, a, &jobs.Job{ID: id, StartBy: jobstest.T0.Add(time.Minute)})
+			ch := jobstest.GoWait(ctx, a, id, 10*time.Second)
+			jobstest.WaitUntilWaiting(t, a, id, 1)
 			if err := tc.finalise(id); err != nil {
 				t.Fatal(err)
 			}
 			at := time.Now()
-			r := recvWait(t, ch, 5*time.Second)
-			if r.err != nil || !r.j.Status.Final() {
-				t.Fatalf("Wait on A = %+v, %v", view(r.j), r.err)
+			r := jobstest.RecvWait(t, ch, 5*time.Second)
+			if r.Err != nil || !r.Job.Status.Final() {
+				t.Fatalf("Wait on A = %+v, %v", jobstest.View(r.Job), r.Err)
 			}
-			if d := r.at.Sub(at); d > wakeWithin {
-				t.Fatalf("A woke %v after B finalised the job, want <= %v", d, wakeWithin)
+			if d := r.At.Sub(at); d > jobstest.WakeWithin {
+				t.Fatalf("A woke %v after B finalised the job, want <= %v", d, jobstest.WakeWithin)
 			}
 		})
 	}
 }
 
 // TestRedisKeyExpiry: a final job's hash and idempotency key get the TTL as
-// a Redis expiry; unfinished ones have none; the indexes forget final jobs.
+// a Redis expiry; unfinished ones and meta have none; the indexes forget
+// final jobs.
 func TestRedisKeyExpiry(t *testing.T) {
 	ctx := context.Background()
-	u := testRedisURL(t)
-	prefix := testPrefix(t, u)
+	u := redistest.URL(t)
+	prefix := redistest.Prefix(t, u)
 	s := openRedisPrefix(t, u, prefix, time.Hour, nil)
-	mustCreate(t, s, &Job{ID: "a", IdempotencyKey: "K", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
-	mustCreate(t, s, &Job{ID: "q", IdempotencyKey: "KQ", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
-	mustApply(t, s, Event{JobID: "a", Type: EventFinal, Status: Succeeded, Attempt: 1}, true)
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "a", IdempotencyKey: "K", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "q", IdempotencyKey: "KQ", BodyHash: "H", StartBy: time.Now().Add(time.Hour)})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1}, true)
+	if err := s.PutMeta(ctx, "models/m", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
 
 	for key, want := range map[string]time.Duration{
-		"job:a": time.Hour, "idem:K": time.Hour, "job:q": -1, "idem:KQ": -1,
+		"job:a": time.Hour, "idem:K": time.Hour, "job:q": -1, "idem:KQ": -1, "meta": -1,
 	} {
 		got, err := s.rdb.PTTL(ctx, prefix+key).Result()
 		if err != nil {
@@ -204,19 +127,19 @@ func TestRedisKeyExpiry(t *testing.T) {
 // becomes not found and Redis deletes its keys.
 func TestRedisRealExpiry(t *testing.T) {
 	ctx := context.Background()
-	u := testRedisURL(t)
-	prefix := testPrefix(t, u)
+	u := redistest.URL(t)
+	prefix := redistest.Prefix(t, u)
 	s := openRedisPrefix(t, u, prefix, 200*time.Millisecond, nil)
-	mustCreate(t, s, &Job{ID: "a", IdempotencyKey: "K", BodyHash: "H"})
-	mustApply(t, s, Event{JobID: "a", Type: EventFinal, Status: Succeeded, Attempt: 1}, true)
-	mustGet(t, s, "a")
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "a", IdempotencyKey: "K", BodyHash: "H"})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1}, true)
+	jobstest.MustGet(t, s, "a")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		n, err := s.rdb.Exists(ctx, prefix+"job:a", prefix+"idem:K").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, gerr := s.Get(ctx, "a"); n == 0 && errors.Is(gerr, ErrNotFound) {
+		if _, gerr := s.Get(ctx, "a"); n == 0 && errors.Is(gerr, jobs.ErrNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -224,7 +147,7 @@ func TestRedisRealExpiry(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mustCreate(t, s, &Job{ID: "b", IdempotencyKey: "K", BodyHash: "other"})
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "b", IdempotencyKey: "K", BodyHash: "other"})
 }
 
 // TestRedisResubscribe: when the notice subscription's connection is killed
@@ -232,8 +155,8 @@ func TestRedisRealExpiry(t *testing.T) {
 // (every waiter re-reads after a resubscription).
 func TestRedisResubscribe(t *testing.T) {
 	ctx := context.Background()
-	u := testRedisURL(t)
-	prefix := testPrefix(t, u)
+	u := redistest.URL(t)
+	prefix := redistest.Prefix(t, u)
 	name := strings.TrimSuffix(strings.ReplaceAll(prefix, ":", "-"), "-")
 	pu, err := url.Parse(u)
 	if err != nil {
@@ -250,9 +173,9 @@ func TestRedisResubscribe(t *testing.T) {
 	defer a.Close()
 	b := openRedisPrefix(t, u, prefix, time.Hour, nil)
 
-	mustCreate(t, a, &Job{ID: "j"})
-	ch := goWait(ctx, a, "j", 20*time.Second)
-	waitUntilWaiting(t, a, "j", 1)
+	jobstest.MustCreate(t, a, &jobs.Job{ID: "j"})
+	ch := jobstest.GoWait(ctx, a, "j", 20*time.Second)
+	jobstest.WaitUntilWaiting(t, a, "j", 1)
 
 	// Kill A's subscription connection, then finalise on B at once: the
 	// notice is sent while A has no subscription.
@@ -276,10 +199,10 @@ func TestRedisResubscribe(t *testing.T) {
 	if killed != 1 {
 		t.Fatalf("killed %d subscription connections named %s, want 1:\n%s", killed, name, list)
 	}
-	mustApply(t, b, Event{JobID: "j", Type: EventFinal, Status: Succeeded, Attempt: 1}, true)
-	r := recvWait(t, ch, 10*time.Second)
-	if r.err != nil || r.j.Status != Succeeded {
-		t.Fatalf("Wait after resubscription = %+v, %v", view(r.j), r.err)
+	jobstest.MustApply(t, b, jobs.Event{JobID: "j", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1}, true)
+	r := jobstest.RecvWait(t, ch, 10*time.Second)
+	if r.Err != nil || r.Job.Status != jobs.Succeeded {
+		t.Fatalf("Wait after resubscription = %+v, %v", jobstest.View(r.Job), r.Err)
 	}
 	// The resubscription was noticed (this is what wakes the waiters when
 	// the notice fell in the gap).

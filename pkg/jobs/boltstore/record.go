@@ -1,22 +1,25 @@
-package jobs
+package boltstore
 
 import (
 	"encoding/binary"
 	"encoding/json"
 	"time"
+
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/internal/nanos"
 )
 
-// record is a Job as BoltStore stores it: every field, internal ones
+// record is a jobs.Job as BoltStore stores it: every field, internal ones
 // included, with times as Unix nanoseconds (0 = unset).
 type record struct {
 	ID             string          `json:"id"`
-	Status         Status          `json:"status"`
+	Status         jobs.Status     `json:"status"`
 	CreatedAt      int64           `json:"created"`
 	StartedAt      int64           `json:"started,omitempty"`
 	FinishedAt     int64           `json:"finished,omitempty"`
 	Attempts       int             `json:"attempts,omitempty"`
 	Result         json.RawMessage `json:"result,omitempty"`
-	Error          *Error          `json:"error,omitempty"`
+	Error          *jobs.Error     `json:"error,omitempty"`
 	RequestID      string          `json:"request_id,omitempty"`
 	Input          []byte          `json:"input,omitempty"`
 	IdempotencyKey string          `json:"idem,omitempty"`
@@ -24,15 +27,18 @@ type record struct {
 	Published      bool            `json:"published,omitempty"`
 	StartBy        int64           `json:"start_by,omitempty"`
 	Worker         string          `json:"worker,omitempty"`
+	Model          string          `json:"model,omitempty"`
+	Version        string          `json:"model_version,omitempty"`
+	Format         string          `json:"format,omitempty"`
 }
 
-func encodeJob(j *Job) ([]byte, error) {
+func encodeJob(j *jobs.Job) ([]byte, error) {
 	return json.Marshal(record{
 		ID:             j.ID,
 		Status:         j.Status,
-		CreatedAt:      nanos(j.CreatedAt),
-		StartedAt:      nanosPtr(j.StartedAt),
-		FinishedAt:     nanosPtr(j.FinishedAt),
+		CreatedAt:      nanos.Of(j.CreatedAt),
+		StartedAt:      nanos.OfPtr(j.StartedAt),
+		FinishedAt:     nanos.OfPtr(j.FinishedAt),
 		Attempts:       j.Attempts,
 		Result:         j.Result,
 		Error:          j.Error,
@@ -41,22 +47,25 @@ func encodeJob(j *Job) ([]byte, error) {
 		IdempotencyKey: j.IdempotencyKey,
 		BodyHash:       j.BodyHash,
 		Published:      j.Published,
-		StartBy:        nanos(j.StartBy),
+		StartBy:        nanos.Of(j.StartBy),
 		Worker:         j.Worker,
+		Model:          j.Model,
+		Version:        j.Version,
+		Format:         j.Format,
 	})
 }
 
-func decodeJob(data []byte) (*Job, error) {
+func decodeJob(data []byte) (*jobs.Job, error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, err
 	}
-	return &Job{
+	return &jobs.Job{
 		ID:             r.ID,
 		Status:         r.Status,
-		CreatedAt:      fromNanos(r.CreatedAt),
-		StartedAt:      fromNanosPtr(r.StartedAt),
-		FinishedAt:     fromNanosPtr(r.FinishedAt),
+		CreatedAt:      nanos.Time(r.CreatedAt),
+		StartedAt:      nanos.TimePtr(r.StartedAt),
+		FinishedAt:     nanos.TimePtr(r.FinishedAt),
 		Attempts:       r.Attempts,
 		Result:         r.Result,
 		Error:          r.Error,
@@ -65,47 +74,19 @@ func decodeJob(data []byte) (*Job, error) {
 		IdempotencyKey: r.IdempotencyKey,
 		BodyHash:       r.BodyHash,
 		Published:      r.Published,
-		StartBy:        fromNanos(r.StartBy),
+		StartBy:        nanos.Time(r.StartBy),
 		Worker:         r.Worker,
+		Model:          r.Model,
+		Version:        r.Version,
+		Format:         r.Format,
 	}, nil
-}
-
-// nanos is t as Unix nanoseconds, 0 for the zero time.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func nanosPtr(t *time.Time) int64 {
-	if t == nil {
-		return 0
-	}
-	return nanos(*t)
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func fromNanosPtr(n int64) *time.Time {
-	if n == 0 {
-		return nil
-	}
-	t := fromNanos(n)
-	return &t
 }
 
 // indexKey is an index entry: the time as 8 big-endian bytes (so keys sort
 // by time) followed by the job id.
 func indexKey(t time.Time, id string) []byte {
 	k := make([]byte, 8+len(id))
-	n := nanos(t)
+	n := nanos.Of(t)
 	if n < 0 {
 		n = 0
 	}

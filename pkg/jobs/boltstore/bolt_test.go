@@ -1,4 +1,4 @@
-package jobs
+package boltstore
 
 import (
 	"context"
@@ -10,9 +10,13 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/jobstest"
 )
 
-func openBoltT(t *testing.T, ttl time.Duration, now func() time.Time) Store {
+func openBoltT(t *testing.T, ttl time.Duration, now func() time.Time) jobs.Store {
 	t.Helper()
 	s, err := OpenBolt(BoltConfig{Path: filepath.Join(t.TempDir(), "jobs.db"), TTL: ttl, Now: now})
 	if err != nil {
@@ -25,14 +29,14 @@ func openBoltT(t *testing.T, ttl time.Duration, now func() time.Time) Store {
 	})
 	// Runs before the Close above (cleanups are LIFO).
 	t.Cleanup(func() {
-		if err := s.checkIndexes(); err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if err := s.checkIndexes(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			t.Errorf("index buckets inconsistent with the jobs: %v", err)
 		}
 	})
 	return s
 }
 
-func TestBoltContract(t *testing.T) { RunContract(t, openBoltT) }
+func TestBoltContract(t *testing.T) { jobstest.Run(t, openBoltT) }
 
 // checkIndexes verifies that every index entry is implied by a job and every
 // job has the entries it implies.
@@ -86,23 +90,26 @@ func (s *BoltStore) checkIndexes() error {
 }
 
 // TestBoltReopen: what was stored survives a Close and a new OpenBolt (an API
-// restart): jobs, idempotency keys, the outbox and the start-by index.
+// restart): jobs, idempotency keys, the outbox, the start-by index and meta.
 func TestBoltReopen(t *testing.T) {
 	ctx := context.Background()
-	clk := newFakeClock()
+	clk := jobstest.NewClock()
 	path := filepath.Join(t.TempDir(), "data", "jobs.db") // the directory is created
 	s, err := OpenBolt(BoltConfig{Path: path, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(t, s, &Job{ID: "pub", IdempotencyKey: "K", BodyHash: "H", Input: []byte("in")})
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "pub", IdempotencyKey: "K", BodyHash: "H", Input: []byte("in")})
 	if err := s.MarkPublished(ctx, "pub"); err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(t, s, &Job{ID: "unpub", StartBy: t0.Add(time.Minute)})
-	mustCreate(t, s, &Job{ID: "done"})
-	done := mustApply(t, s, Event{JobID: "done", Type: EventFinal, Status: Succeeded, Attempt: 1, At: t0, Result: []byte(`{"a":1}`)}, true)
-	before := map[string]*Job{"pub": mustGet(t, s, "pub"), "unpub": mustGet(t, s, "unpub"), "done": done}
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "unpub", StartBy: jobstest.T0.Add(time.Minute)})
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "done"})
+	done := jobstest.MustApply(t, s, jobs.Event{JobID: "done", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0, Result: []byte(`{"a":1}`)}, true)
+	before := map[string]*jobs.Job{"pub": jobstest.MustGet(t, s, "pub"), "unpub": jobstest.MustGet(t, s, "unpub"), "done": done}
+	if err := s.PutMeta(ctx, "models/m", []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,16 +120,19 @@ func TestBoltReopen(t *testing.T) {
 	}
 	defer s.Close()
 	for id, want := range before {
-		sameJob(t, "after reopen "+id, mustGet(t, s, id), want)
+		jobstest.SameJob(t, "after reopen "+id, jobstest.MustGet(t, s, id), want)
 	}
-	if existing, err := s.Create(ctx, &Job{ID: "again", IdempotencyKey: "K", BodyHash: "H"}); err != nil || existing == nil || existing.ID != "pub" {
+	if m, err := s.ListMeta(ctx, ""); err != nil || len(m) != 1 || string(m["models/m"]) != `{"v":1}` {
+		t.Fatalf("meta after reopen = %q, %v", m, err)
+	}
+	if existing, err := s.Create(ctx, &jobs.Job{ID: "again", IdempotencyKey: "K", BodyHash: "H"}); err != nil || existing == nil || existing.ID != "pub" {
 		t.Fatalf("replay after reopen = %+v, %v", existing, err)
 	}
-	l, err := s.Unpublished(ctx, t0.Add(time.Hour), 10)
+	l, err := s.Unpublished(ctx, jobstest.T0.Add(time.Hour), 10)
 	if err != nil || len(l) != 1 || l[0].ID != "unpub" {
 		t.Fatalf("outbox after reopen = %v, %v", l, err)
 	}
-	if ids, err := s.ExpireQueued(ctx, t0.Add(time.Hour), 10); err != nil || len(ids) != 1 || ids[0] != "unpub" {
+	if ids, err := s.ExpireQueued(ctx, jobstest.T0.Add(time.Hour), 10); err != nil || len(ids) != 1 || ids[0] != "unpub" {
 		t.Fatalf("ExpireQueued after reopen = %v, %v", ids, err)
 	}
 	if err := s.checkIndexes(); err != nil {
@@ -134,22 +144,22 @@ func TestBoltReopen(t *testing.T) {
 // idempotency key (unless the key was reused meanwhile); others stay.
 func TestBoltJanitor(t *testing.T) {
 	ctx := context.Background()
-	clk := newFakeClock()
+	clk := jobstest.NewClock()
 	s, err := OpenBolt(BoltConfig{Path: filepath.Join(t.TempDir(), "jobs.db"), TTL: time.Hour, Now: clk.Now, JanitorInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	mustCreate(t, s, &Job{ID: "old", IdempotencyKey: "K1", BodyHash: "H"})
-	mustApply(t, s, Event{JobID: "old", Type: EventFinal, Status: Succeeded, Attempt: 1, At: t0}, true)
-	mustCreate(t, s, &Job{ID: "reused", IdempotencyKey: "K2", BodyHash: "H"})
-	mustApply(t, s, Event{JobID: "reused", Type: EventFinal, Status: Failed, Attempt: 1, At: t0}, true)
-	mustCreate(t, s, &Job{ID: "recent"})
-	mustApply(t, s, Event{JobID: "recent", Type: EventFinal, Status: Succeeded, Attempt: 1, At: t0.Add(30 * time.Minute)}, true)
-	mustCreate(t, s, &Job{ID: "queued", CreatedAt: t0.Add(-100 * time.Hour)})
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "old", IdempotencyKey: "K1", BodyHash: "H"})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "old", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0}, true)
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "reused", IdempotencyKey: "K2", BodyHash: "H"})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "reused", Type: jobs.EventFinal, Status: jobs.Failed, Attempt: 1, At: jobstest.T0}, true)
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "recent"})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "recent", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0.Add(30 * time.Minute)}, true)
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "queued", CreatedAt: jobstest.T0.Add(-100 * time.Hour)})
 
-	clk.Set(t0.Add(time.Hour))
-	mustCreate(t, s, &Job{ID: "new", IdempotencyKey: "K2", BodyHash: "H"}) // K2 is free again
+	clk.Set(jobstest.T0.Add(time.Hour))
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "new", IdempotencyKey: "K2", BodyHash: "H"}) // K2 is free again
 
 	n, err := s.sweep(clk.Now())
 	if err != nil || n != 2 {
@@ -166,7 +176,7 @@ func TestBoltJanitor(t *testing.T) {
 	if !raw("idem", "K2") || !raw("jobs", "recent") || !raw("jobs", "queued") || !raw("jobs", "new") {
 		t.Fatal("sweep deleted too much")
 	}
-	if existing, err := s.Create(ctx, &Job{ID: "x", IdempotencyKey: "K2", BodyHash: "H"}); !errors.Is(err, ErrInProgress) || existing.ID != "new" {
+	if existing, err := s.Create(ctx, &jobs.Job{ID: "x", IdempotencyKey: "K2", BodyHash: "H"}); !errors.Is(err, jobs.ErrInProgress) || existing.ID != "new" {
 		t.Fatalf("K2 after sweep = %+v, %v; want job new", existing, err)
 	}
 	if err := s.checkIndexes(); err != nil {
@@ -179,15 +189,15 @@ func TestBoltJanitor(t *testing.T) {
 
 // TestBoltJanitorRuns: the goroutine sweeps on its own.
 func TestBoltJanitorRuns(t *testing.T) {
-	clk := newFakeClock()
+	clk := jobstest.NewClock()
 	s, err := OpenBolt(BoltConfig{Path: filepath.Join(t.TempDir(), "jobs.db"), TTL: time.Minute, Now: clk.Now, JanitorInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	mustCreate(t, s, &Job{ID: "a"})
-	mustApply(t, s, Event{JobID: "a", Type: EventFinal, Status: Succeeded, Attempt: 1, At: t0}, true)
-	clk.Set(t0.Add(time.Hour))
+	jobstest.MustCreate(t, s, &jobs.Job{ID: "a"})
+	jobstest.MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, At: jobstest.T0}, true)
+	clk.Set(jobstest.T0.Add(time.Hour))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var found bool

@@ -1,4 +1,4 @@
-package jobs
+package redisstore
 
 import (
 	"context"
@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/jobs/internal/nanos"
 )
 
 // RedisConfig configures [OpenRedis]. Only URL is required.
@@ -25,7 +29,7 @@ type RedisConfig struct {
 	// Replicas sharing jobs must use the same prefix.
 	Prefix string
 	// TTL is how long a finished job (and its idempotency key) stays
-	// readable (JOB_TTL); 0 means DefaultTTL (24h).
+	// readable (JOB_TTL); 0 means jobs.DefaultTTL (24h).
 	TTL time.Duration
 	// Logger receives notice-subscription events; nil discards.
 	Logger *slog.Logger
@@ -34,7 +38,7 @@ type RedisConfig struct {
 	Now func() time.Time
 }
 
-// RedisStore is the [Store] for several API replicas, in Redis (a single
+// RedisStore is the [jobs.Store] for several API replicas, in Redis (a single
 // server or Sentinel; not Cluster). Every write is one round trip: a Lua
 // script (EVALSHA) that checks and changes a job atomically, so replicas
 // cannot break "the first final state wins".
@@ -46,6 +50,7 @@ type RedisConfig struct {
 //	{prefix}unpublished   sorted set: ids not Published and not final, by created_at (µs)
 //	{prefix}start_by      sorted set: queued ids with a StartBy, by StartBy (µs)
 //	{prefix}finished      pub/sub channel: the id of every job that became final
+//	{prefix}meta          hash: PutMeta key → value; no expiry
 //
 // Every RedisStore holds one subscription to the channel and fans notices out
 // to its Waits, so a Wait wakes whichever replica applied the final state.
@@ -55,28 +60,28 @@ type RedisStore struct {
 	ttl     time.Duration
 	now     func() time.Time
 	log     *slog.Logger
-	waiters *notifier
+	waiters *jobs.Notifier
 
-	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel string
+	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel, kMeta string
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
 
-var _ Store = (*RedisStore)(nil)
+var _ jobs.Store = (*RedisStore)(nil)
 
 // OpenRedis connects to Redis, checks that it answers, loads the scripts and
 // subscribes to finalisation notices (one goroutine, stopped by Close).
 func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	if cfg.URL == "" {
-		return nil, errors.New("jobs: RedisConfig.URL is required")
+		return nil, errors.New("redisstore: RedisConfig.URL is required")
 	}
 	if cfg.TTL < 0 {
-		return nil, errors.New("jobs: RedisConfig.TTL must not be negative")
+		return nil, errors.New("redisstore: RedisConfig.TTL must not be negative")
 	}
 	if cfg.TTL == 0 {
-		cfg.TTL = DefaultTTL
+		cfg.TTL = jobs.DefaultTTL
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "warren:"
@@ -89,7 +94,7 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	}
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: REDIS_URL: %w", err)
+		return nil, fmt.Errorf("redisstore: REDIS_URL: %w", err)
 	}
 	// Maintenance notifications are for managed Redis Enterprise/Cloud
 	// endpoints; "auto" would probe every connection for them.
@@ -100,16 +105,17 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		ttl:          cfg.TTL,
 		now:          cfg.Now,
 		log:          cfg.Logger,
-		waiters:      newNotifier(),
+		waiters:      jobs.NewNotifier(),
 		kJobPrefix:   cfg.Prefix + "job:",
 		kIdemPrefix:  cfg.Prefix + "idem:",
 		kUnpublished: cfg.Prefix + "unpublished",
 		kStartBy:     cfg.Prefix + "start_by",
 		kChannel:     cfg.Prefix + "finished",
+		kMeta:        cfg.Prefix + "meta",
 	}
 	if err := s.start(ctx); err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("jobs: redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("redisstore: redis %s: %w", opt.Addr, err)
 	}
 	return s, nil
 }
@@ -147,11 +153,11 @@ func (s *RedisStore) relayNotices(msgs <-chan any) {
 	for msg := range msgs {
 		switch m := msg.(type) {
 		case *redis.Message:
-			s.waiters.notify(m.Payload)
+			s.waiters.Notify(m.Payload)
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				s.log.Warn("job notice subscription re-established; waking all waiters", "channel", m.Channel)
-				s.waiters.notifyAll()
+				s.waiters.NotifyAll()
 			}
 		}
 	}
@@ -163,16 +169,16 @@ func (s *RedisStore) Close() error {
 	s.closeOnce.Do(func() {
 		err := s.ps.Close()
 		s.wg.Wait()
-		s.waiters.close()
+		s.waiters.Close()
 		s.closeErr = errors.Join(err, s.rdb.Close())
 	})
 	return s.closeErr
 }
 
-// Create implements [Store.Create].
-func (s *RedisStore) Create(ctx context.Context, j *Job) (*Job, error) {
+// Create implements [jobs.Store.Create].
+func (s *RedisStore) Create(ctx context.Context, j *jobs.Job) (*jobs.Job, error) {
 	now := s.now()
-	if err := prepareCreate(j, now); err != nil {
+	if err := jobs.PrepareCreate(j, now); err != nil {
 		return nil, err
 	}
 	hasIdem := "0"
@@ -198,46 +204,46 @@ func (s *RedisStore) Create(ctx context.Context, j *Job) (*Job, error) {
 		if err != nil {
 			return nil, s.wrapErr("create", j.ID, err)
 		}
-		return existing, replayOutcome(existing, j)
+		return existing, jobs.ReplayOutcome(existing, j)
 	case 2:
-		return nil, fmt.Errorf("%w: job id %q exists", ErrConflict, j.ID)
+		return nil, fmt.Errorf("%w: job id %q exists", jobs.ErrConflict, j.ID)
 	}
 	return nil, s.wrapErr("create", j.ID, fmt.Errorf("unexpected script reply %v", res))
 }
 
-// Get implements [Store.Get].
-func (s *RedisStore) Get(ctx context.Context, id string) (*Job, error) {
+// Get implements [jobs.Store.Get].
+func (s *RedisStore) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	m, err := s.rdb.HGetAll(ctx, s.jobKey(id)).Result()
 	if err != nil {
 		return nil, s.wrapErr("get", id, err)
 	}
 	if len(m) == 0 {
-		return nil, ErrNotFound
+		return nil, jobs.ErrNotFound
 	}
 	j, err := jobFromMap(m)
 	if err != nil {
 		return nil, s.wrapErr("get", id, err)
 	}
-	if !visible(j, s.now(), s.ttl) {
-		return nil, ErrNotFound
+	if !jobs.Visible(j, s.now(), s.ttl) {
+		return nil, jobs.ErrNotFound
 	}
 	return j, nil
 }
 
-// MarkPublished implements [Store.MarkPublished].
+// MarkPublished implements [jobs.Store.MarkPublished].
 func (s *RedisStore) MarkPublished(ctx context.Context, id string) error {
 	n, err := luaMarkPublished.Run(ctx, s.rdb, []string{s.jobKey(id), s.kUnpublished}, id).Int()
 	if err != nil {
 		return s.wrapErr("mark published", id, err)
 	}
 	if n == 0 {
-		return ErrNotFound
+		return jobs.ErrNotFound
 	}
 	return nil
 }
 
-// Unpublished implements [Store.Unpublished].
-func (s *RedisStore) Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*Job, error) {
+// Unpublished implements [jobs.Store.Unpublished].
+func (s *RedisStore) Unpublished(ctx context.Context, createdBefore time.Time, limit int) ([]*jobs.Job, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -261,7 +267,7 @@ func (s *RedisStore) Unpublished(ctx context.Context, createdBefore time.Time, l
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, s.wrapErr("list unpublished", "", err)
 	}
-	out := make([]*Job, 0, len(ids))
+	out := make([]*jobs.Job, 0, len(ids))
 	for _, c := range cmds {
 		m := c.Val()
 		if len(m) == 0 {
@@ -278,8 +284,8 @@ func (s *RedisStore) Unpublished(ctx context.Context, createdBefore time.Time, l
 	return out, nil
 }
 
-// Apply implements [Store.Apply].
-func (s *RedisStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
+// Apply implements [jobs.Store.Apply].
+func (s *RedisStore) Apply(ctx context.Context, ev jobs.Event) (*jobs.Job, bool, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -292,7 +298,7 @@ func (s *RedisStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
 	if ev.Error != nil {
 		b, err := json.Marshal(ev.Error)
 		if err != nil {
-			return nil, false, fmt.Errorf("jobs: apply event to %s: %w", ev.JobID, err)
+			return nil, false, fmt.Errorf("redisstore: apply event to %s: %w", ev.JobID, err)
 		}
 		errJSON = string(b)
 	}
@@ -305,7 +311,7 @@ func (s *RedisStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
 		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
 	}
 	if code(res) == 0 {
-		return nil, false, ErrNotFound
+		return nil, false, jobs.ErrNotFound
 	}
 	if len(res) != 3 {
 		return nil, false, s.wrapErr("apply event to", ev.JobID, fmt.Errorf("unexpected script reply %v", res))
@@ -317,8 +323,8 @@ func (s *RedisStore) Apply(ctx context.Context, ev Event) (*Job, bool, error) {
 	return j, res[1] == int64(1), nil
 }
 
-// Cancel implements [Store.Cancel].
-func (s *RedisStore) Cancel(ctx context.Context, id string) (*Job, error) {
+// Cancel implements [jobs.Store.Cancel].
+func (s *RedisStore) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 	now := s.now()
 	res, err := luaCancel.Run(ctx, s.rdb,
 		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel},
@@ -329,7 +335,7 @@ func (s *RedisStore) Cancel(ctx context.Context, id string) (*Job, error) {
 	}
 	c := code(res)
 	if c == 0 {
-		return nil, ErrNotFound
+		return nil, jobs.ErrNotFound
 	}
 	if len(res) != 2 {
 		return nil, s.wrapErr("cancel", id, fmt.Errorf("unexpected script reply %v", res))
@@ -339,12 +345,12 @@ func (s *RedisStore) Cancel(ctx context.Context, id string) (*Job, error) {
 		return nil, s.wrapErr("cancel", id, err)
 	}
 	if c == 2 {
-		return j, ErrConflict
+		return j, jobs.ErrConflict
 	}
 	return j, nil
 }
 
-// Delete implements [Store.Delete].
+// Delete implements [jobs.Store.Delete].
 func (s *RedisStore) Delete(ctx context.Context, id string) error {
 	n, err := luaDelete.Run(ctx, s.rdb,
 		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel}, id, s.kIdemPrefix).Int()
@@ -352,17 +358,17 @@ func (s *RedisStore) Delete(ctx context.Context, id string) error {
 		return s.wrapErr("delete", id, err)
 	}
 	if n == 0 {
-		return ErrNotFound
+		return jobs.ErrNotFound
 	}
 	return nil
 }
 
-// ExpireQueued implements [Store.ExpireQueued].
+// ExpireQueued implements [jobs.Store.ExpireQueued].
 func (s *RedisStore) ExpireQueued(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	errJSON, err := json.Marshal(expiredError())
+	errJSON, err := json.Marshal(jobs.ExpiredError())
 	if err != nil {
 		return nil, err
 	}
@@ -377,9 +383,55 @@ func (s *RedisStore) ExpireQueued(ctx context.Context, now time.Time, limit int)
 	return ids, nil
 }
 
-// Wait implements [Store.Wait].
-func (s *RedisStore) Wait(ctx context.Context, id string, timeout time.Duration) (*Job, error) {
-	return wait(ctx, s.waiters, s.Get, id, timeout)
+// Wait implements [jobs.Store.Wait].
+func (s *RedisStore) Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error) {
+	return s.waiters.Wait(ctx, s.Get, id, timeout)
+}
+
+// PutMeta implements [jobs.Store.PutMeta].
+func (s *RedisStore) PutMeta(ctx context.Context, key string, value []byte) error {
+	if err := jobs.CheckMetaKey(key); err != nil {
+		return err
+	}
+	if err := s.rdb.HSet(ctx, s.kMeta, key, value).Err(); err != nil {
+		return s.wrapErr("put meta", key, err)
+	}
+	return nil
+}
+
+// ListMeta implements [jobs.Store.ListMeta]. It walks the meta hash with
+// HSCAN (MATCH on the escaped prefix), so a large hash never blocks Redis.
+func (s *RedisStore) ListMeta(ctx context.Context, prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	match := globEscape(prefix) + "*"
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, s.kMeta, cursor, match, 1000).Result()
+		if err != nil {
+			return nil, s.wrapErr("list meta", prefix, err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if strings.HasPrefix(kv[i], prefix) { // MATCH is a filter; keep it exact
+				out[kv[i]] = []byte(kv[i+1])
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// globEscape escapes the glob metacharacters of Redis' MATCH in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func (s *RedisStore) jobKey(id string) string { return s.kJobPrefix + id }
@@ -392,15 +444,15 @@ func (s *RedisStore) cutoff(now time.Time) string {
 
 func (s *RedisStore) ttlMillis() int64 { return max(s.ttl.Milliseconds(), 1) }
 
-// wrapErr maps a closed client to ErrClosed and names the operation.
+// wrapErr maps a closed client to jobs.ErrClosed and names the operation.
 func (s *RedisStore) wrapErr(op, id string, err error) error {
 	if errors.Is(err, redis.ErrClosed) {
-		err = ErrClosed
+		err = jobs.ErrClosed
 	}
 	if id == "" {
-		return fmt.Errorf("jobs: %s: %w", op, err)
+		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
-	return fmt.Errorf("jobs: %s %s: %w", op, id, err)
+	return fmt.Errorf("redisstore: %s %s: %w", op, id, err)
 }
 
 // ceilMicros is t in Unix microseconds, rounded up.
@@ -427,7 +479,7 @@ func code(res []any) int64 {
 
 // hashFields are the field/value pairs of a new job's hash. Times are Unix
 // nanoseconds; absent optional fields are left out.
-func hashFields(j *Job) []any {
+func hashFields(j *jobs.Job) []any {
 	f := []any{
 		"id", j.ID,
 		"status", string(j.Status),
@@ -445,6 +497,9 @@ func hashFields(j *Job) []any {
 	add("idem", j.IdempotencyKey)
 	add("body_hash", j.BodyHash)
 	add("worker", j.Worker)
+	add("model", j.Model)
+	add("model_version", j.Version)
+	add("format", j.Format)
 	if !j.StartBy.IsZero() {
 		add("start_by", strconv.FormatInt(j.StartBy.UnixNano(), 10))
 	}
@@ -453,7 +508,7 @@ func hashFields(j *Job) []any {
 
 // jobFromFlat decodes a hash returned by a script as a flat field/value
 // array.
-func jobFromFlat(v any) (*Job, error) {
+func jobFromFlat(v any) (*jobs.Job, error) {
 	flat, ok := v.([]any)
 	if !ok || len(flat)%2 != 0 {
 		return nil, fmt.Errorf("unexpected hash reply %T", v)
@@ -471,17 +526,20 @@ func jobFromFlat(v any) (*Job, error) {
 }
 
 // jobFromMap decodes a job hash.
-func jobFromMap(m map[string]string) (*Job, error) {
-	j := &Job{
+func jobFromMap(m map[string]string) (*jobs.Job, error) {
+	j := &jobs.Job{
 		ID:             m["id"],
-		Status:         Status(m["status"]),
+		Status:         jobs.Status(m["status"]),
 		RequestID:      m["request_id"],
 		IdempotencyKey: m["idem"],
 		BodyHash:       m["body_hash"],
 		Published:      m["published"] == "1",
 		Worker:         m["worker"],
+		Model:          m["model"],
+		Version:        m["model_version"],
+		Format:         m["format"],
 	}
-	if !j.Status.valid() || j.ID == "" {
+	if !j.Status.Valid() || j.ID == "" {
 		return nil, fmt.Errorf("corrupt job hash (id %q, status %q)", j.ID, j.Status)
 	}
 	var err error
@@ -496,10 +554,10 @@ func jobFromMap(m map[string]string) (*Job, error) {
 		}
 		return n
 	}
-	j.CreatedAt = fromNanos(num("created"))
-	j.StartedAt = fromNanosPtr(num("started"))
-	j.FinishedAt = fromNanosPtr(num("finished"))
-	j.StartBy = fromNanos(num("start_by"))
+	j.CreatedAt = nanos.Time(num("created"))
+	j.StartedAt = nanos.TimePtr(num("started"))
+	j.FinishedAt = nanos.TimePtr(num("finished"))
+	j.StartBy = nanos.Time(num("start_by"))
 	if a := num("attempts"); a >= 0 && a <= math.MaxInt32 {
 		j.Attempts = int(a)
 	}
@@ -513,7 +571,7 @@ func jobFromMap(m map[string]string) (*Job, error) {
 		j.Result = json.RawMessage(v)
 	}
 	if v, ok := m["error"]; ok {
-		j.Error = &Error{}
+		j.Error = &jobs.Error{}
 		if err := json.Unmarshal([]byte(v), j.Error); err != nil {
 			return nil, fmt.Errorf("job %s: field error: %w", j.ID, err)
 		}
@@ -521,5 +579,6 @@ func jobFromMap(m map[string]string) (*Job, error) {
 	return j, nil
 }
 
-// waiterCount is how many Waits are subscribed to id (tests).
-func (s *RedisStore) waiterCount(id string) int { return s.waiters.count(id) }
+// Waiters is how many Waits of this store are waiting on id now (tests,
+// diagnostics).
+func (s *RedisStore) Waiters(id string) int { return s.waiters.Waiters(id) }
