@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -240,7 +241,7 @@ func (h *handlers) waitParam(v string, ve *httperr.ValidationError, loc ...any) 
 // or infinite.
 func parseSeconds(v string, limit time.Duration) (time.Duration, bool) {
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs != secs || secs > 1e300 || secs < -1e300 { // NaN, ±Inf
+		if math.IsNaN(secs) || math.IsInf(secs, 0) {
 			return 0, false
 		}
 		if secs >= limit.Seconds() {

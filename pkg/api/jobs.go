@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -40,7 +41,7 @@ func (h *handlers) viewOf(j *jobs.Job) jobView {
 	v := jobView{Job: j, Links: jobLinks{Self: "/jobs/" + j.ID}}
 	if len(j.Result) > 0 {
 		v.Result = json.RawMessage(j.Result)
-		if j.Format == formatProcess {
+		if j.Format == formatProcess || j.Format == "" { // "": a job stored before formats existed
 			if a, err := jobAnswer(j); err == nil {
 				v.Result = a
 			} else {
@@ -240,6 +241,25 @@ func (h *handlers) deleteJob(c echo.Context) error {
 	return h.writeJob(c, http.StatusOK, j)
 }
 
+// jobFailed is the answer to a hand-off (Prefer: respond-async) whose job failed
+// within the wait: what the same request would have answered synchronously.
+func jobFailed(j *jobs.Job) error {
+	msg, r := "job failed", reason.ModelError
+	if j.Error != nil {
+		msg = string(j.Error.Reason) + ": " + j.Error.Message
+		switch j.Error.Reason {
+		case jobs.ReasonBadInput:
+			return httperr.Of(reason.BadInput, "Bad input: "+j.Error.Message, errors.New(msg))
+		case jobs.ReasonTimeout, jobs.ReasonRunTimeout:
+			r = reason.Timeout
+		}
+	}
+	if r == reason.Timeout {
+		return httperr.Of(r, "The model gave up: "+msg, errors.New(msg))
+	}
+	return httperr.Of(r, "Model error: "+msg, errors.New(msg))
+}
+
 // jobError maps the job service's errors (and the farm's, for a publish) to the
 // status contract.
 func jobError(err error, r queue.Route) error {
@@ -254,6 +274,9 @@ func jobError(err error, r queue.Route) error {
 		return httperr.Of(reason.BrokerUnavailable, "The broker did not confirm the job in time; it is kept and will be queued once the broker answers. Retry with the same Idempotency-Key to get it.", err)
 	case errors.Is(err, queue.ErrJobTopology):
 		return httperr.Of(reason.JobsUnavailable, "Jobs cannot be submitted now: "+err.Error(), err)
+	case errors.Is(err, context.DeadlineExceeded):
+		// The publish itself ran out of time: the job was not queued (and removed).
+		return httperr.Of(reason.BrokerUnavailable, "Model service is unavailable: the broker did not take the job in time; retry", err)
 	}
 	return statusFor(err, r)
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -53,7 +52,10 @@ func (h *handlers) process(c echo.Context) error {
 	}
 	timeout := h.timeout(req.Header.Get("X-Request-Timeout"), ve)
 	async, wait := preferAsync(req.Header.Values("Prefer"))
-	waitFor := h.waitParam(wait, ve, "header", "Prefer")
+	var waitFor time.Duration
+	if async { // RFC 7240: a preference that is not applied is ignored
+		waitFor = h.waitParam(wait, ve, "header", "Prefer")
+	}
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
@@ -166,11 +168,7 @@ func (h *handlers) processAsync(c echo.Context, v catalog.Version, payload []byt
 		}
 		return c.JSONBlob(http.StatusOK, processBody(a))
 	case jobs.Failed:
-		msg := "job failed"
-		if j.Error != nil {
-			msg = string(j.Error.Reason) + ": " + j.Error.Message
-		}
-		return httperr.Of(reason.ModelError, "Model error: "+msg, errors.New(msg))
+		return jobFailed(j)
 	}
 	setJobHeaders(c, j)
 	c.Response().Header().Set("Preference-Applied", "respond-async")

@@ -194,7 +194,10 @@ func (h *handlers) infer(c echo.Context) error {
 	ve := &httperr.ValidationError{}
 	timeout := h.timeout(req.Header.Get("X-Request-Timeout"), ve)
 	async, wait := preferAsync(req.Header.Values("Prefer"))
-	waitFor := h.waitParam(wait, ve, "header", "Prefer")
+	var waitFor time.Duration
+	if async { // RFC 7240: a preference that is not applied is ignored
+		waitFor = h.waitParam(wait, ve, "header", "Prefer")
+	}
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
@@ -232,15 +235,7 @@ func (h *handlers) inferAsync(c echo.Context, v catalog.Version, body []byte, wa
 	case jobs.Succeeded:
 		return c.JSONBlob(http.StatusOK, j.Result)
 	case jobs.Failed:
-		msg := "job failed"
-		if j.Error != nil {
-			msg = string(j.Error.Reason) + ": " + j.Error.Message
-		}
-		r := reason.ModelError
-		if j.Error != nil && j.Error.Reason == jobs.ReasonBadInput {
-			r = reason.BadInput
-		}
-		return httperr.Of(r, msg, errors.New(msg))
+		return jobFailed(j)
 	}
 	setJobHeaders(c, j)
 	c.Response().Header().Set("Preference-Applied", "respond-async")

@@ -176,7 +176,8 @@ func renderDetail(err error) (int, any) {
 		case http.StatusMethodNotAllowed:
 			return ee.Code, detailBody{Detail: "Method Not Allowed"}
 		case http.StatusRequestEntityTooLarge:
-			return ee.Code, detailBody{Detail: "Request body too large"}
+			r := reason.TooLarge
+			return ee.Code, detailBody{Detail: "Request body too large", Reason: &r}
 		}
 		if ee.Code < 500 {
 			return ee.Code, detailBody{Detail: fmt.Sprint(ee.Message)}
@@ -202,7 +203,7 @@ func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 func tooLarge(limit int64) error {
-	return &Error{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("Request body too large: the limit is %d bytes", limit)}
+	return &Error{Status: http.StatusRequestEntityTooLarge, Reason: reason.TooLarge, Detail: fmt.Sprintf("Request body too large: the limit is %d bytes", limit)}
 }
 
 // Object parses body as a JSON object, whatever the Content-Type says (as FastAPI

@@ -30,7 +30,7 @@ const (
 	IdempotencyKeyReused // 422: an Idempotency-Key sent again with another body
 	InProgress           // 409: the first submission with this key is not confirmed yet
 	NotCancellable       // 409: only a queued job can be cancelled
-	NotReady             // 503 (v2: 400): the model version has no live worker (readiness probes)
+	NotReady             // 503: the model cannot answer this endpoint now (DEFAULT_MODEL not seed-shaped, a worker's model still loading)
 	count
 )
 
@@ -53,7 +53,7 @@ var statuses = [count]int{
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.
 var retryAfter = [count]int{
 	NoWorkers: 5, QueueFull: 1, BrokerUnavailable: 5, Draining: 2, StoreUnavailable: 2,
-	JobsUnavailable: 5, InProgress: 1,
+	JobsUnavailable: 5, InProgress: 1, NotReady: 5,
 }
 
 // String is the reason as it appears in bodies and labels ("no_workers").
