@@ -144,13 +144,17 @@ func (f *fakeJobs) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 }
 
 type fakeCapacity struct {
-	mu              sync.Mutex
-	served, turned  int
+	mu             sync.Mutex
+	served, turned int
 }
 
-func (f *fakeCapacity) ObserveService(queue.Route, time.Duration, int) { f.mu.Lock(); f.served++; f.mu.Unlock() }
-func (f *fakeCapacity) ObserveTurnedAway(queue.Route)                  { f.mu.Lock(); f.turned++; f.mu.Unlock() }
-func (f *fakeCapacity) Handler() http.Handler                          { return http.NotFoundHandler() }
+func (f *fakeCapacity) ObserveService(queue.Route, time.Duration, int) {
+	f.mu.Lock()
+	f.served++
+	f.mu.Unlock()
+}
+func (f *fakeCapacity) ObserveTurnedAway(queue.Route) { f.mu.Lock(); f.turned++; f.mu.Unlock() }
+func (f *fakeCapacity) Handler() http.Handler         { return http.NotFoundHandler() }
 
 // rig is the handlers around fakes.
 type rig struct {
@@ -182,9 +186,9 @@ func newRig(t *testing.T) *rig {
 
 type nilSource struct{}
 
-func (nilSource) Routes() []queue.Route                     { return nil }
-func (nilSource) Workers(queue.Route) int                   { return 0 }
-func (nilSource) WorkersNeeded(queue.Route) (int, bool)     { return 0, false }
+func (nilSource) Routes() []queue.Route                    { return nil }
+func (nilSource) Workers(queue.Route) int                  { return 0 }
+func (nilSource) WorkersNeeded(queue.Route) (int, bool)    { return 0, false }
 func (nilSource) Client() (queue.State, queue.ClientStats) { return queue.State{}, queue.ClientStats{} }
 
 type answer struct {
