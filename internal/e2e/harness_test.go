@@ -50,6 +50,16 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
+// modelRepository is the repository's own models/ directory (absolute).
+func modelRepository(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binDir != "" {
@@ -109,8 +119,10 @@ func startProc(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), name))
-	// A job store of its own by default (env may name another: the last value wins).
-	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir())
+	// A job store of its own by default, and workers serve the repository's seed
+	// model (env may say otherwise: the last value wins).
+	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir(),
+		"MODEL_REPOSITORY="+modelRepository(t), "MODELS=seed")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -1,3 +1,5 @@
+//go:build porting
+
 package e2e
 
 // The Prometheus configuration, rules, alerts and the Grafana dashboard in deployments/
