@@ -46,6 +46,7 @@ import (
 	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/catalog"
+	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/oip"
@@ -57,8 +58,6 @@ import (
 const (
 	DefaultRequestTimeout    = 10 * time.Second
 	DefaultMaxRequestTimeout = 60 * time.Second
-	DefaultBodyLimit         = 1 << 20
-	DefaultDrainTimeout      = 20 * time.Second
 	DefaultModel             = "seed"
 	DefaultMaxWait           = 60 * time.Second
 )
@@ -78,7 +77,7 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxRequestTimeout caps X-Request-Timeout; zero means DefaultMaxRequestTimeout.
 	MaxRequestTimeout time.Duration
-	// BodyLimit caps request bodies; zero means DefaultBodyLimit.
+	// BodyLimit caps request bodies; zero means httperr.DefaultBodyLimit.
 	BodyLimit int64
 	// Limits bound the inference requests the API decodes.
 	Limits oip.Limits
@@ -86,7 +85,7 @@ type Config struct {
 	// means DefaultModel ("seed").
 	DefaultModel string
 	// DrainTimeout bounds the wait for in-flight calls on shutdown; zero means
-	// DefaultDrainTimeout.
+	// queue.DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Registry receives the API's metrics, served on GET /metrics; nil means a new
 	// registry of its own (metrics.NewRegistry).
@@ -127,10 +126,10 @@ func (c *Config) setDefaults() {
 		c.MaxRequestTimeout = DefaultMaxRequestTimeout
 	}
 	if c.BodyLimit == 0 {
-		c.BodyLimit = DefaultBodyLimit
+		c.BodyLimit = httperr.DefaultBodyLimit
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
+		c.DrainTimeout = queue.DefaultDrainTimeout
 	}
 	if c.DefaultModel == "" {
 		c.DefaultModel = DefaultModel

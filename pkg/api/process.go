@@ -96,6 +96,9 @@ func (h *handlers) process(c echo.Context) error {
 // that does not take the seed lab's input cannot answer /process.
 func (h *handlers) defaultModel() (catalog.Version, error) {
 	v, err := h.catalog.Resolve(h.cfg.DefaultModel, "")
+	if err != nil && !h.broker() {
+		return v, httperr.Of(reason.BrokerUnavailable, "Model service is unavailable: not connected to the broker", err)
+	}
 	if err != nil {
 		return v, httperr.Of(reason.NoWorkers, "Model service is unavailable: no predictor worker is running (no worker has served model "+h.cfg.DefaultModel+")", err)
 	}

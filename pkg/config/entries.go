@@ -1,8 +1,14 @@
 package config
 
 import (
-	"regexp"
 	"time"
+
+	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/capacity"
+	"github.com/warren-farm/warren/pkg/httperr"
+	"github.com/warren-farm/warren/pkg/jobs"
+	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tracing"
 )
 
 // Table is every entry, in the order of docs/configuration.md. An entry missing
@@ -19,7 +25,7 @@ var Table = []Entry{
 }
 
 // modelName is what a model name must look like (MODELS, DEFAULT_MODEL).
-var modelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+var modelName = queue.ModelNamePattern
 
 // Connection and HTTP.
 var (
@@ -33,7 +39,7 @@ var (
 	ManagementURL = &String{
 		Env: "MANAGEMENT_URL", ReadBy: APIOnly,
 		Default: "http://guest:guest@localhost:15672",
-		Usage:   "RabbitMQ management API; the API applies the request-queue bound as a policy through it. Empty disables (the queue is then unbounded).",
+		Usage:   "RabbitMQ management API; the API applies the request queues' bound as a policy through it and reads queue statistics for GET /capacity. Empty disables both (the queues are then unbounded).",
 	}
 	// HTTPAddr is HTTP_ADDR.
 	HTTPAddr = &String{
@@ -44,26 +50,26 @@ var (
 	// RequestTimeout is REQUEST_TIMEOUT.
 	RequestTimeout = &Duration{
 		Env: "REQUEST_TIMEOUT", ReadBy: APIOnly,
-		Default: 10 * time.Second, Min: time.Millisecond,
+		Default: api.DefaultRequestTimeout, Min: time.Millisecond,
 		Usage: "Default deadline of a /process call (queue wait + model + reply).",
 	}
 	// MaxRequestTimeout is MAX_REQUEST_TIMEOUT.
 	MaxRequestTimeout = &Duration{
 		Env: "MAX_REQUEST_TIMEOUT", ReadBy: APIOnly,
-		Default: 60 * time.Second, Min: time.Millisecond,
+		Default: api.DefaultMaxRequestTimeout, Min: time.Millisecond,
 		Usage: "Upper bound for a per-request X-Request-Timeout header; larger values are clamped.",
 	}
 	// BodyLimit is BODY_LIMIT.
 	BodyLimit = &Bytes{
 		Env: "BODY_LIMIT", ReadBy: Both,
-		Default: 1 << 20, Min: 64,
+		Default: httperr.DefaultBodyLimit, Min: 64,
 		Usage: "Largest request body accepted (bytes, or with KiB/MiB suffix); larger → 413.",
 	}
 	// QueueMaxLength is QUEUE_MAX_LENGTH.
 	QueueMaxLength = &Int{
 		Env: "QUEUE_MAX_LENGTH", ReadBy: APIOnly,
 		Default: 10000, Min: 0, Max: 1 << 30,
-		Usage: "Bound on ready messages in the sync request queue (policy, overflow=reject-publish); a full queue → 503 queue_full. 0 disables the bound.",
+		Usage: "Bound on ready messages in each model version's request queue (one policy, overflow=reject-publish); a full queue → 503 queue_full. 0 disables the bound.",
 	}
 )
 
@@ -72,19 +78,19 @@ var (
 	// Concurrency is CONCURRENCY.
 	Concurrency = &Int{
 		Env: "CONCURRENCY", ReadBy: WorkerOnly,
-		Default: 4, Min: 1, Max: 4096,
-		Usage: "Requests one worker process computes at once (handler goroutines).",
+		Default: queue.DefaultConcurrency, Min: 1, Max: 4096,
+		Usage: "Requests one worker computes at once per model (handler goroutines) when the model's config.yaml gives no concurrency.",
 	}
 	// Prefetch is PREFETCH.
 	Prefetch = &Int{
 		Env: "PREFETCH", ReadBy: WorkerOnly,
 		Default: 0, Min: 0, Max: 65535,
-		Usage: "Unacked deliveries the broker may push to one worker; 0 means equal to CONCURRENCY.",
+		Usage: "Unacked requests the broker may push to one worker per model; 0 means equal to the model's concurrency.",
 	}
 	// DrainTimeout is DRAIN_TIMEOUT.
 	DrainTimeout = &Duration{
 		Env: "DRAIN_TIMEOUT", ReadBy: Both,
-		Default: 20 * time.Second, Min: time.Millisecond,
+		Default: queue.DefaultDrainTimeout, Min: time.Millisecond,
 		Usage: "On SIGTERM: how long in-flight work may take to finish before the process exits anyway.",
 	}
 )
@@ -106,7 +112,7 @@ var (
 	// DefaultModel is DEFAULT_MODEL.
 	DefaultModel = &String{
 		Env: "DEFAULT_MODEL", ReadBy: APIOnly,
-		Default: "seed", Pattern: modelName,
+		Default: api.DefaultModel, Pattern: modelName,
 		Usage: "The model that POST /process and POST /jobs with a `{\"data\": …}` body call.",
 	}
 	// ModelSeed is MODEL_SEED.
@@ -150,13 +156,13 @@ var (
 	// ScaleTargetUtilization is SCALE_TARGET_UTILIZATION.
 	ScaleTargetUtilization = &Float{
 		Env: "SCALE_TARGET_UTILIZATION", ReadBy: APIOnly,
-		Default: 0.7, Above: 0, AtMost: 1,
+		Default: capacity.DefaultTargetUtilization, Above: 0, AtMost: 1,
 		Usage: "Workers-needed estimate (GET /capacity, warren_workers_needed): the share of worker slots kept busy at the current arrival rate.",
 	}
 	// ScaleTargetWait is SCALE_TARGET_WAIT.
 	ScaleTargetWait = &Duration{
 		Env: "SCALE_TARGET_WAIT", ReadBy: APIOnly,
-		Default: time.Second, Min: time.Millisecond,
+		Default: capacity.DefaultTargetWait, Min: time.Millisecond,
 		Usage: "Workers-needed estimate: how fast a backlog of ready messages should be worked off.",
 	}
 )
@@ -184,7 +190,7 @@ var (
 	// JobTTL is JOB_TTL.
 	JobTTL = &Duration{
 		Env: "JOB_TTL", ReadBy: APIOnly,
-		Default: 24 * time.Hour, Min: time.Second,
+		Default: jobs.DefaultTTL, Min: time.Second,
 		Usage: "How long a finished job stays readable; after that GET /jobs/{id} is 404.",
 	}
 	// JobStartTimeout is JOB_START_TIMEOUT.
@@ -196,37 +202,37 @@ var (
 	// MaxWait is MAX_WAIT.
 	MaxWait = &Duration{
 		Env: "MAX_WAIT", ReadBy: APIOnly,
-		Default: 60 * time.Second, Min: 0,
+		Default: api.DefaultMaxWait, Min: 0,
 		Usage: "Upper bound of ?wait= on GET /jobs/{id} and of Prefer: wait= on /process.",
 	}
 	// JobConcurrency is JOB_CONCURRENCY.
 	JobConcurrency = &Int{
 		Env: "JOB_CONCURRENCY", ReadBy: WorkerOnly,
-		Default: 1, Min: 0, Max: 4096,
+		Default: queue.DefaultJobConcurrency, Min: 0, Max: 4096,
 		Usage: "Jobs one worker runs at once, on a connection, prefetch and handlers of their own (separate from CONCURRENCY). 0 turns the job path off.",
 	}
 	// JobMaxAttempts is JOB_MAX_ATTEMPTS.
 	JobMaxAttempts = &Int{
 		Env: "JOB_MAX_ATTEMPTS", ReadBy: WorkerOnly,
-		Default: 3, Min: 1, Max: 20,
+		Default: queue.DefaultJobMaxAttempts, Min: 1, Max: queue.JobDeliveryLimit,
 		Usage: "Times a job is started at most: model errors are retried until then, and redeliveries after crashes and drains count too. At most 20 (the queue's delivery limit).",
 	}
 	// JobRetryBackoff is JOB_RETRY_BACKOFF.
 	JobRetryBackoff = &Duration{
 		Env: "JOB_RETRY_BACKOFF", ReadBy: WorkerOnly,
-		Default: time.Second, Min: time.Millisecond,
+		Default: queue.DefaultRetryBackoff, Min: time.Millisecond,
 		Usage: "Delay before the first retry of a failed job; doubles per attempt up to JOB_RETRY_BACKOFF_MAX.",
 	}
 	// JobRetryBackoffMax is JOB_RETRY_BACKOFF_MAX.
 	JobRetryBackoffMax = &Duration{
 		Env: "JOB_RETRY_BACKOFF_MAX", ReadBy: WorkerOnly,
-		Default: 30 * time.Second, Min: time.Millisecond,
+		Default: queue.DefaultRetryBackoffMax, Min: time.Millisecond,
 		Usage: "Longest retry delay.",
 	}
 	// JobRunTimeout is JOB_RUN_TIMEOUT.
 	JobRunTimeout = &Duration{
 		Env: "JOB_RUN_TIMEOUT", ReadBy: WorkerOnly,
-		Default: 15 * time.Minute, Min: time.Millisecond,
+		Default: queue.DefaultJobRunTimeout, Min: time.Millisecond,
 		Usage: "Longest run of one job. Keep it below the broker's consumer_timeout (30 min by default; deployments/rabbitmq/rabbitmq.conf sets 1 h).",
 	}
 )
@@ -242,7 +248,7 @@ var (
 	// OTLPProtocol is OTEL_EXPORTER_OTLP_PROTOCOL.
 	OTLPProtocol = &Enum{
 		Env: "OTEL_EXPORTER_OTLP_PROTOCOL", ReadBy: Both,
-		Default: "http/protobuf", Allowed: []string{"http/protobuf", "grpc"},
+		Default: tracing.ProtocolHTTP, Allowed: []string{tracing.ProtocolHTTP, tracing.ProtocolGRPC},
 		Usage: "http/protobuf or grpc.",
 	}
 	// TracesSamplerArg is OTEL_TRACES_SAMPLER_ARG.

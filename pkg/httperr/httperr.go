@@ -105,6 +105,10 @@ type v2Body struct {
 	Reason *reason.Reason `json:"reason,omitempty"`
 }
 
+// DefaultBodyLimit is the largest request body the binaries accept by default
+// (BODY_LIMIT).
+const DefaultBodyLimit = 1 << 20
+
 // V2Prefix is the path prefix whose errors take the Open Inference Protocol's shape.
 const V2Prefix = "/v2"
 

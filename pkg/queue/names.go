@@ -17,14 +17,15 @@ type Route struct {
 }
 
 var (
-	modelName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	versionName = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+	// ModelNamePattern is what a model name must look like.
+	ModelNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	versionName      = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
 )
 
 // ValidModelName reports whether name can be a model name: 1 to 64 characters of
 // letters, digits, '_' and '-', starting with a letter or digit (no dots: dots
 // separate the parts of queue names).
-func ValidModelName(name string) bool { return modelName.MatchString(name) }
+func ValidModelName(name string) bool { return ModelNamePattern.MatchString(name) }
 
 // ValidVersion reports whether v can be a model version: a positive integer
 // without leading zeros (the model repository's version directories).

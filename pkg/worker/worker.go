@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
+	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
@@ -43,7 +44,6 @@ import (
 
 // Defaults of [Config].
 const (
-	DefaultBodyLimit        = 1 << 20
 	DefaultAnnounceInterval = 10 * time.Second
 	DefaultLoadRetry        = time.Second
 	maxLoadRetry            = 30 * time.Second
@@ -98,7 +98,7 @@ type Config struct {
 	// AnnounceInterval is how often the worker announces its models; zero means
 	// DefaultAnnounceInterval.
 	AnnounceInterval time.Duration
-	// BodyLimit caps POST /predict bodies; zero means DefaultBodyLimit.
+	// BodyLimit caps POST /predict bodies; zero means httperr.DefaultBodyLimit.
 	BodyLimit int64
 	// Limits bound the inference requests the worker decodes.
 	Limits oip.Limits
@@ -160,7 +160,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.BodyLimit == 0 {
-		cfg.BodyLimit = DefaultBodyLimit
+		cfg.BodyLimit = httperr.DefaultBodyLimit
 	}
 	if cfg.AnnounceInterval == 0 {
 		cfg.AnnounceInterval = DefaultAnnounceInterval

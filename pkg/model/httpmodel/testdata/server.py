@@ -113,6 +113,8 @@ MODELS = {
     "slow": (FP32_IN, FP32_OUT),
     # always 500
     "fail": (FP32_IN, FP32_OUT),
+    # y = x, but 500 when an element is 13 (a model that fails on some inputs only)
+    "unlucky": (FP32_IN, FP32_OUT),
     # y = x, but 400 for a negative element
     "picky": ([spec("x", "INT64", [-1])], [spec("y", "INT64", [-1])]),
     # 200 with a body that is not JSON
@@ -295,6 +297,13 @@ async def compute_fail(tensors, params):
     return JSONResponse({"error": "model 'fail' crashed: simulated failure"}, status_code=500)
 
 
+async def compute_unlucky(tensors, params):
+    shape, x, _ = tensors["x"]
+    if 13 in x:
+        return JSONResponse({"error": "model 'unlucky' crashed on 13"}, status_code=500)
+    return [{"name": "y", "datatype": "FP32", "shape": shape, "data": x}]
+
+
 async def compute_picky(tensors, params):
     shape, x, _ = tensors["x"]
     for v in x:
@@ -327,6 +336,7 @@ async def compute_bare(tensors, params):
 
 
 COMPUTE = {
+    "unlucky": compute_unlucky,
     "double": compute_double,
     "echo": compute_echo,
     "slow": compute_slow,
