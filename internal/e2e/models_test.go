@@ -143,7 +143,7 @@ func TestModelsThroughTheFarm(t *testing.T) {
 		"flaky/config.yaml":  "backend: http\nprotocol: v2\nurl: " + py + "\nmodel: unlucky\n",
 		"slow/config.yaml":   "backend: http\nprotocol: v2\nurl: " + py + "\n",
 	}, map[string]string{
-		"digits/config.yaml":   "digits/config.yaml",
+		"digits/config.yaml":  "digits/config.yaml",
 		"digits/1/model.onnx": "digits/1/model.onnx",
 	})
 	// Two pools: one for the in-process models, one for the models behind HTTP.
