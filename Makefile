@@ -7,7 +7,7 @@ BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-.PHONY: help build run test test-short bench lint clean
+.PHONY: help build run test test-short bench model lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ test-short: ## unit tests only, no broker (nor helm) needed
 
 bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
 	$(GO) run ./cmd/bench -build=false $(BENCH_FLAGS)
+
+# Debian's python3 (python3-sklearn, python3-onnx), not a virtualenv's.
+PYTHON ?= /usr/bin/python3
+
+model: ## retrain the shipped digits model: models/digits/1/model.onnx, its README and test vectors (reproducible)
+	$(PYTHON) scripts/models/train_digits.py
 
 clean: ## remove build output
 	rm -rf $(BIN)

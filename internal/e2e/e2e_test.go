@@ -395,6 +395,42 @@ func TestConfigSubcommandAndValidation(t *testing.T) {
 	if !strings.Contains(string(b), "MAX_REQUEST_TIMEOUT") {
 		t.Errorf("flag twins not validated: %s", b)
 	}
+
+	// help: usage on stdout, exit 0.
+	for _, bin := range []string{"api", "worker"} {
+		for _, arg := range []string{"--help", "-h", "help"} {
+			out, err := exec.Command(filepath.Join(dir, bin), arg).Output()
+			if err != nil || !strings.Contains(string(out), "AMQP_URL") {
+				t.Errorf("%s %s: %v\n%s", bin, arg, err, out)
+			}
+		}
+	}
+
+	// A bad model repository fails the worker at start, naming the file and the key.
+	repo := repository(t, map[string]string{
+		"seed/config.yaml":   "backend: seed\nconcurency: 4\n",
+		"digits/config.yaml": "backend: onnx\nmax_batch_size: -1\n",
+	}, nil)
+	cmd = exec.Command(filepath.Join(dir, "worker"))
+	cmd.Env = []string{"MODEL_REPOSITORY=" + repo, "HTTP_ADDR=127.0.0.1:0", "AMQP_URL=amqp://guest:guest@127.0.0.1:1/"}
+	b, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("bad repository: err %v, output %s", err, b)
+	}
+	for _, want := range []string{"seed/config.yaml: concurency: unknown key (did you mean concurrency?)",
+		"digits/config.yaml: max_batch_size: must be between 0 and 1024, got -1"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("bad repository: output does not say %q:\n%s", want, b)
+		}
+	}
+	// So does a model the onnx backend cannot load.
+	cmd = exec.Command(filepath.Join(dir, "worker"))
+	cmd.Env = []string{"MODEL_REPOSITORY=" + repository(t, map[string]string{"m/config.yaml": "backend: onnx\n", "m/1/model.onnx": "not onnx"}, nil),
+		"HTTP_ADDR=127.0.0.1:0", "AMQP_URL=amqp://guest:guest@127.0.0.1:1/"}
+	b, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(b), "model.onnx") {
+		t.Errorf("unloadable model: err %v, output %s", err, b)
+	}
 }
 
 // The broker restarts (a private throwaway node, never the shared one): clients get

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
@@ -197,5 +199,71 @@ func TestNewValidates(t *testing.T) {
 		Models: []ModelSpec{spec(seedRoute, model.NewSeed(model.SeedConfig{})), spec(seedRoute, model.NewSeed(model.SeedConfig{}))}})
 	if err == nil || !strings.Contains(err.Error(), "given twice") {
 		t.Errorf("duplicate model: %v", err)
+	}
+}
+
+func TestHTTPServeErrorStopsTheWorkerAtOnce(t *testing.T) {
+	// No broker at all: the worker must not wait for one to notice its HTTP server
+	// is gone.
+	w, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://guest:guest@127.0.0.1:1/"}, WorkerID: "u",
+		Models: []ModelSpec{spec(seedRoute, model.NewSeed(model.SeedConfig{}))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // Serve fails at once
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background(), ln) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "http server") {
+			t.Fatalf("Run = %v, want the HTTP server's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker kept running without its HTTP server")
+	}
+	if w.State() != lifecycle.Stopped {
+		t.Fatalf("state %s", w.State())
+	}
+	// Stop after Run returned is a no-op that reports Run's outcome, as often as asked.
+	for i := 0; i < 2; i++ {
+		if err := w.Stop(context.Background()); err == nil {
+			t.Fatal("Stop lost Run's error")
+		}
+	}
+}
+
+func TestStopDrainsARunningWorkerAndIsIdempotent(t *testing.T) {
+	w, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://guest:guest@127.0.0.1:1/"}, WorkerID: "u",
+		Models: []ModelSpec{spec(seedRoute, model.NewSeed(model.SeedConfig{}))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background(), ln) }()
+	select { // models loaded and warm: ready, though no broker answers (not consuming)
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if err := w.Stop(ctx); err != nil {
+			t.Fatalf("Stop #%d: %v", i, err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Fatal("the HTTP listener is still open after Stop")
 	}
 }
