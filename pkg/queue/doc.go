@@ -1,22 +1,44 @@
-// Package queue is warren's AMQP plumbing: the connection lifecycle with reconnects,
-// the request-queue topology, the RPC [Client] the API uses and the [Consumer] the
-// workers use. It is written against RabbitMQ 3.10 with amqp091-go v1.16 and was
-// checked on 3.10.8; the broker version is logged at every start ("connected to
-// broker", version=…).
+// Package queue is warren's AMQP plumbing, and the only package that speaks AMQP:
+// the connection lifecycle with reconnects, the topology, the sync RPC [Client] the
+// API calls models with, the [JobPublisher], the workers' [Consumer] and
+// [JobConsumer] with their handler middleware, the API's [ResultConsumer], and the
+// model announcements ([Announcer], [Watcher]). It is written against RabbitMQ 3.10
+// with amqp091-go v1.16 and was checked on 3.10.8; the broker version is logged at
+// every start ("connected to broker", version=…). AMQP header tables never leave
+// the package: callers see [Headers] (string values).
 //
-// # Topology
+// # Topology: a route per model version
 //
-// Sync requests go to one durable classic queue, [DefaultQueue], through the default
-// exchange. Both sides declare it with no x-arguments at all. Its bound is a policy
-// ([ApplyPolicy], name [PolicyName]): max-length with overflow=reject-publish, so a
-// full queue nacks the publish and the caller gets [ErrQueueFull] at once. The
-// default overflow (drop-head) would silently drop the oldest callers' requests
-// while confirming new ones. Redeclaring a queue with different x-arguments fails
-// with 406 PRECONDITION_FAILED and turns a config change into a crash loop, which is
-// why the bound is not an x-argument. The bound counts ready messages only: the
-// real bound is max-length plus the sum of the workers' prefetch. The sync queue has
-// no dead-letter exchange: expired requests would flood it, and nobody waits for
-// them.
+// Every model version is a [Route] with queues of its own: the sync request queue
+// warren.req.<model>.v<version> (durable, classic) and the job queue
+// warren.job.<model>.v<version> (durable, quorum). A worker consumes only the routes
+// of the models it loaded, each on a channel with its own prefetch and handler
+// goroutines, so one model's backlog never delays another model's calls, "no
+// workers" is per model version, and each model scales on its own. A version gets a
+// queue, not a routing key, so that its consumers, backlog and bound are the
+// broker's own per-queue facts.
+//
+// Request queues have no x-arguments at all. Their bound is one policy for every
+// warren.req.* queue ([ApplyPolicy], name [PolicyName]): max-length with
+// overflow=reject-publish, so a full queue nacks the publish and the caller gets
+// [ErrQueueFull] at once. The default overflow (drop-head) would silently drop the
+// oldest callers' requests while confirming new ones. Redeclaring a queue with
+// different x-arguments fails with 406 PRECONDITION_FAILED and turns a config change
+// into a crash loop, which is why the bound is not an x-argument. The bound counts
+// ready messages only: the real bound is max-length plus the sum of the workers'
+// prefetch. Request queues have no dead-letter exchange: expired requests would
+// flood it, and nobody waits for them.
+//
+// # Handlers and middleware
+//
+// A [Handler] turns a [Message] into a reply body; [Middleware] wraps handlers
+// (watermill's router middleware is the model) and [Standard] is the chain a worker
+// runs: [Observe] (outcome and duration for metrics), [CheckDeadline] (the deadline
+// check at dequeue), [Trace] (the W3C trace context from the message headers, the
+// "queue wait" and "process <queue>" spans) and [Recover] (a panic becomes an error
+// reply). The consumer maps the handler's result to one outcome with [Classify]:
+// a reply, an error reply with a reason, or an ack without reply (expired, or the
+// deadline passed while computing).
 //
 // # Replies
 //
@@ -31,13 +53,16 @@
 // channels (direct reply-to requires the same one).
 // A reply whose correlation id matches no waiting call (late after a timeout, or a
 // duplicate) is dropped and counted ([ClientStats].UnknownReplies), never delivered
-// to another caller. Workers publish replies without mandatory: on RabbitMQ 3.x a
+// to another caller. Replies carry no trace context: the caller's span already
+// covers the call. Workers publish replies without mandatory: on RabbitMQ 3.x a
 // mandatory publish to a direct reply-to name is delivered and also returned as
 // NO_ROUTE, and a reply to a caller that has gone should simply be dropped.
 //
 // # Requests
 //
-// Requests are published on a confirm-mode channel with mandatory set. Confirms are
+// Requests are Open Inference Protocol (v2) requests, published on a confirm-mode
+// channel with mandatory set; with tracing on, the client wraps the call in a
+// producer span "publish <queue>" and sends its trace context in the headers. Confirms are
 // tracked asynchronously (a deferred confirmation per publish, awaited together with
 // the reply, never a round trip before it): a nack means the queue is full; a
 // basic.return means the request queue does not exist ([ErrNoWorkers]). Every request
@@ -52,9 +77,11 @@
 // # No workers
 //
 // AMQP cannot say "deliver only if someone listens" (immediate was removed in 3.0),
-// so the client reads the request queue's consumer count with a passive declare on a
-// dedicated channel every [ClientConfig].ConsumerRefresh (200ms) in the background,
-// never per request. With zero consumers a call fails at once with [ErrNoWorkers].
+// so the client reads the consumer count of every request queue it watches
+// ([Client.Watch]: the API watches every model version it knows) with a passive
+// declare on a dedicated channel every [ClientConfig].ConsumerRefresh (200ms) in the
+// background, never per request. With zero consumers a call fails at once with
+// [ErrNoWorkers].
 // Callers whose requests are already queued when the last worker dies keep waiting
 // until their deadline: a worker that comes back in time (a restart, a rolling
 // update) answers them; otherwise they get a timeout and their message expires in the
@@ -90,6 +117,23 @@
 // RESOURCE_LOCKED while it lives and 404 NOT_FOUND once its connection closed. That
 // probe costs a channel and a round trip (and the broker logs the refused declare as a
 // channel error), so it is made for redelivered requests only.
+//
+// # Jobs
+//
+// Jobs are published by the [JobPublisher] on a connection of its own, so nothing
+// about the job path can disturb sync calls: a job queue that cannot be declared (a
+// 406 after changed arguments, quorum queues unavailable) makes only job publishing
+// fail ([ErrJobTopology]) and shows in [JobPublisher.State]. Workers report job
+// events (pkg/jobs' Event) to the results queue; the API's [ResultConsumer] applies
+// them. jobs.go draws the path.
+//
+// # Model announcements
+//
+// Workers announce what they serve (model versions with their v2 metadata) on the
+// fanout exchange [ModelsExchange]: when they connect, when their state changes,
+// every few seconds, when an API asks on [DiscoverExchange], and a last "leaving"
+// when they stop. The API's [Watcher] feeds its model catalog (pkg/catalog), which
+// decides 404 (never announced) from 503 (known, no consumer).
 //
 // # Draining
 //

@@ -16,14 +16,17 @@
 //
 // One request makes one trace:
 //
-//	POST /process                 server    API      [Tracing.Middleware]
-//	└─ publish warren.requests    producer  API      [Tracing.StartPublish] + [Tracing.Inject]
-//	   ├─ queue wait              internal  worker   [Tracing.Extract] + [Tracing.RecordQueueWait]
-//	   └─ process warren.requests consumer  worker   [Tracing.StartProcess]
-//	      └─ predict <model>      internal  worker   [Tracing.StartModel]
+//	POST /v2/models/{name}/infer     server    API      [Tracing.Middleware]
+//	└─ publish warren.req.seed.v1    producer  API      pkg/queue's client ([Tracing.StartPublish], [Tracing.Inject])
+//	   ├─ queue wait                 internal  worker   pkg/queue's Trace middleware ([Tracing.Extract], [Tracing.RecordQueueWait])
+//	   └─ process warren.req.seed.v1 consumer  worker   pkg/queue's Trace middleware ([Tracing.StartProcess])
+//	      └─ predict seed            internal  worker   pkg/worker ([Tracing.StartModel])
 //
-// The API and the worker are separate processes with separate providers; the trace
-// id travels in the AMQP message's "traceparent" (and "tracestate") header.
+// A job's spans are the same, named after its job queue (publish and process
+// warren.job.<model>.v<n>). The API and the worker are separate processes with
+// separate providers; the trace id travels in the message's "traceparent" (and
+// "tracestate") header. Everything about messages is done in pkg/queue: the HTTP
+// layer and the worker never touch message headers.
 //
 // # Environment
 //
