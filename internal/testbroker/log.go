@@ -214,7 +214,7 @@ func findLog(b *broker) (string, error) {
 		return fmt.Errorf("cannot read the log of the broker (%s, node %s): %s\n"+
 			"WatchLog needs the broker to run on this machine (e.g. `rabbitmq-server -detached`, "+
 			"unset AMQP_URL); for a Docker or remote broker set %s to a readable local copy of its log file "+
-			"(e.g. a bind mount of /var/log/rabbitmq).",
+			"(e.g. a bind mount of /var/log/rabbitmq)",
 			b.source, b.node, fmt.Sprintf(format, args...), EnvBrokerLog)
 	}
 	var candidates []string

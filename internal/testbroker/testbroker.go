@@ -99,7 +99,7 @@ func resolve(env resolveEnv) (*broker, error) {
 	var amqpStr, mgmtStr string
 	if s := env.getenv(EnvAMQPURL); s != "" {
 		if err := probeAMQP(s); err != nil {
-			return nil, fmt.Errorf("AMQP_URL=%s does not answer: %v\nFix AMQP_URL or unset it to use a local broker (rabbitmq-server -detached) or Docker.", redact(s), err)
+			return nil, fmt.Errorf("AMQP_URL=%s does not answer: %v\nfix AMQP_URL or unset it to use a local broker (rabbitmq-server -detached) or Docker", redact(s), err)
 		}
 		amqpStr, b.source = s, "AMQP_URL"
 	} else if err := probeAMQP(defaultAMQPURL); err == nil {
