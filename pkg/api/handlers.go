@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -221,6 +219,24 @@ func (h *handlers) timeout(v string, ve *httperr.ValidationError) time.Duration 
 	return d
 }
 
+// callOptions are a call's headers: its deadline, and whether the client prefers a
+// job (Prefer: respond-async) and how long it would wait for one.
+type callOptions struct {
+	timeout time.Duration
+	async   bool
+	wait    time.Duration
+}
+
+func (h *handlers) callOptions(req *http.Request, ve *httperr.ValidationError) callOptions {
+	o := callOptions{timeout: h.timeout(req.Header.Get("X-Request-Timeout"), ve)}
+	var wait string
+	o.async, wait = preferAsync(req.Header.Values("Prefer"))
+	if o.async { // RFC 7240: a preference that is not applied is ignored
+		o.wait = h.waitParam(wait, ve, "header", "Prefer")
+	}
+	return o
+}
+
 // waitParam parses a wait: seconds ("30", "2.5") or a Go duration ("30s"), capped at
 // MaxWait. Empty means 0.
 func (h *handlers) waitParam(v string, ve *httperr.ValidationError, loc ...any) time.Duration {
@@ -293,15 +309,4 @@ func contextUntil(parent context.Context, stop <-chan struct{}) (context.Context
 // draining is the answer to a call that arrives once a drain started.
 func draining() error {
 	return httperr.Of(reason.Draining, "Model service is unavailable: this API instance is shutting down; retry", nil)
-}
-
-// jsonMarshal encodes v without escaping <, > and & (the data travels verbatim).
-func jsonMarshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }

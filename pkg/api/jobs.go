@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -72,11 +73,11 @@ func jobAnswer(j *jobs.Job) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jsonMarshal(a)
+	return httperr.Marshal(a)
 }
 
 func (h *handlers) writeJob(c echo.Context, status int, j *jobs.Job) error {
-	b, err := jsonMarshal(h.viewOf(j))
+	b, err := httperr.Marshal(h.viewOf(j))
 	if err != nil {
 		return err
 	}
@@ -197,6 +198,47 @@ func (h *handlers) submit(c echo.Context, in jobInput, key string) error {
 	return h.writeJob(c, http.StatusAccepted, j)
 }
 
+// handOff serves a call with Prefer: respond-async: the request is a job from the
+// start; the answer is the call's own (the v2 response, or /process's body) if the
+// job finishes within wait, else 202 with the job and its Location.
+func (h *handlers) handOff(c echo.Context, v catalog.Version, body []byte, format string, wait time.Duration) error {
+	if !h.enter() {
+		return draining()
+	}
+	defer h.leave()
+	ctx := c.Request().Context()
+	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
+		Version: v.Route.Version, Format: format, Input: body})
+	if err != nil {
+		return jobError(err, v.Route)
+	}
+	if wait > 0 {
+		// The job is queued whatever happens now: if the wait fails, the client still
+		// gets its Location (202), never an error that would make it submit again.
+		if done, err := h.jobs.Wait(ctx, j.ID, wait); err == nil {
+			j = done
+		} else if ctx.Err() != nil {
+			return statusFor(ctx.Err(), v.Route)
+		}
+	}
+	switch j.Status {
+	case jobs.Succeeded:
+		if format == formatV2 {
+			return c.JSONBlob(http.StatusOK, j.Result)
+		}
+		a, err := jobAnswer(j)
+		if err != nil {
+			return httperr.Of(reason.ModelError, "Model error: the job's result cannot be read: "+err.Error(), err)
+		}
+		return c.JSONBlob(http.StatusOK, processBody(a))
+	case jobs.Failed:
+		return jobFailed(j)
+	}
+	setJobHeaders(c, j)
+	c.Response().Header().Set("Preference-Applied", "respond-async")
+	return h.writeJob(c, http.StatusAccepted, j)
+}
+
 // getJob is GET /jobs/:id[?wait=30].
 func (h *handlers) getJob(c echo.Context) error {
 	ve := &httperr.ValidationError{}
@@ -229,7 +271,7 @@ func (h *handlers) getJob(c echo.Context) error {
 func (h *handlers) deleteJob(c echo.Context) error {
 	j, err := h.jobs.Cancel(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, jobs.ErrConflict) && j != nil {
-		b, _ := jsonMarshal(map[string]any{
+		b, _ := httperr.Marshal(map[string]any{
 			"detail": "Only a queued job can be cancelled; this one is " + string(j.Status),
 			"reason": reason.NotCancellable, "job": h.viewOf(j),
 		})

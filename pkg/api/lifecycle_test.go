@@ -72,6 +72,9 @@ func TestRunStopsOnStopAndReleasesEverything(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background(), ln) }()
+	for srv.State() == lifecycle.New { // a Stop before Run would only release (tested above)
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.Stop(ctx); err != nil {

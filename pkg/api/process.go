@@ -5,13 +5,11 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
-	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
@@ -50,12 +48,7 @@ func (h *handlers) process(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	timeout := h.timeout(req.Header.Get("X-Request-Timeout"), ve)
-	async, wait := preferAsync(req.Header.Values("Prefer"))
-	var waitFor time.Duration
-	if async { // RFC 7240: a preference that is not applied is ignored
-		waitFor = h.waitParam(wait, ve, "header", "Prefer")
-	}
+	opts := h.callOptions(req, ve)
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
@@ -77,10 +70,10 @@ func (h *handlers) process(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if async {
-		return h.processAsync(c, v, payload, waitFor)
+	if opts.async {
+		return h.handOff(c, v, payload, formatProcess, opts.wait)
 	}
-	reply, err := h.call(c, v, payload, timeout)
+	reply, err := h.call(c, v, payload, opts.timeout)
 	if err != nil {
 		return err
 	}
@@ -126,7 +119,7 @@ func processAnswer(v2 []byte, rid string, r queue.Route, worker, input string) (
 	if err != nil {
 		return nil, err
 	}
-	pred, err := jsonMarshal(a)
+	pred, err := httperr.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
@@ -139,41 +132,4 @@ func processBody(prediction []byte) []byte {
 	out = append(out, `{"status":"Input logged successfully","model_prediction":`...)
 	out = append(out, prediction...)
 	return append(out, '}')
-}
-
-// processAsync serves POST /process with Prefer: respond-async: the request is a job
-// from the start; the answer is /process's if it finishes within the wait, else 202.
-func (h *handlers) processAsync(c echo.Context, v catalog.Version, payload []byte, wait time.Duration) error {
-	if !h.enter() {
-		return draining()
-	}
-	defer h.leave()
-	ctx := c.Request().Context()
-	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
-		Version: v.Route.Version, Format: formatProcess, Input: payload})
-	if err != nil {
-		return jobError(err, v.Route)
-	}
-	if wait > 0 {
-		// The job is queued whatever happens now: if the wait fails, the client still
-		// gets its Location (202), never an error that would make it submit again.
-		if done, err := h.jobs.Wait(ctx, j.ID, wait); err == nil {
-			j = done
-		} else if ctx.Err() != nil {
-			return statusFor(ctx.Err(), v.Route)
-		}
-	}
-	switch j.Status {
-	case jobs.Succeeded:
-		a, err := jobAnswer(j)
-		if err != nil {
-			return httperr.Of(reason.ModelError, "Model error: the job's result cannot be read: "+err.Error(), err)
-		}
-		return c.JSONBlob(http.StatusOK, processBody(a))
-	case jobs.Failed:
-		return jobFailed(j)
-	}
-	setJobHeaders(c, j)
-	c.Response().Header().Set("Preference-Applied", "respond-async")
-	return h.writeJob(c, http.StatusAccepted, j)
 }

@@ -4,14 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"runtime/debug"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
-	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/reason"
@@ -192,52 +190,16 @@ func (h *handlers) infer(c echo.Context) error {
 		return err
 	}
 	ve := &httperr.ValidationError{}
-	timeout := h.timeout(req.Header.Get("X-Request-Timeout"), ve)
-	async, wait := preferAsync(req.Header.Values("Prefer"))
-	var waitFor time.Duration
-	if async { // RFC 7240: a preference that is not applied is ignored
-		waitFor = h.waitParam(wait, ve, "header", "Prefer")
-	}
+	opts := h.callOptions(req, ve)
 	if err := ve.OrNil(); err != nil {
 		return err
 	}
-	if async {
-		return h.inferAsync(c, v, body, waitFor)
+	if opts.async {
+		return h.handOff(c, v, body, formatV2, opts.wait)
 	}
-	reply, err := h.call(c, v, body, timeout)
+	reply, err := h.call(c, v, body, opts.timeout)
 	if err != nil {
 		return err
 	}
 	return c.JSONBlob(http.StatusOK, reply.Body)
-}
-
-// inferAsync submits a v2 request as a job: 200 with the inference response if it
-// finishes within the wait, else 202 with the job and its Location.
-func (h *handlers) inferAsync(c echo.Context, v catalog.Version, body []byte, wait time.Duration) error {
-	if !h.enter() {
-		return draining()
-	}
-	defer h.leave()
-	ctx := c.Request().Context()
-	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
-		Version: v.Route.Version, Format: formatV2, Input: body})
-	if err != nil {
-		return jobError(err, v.Route)
-	}
-	if wait > 0 {
-		if done, err := h.jobs.Wait(ctx, j.ID, wait); err == nil {
-			j = done
-		} else if ctx.Err() != nil {
-			return statusFor(ctx.Err(), v.Route)
-		}
-	}
-	switch j.Status {
-	case jobs.Succeeded:
-		return c.JSONBlob(http.StatusOK, j.Result)
-	case jobs.Failed:
-		return jobFailed(j)
-	}
-	setJobHeaders(c, j)
-	c.Response().Header().Set("Preference-Applied", "respond-async")
-	return h.writeJob(c, http.StatusAccepted, j)
 }

@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,16 +323,6 @@ func sortedVersions(vs map[string]*entry) []string {
 	for v := range vs {
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b string) int {
-		x, _ := strconv.ParseUint(a, 10, 64)
-		y, _ := strconv.ParseUint(b, 10, 64)
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, queue.CompareVersions)
 	return out
 }

@@ -16,6 +16,7 @@
 package httperr
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,6 +104,18 @@ type detailBody struct {
 type v2Body struct {
 	Error  string         `json:"error"`
 	Reason *reason.Reason `json:"reason,omitempty"`
+}
+
+// Marshal encodes v as JSON without escaping <, > and & (text travels verbatim in
+// answers; the bodies are never embedded in HTML).
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // DefaultBodyLimit is the largest request body the binaries accept by default

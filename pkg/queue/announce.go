@@ -60,6 +60,30 @@ func declareAnnounce(ch *amqp.Channel) error {
 	return nil
 }
 
+// listen opens a channel on conn, declares the directory's exchanges and
+// subscribes an exclusive, auto-acked queue of this connection to exchange.
+func listen(conn *amqp.Connection, exchange string) (*amqp.Channel, <-chan amqp.Delivery, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := declareAnnounce(ch); err != nil {
+		return nil, nil, err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("declare a queue for %s: %w", exchange, err)
+	}
+	if err := ch.QueueBind(q.Name, "", exchange, false, nil); err != nil {
+		return nil, nil, fmt.Errorf("bind a queue to %s: %w", exchange, err)
+	}
+	d, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consume from %s: %w", exchange, err)
+	}
+	return ch, d, nil
+}
+
 // AnnouncerConfig configures an [Announcer].
 type AnnouncerConfig struct {
 	DialConfig
@@ -111,23 +135,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 func (a *Announcer) session(ctx context.Context, conn *amqp.Connection, _ uint64) error {
 	defer conn.Close()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	ch, err := conn.Channel()
+	ch, asks, err := listen(conn, DiscoverExchange)
 	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
-	}
-	if err := declareAnnounce(ch); err != nil {
 		return err
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		return fmt.Errorf("declare discover queue: %w", err)
-	}
-	if err := ch.QueueBind(q.Name, "", DiscoverExchange, false, nil); err != nil {
-		return fmt.Errorf("bind discover queue: %w", err)
-	}
-	asks, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume discover queue: %w", err)
 	}
 	publish := func(leaving bool) error {
 		an := a.state()
@@ -220,23 +230,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 func (w *Watcher) session(ctx context.Context, conn *amqp.Connection, _ uint64) error {
 	defer conn.Close()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	ch, err := conn.Channel()
+	ch, ans, err := listen(conn, ModelsExchange)
 	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
-	}
-	if err := declareAnnounce(ch); err != nil {
 		return err
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		return fmt.Errorf("declare announcement queue: %w", err)
-	}
-	if err := ch.QueueBind(q.Name, "", ModelsExchange, false, nil); err != nil {
-		return fmt.Errorf("bind announcement queue: %w", err)
-	}
-	ans, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume announcement queue: %w", err)
 	}
 	if err := ch.PublishWithContext(ctx, DiscoverExchange, "", false, false, amqp.Publishing{
 		ContentType: "text/plain", Body: []byte("announce"),

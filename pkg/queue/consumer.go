@@ -198,18 +198,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 // session consumes every route on one connection, each on a channel of its own.
 func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	subs := make([]*subscription, 0, len(c.routes))
-	for _, rs := range c.routes {
-		tag := fmt.Sprintf("%s %s g%d", c.cfg.WorkerID, rs.route, gen)
-		s, err := subscribe(conn, rs, tag, func(ch *amqp.Channel) error {
-			_, err := declareRequestQueue(ch, rs.queue)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		s.sess = &consumerSession{conn: conn, ch: s.ch}
-		subs = append(subs, s)
+	subs, err := c.subscribeAll(conn,
+		func(rs *routeSlots) string { return fmt.Sprintf("%s %s g%d", c.cfg.WorkerID, rs.route, gen) },
+		func(rs *routeSlots, ch *amqp.Channel) error { _, err := declareRequestQueue(ch, rs.queue); return err },
+		plainSession(conn))
+	if err != nil {
+		return err
 	}
 	return c.pool.pumpAll(ctx, conn, closed, subs)
 }

@@ -234,18 +234,17 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 	}()
 
 	lost, markLost := context.WithCancel(context.Background())
-	subs := make([]*subscription, 0, len(c.routes))
-	for _, rs := range c.routes {
-		tag := fmt.Sprintf("%s jobs %s g%d", c.cfg.WorkerID, rs.route, gen)
-		s, err := subscribe(conn, rs, tag, func(ch *amqp.Channel) error { return declareJobQueue(ch, rs.queue) })
-		if err != nil {
-			markLost()
-			_ = conn.Close()
-			wg.Wait()
-			return err
-		}
-		s.sess = &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost}
-		subs = append(subs, s)
+	subs, err := c.subscribeAll(conn,
+		func(rs *routeSlots) string { return fmt.Sprintf("%s jobs %s g%d", c.cfg.WorkerID, rs.route, gen) },
+		func(rs *routeSlots, ch *amqp.Channel) error { return declareJobQueue(ch, rs.queue) },
+		func(s *subscription) *consumerSession {
+			return &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost}
+		})
+	if err != nil {
+		markLost()
+		_ = conn.Close()
+		wg.Wait()
+		return err
 	}
 	err = c.pool.pumpAll(ctx, conn, closed, subs)
 	if ctx.Err() != nil {

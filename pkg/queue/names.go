@@ -31,6 +31,20 @@ func ValidModelName(name string) bool { return ModelNamePattern.MatchString(name
 // without leading zeros (the model repository's version directories).
 func ValidVersion(v string) bool { return versionName.MatchString(v) }
 
+// CompareVersions orders two versions numerically (as version directories are
+// ordered): -1, 0 or 1.
+func CompareVersions(a, b string) int {
+	x, _ := strconv.ParseUint(a, 10, 64)
+	y, _ := strconv.ParseUint(b, 10, 64)
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
 // Check returns an error naming what is wrong with r's model name or version.
 func (r Route) Check() error {
 	if !ValidModelName(r.Model) {

@@ -185,6 +185,29 @@ func subscribe(conn *amqp.Connection, rs *routeSlots, tag string, declare func(*
 	return &subscription{rs: rs, ch: ch, tag: tag, deliveries: deliveries}, nil
 }
 
+// subscribeAll subscribes every route of the pool on conn: tag names each
+// consumer, declare is the route's topology, and session gives each subscription
+// the session its handlers reply and ack through.
+func (p *pool) subscribeAll(conn *amqp.Connection, tag func(*routeSlots) string, declare func(*routeSlots, *amqp.Channel) error,
+	session func(*subscription) *consumerSession) ([]*subscription, error) {
+	subs := make([]*subscription, 0, len(p.routes))
+	for _, rs := range p.routes {
+		s, err := subscribe(conn, rs, tag(rs), func(ch *amqp.Channel) error { return declare(rs, ch) })
+		if err != nil {
+			return nil, err
+		}
+		s.sess = session(s)
+		subs = append(subs, s)
+	}
+	return subs, nil
+}
+
+// plainSession is the session of a subscription that replies and acks on its own
+// channel.
+func plainSession(conn *amqp.Connection) func(*subscription) *consumerSession {
+	return func(s *subscription) *consumerSession { return &consumerSession{conn: conn, ch: s.ch} }
+}
+
 // pumpAll runs one pump per subscription until the connection closes, a
 // subscription ends, or ctx ends (then each drains its subscription), and returns
 // the first error. On ctx cancellation the connection stays open for in-flight

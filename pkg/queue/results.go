@@ -96,14 +96,12 @@ func (r *ResultConsumer) Run(ctx context.Context) error {
 
 func (r *ResultConsumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	var subs []*subscription
-	for _, rs := range r.routes {
-		s, err := subscribe(conn, rs, fmt.Sprintf("%s %s g%d", r.cfg.Name, rs.queue, gen), declareJobShared)
-		if err != nil {
-			return err
-		}
-		s.sess = &consumerSession{conn: conn, ch: s.ch}
-		subs = append(subs, s)
+	subs, err := r.subscribeAll(conn,
+		func(rs *routeSlots) string { return fmt.Sprintf("%s %s g%d", r.cfg.Name, rs.queue, gen) },
+		func(_ *routeSlots, ch *amqp.Channel) error { return declareJobShared(ch) },
+		plainSession(conn))
+	if err != nil {
+		return err
 	}
 	return r.pool.pumpAll(ctx, conn, closed, subs)
 }

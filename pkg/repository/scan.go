@@ -101,7 +101,7 @@ func Read(dir string, names []string) (*Repository, error) {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
-		return compareVersions(a.Version, b.Version)
+		return queue.CompareVersions(a.Version, b.Version)
 	})
 	return r, nil
 }
@@ -295,19 +295,6 @@ func checkFile(p *problems, m Model) {
 	case fi.IsDir():
 		p.add("file", fmt.Sprintf("%s is a directory, not a model file", path))
 	}
-}
-
-// compareVersions orders version strings numerically.
-func compareVersions(a, b string) int {
-	x, _ := strconv.ParseInt(a, 10, 64)
-	y, _ := strconv.ParseInt(b, 10, 64)
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 func joinInts(vs []int64) string {

@@ -1,10 +1,8 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -200,17 +198,6 @@ func (w *Worker) predictHTTP(c echo.Context) error {
 	if err != nil {
 		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: reason.ModelError, Err: err}
 	}
-	out, _ := jsonMarshal(a)
+	out, _ := httperr.Marshal(a)
 	return c.JSONBlob(http.StatusOK, out)
-}
-
-// jsonMarshal encodes v without escaping <, > and & (text travels verbatim).
-func jsonMarshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }

@@ -438,7 +438,7 @@ func (w *Worker) announcement() queue.Announcement {
 		if status != "ready" && status != "warming" {
 			continue // metadata not known yet
 		}
-		md, _ := jsonMarshal(s.md)
+		md, _ := httperr.Marshal(s.md)
 		an.Models = append(an.Models, queue.ModelAnnouncement{
 			Name: s.spec.Route.Model, Version: s.spec.Route.Version, Metadata: md,
 			Ready: status == "ready" && w.State() == lifecycle.Ready, MaxBatchSize: s.spec.MaxBatchSize,
