@@ -1,9 +1,15 @@
 // Package jobs is warren's asynchronous-job domain (POST /jobs, GET
-// /jobs/{id}?wait=…, DELETE /jobs/{id}, and the v2 API's async inference):
-// the vocabulary that the API, the broker code and the workers share, the
-// job record and its [Store], and the [Service] that runs a job's life
-// between the HTTP layer, the store and the broker. It imports the standard
-// library only, so pkg/queue and the worker can use its types.
+// /jobs/{id}?wait=…, DELETE /jobs/{id}, and the hand-offs of POST /process
+// and the v2 API's infer with Prefer: respond-async): the vocabulary that the
+// API, the broker code and the workers share, the job record and its [Store],
+// and the [Service] that runs a job's life between the HTTP layer, the store
+// and the broker. It imports the standard library only, so pkg/queue and the
+// worker can use its types.
+//
+// A job names the model and version it runs ([Job].Model, [Job].Version) and
+// how the API renders it ([Job].Format: [FormatV2] or [FormatProcess]). The
+// [Publisher] (pkg/queue's JobPublisher) puts it on that model version's own
+// job queue, so only workers that serve the model run it.
 //
 // # Layout
 //
@@ -90,6 +96,6 @@
 //
 // Both stores take an injectable clock (Now in their config) that stamps
 // CreatedAt, cancellation and TTL ages; the contract tests move it instead
-// of sleeping. The Service uses time.Now; its tests run under
+// of sleeping. The Service uses time.Now; its timing tests run under
 // testing/synctest. Event times (At) are the worker's.
 package jobs
