@@ -1,23 +1,37 @@
 // Package worker is warren's predictor worker: it loads the model versions of its
-// model repository, consumes each one's request queue (and job queue), runs the
-// model and replies, announces what it serves to the API replicas, and serves the
-// seed lab's Service B endpoints (GET /, /health, /ready, POST /predict) and
-// /metrics on its own HTTP port.
+// model repository, consumes each one's request queue (warren.req.<model>.v<n>) and,
+// where the version's JobConcurrency is above zero, its job queue
+// (warren.job.<model>.v<n>), runs the model and replies, announces what it serves
+// to the API replicas, and serves the seed lab's Service B endpoints (GET /,
+// /health, /ready, POST /predict) and /metrics on its own HTTP port.
+//
+// Requests and jobs go through one handler per model version: decode the v2
+// request, validate it against the version's metadata, Predict (span "predict
+// <model>"), select the outputs, encode the v2 response. Its errors carry the
+// reason of the error reply: bad_input (the input, or a remote server's 4xx),
+// timeout (the model gave up), model_error (anything else); a request whose
+// deadline passed is not answered.
 //
 // Workers are stateless: any number may run against the same queues, and the
 // number running per model sets that model's throughput.
 //
 // # Lifecycle
 //
-// [Worker.Run] serves HTTP at once (liveness), then loads every model (a backend
-// that is unavailable, such as a remote model server that is down, is retried with
-// backoff; any other load failure ends Run with an error wrapping ErrModel), runs
-// one warm-up inference per model, and only then consumes and reports ready
-// (GET /ready 200, [Worker.Ready] closed, announced "ready"). It drains when its
-// context ends or [Worker.Stop] is called, or at once when the HTTP server fails:
-// consumers stop taking work and finish what they hold, the announcer says
-// "leaving", the HTTP server stops, the models are closed — in that order, last
-// opened first closed.
+// [Worker.Run] serves HTTP at once (liveness), then loads every model version
+// concurrently and runs one warm-up inference on each. A backend that is unavailable
+// (model.ErrUnavailable, such as a remote model server that is down) and a failed
+// warm-up are retried with backoff (Config.LoadRetry, doubling up to 30s); any other
+// load failure ends Run with an error wrapping [ErrModel] (cmd/worker exits 2). Only
+// once every version is loaded and warm does the worker consume (all its models
+// together), become Ready ([Worker.Ready] closed) and announce "ready". GET /ready
+// lists each version's status (loading, warming, ready, failed, with the problem)
+// and answers 200 only while the worker is ready and its consumer connected, else
+// 503.
+//
+// It drains when its context ends or [Worker.Stop] is called, or at once when the
+// HTTP server fails: consumers stop taking work and finish what they hold (within
+// DrainTimeout), the announcer says "leaving", the HTTP server stops, the models are
+// closed — in that order, last opened first closed.
 package worker
 
 import (
