@@ -5,28 +5,44 @@
 // # Surface
 //
 //	POST /process                    the seed lab's contract, unchanged, on DEFAULT_MODEL
-//	GET  /v2, /v2/health/{live,ready}               Open Inference Protocol (v2)
-//	GET  /v2/models/{name}[/versions/{v}][/ready]   metadata, readiness
-//	POST /v2/models/{name}[/versions/{v}]/infer     inference (Prefer: respond-async → a job)
+//	GET  /v2, GET|HEAD /v2/health/{live,ready}           Open Inference Protocol (v2)
+//	GET  /v2/models/{name}[/versions/{v}]                metadata
+//	GET|HEAD /v2/models/{name}[/versions/{v}]/ready      readiness
+//	POST /v2/models/{name}[/versions/{v}]/infer          inference
 //	GET  /v2/models, /models         every model with versions, readiness, live workers
-//	POST /jobs, GET|DELETE /jobs/{id}                async jobs
-//	GET  /, /health, /ready, /metrics, /capacity, /openapi.json, /docs
+//	POST /jobs                       a job: the lab's {"data"} for DEFAULT_MODEL, or a v2
+//	                                 request with "model" (and "version")
+//	GET|DELETE /jobs/{id}            read (?wait= long-polls), cancel
+//	GET  /, /health, /ready, /metrics, /openapi.json, /docs
+//	GET|HEAD /capacity[?model=&version=]                 workers needed (pkg/capacity)
+//
+// A v2 request is resolved against the catalog (404 for a model or version no
+// worker announced) and validated against the version's metadata (400 naming the
+// tensor) before anything is published; the body then goes to the worker as it
+// came. /process encodes the lab's body as a v2 request and the answer back. With
+// Prefer: respond-async, /process and v2 infer hand the call off as a job: the
+// call's own answer if the job finishes within Prefer: wait, else 202 with the job.
 //
 // # Status contract
 //
-// One function, [statusFor], maps every failure to a status and a [reason.Reason]:
+// One function, [statusFor], maps every failure of the farm and the job service to
+// a status and a [reason.Reason]:
 //
 //	200  answered
-//	400  the input does not fit the model (v2; a worker's bad_input on /process)
-//	404  unknown model, version or job
-//	413  body over BodyLimit
-//	422  missing/wrong-typed field, malformed JSON (the lab's /process shape; v2 says 400)
-//	502  model failed / worker panicked                   reason model_error
-//	503  no_workers, queue_full, broker_unavailable,      + Retry-After
-//	     draining, store_unavailable, jobs_unavailable
+//	400  the input does not fit the model (v2: before publishing; /process: a
+//	     worker's bad_input)                                reason bad_input
+//	404  unknown model, version or job                     reason not_found
+//	409  idempotency key in progress, job not cancellable  in_progress, not_cancellable
+//	413  body over BodyLimit                               reason too_large
+//	422  missing/wrong-typed field, malformed JSON (the lab's shape; v2 says 400);
+//	     an Idempotency-Key reused with another body       idempotency_key_reused
+//	502  model failed / worker panicked                    reason model_error
+//	503  no_workers, queue_full, broker_unavailable,       + Retry-After
+//	     draining, not_ready, store_unavailable, jobs_unavailable
 //	504  the deadline passed, or the model gave up         reason timeout
 //
-// 429 is kept free for per-client rate limits. /process and /jobs bodies are
+// 429 is kept free for per-client rate limits; client_closed (a client that went
+// away) is counted in the metrics, never sent. /process and /jobs bodies are
 // {"detail", "reason"}; /v2 bodies are {"error", "reason"}.
 package api
 
