@@ -99,8 +99,9 @@
 //
 // # Routes
 //
-// The API calls [Farm.Track] when a model version becomes known (a worker
-// announces it); an observation of an untracked route tracks it too. At most
+// The API calls [Farm.Track] when a model version becomes known: a worker
+// announces it, or the API starts with it in its catalog. An observation of an
+// untracked route tracks it too. At most
 // Config.MaxRoutes routes (1024) are tracked; further ones are ignored and counted
 // ([Farm.Ignored]). A route is never untracked: a version that is gone keeps
 // reporting its (empty) queue, needing 0.
@@ -123,10 +124,11 @@
 // A model's sum adds up the versions' workers_needed, rates, counts and queue
 // counters and takes the largest service_time and slots_per_worker (see
 // [Farm.ModelSnapshot]). A model or version that is not tracked gets 404
-// {"detail":"…"} — KEDA counts that as a scaler error: an API replica learns a
-// model when a worker announces it or a request for it arrives — and a value that
-// is not a valid model name or version ([queue.ValidModelName],
-// [queue.ValidVersion]) gets 400 naming the parameter.
+// {"detail":"…"} — KEDA counts that as a scaler error: an API replica tracks a
+// model version once a worker announced it, or at start when its catalog (kept in
+// the job store) already knows it — and a value that is not a valid model name or
+// version ([queue.ValidModelName], [queue.ValidVersion]) gets 400 naming the
+// parameter.
 //
 // The value already is a worker count, so each trigger uses metricType AverageValue
 // with targetValue "1": for an external metric with an AverageValue target the HPA
