@@ -1,15 +1,37 @@
-// Package metrics defines warren's Prometheus metrics. Every collector is registered on
-// a registry passed in by the caller, never the global one, and every bounded label
-// combination is created at zero when the collectors are built, so a dashboard panel
-// shows 0 instead of "no data" before the first event.
+// Package metrics defines warren's Prometheus metrics: the API's ([NewAPI]), the
+// worker's ([NewWorker]) and the HTTP metrics both serve ([NewHTTP]). Every
+// collector is registered on a registry passed in by the caller ([NewRegistry]
+// makes one with the Go and process collectors and warren_build_info), never the
+// global one.
+//
+// # Labels
+//
+// Every series about a model version carries vhost, queue, model and version (one
+// route: a model version and its queue). vhost and queue have the values RabbitMQ's
+// prometheus plugin uses, so farm series join the broker's per-queue series
+// (rabbitmq_detailed_queue_*{vhost,queue}); queue is the version's request queue
+// (warren.req.<model>.v<n>), or its job queue (warren.job.<model>.v<n>) for the
+// worker's job series and for job runs in warren_worker_processing_duration_seconds.
+// Not per route: warren_worker_model_duration_seconds is labelled vhost, model and
+// version only; the API's job counters (submitted, finished by status,
+// dead-lettered) and the connection series carry vhost alone. Models come
+// from the workers' repositories (announced, bounded by the API's catalog), never
+// from request paths; HTTP series are labelled by route template, with unmatched
+// paths and unusual methods collapsed.
+//
+// # Zeros
+//
+// A route's series are created when the process learns the route ([API.Route],
+// [Worker.Route]), with every bounded label value (each call reason, each outcome)
+// at zero, so a dashboard panel shows 0 instead of "no data" before the first
+// event.
+//
+// # Cost
 //
 // Counters that the queue package already keeps (sessions, replies, per-outcome
-// handling counts) are not duplicated on the hot path: they are read from its Stats
-// at scrape time. Histograms are observed directly.
-//
-// Series about a queue carry `vhost` and `queue` labels with the same values as
-// RabbitMQ's prometheus plugin, so farm metrics join per-queue broker metrics
-// (`rabbitmq_detailed_queue_*{vhost,queue}`).
+// handling counts) are not duplicated on the hot path: they are read from its
+// Stats at scrape time. Histograms are observed directly; a route's observers are
+// resolved once, so the request path looks up no labels.
 package metrics
 
 import (
