@@ -7,7 +7,7 @@ BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-.PHONY: help build run test test-short bench model lint clean
+.PHONY: help build run test test-short bench model clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
