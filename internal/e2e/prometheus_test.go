@@ -1,5 +1,3 @@
-//go:build porting
-
 package e2e
 
 // The Prometheus configuration, rules, alerts and the Grafana dashboard in deployments/
@@ -25,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -183,16 +182,77 @@ func TestPrometheusFiles(t *testing.T) {
 	}
 }
 
-// TestPrometheusScrapesFarm starts an API and two workers from the real binaries, a
-// real prometheus scraping them and RabbitMQ with the shipped local configuration, and
-// runs every dashboard query and every rule through prometheus' query API while /process
-// calls and async jobs flow. Then it scales the farm to zero and checks that the
-// workers-needed estimate still asks for a worker and the no-consumers alert goes
-// pending.
+// The Prometheus check's farm serves two models, each from a pool of its own: seed
+// (the API's DEFAULT_MODEL, called through /process) and digits (ONNX, called
+// through the v2 routes). Per-model rules, alerts and panels are only shown to be
+// per model when each model's series come out as its own.
+var promModels = []string{"digits", "seed"}
+
+// digitsV2 is a v2 inference request for the digits model: one 8×8 image (64
+// pixel counts), or with short, one pixel short (refused by the API: 400).
+func digitsV2(short bool) string {
+	n := 64
+	if short {
+		n = 63
+	}
+	px := make([]string, n)
+	for i := range px {
+		px[i] = strconv.Itoa(i * 7 % 17)
+	}
+	return `{"inputs":[{"name":"input","shape":[1,` + strconv.Itoa(n) + `],"datatype":"FP32","data":[` + strings.Join(px, ",") + `]}]}`
+}
+
+// waitModelWorkers waits until the API's /ready counts n workers for model.
+func (f *farm) waitModelWorkers(model string, n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var r struct {
+			Models []struct {
+				Name    string
+				Workers int
+			}
+		}
+		code, _, _ := getJSON(f.api.url("/ready"), &r)
+		have := 0
+		for _, m := range r.Models {
+			if m.Name == model {
+				have += m.Workers
+			}
+		}
+		if code == 200 && have == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("API never saw %d workers for model %s (last /ready %d %+v)", n, model, code, r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// modelTraffic counts the outcomes of one model's traffic.
+type modelTraffic struct {
+	ok, timeouts, bad, jobsOK, jobsBad atomic.Int64
+	jobErr                             atomic.Value
+}
+
+// TestPrometheusScrapesFarm starts an API and two worker pools from the real
+// binaries — one serving the seed model, one the digits model — a real prometheus
+// scraping them and RabbitMQ with the shipped local configuration, and runs every
+// dashboard query (for every model, and for each model alone), every template
+// variable query and every rule through prometheus' query API while calls (answered,
+// timed out, malformed) and async jobs flow to both models. Every query must return
+// series, and series that carry a model must exist for each model selected and
+// for no other. Then it stops the seed pool only and checks that seed's
+// workers-needed estimate still asks for a worker and its no-consumers and
+// not-enough-workers alerts go pending, while digits' stay quiet.
 func TestPrometheusScrapesFarm(t *testing.T) {
 	integration(t)
 	requireTools(t)
-	f := newFarm(t, 2, nil, []string{"MODEL_LATENCY=30ms"})
+	f := newFarm(t, 1, nil, []string{"MODELS=seed", "MODEL_LATENCY=30ms"})
+	seedPool := f.workers
+	f.addWorker("MODELS=digits")
+	f.waitModelWorkers("digits", 1)
 	vhost := f.vh.Name
 
 	rabbit := rabbitPrometheus(t, f.vh.ManagementURL)
@@ -201,16 +261,43 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 	cfg := localConfig(t, dir)
 	prom := startPrometheus(t, cfg, dir)
 
-	// Traffic while prometheus scrapes: a steady stream of answered calls, and
-	// some failures: calls whose deadline passes (504 timeout) and malformed bodies
-	// (422, HTTP only). Model errors (502) cannot be provoked through the real
-	// binaries.
+	// Traffic while prometheus scrapes: a steady stream of answered calls to both
+	// models, and failures: calls whose deadline passes (504 timeout: seed's 20 ms
+	// deadline is shorter than its 30 ms latency; digits' 1 µs passes before any
+	// answer) and malformed requests (422 on /process, 400 on v2; HTTP only). Model
+	// errors (502) cannot be provoked through the real binaries.
+	traffic := map[string]*modelTraffic{"seed": {}, "digits": {}}
+	senders := []func(i int) (model, path, body, timeout string){
+		func(i int) (string, string, string, string) {
+			if i%5 == 0 {
+				return "seed", "/process", fmt.Sprintf(`{"data":"input 0-%d"}`, i), "20ms"
+			}
+			return "seed", "/process", fmt.Sprintf(`{"data":"input 0-%d"}`, i), ""
+		},
+		func(i int) (string, string, string, string) {
+			if i%10 == 0 {
+				return "seed", "/process", `{"forward_to_model":true}`, ""
+			}
+			return "seed", "/process", fmt.Sprintf(`{"data":"input 1-%d"}`, i), ""
+		},
+		func(i int) (string, string, string, string) {
+			switch {
+			case i%10 == 0:
+				return "digits", "/v2/models/digits/infer", digitsV2(true), ""
+			case i%7 == 0:
+				return "digits", "/v2/models/digits/infer", digitsV2(false), "1us"
+			}
+			return "digits", "/v2/models/digits/infer", digitsV2(false), ""
+		},
+		func(i int) (string, string, string, string) {
+			return "digits", "/v2/models/digits/versions/1/infer", digitsV2(false), ""
+		},
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var ok, timeouts, bad atomic.Int64
-	for g := 0; g < 4; g++ {
+	for _, send := range senders {
 		wg.Add(1)
-		go func(g int) {
+		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				select {
@@ -218,29 +305,27 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 					return
 				default:
 				}
-				body, hdr := fmt.Sprintf(`{"data":"input %d-%d"}`, g, i), ""
-				switch {
-				case g == 0 && i%5 == 0:
-					hdr = "20ms"
-				case g == 1 && i%10 == 0:
-					body = `{"forward_to_model":true}`
+				model, path, body, timeout := send(i)
+				if model == "digits" {
+					// digits answers in microseconds: pace it, or its two senders
+					// take the machine's cores from everything else.
+					time.Sleep(5 * time.Millisecond)
 				}
-				switch postProcess(f.api.url("/process"), body, hdr) {
+				tr := traffic[model]
+				switch postProcess(f.api.url(path), body, timeout) {
 				case 200:
-					ok.Add(1)
+					tr.ok.Add(1)
 				case 504:
-					timeouts.Add(1)
-				case 422:
-					bad.Add(1)
+					tr.timeouts.Add(1)
+				case 422, 400:
+					tr.bad.Add(1)
 				}
 			}
-		}(g)
+		}()
 	}
-	// And a stream of async jobs, one at a time (POST /jobs, then long-poll until it is
-	// final), so the Jobs row has real data: submissions, consumption, outcomes,
-	// finishes, in-flight.
-	var jobsOK, jobsBad atomic.Int64
-	var jobErr atomic.Value
+	// And a stream of async jobs, one at a time, to each model in turn (POST /jobs,
+	// then long-poll until it is final), so the Jobs row has real data:
+	// submissions, consumption, outcomes, finishes, in-flight.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -250,12 +335,17 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			if err := promJob(f.api.url(""), fmt.Sprintf(`{"data":"job %d"}`, i)); err != nil {
-				jobsBad.Add(1)
-				jobErr.CompareAndSwap(nil, err.Error())
+			model, body := "seed", fmt.Sprintf(`{"data":"job %d"}`, i)
+			if i%2 == 1 {
+				model, body = "digits", `{"model":"digits",`+digitsV2(false)[1:]
+			}
+			tr := traffic[model]
+			if err := promJob(f.api.url(""), body); err != nil {
+				tr.jobsBad.Add(1)
+				tr.jobErr.CompareAndSwap(nil, err.Error())
 				continue
 			}
-			jobsOK.Add(1)
+			tr.jobsOK.Add(1)
 		}
 	}()
 	stopTraffic := sync.OnceFunc(func() { close(stop); wg.Wait() })
@@ -263,13 +353,23 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 
 	prom.waitTargets(t, map[string]int{"warren-api": 1, "warren-worker": 2, "rabbitmq": 1, "rabbitmq-detailed": 1}, 20*time.Second)
 
-	// Every query, with what it is for the failure messages.
-	type query struct{ what, expr string }
+	// Every query, with what it is for the failure messages and the model it
+	// selects ("" for every model).
+	type query struct {
+		what, expr, model string
+		series            int // the number of series it must return; 0: any
+	}
 	var queries []query
 	d := loadDashboard(t)
 	for _, p := range d.allPanels() {
 		for _, tg := range p.Targets {
-			queries = append(queries, query{fmt.Sprintf("panel %q %s", p.Title, tg.RefID), dashboardVars(t, tg.Expr, vhost)})
+			queries = append(queries, query{what: fmt.Sprintf("panel %q %s", p.Title, tg.RefID), expr: dashboardVars(t, tg.Expr, vhost, "")})
+			if !strings.Contains(tg.Expr, "$model") {
+				continue
+			}
+			for _, m := range promModels {
+				queries = append(queries, query{what: fmt.Sprintf("panel %q %s with model %s", p.Title, tg.RefID, m), expr: dashboardVars(t, tg.Expr, vhost, m), model: m})
+			}
 		}
 	}
 	groups := prom.rules(t)
@@ -277,60 +377,155 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 		for _, r := range g.Rules {
 			switch r.Type {
 			case "recording":
-				queries = append(queries, query{"recording rule " + r.Name, r.Query})
+				queries = append(queries, query{what: "recording rule " + r.Name, expr: r.Query})
 			case "alerting":
 				sig, err := alertSignal(r.Query)
 				if err != nil {
 					t.Errorf("alert %s: %v", r.Name, err)
 					continue
 				}
-				queries = append(queries, query{"alert " + r.Name + " (its signal)", sig})
+				queries = append(queries, query{what: "alert " + r.Name + " (its signal)", expr: sig})
 			}
 		}
 	}
 	if len(groups) != 2 {
 		t.Errorf("prometheus loaded %d rule groups, want the 2 of rules.yml and alerts.yml", len(groups))
 	}
-	// The job traffic reached every stage the Jobs row draws. Counters, not rates: a
-	// rate over a short window may be 0 between two jobs.
+	// The job traffic reached every stage the Jobs row draws, for each model.
+	// Counters, not rates: a rate over a short window may be 0 between two jobs.
+	queries = append(queries, query{what: "job traffic: warren_jobs_submitted_total > 0", expr: `sum by (vhost) (warren_jobs_submitted_total) > 0`},
+		query{what: `job traffic: warren_jobs_finished_total{status="succeeded"} > 0`, expr: `sum by (vhost) (warren_jobs_finished_total{status="succeeded"}) > 0`})
 	for _, c := range []string{
-		`warren_jobs_submitted_total`,
 		`warren_worker_jobs_consumed_total`,
 		`warren_worker_jobs_handled_total{outcome="succeeded"}`,
-		`warren_jobs_finished_total{status="succeeded"}`,
+		`warren_worker_processing_duration_seconds_count{queue=~"warren\\.job\\..+"}`,
 	} {
-		queries = append(queries, query{"job traffic: " + c + " > 0", fmt.Sprintf(`sum by (vhost) (%s) > 0`, c)})
+		queries = append(queries, query{what: "job traffic: " + c + " > 0 for each model", expr: fmt.Sprintf(`sum by (vhost, model) (%s) > 0`, c)})
 	}
 
-	// Rates need a few scrapes and rules a few evaluations: retry what is empty
-	// until the deadline, then report everything still empty at once. (No query is
+	// Per-model values: each model's rules describe its own pool (one worker, seed
+	// with CONCURRENCY's 4 slots and 30 ms of latency, digits with the 2 slots of
+	// its config.yaml and a model that answers in well under a millisecond), not
+	// the farm's sum or the other model's.
+	req := fmt.Sprintf(`vhost=%q,queue=~"warren\\.req\\..+"`, vhost)
+	for _, v := range []struct {
+		expr, model string
+		series      int
+	}{
+		{fmt.Sprintf(`warren:route:info{vhost=%q} == 1`, vhost), "", 4}, // each model's request and job queue
+		{fmt.Sprintf(`warren:queue_consumers:sum{vhost=%q} == 1`, vhost), "", 4},
+		{`warren:workers_running:sum{` + req + `} == 1`, "", 2},
+		{`warren:workers_needed:ceil{` + req + `} >= 1`, "", 2},
+		{`warren:worker_slots:avg{` + req + `,model="seed"} == 4`, "seed", 1},
+		{`warren:worker_slots:avg{` + req + `,model="digits"} == 2`, "digits", 1},
+		{`warren:service_time_seconds:mean1m{` + req + `,model="seed"} > 0.015`, "seed", 1},
+		{`warren:service_time_seconds:mean1m{` + req + `,model="digits"} < 0.01`, "digits", 1},
+		{`warren:service_time_seconds:mean1h{` + req + `,model="seed"} > 0.015`, "seed", 1},
+		{`warren:service_time_seconds:mean1h{` + req + `,model="digits"} < 0.01`, "digits", 1},
+	} {
+		queries = append(queries, query{what: "per-model value: " + v.expr, expr: v.expr, model: v.model, series: v.series})
+	}
+
+	// What is wrong with a query's result, "" when nothing: it must hold series of
+	// the test's vhost (as many as it says, if it does), and series with a model
+	// label must be of the selected model (of both models when it selects every
+	// model).
+	problem := func(q query, res []promSample) string {
+		mine := vhostSeries(res, vhost)
+		if len(mine) == 0 {
+			return "no series"
+		}
+		if q.series > 0 && len(mine) != q.series {
+			return fmt.Sprintf("%d series, want %d", len(mine), q.series)
+		}
+		seen := map[string]bool{}
+		for _, s := range mine {
+			if m, ok := s.Metric["model"]; ok {
+				seen[m] = true
+			}
+		}
+		if len(seen) == 0 {
+			return ""
+		}
+		want := promModels
+		if q.model != "" {
+			want = []string{q.model}
+		}
+		if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
+			return fmt.Sprintf("series for models %v, want %v", got, want)
+		}
+		return ""
+	}
+	// Rates need a few scrapes and rules a few evaluations: retry what fails until
+	// the deadline, then report everything still failing at once. (No query is
 	// exempt: RabbitMQ exports the dead-letter queue warren.jobs.dead, which the API
 	// declares, with 0 messages, so even the dead-letter queries return series; the
 	// retry queues, declared at the first model error, fall back to 0.)
 	begin := time.Now()
-	deadline := begin.Add(25 * time.Second)
+	deadline := begin.Add(30 * time.Second)
 	pending := queries
+	why := map[string]string{}
 	for {
-		var empty []query
+		var failing []query
 		for _, q := range pending {
 			res, err := prom.query(q.expr)
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", q.what, err, q.expr)
 			}
-			if len(vhostSeries(res, vhost)) == 0 {
-				empty = append(empty, q)
+			if p := problem(q, res); p != "" {
+				failing = append(failing, q)
+				why[q.what] = p
 			}
 		}
-		pending = empty
+		pending = failing
 		if len(pending) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Logf("%d queries, %d with series after %s", len(queries), len(queries)-len(pending), time.Since(begin).Round(time.Millisecond))
+	t.Logf("%d queries, %d passed after %s", len(queries), len(queries)-len(pending), time.Since(begin).Round(time.Millisecond))
 	for _, q := range pending {
-		t.Errorf("%s returns no series for vhost %q:\n  %s", q.what, vhost, q.expr)
+		t.Errorf("%s: %s for vhost %q:\n  %s", q.what, why[q.what], vhost, q.expr)
 	}
+
+	// The template variables, as Grafana asks for their values
+	// (label_values(selector, label) is the series API's label values with match[]):
+	// the farm's vhost; both models; version 1 for every model and for each.
+	varQuery := regexp.MustCompile(`^label_values\((.+),\s*(\w+)\)$`)
+	for _, v := range d.Templating.List {
+		var q struct{ Query string }
+		if err := json.Unmarshal(v.Query, &q); err != nil {
+			_ = json.Unmarshal(v.Query, &q.Query)
+		}
+		m := varQuery.FindStringSubmatch(strings.TrimSpace(q.Query))
+		if m == nil {
+			t.Errorf("variable %s: query %q is not label_values(selector, label)", v.Name, q.Query)
+			continue
+		}
+		selections := []string{""}
+		if strings.Contains(m[1], "$model") {
+			selections = append(selections, promModels...)
+		}
+		for _, sel := range selections {
+			got := prom.labelValues(t, m[2], dashboardVars(t, m[1], vhost, sel))
+			var ok bool
+			switch v.Name {
+			case "vhost":
+				ok = slices.Contains(got, vhost)
+			case "model":
+				ok = slices.Equal(got, promModels)
+			case "version":
+				ok = slices.Equal(got, []string{"1"})
+			default:
+				t.Errorf("dashboard variable %s: the test does not know what it should list", v.Name)
+				continue
+			}
+			if !ok {
+				t.Errorf("variable %s (model %q): %s lists %v", v.Name, sel, q.Query, got)
+			}
+		}
+	}
+
 	// Every selector of a metric that has a vhost label filters by the dashboard's
 	// variable (asked of prometheus now that the recording rules have run).
 	vhostMetrics := prom.labelValues(t, "__name__", `{vhost!=""}`)
@@ -343,6 +538,52 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 			}
 		}
 	}
+	// Route matchers name real route labels (templates such as
+	// /v2/models/:name/infer, as pkg/metrics exports them), and a panel that counts
+	// the inference routes' HTTP answers counts every one that had traffic: /process
+	// and the v2 infer routes.
+	routes := prom.labelValues(t, "route", `warren_http_requests_total`)
+	var inference []string
+	res, err := prom.query(`sum by (route) (warren_http_requests_total{job="warren-api", method="POST"}) > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res {
+		if r := s.Metric["route"]; r == "/process" || strings.HasSuffix(r, "/infer") {
+			inference = append(inference, r)
+		}
+	}
+	slices.Sort(inference)
+	if len(inference) != 3 {
+		t.Errorf("inference routes with traffic: %v, want /process and the two v2 infer routes", inference)
+	}
+	countsInference := 0
+	for _, p := range d.allPanels() {
+		for _, tg := range p.Targets {
+			for _, sel := range promSelectors(tg.Expr) {
+				for _, mt := range promMatchers(sel.matchers) {
+					if mt.label != "route" {
+						continue
+					}
+					if !slices.ContainsFunc(routes, mt.matches) {
+						t.Errorf("panel %q %s: route%s%q matches none of the route labels prometheus has: %v", p.Title, tg.RefID, mt.op, mt.value, routes)
+					}
+					if !mt.matches("/process") {
+						continue
+					}
+					countsInference++
+					for _, r := range inference {
+						if !mt.matches(r) {
+							t.Errorf("panel %q %s counts /process but not %s, which answered inference calls too: %s", p.Title, tg.RefID, r, tg.Expr)
+						}
+					}
+				}
+			}
+		}
+	}
+	if countsInference == 0 {
+		t.Error("no panel counts the HTTP answers of the inference routes")
+	}
 	// Rule health: every rule evaluated without error.
 	for _, g := range prom.rules(t) {
 		for _, r := range g.Rules {
@@ -352,40 +593,61 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 		}
 	}
 	stopTraffic()
-	t.Logf("traffic: %d ok, %d timeouts, %d malformed; %d jobs succeeded", ok.Load(), timeouts.Load(), bad.Load(), jobsOK.Load())
-	if ok.Load() == 0 || timeouts.Load() == 0 || bad.Load() == 0 {
-		t.Errorf("traffic did not produce every outcome: %d ok, %d timeouts, %d malformed", ok.Load(), timeouts.Load(), bad.Load())
-	}
-	if jobsOK.Load() == 0 || jobsBad.Load() > 0 {
-		t.Errorf("jobs: %d succeeded, %d did not (first: %v)", jobsOK.Load(), jobsBad.Load(), jobErr.Load())
+	for _, m := range promModels {
+		tr := traffic[m]
+		t.Logf("%s traffic: %d ok, %d timeouts, %d malformed; %d jobs succeeded", m, tr.ok.Load(), tr.timeouts.Load(), tr.bad.Load(), tr.jobsOK.Load())
+		if tr.ok.Load() == 0 || tr.timeouts.Load() == 0 || tr.bad.Load() == 0 {
+			t.Errorf("%s: traffic did not produce every outcome: %d ok, %d timeouts, %d malformed", m, tr.ok.Load(), tr.timeouts.Load(), tr.bad.Load())
+		}
+		if tr.jobsOK.Load() == 0 || tr.jobsBad.Load() > 0 {
+			t.Errorf("%s jobs: %d succeeded, %d did not (first: %v)", m, tr.jobsOK.Load(), tr.jobsBad.Load(), tr.jobErr.Load())
+		}
 	}
 	if t.Failed() {
 		return
 	}
 
-	// Scaled to zero with callers turned away: the estimate still wants a worker,
-	// none runs, and the no-consumers and not-enough-workers alerts go pending.
-	for _, w := range f.workers {
+	// The seed pool scaled to zero with callers turned away, digits still served:
+	// seed's estimate still wants a worker, none runs, and its no-consumers and
+	// not-enough-workers alerts go pending; digits' do not, and it keeps its worker.
+	for _, w := range seedPool {
 		w.signal(syscall.SIGTERM)
 	}
-	for _, w := range f.workers {
+	for _, w := range seedPool {
 		w.wait(30 * time.Second)
 	}
 	f.waitWorkers(0)
+	f.waitModelWorkers("digits", 1)
+	sel := func(model string) string {
+		return fmt.Sprintf(`vhost=%q,model=%q,queue=~"warren\\.req\\..+"`, vhost, model)
+	}
 	want := map[string]string{
-		`warren:workers_needed:ceil{%s} >= 1`:           "workers needed ≥ 1",
-		`warren:workers_running:sum{%s} == 0`:           "workers running = 0",
-		`ALERTS{alertname="WarrenNoConsumers",%s}`:      "WarrenNoConsumers pending or firing",
-		`ALERTS{alertname="WarrenNotEnoughWorkers",%s}`: "WarrenNotEnoughWorkers pending or firing",
+		`warren:workers_needed:ceil{%s} >= 1`:                                "workers needed ≥ 1",
+		`warren:workers_running:sum{%s} == 0`:                                "workers running = 0",
+		`ALERTS{alertname="WarrenNoConsumers",alertstate="pending",%s}`:      "WarrenNoConsumers pending",
+		`ALERTS{alertname="WarrenNotEnoughWorkers",alertstate="pending",%s}`: "WarrenNotEnoughWorkers pending",
+	}
+	quiet := func() {
+		t.Helper()
+		res, err := prom.query(fmt.Sprintf(`ALERTS{alertname=~"WarrenNoConsumers|WarrenNotEnoughWorkers",%s}`, sel("digits")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range res {
+			t.Errorf("digits, still served, has alert %s %s (%v)", s.Metric["alertname"], s.Metric["alertstate"], s.Metric)
+		}
 	}
 	begin = time.Now()
 	deadline = begin.Add(20 * time.Second)
-	for len(want) > 0 {
+	for len(want) > 0 && !t.Failed() {
 		if r := f.do("POST", "/process", `{"data":"nobody home"}`); r.Status != 503 || r.json(t)["reason"] != "no_workers" {
-			t.Fatalf("with no workers: %d %s", r.Status, r.Body)
+			t.Fatalf("with no seed workers: %d %s", r.Status, r.Body)
+		}
+		if r := f.do("POST", "/v2/models/digits/infer", digitsV2(false)); r.Status != 200 {
+			t.Fatalf("digits, with the seed pool stopped: %d %s", r.Status, r.Body)
 		}
 		for expr := range want {
-			res, err := prom.query(fmt.Sprintf(expr, fmt.Sprintf(`vhost=%q,queue=~"warren\\.req\\..+"`, vhost)))
+			res, err := prom.query(fmt.Sprintf(expr, sel("seed")))
 			if err != nil {
 				t.Fatalf("%s: %v", expr, err)
 			}
@@ -393,15 +655,63 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 				delete(want, expr)
 			}
 		}
+		quiet()
 		if time.Now().After(deadline) {
 			for expr, what := range want {
-				t.Errorf("scaled to zero: no %s within 20s (%s)", what, fmt.Sprintf(expr, "vhost of the test"))
+				t.Errorf("seed pool stopped: no %s within 20s (%s)", what, fmt.Sprintf(expr, sel("seed")))
 			}
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("scaled to zero: estimate, running count and alerts seen after %s", time.Since(begin).Round(time.Millisecond))
+	// digits: its worker still counts, and the estimate asks for no more.
+	for _, expr := range []string{
+		`warren:workers_running:sum{%s} >= 1`,
+		`warren:workers_needed:ceil{%[1]s} - on (vhost, queue, model, version) warren:workers_running:sum{%[1]s} <= 0`,
+	} {
+		res, err := prom.query(fmt.Sprintf(expr, sel("digits")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) == 0 {
+			t.Errorf("digits, with the seed pool stopped: %s is empty", fmt.Sprintf(expr, sel("digits")))
+		}
+	}
+	quiet()
+	t.Logf("seed pool stopped: its estimate, running count and alerts seen after %s; digits' alerts quiet", time.Since(begin).Round(time.Millisecond))
+}
+
+// promMatcher is one label matcher of a selector.
+type promMatcher struct{ label, op, value string }
+
+// matches reports whether a label value satisfies the matcher.
+func (m promMatcher) matches(v string) bool {
+	switch m.op {
+	case "=":
+		return v == m.value
+	case "!=":
+		return v != m.value
+	}
+	re, err := regexp.Compile("^(?:" + m.value + ")$")
+	if err != nil {
+		return false
+	}
+	return re.MatchString(v) == (m.op == "=~")
+}
+
+var promMatcherRE = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")`)
+
+// promMatchers parses the matchers of a selector (promSelector.matchers).
+func promMatchers(s string) []promMatcher {
+	var out []promMatcher
+	for _, m := range promMatcherRE.FindAllStringSubmatch(s, -1) {
+		v, err := strconv.Unquote(m[3])
+		if err != nil {
+			v = m[3][1 : len(m[3])-1]
+		}
+		out = append(out, promMatcher{m[1], m[2], v})
+	}
+	return out
 }
 
 func TestAlertSignalAndSelectors(t *testing.T) {
@@ -575,17 +885,22 @@ func promSelectors(expr string) []promSelector {
 }
 
 // dashboardVars substitutes the dashboard's template variables and Grafana's built-in
-// interval variables, as Grafana would for a 1 s scrape interval with the test's vhost
-// and every model and version (All, whose value the dashboard sets to .*), and fails on
-// any variable it does not know.
-func dashboardVars(t *testing.T, expr, vhost string) string {
+// interval variables, as Grafana would for a 1 s scrape interval with the test's vhost,
+// model (every model and version, All, whose value the dashboard sets to .*, when
+// model is empty; else that model and every version of it), and fails on any
+// variable it does not know.
+func dashboardVars(t *testing.T, expr, vhost, model string) string {
 	t.Helper()
-	// Grafana escapes a multi-value variable's value for a regex matcher inside a
-	// PromQL string: regex metacharacters get a backslash, which PromQL doubles.
-	esc := strings.ReplaceAll(regexp.QuoteMeta(vhost), `\`, `\\`)
+	// Grafana escapes a variable's value for a regex matcher inside a PromQL
+	// string: regex metacharacters get a backslash, which PromQL doubles.
+	esc := func(v string) string { return strings.ReplaceAll(regexp.QuoteMeta(v), `\`, `\\`) }
+	m := ".*"
+	if model != "" {
+		m = esc(model)
+	}
 	r := strings.NewReplacer(
-		"${vhost}", esc, "$vhost", esc,
-		"${model}", ".*", "$model", ".*", "${version}", ".*", "$version", ".*",
+		"${vhost}", esc(vhost), "$vhost", esc(vhost),
+		"${model}", m, "$model", m, "${version}", ".*", "$version", ".*",
 		"$__rate_interval", "15s", "$__interval_ms", "2000", "$__interval", "2s",
 		"$__range_s", "300", "$__range_ms", "300000", "$__range", "5m",
 	)

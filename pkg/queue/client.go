@@ -28,7 +28,8 @@ type ClientConfig struct {
 	ConsumerRefresh time.Duration
 	// OnConfirm, if set, is called with the publish → confirm latency of every
 	// request the broker confirmed (acked or nacked). It runs on the calling
-	// goroutine and must be cheap.
+	// goroutine (or, for a confirm that comes after the reply, on a goroutine of
+	// its own) and must be cheap and safe for concurrent use.
 	OnConfirm func(Route, time.Duration)
 	// Tracing, if enabled, wraps every call in a producer span "publish <queue>"
 	// and sends its W3C trace context in the message headers.
@@ -273,6 +274,26 @@ func (c *Client) Call(ctx context.Context, req Request) (_ *Reply, err error) {
 	for {
 		select {
 		case r := <-ch:
+			// The confirm is usually in by now, but select picks among ready
+			// cases at random: count it rather than return past it. A reply can
+			// also overtake its confirm (they travel on different channels): that
+			// confirm is counted when it comes, off the caller's path.
+			if confirmed != nil && c.cfg.OnConfirm != nil {
+				select {
+				case <-confirmed:
+					c.cfg.OnConfirm(req.Route, time.Since(now))
+				default:
+					go func() {
+						select {
+						case <-confirmed:
+							if dc.Acked() || !s.pub.IsClosed() {
+								c.cfg.OnConfirm(req.Route, time.Since(now))
+							}
+						case <-s.done:
+						}
+					}()
+				}
+			}
 			if r.reply != nil {
 				r.reply.Timing.Published = now
 			}
