@@ -30,6 +30,12 @@ import (
 // it (install python3-fastapi python3-uvicorn).
 func pythonServer(t *testing.T) string {
 	t.Helper()
+	return pythonServerOn(t, freeAddr(t))
+}
+
+// pythonServerOn is pythonServer on a given loopback address.
+func pythonServerOn(t *testing.T, addr string) string {
+	t.Helper()
 	const python = "/usr/bin/python3"
 	if out, err := exec.Command(python, "-c", "import fastapi, uvicorn").CombinedOutput(); err != nil {
 		t.Fatalf("%s cannot import fastapi and uvicorn (apt-get install python3-fastapi python3-uvicorn): %v\n%s", python, err, out)
@@ -38,7 +44,6 @@ func pythonServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	out := &syncBuffer{}
 	cmd := exec.Command(python, script, "--port", port)
@@ -118,7 +123,7 @@ func digitsVectors(t *testing.T) []digitsVector {
 // waitModel waits until the API lists model/version as ready.
 func (f *farm) waitModel(model, version string, ready bool) {
 	f.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(45 * time.Second) // a model retried at load waits up to 30 s between tries
 	path := "/v2/models/" + model + "/versions/" + version + "/ready"
 	for {
 		r := doChecked(f.t, nil, "GET", f.api.url(path), "")
@@ -340,4 +345,36 @@ func TestOneModelsBacklogDoesNotDelayAnother(t *testing.T) {
 	t.Logf("slowest of 20 /process calls with %s backed up: %s", slow, worst.Round(time.Millisecond))
 	f.vh.DeleteQueue(t, slow) // the backed-up calls end (503s), the test need not wait for them
 	wg.Wait()
+}
+
+// TestAModelThatCannotLoadDoesNotBlockTheOthers: a worker serves each model as soon
+// as it is warm; a model whose server is down is retried while the others answer,
+// and the worker reports ready only once every model is.
+func TestAModelThatCannotLoadDoesNotBlockTheOthers(t *testing.T) {
+	integration(t)
+	addr := freeAddr(t) // nothing listens there yet
+	repo := repository(t, map[string]string{
+		"seed/config.yaml": "backend: seed\n",
+		"lab/config.yaml":  "backend: http\nprotocol: seed\nurl: http://" + addr + "/predict\n",
+	}, nil)
+	f := newFarm(t, 0, nil, nil)
+	w := f.addWorker("MODEL_REPOSITORY="+repo, "MODELS=seed,lab")
+	f.waitWorkers(1)
+	if r := f.do("POST", "/process", `{"data":"served while lab is down"}`); r.Status != 200 {
+		t.Fatalf("/process while another model cannot load: %d %s", r.Status, r.Body)
+	}
+	r := doChecked(t, nil, "GET", w.url("/ready"), "")
+	if r.Status != 503 || !strings.Contains(string(r.Body), `"name":"lab","version":"1","status":"loading"`) {
+		t.Fatalf("worker /ready while lab cannot load: %d %s", r.Status, r.Body)
+	}
+	if r := f.do("POST", "/v2/models/lab/infer", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["x"]}]}`); r.Status == 200 {
+		t.Fatalf("lab answered before its server was up: %s", r.Body)
+	}
+
+	pythonServerOn(t, addr)
+	f.waitModel("lab", "1", true)
+	if r := f.do("POST", "/v2/models/lab/infer", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["x"]}]}`); r.Status != 200 {
+		t.Fatalf("lab once its server is up: %d %s", r.Status, r.Body)
+	}
+	waitHTTP(t, w.url("/ready"), 30*time.Second)
 }

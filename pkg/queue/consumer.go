@@ -33,6 +33,9 @@ type RouteConfig struct {
 	// Prefetch is the route channel's QoS; zero means Concurrency. A large prefetch
 	// parks requests behind a slow one while other workers idle.
 	Prefetch int
+	// Disabled routes are not consumed until Enable is called for them (a model
+	// still loading): the consumer runs the others meanwhile.
+	Disabled bool
 }
 
 // ConsumerConfig configures a [Consumer].
@@ -134,6 +137,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		}
 		routes[i] = &routeSlots{route: r.Route, queue: r.Route.RequestQueue(), concurrency: r.Concurrency,
 			prefetch: r.Prefetch}
+		routes[i].enabled.Store(!r.Disabled)
 		if r.Handler != nil {
 			routes[i].handler = Chain(r.Handler, cfg.Middleware...)
 		}
@@ -150,6 +154,10 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	return &Consumer{cfg: cfg, pool: newPool(routes), cache: newReplyCache(cfg.ReplyCache)}, nil
 }
+
+// Enable starts consuming route r (a Disabled route), in the current session if
+// there is one and in every later one. It reports whether the consumer has r.
+func (c *Consumer) Enable(r Route) bool { return c.enable(r.RequestQueue()) }
 
 // Concurrency returns route r's handler slots (0 for a route it does not serve).
 func (c *Consumer) Concurrency(r Route) int {
@@ -198,14 +206,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 // session consumes every route on one connection, each on a channel of its own.
 func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	subs, err := c.subscribeAll(conn,
+	sub := subscriberOf(conn,
 		func(rs *routeSlots) string { return fmt.Sprintf("%s %s g%d", c.cfg.WorkerID, rs.route, gen) },
 		func(rs *routeSlots, ch *amqp.Channel) error { _, err := declareRequestQueue(ch, rs.queue); return err },
 		plainSession(conn))
-	if err != nil {
-		return err
-	}
-	return c.pool.pumpAll(ctx, conn, closed, subs)
+	return c.pool.pumpAll(ctx, conn, closed, sub)
 }
 
 // handle processes one delivery. Acks and replies go to the delivery's own channel,

@@ -116,6 +116,7 @@ func NewJobConsumer(cfg JobConsumerConfig) (*JobConsumer, error) {
 			r.Concurrency = DefaultJobConcurrency
 		}
 		routes[i] = &routeSlots{route: r.Route, queue: r.Route.JobQueue(), concurrency: r.Concurrency, prefetch: r.Concurrency}
+		routes[i].enabled.Store(!r.Disabled)
 		if r.Handler != nil {
 			routes[i].handler = Chain(r.Handler, cfg.Middleware...)
 		}
@@ -138,6 +139,10 @@ func NewJobConsumer(cfg JobConsumerConfig) (*JobConsumer, error) {
 	}
 	return &JobConsumer{cfg: cfg, pool: newPool(routes), cancelled: newIDSet(cfg.CancelMemory)}, nil
 }
+
+// Enable starts consuming route r's job queue (a Disabled route), as
+// [Consumer.Enable] does.
+func (c *JobConsumer) Enable(r Route) bool { return c.enable(r.JobQueue()) }
 
 // Concurrency returns route r's job slots (0 for a route it does not serve).
 func (c *JobConsumer) Concurrency(r Route) int {
@@ -234,19 +239,13 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 	}()
 
 	lost, markLost := context.WithCancel(context.Background())
-	subs, err := c.subscribeAll(conn,
+	sub := subscriberOf(conn,
 		func(rs *routeSlots) string { return fmt.Sprintf("%s jobs %s g%d", c.cfg.WorkerID, rs.route, gen) },
 		func(rs *routeSlots, ch *amqp.Channel) error { return declareJobQueue(ch, rs.queue) },
 		func(s *subscription) *consumerSession {
 			return &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost}
 		})
-	if err != nil {
-		markLost()
-		_ = conn.Close()
-		wg.Wait()
-		return err
-	}
-	err = c.pool.pumpAll(ctx, conn, closed, subs)
+	err = c.pool.pumpAll(ctx, conn, closed, sub)
 	if ctx.Err() != nil {
 		// Draining: the connection stays open for running jobs' reports and acks
 		// (Run closes it after the drain, which ends this goroutine); only the cancel

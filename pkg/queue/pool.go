@@ -40,6 +40,8 @@ type routeSlots struct {
 	handler     Handler
 	jobs        chan work
 	inflight    atomic.Int64
+	// enabled routes are subscribed (see RouteConfig.Disabled and Consumer.Enable).
+	enabled atomic.Bool
 	counters
 }
 
@@ -58,6 +60,7 @@ type pool struct {
 	draining  atomic.Bool
 	connected atomic.Bool
 	sessions  atomic.Uint64
+	changed   chan struct{} // a route was enabled: the session subscribes it
 }
 
 func newPool(routes []*routeSlots) pool {
@@ -67,7 +70,23 @@ func newPool(routes []*routeSlots) pool {
 			rs.prefetch = rs.concurrency
 		}
 	}
-	return pool{routes: routes}
+	return pool{routes: routes, changed: make(chan struct{}, 1)}
+}
+
+// enable lets the current session (and every later one) consume queue q's route.
+// It reports whether the pool has such a route.
+func (p *pool) enable(q string) bool {
+	rs := p.route(q)
+	if rs == nil {
+		return false
+	}
+	if !rs.enabled.Swap(true) {
+		select {
+		case p.changed <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // Connected reports whether the consumer currently has a live subscription on every
@@ -185,21 +204,22 @@ func subscribe(conn *amqp.Connection, rs *routeSlots, tag string, declare func(*
 	return &subscription{rs: rs, ch: ch, tag: tag, deliveries: deliveries}, nil
 }
 
-// subscribeAll subscribes every route of the pool on conn: tag names each
-// consumer, declare is the route's topology, and session gives each subscription
-// the session its handlers reply and ack through.
-func (p *pool) subscribeAll(conn *amqp.Connection, tag func(*routeSlots) string, declare func(*routeSlots, *amqp.Channel) error,
-	session func(*subscription) *consumerSession) ([]*subscription, error) {
-	subs := make([]*subscription, 0, len(p.routes))
-	for _, rs := range p.routes {
+// subscriber subscribes one route on a session's connection.
+type subscriber func(rs *routeSlots) (*subscription, error)
+
+// subscriberOf builds the subscriber of a session: tag names each consumer,
+// declare is the route's topology, and session gives each subscription the session
+// its handlers reply and ack through.
+func subscriberOf(conn *amqp.Connection, tag func(*routeSlots) string, declare func(*routeSlots, *amqp.Channel) error,
+	session func(*subscription) *consumerSession) subscriber {
+	return func(rs *routeSlots) (*subscription, error) {
 		s, err := subscribe(conn, rs, tag(rs), func(ch *amqp.Channel) error { return declare(rs, ch) })
 		if err != nil {
 			return nil, err
 		}
 		s.sess = session(s)
-		subs = append(subs, s)
+		return s, nil
 	}
-	return subs, nil
 }
 
 // plainSession is the session of a subscription that replies and acks on its own
@@ -208,25 +228,67 @@ func plainSession(conn *amqp.Connection) func(*subscription) *consumerSession {
 	return func(s *subscription) *consumerSession { return &consumerSession{conn: conn, ch: s.ch} }
 }
 
-// pumpAll runs one pump per subscription until the connection closes, a
-// subscription ends, or ctx ends (then each drains its subscription), and returns
+// pumpAll subscribes every enabled route, and every route enabled while the session
+// runs, and runs one pump per subscription until the connection closes, a
+// subscription ends, or ctx ends (then each drains its subscription). It returns
 // the first error. On ctx cancellation the connection stays open for in-flight
 // replies and acks; run closes it after the drain.
-func (p *pool) pumpAll(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, subs []*subscription) error {
-	p.sessions.Add(1)
-	p.connected.Store(true)
-	defer p.connected.Store(false)
-	errs := make(chan error, len(subs))
-	for _, s := range subs {
-		go func() { errs <- p.pump(ctx, conn, closed, s) }()
-	}
+func (p *pool) pumpAll(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, sub subscriber) error {
+	subscribed := map[*routeSlots]bool{}
+	errs := make(chan error, len(p.routes))
+	running := 0
 	var first error
-	for range subs {
-		if err := <-errs; err != nil && first == nil {
+	fail := func(err error) {
+		if first == nil {
 			first = err
 			// One route's subscription ended: end the session, so every route
 			// resubscribes on a new connection.
 			_ = conn.Close()
+		}
+	}
+	subscribeEnabled := func() {
+		for _, rs := range p.routes {
+			if subscribed[rs] || !rs.enabled.Load() {
+				continue
+			}
+			s, err := sub(rs)
+			if err != nil {
+				fail(err)
+				return
+			}
+			subscribed[rs] = true
+			running++
+			go func() { errs <- p.pump(ctx, conn, closed, s) }()
+		}
+	}
+	subscribeEnabled()
+	if first != nil {
+		return first
+	}
+	p.sessions.Add(1)
+	p.connected.Store(true)
+	defer p.connected.Store(false)
+	done := ctx.Done()
+	for running > 0 || (first == nil && done != nil) {
+		changed := p.changed
+		if first != nil || done == nil {
+			changed = nil // stopping: subscribe nothing more
+		}
+		select {
+		case err := <-errs:
+			running--
+			if err != nil {
+				fail(err)
+			}
+		case <-changed:
+			subscribeEnabled()
+		case e, ok := <-closed:
+			if !ok {
+				closed = nil
+			}
+			fail(closeErr(e)) // the pumps see it too and return
+		case <-done:
+			done = nil // the pumps drain their subscriptions and return
 		}
 	}
 	return first

@@ -580,3 +580,39 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatalf("after the alarm cleared: %v", err)
 	}
 }
+
+// A disabled route is not consumed until Enable, which subscribes it in the
+// running session; the consumer's other routes are served meanwhile.
+func TestEnableSubscribesARouteInTheRunningSession(t *testing.T) {
+	integration(t)
+	vh := testbroker.NewVhost(t)
+	late := queue.Route{Model: "late", Version: "1"}
+	rec := newRecorder(0)
+	cons := newConsumer(t, vh.AMQPURL, rec.handle, func(c *queue.ConsumerConfig) {
+		c.Routes = append(c.Routes, queue.RouteConfig{Route: late, Handler: rec.handle, Concurrency: 1, Disabled: true})
+	})
+	start(t, cons.Run)
+	c := newClient(t, vh.AMQPURL)
+	c.Watch(late)
+	start(t, c.Run)
+	waitFor(t, "the enabled route consumed", 10*time.Second, func() bool { return c.Workers(route) == 1 })
+	if _, err := call(c, "now", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Workers(late); n != 0 {
+		t.Fatalf("the disabled route has %d consumers", n)
+	}
+	if _, err := c.Call(context.Background(), queue.Request{Route: late, RequestID: "early", Body: []byte("x"), Deadline: time.Now().Add(time.Second)}); !errors.Is(err, queue.ErrNoWorkers) {
+		t.Fatalf("a call to the disabled route: %v", err)
+	}
+	if !cons.Enable(late) || cons.Enable(queue.Route{Model: "other", Version: "1"}) {
+		t.Fatal("Enable reported the wrong routes")
+	}
+	waitFor(t, "the late route consumed", 10*time.Second, func() bool { return c.Workers(late) == 1 })
+	if _, err := c.Call(context.Background(), queue.Request{Route: late, RequestID: "late", Body: []byte("x"), Deadline: time.Now().Add(5 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if cons.Sessions() != 1 {
+		t.Fatalf("enabling a route took %d sessions", cons.Sessions())
+	}
+}

@@ -76,6 +76,8 @@ func NewResultConsumer(cfg ResultConsumerConfig, event func(context.Context, job
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	r.events.enabled.Store(true)
+	r.deads.enabled.Store(true)
 	r.pool = newPool([]*routeSlots{r.events, r.deads})
 	return r, nil
 }
@@ -96,14 +98,11 @@ func (r *ResultConsumer) Run(ctx context.Context) error {
 
 func (r *ResultConsumer) session(ctx context.Context, conn *amqp.Connection, gen uint64) error {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	subs, err := r.subscribeAll(conn,
+	sub := subscriberOf(conn,
 		func(rs *routeSlots) string { return fmt.Sprintf("%s %s g%d", r.cfg.Name, rs.queue, gen) },
 		func(_ *routeSlots, ch *amqp.Channel) error { return declareJobShared(ch) },
 		plainSession(conn))
-	if err != nil {
-		return err
-	}
-	return r.pool.pumpAll(ctx, conn, closed, subs)
+	return r.pool.pumpAll(ctx, conn, closed, sub)
 }
 
 func (r *ResultConsumer) handle(ctx context.Context, w work) {

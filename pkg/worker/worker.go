@@ -21,9 +21,10 @@
 // concurrently and runs one warm-up inference on each. A backend that is unavailable
 // (model.ErrUnavailable, such as a remote model server that is down) and a failed
 // warm-up are retried with backoff (Config.LoadRetry, doubling up to 30s); any other
-// load failure ends Run with an error wrapping [ErrModel] (cmd/worker exits 2). Only
-// once every version is loaded and warm does the worker consume (all its models
-// together), become Ready ([Worker.Ready] closed) and announce "ready". GET /ready
+// load failure ends Run with an error wrapping [ErrModel] (cmd/worker exits 2). Each
+// version's queues are consumed as soon as that version is warm, so a model that
+// cannot load yet does not keep the others unserved; once every version is, the
+// worker becomes Ready ([Worker.Ready] closed) and announces "ready". GET /ready
 // lists each version's status (loading, warming, ready, failed, with the problem)
 // and answers 200 only while the worker is ready and its consumer connected, else
 // 503.
@@ -217,9 +218,11 @@ func New(cfg Config) (*Worker, error) {
 		w.models = append(w.models, s)
 		w.byRoute[spec.Route] = s
 		w.metrics.Route(spec.Route)
-		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency, Prefetch: spec.Prefetch})
+		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency,
+			Prefetch: spec.Prefetch, Disabled: true})
 		if spec.JobConcurrency > 0 {
-			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.JobConcurrency})
+			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.JobConcurrency,
+				Disabled: true})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -300,24 +303,27 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) (err error) {
 		}
 	}()
 
+	// Consume at once; each model's queues are subscribed as soon as that model is
+	// warm, so one model that cannot load yet (a remote server down) does not keep
+	// the others unserved. The worker is ready once every model is.
+	cctx, cstop := context.WithCancel(context.Background())
+	var cwg sync.WaitGroup
+	cwg.Add(1)
+	go func() { defer cwg.Done(); _ = w.consumer.Run(cctx) }()
+	if w.jobs != nil {
+		cwg.Add(1)
+		go func() { defer cwg.Done(); _ = w.jobs.Run(cctx) }()
+	}
+	w.OnStop("consumers", func(context.Context) error {
+		cstop()
+		cwg.Wait() // the drain, bounded by DrainTimeout
+		w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
+		return nil
+	})
 	if err := w.loadAll(stop); err != nil && stop.Err() == nil {
 		return w.finishRun(err)
 	}
 	if stop.Err() == nil {
-		cctx, cstop := context.WithCancel(context.Background())
-		var cwg sync.WaitGroup
-		cwg.Add(1)
-		go func() { defer cwg.Done(); _ = w.consumer.Run(cctx) }()
-		if w.jobs != nil {
-			cwg.Add(1)
-			go func() { defer cwg.Done(); _ = w.jobs.Run(cctx) }()
-		}
-		w.OnStop("consumers", func(context.Context) error {
-			cstop()
-			cwg.Wait() // the drain, bounded by DrainTimeout
-			w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
-			return nil
-		})
 		w.Set(lifecycle.Ready)
 		w.announcer.Announce()
 		w.log.Info("worker ready", "models", len(w.models))
@@ -347,14 +353,22 @@ func (w *Worker) consumerDrain() time.Duration {
 	return queue.DefaultDrainTimeout
 }
 
-// loadAll loads and warms every model, concurrently; unavailable backends are
-// retried until ctx ends. It returns the first permanent failure.
+// loadAll loads and warms every model, concurrently, and enables each one's queues
+// as soon as it is warm; unavailable backends are retried until ctx ends. A
+// permanent failure stops the other loads and is returned.
 func (w *Worker) loadAll(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make([]error, len(w.models))
 	var wg sync.WaitGroup
 	for i, s := range w.models {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = w.load(ctx, s) }()
+		go func() {
+			defer wg.Done()
+			if errs[i] = w.load(ctx, s); errs[i] != nil {
+				cancel()
+			}
+		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -369,6 +383,10 @@ func (w *Worker) load(ctx context.Context, s *served) error {
 		err := w.loadOnce(ctx, s)
 		if err == nil {
 			s.set("ready", "")
+			w.consumer.Enable(s.spec.Route)
+			if w.jobs != nil {
+				w.jobs.Enable(s.spec.Route)
+			}
 			log.Info("model loaded and warmed up", "platform", s.md.Platform)
 			w.announcer.Announce()
 			return nil
