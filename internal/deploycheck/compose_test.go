@@ -784,8 +784,11 @@ func composeModelRepository(s types.ServiceConfig) (dir, host, prob string) {
 	if h, ok := composeHostPath(s, dir); ok {
 		return dir, h, ""
 	}
-	if dir == imageDir && contextDir != "" {
+	switch {
+	case dir == imageDir && contextDir != "":
 		return dir, contextDir, ""
+	case dir == imageDir:
+		return dir, "", fmt.Sprintf("%s %s: the image's, but its Dockerfile copies no build-context directory there, and nothing is bind-mounted there", config.ModelRepository.Env, dir)
 	}
 	return dir, "", fmt.Sprintf("%s %s: neither the image's model repository (%s) nor a bind mount", config.ModelRepository.Env, dir, imageDir)
 }
