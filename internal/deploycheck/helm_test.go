@@ -258,7 +258,7 @@ var helmValueSets = []helmValueSet{
 		},
 		apiService: "farm-api", workerServiceBase: "farm-worker", prefix: "farm"}},
 	{"shared-pool", helmExpect{apiReplicas: 1, management: true, helmTest: true,
-		pools: []helmPoolExpect{{name: "all", models: []string{"seed", "digits"}, keda: true, trigger: "capacity", minWorkers: 1}},
+		pools:      []helmPoolExpect{{name: "all", models: []string{"seed", "digits"}, keda: true, trigger: "capacity", minWorkers: 1}},
 		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
 }
 
