@@ -6,12 +6,18 @@
 #   docker build --target worker -t warren-worker .
 #   docker buildx build --platform linux/amd64,linux/arm64 --target worker -t warren-worker .
 #
+# The worker image carries the repository's model repository (models/: seed and
+# digits) at /models, MODEL_REPOSITORY=/models; MODELS picks the models a container
+# serves (empty: all of them). Mount your own repository over /models, or build
+# FROM the worker image and COPY more model directories into /models/
+# (docs/running.md).
+#
 # The build stages run on the builder's own platform and cross-compile (pure Go, no
 # cgo), so multi-platform images need no emulation. The runtime images are distroless
 # static: no shell, no package manager, numeric non-root user 65532. Each binary
 # carries its own probe (`/api healthcheck`, `/worker healthcheck [/health]`), so
 # HEALTHCHECK needs no curl. internal/deploycheck/dockerfile_test.go checks this file
-# against the Makefile's build line, go.mod and pkg/config.
+# against the Makefile's build line, go.mod, pkg/config and the model repository.
 
 # ---- build ------------------------------------------------------------------------
 # The tag follows go.mod's go line (the default Debian variant of that release).
@@ -73,12 +79,16 @@ FROM gcr.io/distroless/static-debian12:nonroot AS worker
 ARG VERSION=dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="warren-worker" \
-      org.opencontainers.image.description="warren predictor worker: consumes the request queue and replies" \
+      org.opencontainers.image.description="warren predictor worker: serves the models of a model repository (built in: models/ at /models), consuming each model version's request and job queues" \
       org.opencontainers.image.source="https://github.com/warren-farm/warren" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 COPY --from=build-worker /out/worker /worker
-ENV LOG_FORMAT=json
+# The model repository (docs/model-repository.md), owned by root: the worker only
+# reads it. .dockerignore leaves the models' testdata/ out.
+COPY models/ /models/
+ENV LOG_FORMAT=json \
+    MODEL_REPOSITORY=/models
 USER 65532:65532
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

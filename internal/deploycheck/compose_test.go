@@ -1,9 +1,14 @@
 package deploycheck
 
 // docker-compose.yml, loaded with compose-go (the loader of the Docker Compose CLI:
-// schema validation, interpolation with its ${VAR:-default}s, normalisation, paths
-// resolved against the project directory) and checked against pkg/config, the
-// Dockerfile and the Prometheus and Grafana files it mounts.
+// schema validation, interpolation with its ${VAR:-default}s, YAML anchors and merge
+// keys, normalisation, paths resolved against the project directory) and checked
+// against pkg/config, the Dockerfile, the model repository (pkg/repository) and the
+// Prometheus and Grafana files it mounts.
+//
+// A worker pool is a service that runs the worker binary (built from the
+// Dockerfile's worker target); its MODELS are the models it serves, from the model
+// repository at its MODEL_REPOSITORY (the image's copy of models/, or a bind mount).
 
 import (
 	"bytes"
@@ -12,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -28,6 +34,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/repository"
 )
 
 // composeDefaultStopGrace is what Compose waits after SIGTERM when a service sets no
@@ -55,21 +62,103 @@ func TestCompose(t *testing.T) {
 	for _, prob := range composeCheck(p, root) {
 		t.Error(prob)
 	}
-	for _, name := range []string{"rabbitmq", "redis", config.API, config.Worker, "prometheus", "grafana"} {
+	for _, name := range []string{"rabbitmq", "redis", config.API, "prometheus", "grafana"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("no service %s", name)
 		}
 	}
-	for _, bin := range []string{config.API, config.Worker} {
-		if s, err := p.GetService(bin); err == nil && (s.Build == nil || s.Build.Target != bin) {
-			t.Errorf("service %s is not built from the Dockerfile's %s target", bin, bin)
-		}
+	if s, err := p.GetService(config.API); err == nil && (s.Build == nil || s.Build.Target != config.API) {
+		t.Errorf("service %s is not built from the Dockerfile's %s target", config.API, config.API)
 	}
 	if api, err := p.GetService(config.API); err == nil {
 		// Several API replicas need the Redis job store (DATA_DIR is one replica's).
 		if u := composeEnv(api, "REDIS_URL"); u == "" {
 			t.Error("service api: REDIS_URL is not set")
 		}
+	}
+
+	// The file shows per-model pools: at least two worker services, each built from
+	// the worker target, naming its models, and together serving every model of the
+	// repository (a model no pool serves would only ever answer no_workers).
+	pools := composePools(p)
+	if len(pools) < 2 {
+		t.Errorf("worker pools %v, want at least two (one model each, each scaled on its own)", pools)
+	}
+	served := map[string]bool{}
+	for _, name := range pools {
+		s := p.Services[name]
+		if s.Build == nil || s.Build.Target != config.Worker {
+			t.Errorf("service %s is not built from the Dockerfile's %s target", name, config.Worker)
+		}
+		models := composeModels(s)
+		if len(models) == 0 {
+			t.Errorf("service %s: no MODELS: with several pools each names the models it serves", name)
+		}
+		for _, m := range models {
+			served[m] = true
+		}
+	}
+	all, err := repository.Scan(filepath.Join(root, dockerfileModelsDir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all {
+		if !served[m.Name] {
+			t.Errorf("model %s of %s/ is served by no worker pool", m.Name, dockerfileModelsDir)
+		}
+	}
+}
+
+// TestComposePoolsMount: a pool may serve a repository bind-mounted over (or
+// beside) the image's; the check reads the mounted directory.
+func TestComposePoolsMount(t *testing.T) {
+	root := repoRoot(t)
+	const mounted = `
+services:
+  rabbitmq:
+    image: rabbitmq:3.10.8-management
+    hostname: rabbitmq
+    volumes: [rabbitmq-data:/var/lib/rabbitmq]
+    healthcheck: {test: ["CMD", "rabbitmq-diagnostics", "-q", "ping"]}
+  worker-mine:
+    build: {context: ., target: worker}
+    environment:
+      AMQP_URL: amqp://guest:guest@rabbitmq:5672/
+      MODEL_REPOSITORY: /srv/models
+      MODELS: digits
+      DRAIN_TIMEOUT: 5s
+    volumes:
+      - ./models:/srv/models:ro
+    depends_on: {rabbitmq: {condition: service_healthy}}
+    healthcheck: {test: ["CMD", "/worker", "healthcheck"]}
+  worker-over:
+    build: {context: ., target: worker}
+    environment:
+      AMQP_URL: amqp://guest:guest@rabbitmq:5672/
+      MODELS: seed
+      DRAIN_TIMEOUT: 5s
+    volumes:
+      - ./models:/models:ro
+    depends_on: {rabbitmq: {condition: service_healthy}}
+    healthcheck: {test: ["CMD", "/worker", "healthcheck"]}
+volumes:
+  rabbitmq-data:
+`
+	p, err := composeLoad(context.Background(), root, []byte(mounted), "mounted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs := composeCheckPools(p); len(probs) > 0 {
+		t.Fatalf("pools with mounted repositories refused:\n%s", strings.Join(probs, "\n"))
+	}
+	// The same pool with its mount pointing at a model's directory, not a repository.
+	p, err = composeLoad(context.Background(), root, []byte(strings.Replace(mounted, "./models:/srv/models:ro", "./models/digits:/srv/models:ro", 1)), "mounted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs := composeCheckPools(p)
+	if want := `service worker-mine: MODELS=digits: /srv/models (models/digits): model "digits" is not in the repository`; !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, want) }) {
+		t.Errorf("want a problem containing %q, got:\n%s", want, strings.Join(probs, "\n"))
 	}
 }
 
@@ -249,12 +338,39 @@ services:
       DRAIN_TIMEOUT: 20s
     depends_on:
       - rabbitmq
+  worker-b:
+    build:
+      context: .
+      target: worker
+    environment:
+      MODELS: "digits, nosuch"
+    healthcheck:
+      test: ["CMD", "/worker", "healthcheck"]
+  worker-c:
+    build:
+      context: .
+      target: worker
+    environment:
+      MODELS: seed,bad.name
+      MODEL_REPOSITORY: /srv/models
+    healthcheck:
+      test: ["CMD", "/worker", "healthcheck"]
+  worker-d:
+    build:
+      context: .
+      target: worker
+    environment:
+      MODELS: digits
+      MODEL_REPOSITORY: models
+    healthcheck:
+      test: ["CMD", "/worker", "healthcheck"]
   api:
     build:
       context: .
       target: apiserver
     environment:
       AMQP_URL: amqp://guest:guest@rabbitmq:5673/
+      DEFAULT_MODEL: lab
       DRAIN_TIMEOUT: 45s
     stop_grace_period: 30s
     healthcheck:
@@ -292,6 +408,13 @@ services:
 		"service api: depends_on rabbitmq with condition service_started",
 		`service api: AMQP_URL: port 5673 of rabbitmq`,
 		`service api: AMQP_URL: user "guest" is not rabbitmq's RABBITMQ_DEFAULT_USER "warren"`,
+		`service worker-b: MODELS=digits, nosuch: /models (models): model "nosuch" is not in the repository (it has digits, seed)`,
+		`service worker-c: MODELS: "bad.name" is not a valid model name`,
+		`service worker-c: MODEL_REPOSITORY /srv/models: neither the image's model repository (/models) nor a bind mount`,
+		`service worker-d: MODEL_REPOSITORY "models" is not an absolute path`,
+		"model digits is served by several pools (worker, worker-b, worker-d)",
+		"model seed is served by several pools (worker, worker-c)",
+		`service api: DEFAULT_MODEL lab is served by no worker pool (pools: worker (every model), worker-b [digits nosuch], worker-c [seed bad.name], worker-d [digits])`,
 	} {
 		if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("want a problem containing %q", want)
@@ -301,8 +424,22 @@ services:
 		t.Logf("reported:\n%s", strings.Join(probs, "\n"))
 	}
 
-	// Prometheus targets that are no service, or not on the service's port.
+	// One pool left out of the shipped configuration's DNS names.
 	good := composeLoadFile(t, root)
+	promDir := filepath.Join(root, "deployments", "prometheus")
+	shipped, err := os.ReadFile(filepath.Join(promDir, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(shipped, []byte("names: [worker-seed, worker-digits]")) {
+		t.Fatal("test bug: prometheus.yml's worker names are not the ones this test edits")
+	}
+	probs = composeCheckPrometheus(good, bytes.Replace(shipped, []byte("names: [worker-seed, worker-digits]"), []byte("names: [worker-seed]"), 1), promDir)
+	if want := "service worker-digits (worker) is not scraped"; !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, want) }) {
+		t.Errorf("prometheus without worker-digits: want a problem containing %q, got:\n%s", want, strings.Join(probs, "\n"))
+	}
+
+	// Prometheus targets that are no service, or not on the service's port.
 	const promBroken = `
 rule_files: [no-such-rules.yml]
 scrape_configs:
@@ -324,6 +461,9 @@ scrape_configs:
 		`job api: target localhost:8000: host "localhost" is not a service`,
 		`job workers: dns_sd name "workers": host "workers" is not a service`,
 		"job workers: dns_sd type SRV",
+		"service worker-seed (worker) is not scraped",
+		"service worker-digits (worker) is not scraped",
+		"service api (api) is not scraped",
 	} {
 		if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("prometheus: want a problem containing %q, got:\n%s", want, strings.Join(probs, "\n"))
@@ -388,7 +528,7 @@ func composeCheck(p *types.Project, root string) []string {
 
 		// Scalable: Compose refuses --scale with a container_name, and a second
 		// replica cannot bind the same host port.
-		if name == config.Worker || s.GetScale() > 1 {
+		if bin == config.Worker || s.GetScale() > 1 {
 			if s.ContainerName != "" {
 				bad("container_name %q: the service cannot be scaled", s.ContainerName)
 			}
@@ -493,7 +633,164 @@ func composeCheck(p *types.Project, root string) []string {
 			bad("no hostname: the node name, and with it the data in the volume, changes with every container")
 		}
 	}
+	return append(probs, composeCheckPools(p)...)
+}
+
+// composePools returns the names of the services that run the worker binary (the
+// worker pools), sorted.
+func composePools(p *types.Project) []string {
+	var pools []string
+	for name, s := range p.Services {
+		if composeBinary(s) == config.Worker {
+			pools = append(pools, name)
+		}
+	}
+	sort.Strings(pools)
+	return pools
+}
+
+// composeModels is a worker service's MODELS, split as the worker splits it
+// (commas, spaces trimmed, empty items dropped).
+func composeModels(s types.ServiceConfig) []string {
+	var out []string
+	for item := range strings.SplitSeq(composeEnv(s, config.Models.Env), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// composeCheckPools checks the worker pools against the model repositories they
+// read: each pool's MODEL_REPOSITORY is the image's copy of models/ or a bind
+// mount, its MODELS are valid names of models in that repository (pkg/repository
+// reads and validates them as the worker would), no model is served by two pools
+// (each model version's queues belong to one pool, scaled on its own), and every
+// API's DEFAULT_MODEL is served by a pool.
+func composeCheckPools(p *types.Project) []string {
+	var probs []string
+	pools := composePools(p)
+	if len(pools) == 0 {
+		return []string{"no worker service (no service runs the worker binary)"}
+	}
+	servedBy := map[string][]string{} // model → pools
+	var listed []string
+	for _, name := range pools {
+		s := p.Services[name]
+		bad := func(format string, args ...any) {
+			probs = append(probs, fmt.Sprintf("service %s: ", name)+fmt.Sprintf(format, args...))
+		}
+		names := composeModels(s)
+		if len(names) == 0 {
+			listed = append(listed, name+" (every model)")
+		} else {
+			listed = append(listed, fmt.Sprintf("%s %v", name, names))
+		}
+		ok := true
+		for _, m := range names {
+			if !config.Models.Pattern.MatchString(m) {
+				bad("MODELS: %q is not a valid model name (%s)", m, config.Models.Pattern)
+				ok = false
+			}
+		}
+		dir, host, prob := composeModelRepository(s)
+		if prob != "" {
+			bad("%s", prob)
+			ok = false
+		}
+		served := names
+		if ok {
+			models, err := repository.Scan(host, names)
+			if err != nil {
+				rel := host
+				if r, err := filepath.Rel(p.WorkingDir, host); err == nil {
+					rel = r
+				}
+				msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), host, dir+" ("+rel+")"), "\n", "; ")
+				bad("MODELS=%s: %s", composeEnv(s, config.Models.Env), msg)
+			} else {
+				served = nil
+				for _, m := range models {
+					if !slices.Contains(served, m.Name) {
+						served = append(served, m.Name)
+					}
+				}
+			}
+		}
+		for _, m := range served {
+			servedBy[m] = append(servedBy[m], name)
+		}
+	}
+	models := make([]string, 0, len(servedBy))
+	for m := range servedBy {
+		models = append(models, m)
+	}
+	sort.Strings(models)
+	for _, m := range models {
+		if len(servedBy[m]) > 1 {
+			probs = append(probs, fmt.Sprintf("model %s is served by several pools (%s): each model's queues belong to one pool, scaled on its own", m, strings.Join(servedBy[m], ", ")))
+		}
+	}
+	names := p.ServiceNames()
+	sort.Strings(names)
+	for _, name := range names {
+		s := p.Services[name]
+		if composeBinary(s) != config.API {
+			continue
+		}
+		def := composeEnvOr(s, config.DefaultModel.Env, config.DefaultModel.DefaultFor(config.API))
+		if len(servedBy[def]) == 0 {
+			probs = append(probs, fmt.Sprintf("service %s: DEFAULT_MODEL %s is served by no worker pool (pools: %s): /process would answer no_workers", name, def, strings.Join(listed, ", ")))
+		}
+	}
 	return probs
+}
+
+// composeModelRepository resolves a worker service's MODEL_REPOSITORY: the path
+// inside its containers and the host directory that is there (a bind mount, or
+// the build-context directory the Dockerfile copies into the image), or a problem.
+func composeModelRepository(s types.ServiceConfig) (dir, host, prob string) {
+	var imageDir, contextDir string
+	if s.Build != nil {
+		dockerfile := s.Build.Dockerfile
+		if dockerfile == "" {
+			dockerfile = "Dockerfile"
+		}
+		if !filepath.IsAbs(dockerfile) {
+			dockerfile = filepath.Join(s.Build.Context, dockerfile)
+		}
+		if src, err := os.ReadFile(dockerfile); err == nil {
+			if st, err := dockerfileStage(src, s.Build.Target); err == nil {
+				imageDir = path.Clean(dockerfileStageEnv(st)[config.ModelRepository.Env])
+				for _, c := range st.Commands {
+					if cp, ok := c.(*instructions.CopyCommand); ok && cp.From == "" && path.Clean(cp.DestPath) == imageDir && len(cp.SourcePaths) == 1 {
+						contextDir = filepath.Join(s.Build.Context, filepath.FromSlash(path.Clean(cp.SourcePaths[0])))
+					}
+				}
+			}
+		}
+	}
+	dir = composeEnv(s, config.ModelRepository.Env)
+	if dir == "" {
+		dir = imageDir
+	}
+	if dir == "" || dir == "." {
+		return "", "", fmt.Sprintf("no %s, neither in the environment nor in the image", config.ModelRepository.Env)
+	}
+	if !strings.HasPrefix(dir, "/") {
+		return dir, "", fmt.Sprintf("%s %q is not an absolute path", config.ModelRepository.Env, dir)
+	}
+	dir = path.Clean(dir)
+	if h, ok := composeHostPath(s, dir); ok {
+		return dir, h, ""
+	}
+	switch {
+	case dir == imageDir && contextDir != "":
+		return dir, contextDir, ""
+	case dir == imageDir:
+		return dir, "", fmt.Sprintf("%s %s: the image's, but its Dockerfile copies no build-context directory there, and nothing is bind-mounted there", config.ModelRepository.Env, dir)
+	}
+	return dir, "", fmt.Sprintf("%s %s: neither the image's model repository (%s) nor a bind mount", config.ModelRepository.Env, dir, imageDir)
 }
 
 // composeCheckBuild checks a build: section against the Dockerfile it names.
@@ -607,6 +904,7 @@ func composeCheckPrometheus(p *types.Project, src []byte, dir string) []string {
 	if len(cfg.ScrapeConfigs) == 0 {
 		bad("no scrape_configs")
 	}
+	scraped := map[string]bool{} // services some job scrapes
 	for _, sc := range cfg.ScrapeConfigs {
 		n := 0
 		for _, st := range sc.StaticConfigs {
@@ -619,6 +917,8 @@ func composeCheckPrometheus(p *types.Project, src []byte, dir string) []string {
 				}
 				if prob := composeCheckHostPort(p, host, port, "target "+target); prob != "" {
 					bad("job %s: %s", sc.JobName, prob)
+				} else {
+					scraped[host] = true
 				}
 			}
 		}
@@ -632,6 +932,8 @@ func composeCheckPrometheus(p *types.Project, src []byte, dir string) []string {
 				n++
 				if prob := composeCheckHostPort(p, name, strconv.Itoa(d.Port), fmt.Sprintf("dns_sd name %q", name)); prob != "" {
 					bad("job %s: %s", sc.JobName, prob)
+				} else {
+					scraped[name] = true
 				}
 			}
 		}
@@ -640,6 +942,15 @@ func composeCheckPrometheus(p *types.Project, src []byte, dir string) []string {
 		}
 		if n == 0 {
 			bad("job %s: no targets", sc.JobName)
+		}
+	}
+	// Every replica of every warren service is scraped: the API and each worker
+	// pool (one DNS name per Compose service).
+	names := p.ServiceNames()
+	sort.Strings(names)
+	for _, name := range names {
+		if bin := composeBinary(p.Services[name]); bin != "" && !scraped[name] {
+			bad("service %s (%s) is not scraped: no static target or dns_sd name names it", name, bin)
 		}
 	}
 	return probs

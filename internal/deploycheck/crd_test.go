@@ -238,20 +238,20 @@ const crdGoodScaledObject = `
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
-  name: farm-worker
+  name: farm-worker-digits
   labels:
     app.kubernetes.io/name: warren
 spec:
   scaleTargetRef:
-    name: farm-worker
+    name: farm-worker-digits
   minReplicaCount: 1
   maxReplicaCount: 10
   triggers:
     - type: metrics-api
       metricType: AverageValue
       metadata:
-        url: http://farm-api.ns.svc:8000/capacity
-        valueLocation: workersNeeded
+        url: http://farm-api.ns.svc:8000/capacity?model=digits
+        valueLocation: workers_needed
         targetValue: "1"
 `
 
@@ -274,8 +274,8 @@ func TestCRDValidatorRefusesBad(t *testing.T) {
 		name, from, to, want string
 	}{
 		{"unknown spec field", "  minReplicaCount: 1\n", "  minReplicaCount: 1\n  minReplicas: 1\n", `unknown field "spec.minReplicas"`},
-		{"unknown nested field", "    name: farm-worker\n", "    name: farm-worker\n    replicas: 3\n", `unknown field "spec.scaleTargetRef.replicas"`},
-		{"unknown metadata field", "  name: farm-worker\n", "  name: farm-worker\n  namespaces: x\n", `unknown field "metadata.namespaces"`},
+		{"unknown nested field", "    name: farm-worker-digits\n", "    name: farm-worker-digits\n    replicas: 3\n", `unknown field "spec.scaleTargetRef.replicas"`},
+		{"unknown metadata field", "  name: farm-worker-digits\n", "  name: farm-worker-digits\n  namespaces: x\n", `unknown field "metadata.namespaces"`},
 		{"wrong type: string for integer", "maxReplicaCount: 10", `maxReplicaCount: "ten"`, "spec.maxReplicaCount"},
 		{"wrong type: number in trigger metadata", `targetValue: "1"`, `targetValue: 1`, "spec.triggers[0].metadata.targetValue"},
 		{"enum", "      metricType: AverageValue\n", "      metricType: AverageValue\n      authenticationRef: {name: x, kind: SecretAuth}\n", "spec.triggers[0].authenticationRef.kind"},

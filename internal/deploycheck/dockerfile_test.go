@@ -3,7 +3,8 @@ package deploycheck
 // The Dockerfile and .dockerignore, read with BuildKit's own parser
 // (frontend/dockerfile/parser + instructions) and Docker's .dockerignore matcher
 // (moby/patternmatcher), and checked against the Makefile's build line, go.mod's go
-// version and pkg/config's table.
+// version, pkg/config's table and the model repository (pkg/repository) the worker
+// image carries.
 
 import (
 	"bufio"
@@ -12,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -29,6 +32,7 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/repository"
 )
 
 // dockerfileBinaries are the images the Dockerfile builds: stage name = binary name,
@@ -42,7 +46,14 @@ type dockerfileSpec struct {
 	BuildLines map[string]*regexp.Regexp
 	// GoVersion is go.mod's go line; a golang base image must carry it.
 	GoVersion string
+	// ModelsDir is the model repository in the build context ("models"): the
+	// image of a binary that reads MODEL_REPOSITORY must COPY it there.
+	ModelsDir string
 }
+
+// dockerfileModelsDir is the repository's model repository, relative to its root
+// (and so to the build context).
+const dockerfileModelsDir = "models"
 
 func TestDockerfile(t *testing.T) {
 	root := repoRoot(t)
@@ -53,6 +64,7 @@ func TestDockerfile(t *testing.T) {
 	spec := dockerfileSpec{
 		BuildLines: dockerfileMakefileBuildLines(t, filepath.Join(root, "Makefile")),
 		GoVersion:  dockerfileGoVersion(t, filepath.Join(root, "go.mod")),
+		ModelsDir:  dockerfileModelsDir,
 	}
 	for _, p := range dockerfileCheck(src, spec) {
 		t.Error(p)
@@ -93,6 +105,7 @@ func TestDockerfileChecksFail(t *testing.T) {
 			config.Worker: regexp.MustCompile(`CGO_ENABLED=0 go build -o \S+ \./cmd/worker`),
 		},
 		GoVersion: "1.26.8",
+		ModelsDir: "models",
 	}
 	const good = `# syntax=docker/dockerfile:1.12
 FROM golang:1.26.8-bookworm AS build
@@ -114,7 +127,8 @@ ENTRYPOINT ["/api"]
 FROM gcr.io/distroless/static-debian12:nonroot AS worker
 LABEL org.opencontainers.image.title=warren-worker org.opencontainers.image.source=https://example.org/warren
 COPY --from=build /out/worker /worker
-ENV LOG_FORMAT=json
+COPY models/ /models/
+ENV LOG_FORMAT=json MODEL_REPOSITORY=/models
 USER 65532
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s CMD ["/worker", "healthcheck", "/health"]
@@ -149,9 +163,24 @@ ENTRYPOINT ["/worker"]
 		{"go version", "golang:1.26.8-bookworm", "golang:1.25-bookworm",
 			[]string{`base image "golang:1.25-bookworm" does not carry go.mod's go 1.26.8`}},
 		{"no worker stage", " AS worker\n", " AS worker2\n", []string{"no stage named worker"}},
-		{"unknown env", "ENV LOG_FORMAT=json\n", "ENV LOG_FORMAT=json QUEUE_MAX_LENGTH=5 BOGUS=1\n",
+		{"unknown env", "ENV LOG_FORMAT=json MODEL_REPOSITORY=/models\n", "ENV LOG_FORMAT=json MODEL_REPOSITORY=/models QUEUE_MAX_LENGTH=5 BOGUS=1\n",
 			[]string{"stage worker: ENV BOGUS is not in pkg/config", "stage worker: ENV QUEUE_MAX_LENGTH is not read by worker"}},
-		{"no json logs", "ENV LOG_FORMAT=json\n", "ENV LOG_LEVEL=debug\n", []string{"stage worker: LOG_FORMAT is not json"}},
+		{"no json logs", "ENV LOG_FORMAT=json MODEL_REPOSITORY=/models\n", "ENV LOG_LEVEL=debug MODEL_REPOSITORY=/models\n", []string{"stage worker: LOG_FORMAT is not json"}},
+		{"no model repository", "ENV LOG_FORMAT=json MODEL_REPOSITORY=/models\n", "ENV LOG_FORMAT=json\n",
+			[]string{"stage worker: no ENV MODEL_REPOSITORY"}},
+		{"relative model repository", "MODEL_REPOSITORY=/models\n", "MODEL_REPOSITORY=models\n",
+			[]string{`stage worker: MODEL_REPOSITORY "models" is not an absolute path`}},
+		{"model repository elsewhere", "MODEL_REPOSITORY=/models\n", "MODEL_REPOSITORY=/srv/models\n",
+			[]string{"stage worker: MODEL_REPOSITORY /srv/models: nothing is copied there"}},
+		{"models not copied", "COPY models/ /models/\n", "", []string{"stage worker: MODEL_REPOSITORY /models: nothing is copied there"}},
+		{"other directory copied", "COPY models/ /models/\n", "COPY pkg/ /models/\n",
+			[]string{`stage worker: COPY [pkg/] /models/ fills MODEL_REPOSITORY with [pkg/], want the build context's models/`}},
+		{"models from a stage", "COPY models/ /models/\n", "COPY --from=build /src/models/ /models/\n",
+			[]string{`stage worker: COPY [/src/models/] /models/ fills MODEL_REPOSITORY from stage build, want the build context's models/`}},
+		{"models owned by the runtime user", "COPY models/ /models/\n", "COPY --chown=65532 models/ /models/\n",
+			[]string{"stage worker: the model repository /models is copied with --chown=65532"}},
+		{"models in the api image", "ENV LOG_FORMAT=json DATA_DIR=/data\n", "ENV LOG_FORMAT=json DATA_DIR=/data MODEL_REPOSITORY=/models\n",
+			[]string{"stage api: ENV MODEL_REPOSITORY is not read by api"}},
 		{"other build line", "CGO_ENABLED=0 go build -o /out/worker ./cmd/worker", "go build -o /out/worker ./cmd/worker",
 			[]string{"no RUN builds worker with the Makefile's build line"}},
 		{"no build cache", "--mount=type=cache,target=/root/.cache/go-build ", "",
@@ -291,13 +320,13 @@ func dockerfileCheck(src []byte, spec dockerfileSpec) []string {
 			bad("no stage named %s", bin)
 			continue
 		}
-		probs = append(probs, dockerfileCheckRuntime(st, bin)...)
+		probs = append(probs, dockerfileCheckRuntime(st, bin, spec)...)
 	}
 	return probs
 }
 
 // dockerfileCheckRuntime checks the stage that is binary's image.
-func dockerfileCheckRuntime(st *instructions.Stage, bin string) []string {
+func dockerfileCheckRuntime(st *instructions.Stage, bin string, spec dockerfileSpec) []string {
 	var probs []string
 	bad := func(format string, args ...any) {
 		probs = append(probs, fmt.Sprintf("stage %s: ", bin)+fmt.Sprintf(format, args...))
@@ -420,12 +449,115 @@ func dockerfileCheckRuntime(st *instructions.Stage, bin string) []string {
 		}
 	}
 
+	// A binary that reads MODEL_REPOSITORY: an absolute path that a COPY of the
+	// build context's model repository fills, left to root (read-only for USER).
+	if config.ModelRepository.ReadBy.Includes(bin) {
+		switch dir, ok := env[config.ModelRepository.Env]; {
+		case !ok:
+			bad("no ENV %s (want the absolute path the build context's %s/ is copied to)", config.ModelRepository.Env, spec.ModelsDir)
+		case !strings.HasPrefix(dir, "/"):
+			bad("%s %q is not an absolute path (want the directory %s/ is copied to, e.g. /models)", config.ModelRepository.Env, dir, spec.ModelsDir)
+		default:
+			c := dockerfileModelsCopy(copies, dir)
+			switch {
+			case c == nil:
+				bad("%s %s: nothing is copied there (want COPY %s/ %s/)", config.ModelRepository.Env, dir, spec.ModelsDir, dir)
+			case c.From != "":
+				bad("COPY %v %s fills %s from stage %s, want the build context's %s/", c.SourcePaths, c.DestPath, config.ModelRepository.Env, c.From, spec.ModelsDir)
+			case len(c.SourcePaths) != 1 || path.Clean(c.SourcePaths[0]) != spec.ModelsDir:
+				bad("COPY %v %s fills %s with %v, want the build context's %s/", c.SourcePaths, c.DestPath, config.ModelRepository.Env, c.SourcePaths, spec.ModelsDir)
+			}
+			if c != nil && c.Chown != "" && !dockerfileIsRootOwner(c.Chown) {
+				bad("the model repository %s is copied with --chown=%s: the worker could rewrite its own models; leave it root's", dir, c.Chown)
+			}
+		}
+	}
+
 	for _, l := range []string{"org.opencontainers.image.title", "org.opencontainers.image.source"} {
 		if labels[l] == "" {
 			bad("no LABEL %s", l)
 		}
 	}
 	return probs
+}
+
+// dockerfileModelsCopy returns the last COPY whose destination is dir (the model
+// repository), or nil.
+func dockerfileModelsCopy(copies []*instructions.CopyCommand, dir string) *instructions.CopyCommand {
+	var found *instructions.CopyCommand
+	for _, c := range copies {
+		if path.Clean(c.DestPath) == path.Clean(dir) {
+			found = c
+		}
+	}
+	return found
+}
+
+// dockerfileIsRootOwner reports whether a --chown value is root (user 0 or root,
+// any group).
+func dockerfileIsRootOwner(chown string) bool {
+	u, _, _ := strings.Cut(chown, ":")
+	return u == "root" || u == "0"
+}
+
+// dockerfileStage parses a Dockerfile and returns its stage named name.
+func dockerfileStage(src []byte, name string) (*instructions.Stage, error) {
+	res, err := parser.Parse(bytes.NewReader(src))
+	if err != nil {
+		return nil, err
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range stages {
+		if stages[i].Name == name {
+			return &stages[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no stage named %s", name)
+}
+
+// dockerfileStageEnv returns the ENV of a stage (its own instructions only).
+func dockerfileStageEnv(st *instructions.Stage) map[string]string {
+	env := map[string]string{}
+	for _, c := range st.Commands {
+		if e, ok := c.(*instructions.EnvCommand); ok {
+			for _, kv := range e.Env {
+				env[kv.Key] = kv.Value
+			}
+		}
+	}
+	return env
+}
+
+// dockerfileImageModels reads the Dockerfile at root and returns the worker
+// image's MODEL_REPOSITORY and the build-context directory copied there.
+func dockerfileImageModels(t testing.TB, root string) (imageDir, contextDir string) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := dockerfileStage(src, config.Worker)
+	if err != nil {
+		t.Fatalf("Dockerfile: %v", err)
+	}
+	imageDir = dockerfileStageEnv(st)[config.ModelRepository.Env]
+	if imageDir == "" {
+		t.Fatalf("Dockerfile: stage %s sets no %s", config.Worker, config.ModelRepository.Env)
+	}
+	var copies []*instructions.CopyCommand
+	for _, c := range st.Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok {
+			copies = append(copies, cp)
+		}
+	}
+	c := dockerfileModelsCopy(copies, imageDir)
+	if c == nil || c.From != "" || len(c.SourcePaths) != 1 {
+		t.Fatalf("Dockerfile: stage %s copies no build-context directory to %s", config.Worker, imageDir)
+	}
+	return path.Clean(imageDir), path.Clean(c.SourcePaths[0])
 }
 
 // dockerfileIsHealthcheck reports whether args run binPath's healthcheck subcommand.
@@ -574,7 +706,7 @@ func TestDockerignore(t *testing.T) {
 		t.Errorf(".dockerignore excludes %s, which the build needs", p)
 	}
 	// Large or private things stay out.
-	for _, p := range []string{".git/HEAD", "bin/api", "data/jobs.db", ".run/prometheus-targets.json"} {
+	for _, p := range []string{".git/HEAD", "bin/api", "data/jobs.db", ".run/prometheus-targets.json", "models/digits/testdata/vectors.json"} {
 		if len(dockerignoreExcluded(t, patterns, []string{p})) == 0 {
 			t.Errorf(".dockerignore does not exclude %s", p)
 		}
@@ -665,4 +797,144 @@ func dockerfileBuildInputs(t testing.TB, root string) []string {
 		t.Fatal("go list found no files of this module")
 	}
 	return files
+}
+
+// TestDockerfileModels: the model repository the worker image carries, that is
+// the build context's copy of models/ as .dockerignore leaves it, scans clean with
+// pkg/repository and serves exactly the models and versions of the repository's
+// models/; the models' testdata/ stays out and their README.md (the data sets'
+// attribution) goes in.
+func TestDockerfileModels(t *testing.T) {
+	root := repoRoot(t)
+	imageDir, contextDir := dockerfileImageModels(t, root)
+	if contextDir != dockerfileModelsDir {
+		t.Fatalf("the worker image's %s (%s) is filled from %s/, want %s/", config.ModelRepository.Env, imageDir, contextDir, dockerfileModelsDir)
+	}
+	f, err := os.Open(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patterns, err := ignorefile.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dockerignoreModelsCheck(t, root, contextDir, patterns) {
+		t.Error(p)
+	}
+}
+
+// TestDockerignoreModelsChecksFail: ignore files that break the image's models are
+// caught.
+func TestDockerignoreModelsChecksFail(t *testing.T) {
+	root := repoRoot(t)
+	const keep = "models/*/testdata\n"
+	for _, c := range []struct {
+		ignore string
+		want   string
+	}{
+		{"", "models/digits/testdata/vectors.json is in the image"},
+		{keep + "models\n", "the image's model repository: " + dockerfileModelsDir + ": no such directory"},
+		{keep + "**/*.onnx\n", "model.onnx"},
+		{keep + "models/seed\n", "the image serves [digits/1], the repository [digits/1 seed/1]"},
+		{keep + "**/*.md\n", "models/digits/README.md is not in the image"},
+		{keep + "**/config.yaml\n", "the image's model repository: "},
+	} {
+		patterns, err := ignorefile.ReadAll(strings.NewReader(c.ignore))
+		if err != nil {
+			t.Fatal(err)
+		}
+		probs := dockerignoreModelsCheck(t, root, dockerfileModelsDir, patterns)
+		if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, c.want) }) {
+			t.Errorf("%q: want a problem containing %q, got:\n%s", c.ignore, c.want, strings.Join(probs, "\n"))
+		}
+	}
+}
+
+// dockerignoreModelsCheck copies the files of root/dir that patterns leave in the
+// build context into a temporary directory (what COPY dir/ puts into the image) and
+// compares what pkg/repository reads there with what it reads in root/dir.
+func dockerignoreModelsCheck(t testing.TB, root, dir string, patterns []string) []string {
+	t.Helper()
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(t.TempDir(), "models")
+	var probs []string
+	var readmes []string
+	err = filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		slash := filepath.ToSlash(rel)
+		parts := strings.Split(slash, "/")
+		if !d.IsDir() && len(parts) == 3 && strings.EqualFold(parts[2], "README.md") {
+			readmes = append(readmes, slash)
+		}
+		excluded, err := pm.MatchesOrParentMatches(rel)
+		if err != nil {
+			return err
+		}
+		if excluded {
+			if d.IsDir() && !pm.Exclusions() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if slices.Contains(parts, "testdata") && !d.IsDir() {
+			probs = append(probs, fmt.Sprintf("%s is in the image (.dockerignore should leave the models' testdata/ out)", slash))
+		}
+		dst := filepath.Join(image, strings.TrimPrefix(rel, dir))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range readmes {
+		if len(dockerignoreExcluded(t, patterns, []string{r})) > 0 {
+			probs = append(probs, fmt.Sprintf("%s is not in the image (it carries the model's and data set's attribution)", r))
+		}
+	}
+
+	want, err := repository.Scan(filepath.Join(root, dir), nil)
+	if err != nil {
+		t.Fatalf("the repository's %s/: %v", dir, err)
+	}
+	got, err := repository.Scan(image, nil)
+	if err != nil {
+		// Messages name the temporary copy; name the build context's path.
+		msg := strings.ReplaceAll(err.Error(), image, dir)
+		return append(probs, "the image's model repository: "+strings.ReplaceAll(msg, "\n", "; "))
+	}
+	if g, w := dockerfileModelNames(got), dockerfileModelNames(want); !slices.Equal(g, w) {
+		probs = append(probs, fmt.Sprintf("the image serves %v, the repository %v", g, w))
+	}
+	return probs
+}
+
+// dockerfileModelNames lists models as name/version.
+func dockerfileModelNames(ms []repository.Model) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.String())
+	}
+	return out
 }

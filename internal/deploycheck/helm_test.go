@@ -13,8 +13,12 @@ package deploycheck
 //     any other kind fails;
 //   - what the manifests mean: drain vs grace period, probes, resources, non-root
 //     security contexts, every environment variable read by its binary per
-//     config.Table, Services selecting the right pods, the KEDA triggers pointing at
-//     the API's /capacity or the request queue with the worker's slots.
+//     config.Table, one worker Deployment per pool (workerPools) whose MODELS are
+//     models of the repository's models/ (pkg/repository), Services and PDBs
+//     selecting exactly their own pods, a ScaledObject per autoscaled pool with one
+//     trigger per model of the pool: the API's /capacity?model=<model> (the JSON
+//     name of capacity.Snapshot.WorkersNeeded), or the model's queues (pkg/queue's
+//     names) with the worker's slots for that model.
 //
 // `go test -short` skips everything that needs the helm binary.
 
@@ -62,6 +66,7 @@ import (
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/repository"
 )
 
 const (
@@ -87,7 +92,7 @@ var (
 
 // helmBinary returns the pinned helm, building it on first use. A failed build
 // fails the test; -short skips it.
-func helmBinary(t *testing.T) string {
+func helmBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the helm binary (built from source on first use); skipped with -short")
@@ -157,7 +162,7 @@ func helmCheckVersion(bin string) error {
 
 // helmRun runs helm with args and returns its stdout; on failure the error
 // carries stderr.
-func helmRun(t *testing.T, args ...string) (string, error) {
+func helmRun(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	bin := helmBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), helmRunTimeout)
@@ -179,7 +184,7 @@ func helmChartDir(t testing.TB) string {
 }
 
 // helmTemplate renders the chart with the values files and extra helm flags.
-func helmTemplate(t *testing.T, files []string, flags ...string) (string, error) {
+func helmTemplate(t testing.TB, files []string, flags ...string) (string, error) {
 	args := []string{"template", helmRelease, helmChartDir(t), "--namespace", helmNamespace, "--kube-version", helmKubeVersion}
 	for _, f := range files {
 		args = append(args, "--values", f)
@@ -191,25 +196,32 @@ func helmTemplate(t *testing.T, files []string, flags ...string) (string, error)
 
 // helmExpect is what a value set must render.
 type helmExpect struct {
-	redis            bool   // REDIS_URL set: several API replicas allowed
-	apiHPA           bool   // the API's HorizontalPodAutoscaler
-	apiReplicas      int32  // without the HPA
-	management       bool   // MANAGEMENT_URL set
-	existingSecret   string // the user's Secret, else the chart renders one
-	pvc              string // claim backing DATA_DIR ("" = emptyDir or Redis)
-	pvcRendered      bool   // the chart renders that claim
-	keda             bool
-	trigger          string // capacity or rabbitmq
-	jobsTrigger      bool
-	minWorkers       int64 // the ScaledObject's minReplicaCount
-	workerReplicas   int32 // without KEDA
-	serviceMonitor   bool
-	ingress          bool
-	helmTest         bool
-	noServiceAccount bool   // serviceAccount.create=false
-	apiService       string // the API Service's name
-	workerService    string
-	prefix           string // resource name prefix
+	redis             bool   // REDIS_URL set: several API replicas allowed
+	apiHPA            bool   // the API's HorizontalPodAutoscaler
+	apiReplicas       int32  // without the HPA
+	management        bool   // MANAGEMENT_URL set
+	existingSecret    string // the user's Secret, else the chart renders one
+	pvc               string // claim backing DATA_DIR ("" = emptyDir or Redis)
+	pvcRendered       bool   // the chart renders that claim
+	pools             []helmPoolExpect
+	serviceMonitor    bool
+	ingress           bool
+	helmTest          bool
+	noServiceAccount  bool   // serviceAccount.create=false
+	apiService        string // the API Service's name
+	workerServiceBase string // the pools' Services are <base>-<pool>
+	prefix            string // resource name prefix
+}
+
+// helmPoolExpect is one worker pool a value set must render.
+type helmPoolExpect struct {
+	name        string
+	models      []string
+	keda        bool
+	trigger     string // capacity or rabbitmq (with keda)
+	jobsTrigger bool
+	minWorkers  int64 // the ScaledObject's minReplicaCount
+	replicas    int32 // without KEDA
 }
 
 type helmValueSet struct {
@@ -217,20 +229,37 @@ type helmValueSet struct {
 	want helmExpect
 }
 
+// helmPoolsKEDA are the two default pools, autoscaled on the capacity signal.
+func helmPoolsKEDA(trigger string, jobs bool, minSeed, minDigits int64) []helmPoolExpect {
+	return []helmPoolExpect{
+		{name: "seed", models: []string{"seed"}, keda: true, trigger: trigger, jobsTrigger: jobs, minWorkers: minSeed},
+		{name: "digits", models: []string{"digits"}, keda: true, trigger: trigger, jobsTrigger: jobs, minWorkers: minDigits},
+	}
+}
+
 var helmValueSets = []helmValueSet{
-	{"default", helmExpect{apiReplicas: 1, management: true, keda: true, trigger: "capacity", minWorkers: 1, helmTest: true,
-		apiService: "farm-warren-api", workerService: "farm-warren-worker", prefix: "farm-warren"}},
-	{"redis-hpa", helmExpect{redis: true, apiHPA: true, management: true, keda: true, trigger: "capacity", minWorkers: 1, helmTest: true,
-		apiService: "farm-warren-api", workerService: "farm-warren-worker", prefix: "farm-warren"}},
-	{"servicemonitor", helmExpect{apiReplicas: 1, management: true, keda: true, trigger: "capacity", minWorkers: 1, helmTest: true,
+	{"default", helmExpect{apiReplicas: 1, management: true, pools: helmPoolsKEDA("capacity", false, 1, 1), helmTest: true,
+		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
+	{"redis-hpa", helmExpect{redis: true, apiHPA: true, management: true, pools: helmPoolsKEDA("capacity", false, 1, 1), helmTest: true,
+		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
+	{"servicemonitor", helmExpect{apiReplicas: 1, management: true, pools: helmPoolsKEDA("capacity", false, 1, 1), helmTest: true,
 		serviceMonitor: true, ingress: true, pvc: "farm-warren-api-data", pvcRendered: true,
-		apiService: "api", workerService: "worker", prefix: "farm-warren"}},
-	{"rabbitmq-trigger", helmExpect{apiReplicas: 1, management: true, existingSecret: "warren-connections", keda: true, trigger: "rabbitmq",
-		jobsTrigger: true, minWorkers: 2, helmTest: true, apiService: "farm-warren-api", workerService: "farm-warren-worker", prefix: "farm-warren"}},
-	{"scale-to-zero", helmExpect{redis: true, apiReplicas: 2, management: true, existingSecret: "warren-connections", keda: true, trigger: "capacity",
-		jobsTrigger: true, minWorkers: 0, helmTest: true, apiService: "farm-warren-api", workerService: "farm-warren-worker", prefix: "farm-warren"}},
-	{"keda-off", helmExpect{apiReplicas: 1, pvc: "warren-jobs", workerReplicas: 5, noServiceAccount: true,
-		apiService: "farm-api", workerService: "farm-worker", prefix: "farm"}},
+		apiService: "api", workerServiceBase: "worker", prefix: "farm-warren"}},
+	{"rabbitmq-trigger", helmExpect{apiReplicas: 1, management: true, existingSecret: "warren-connections",
+		pools: helmPoolsKEDA("rabbitmq", true, 2, 1), helmTest: true,
+		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
+	{"scale-to-zero", helmExpect{redis: true, apiReplicas: 2, management: true, existingSecret: "warren-connections",
+		pools: helmPoolsKEDA("capacity", true, 1, 0), helmTest: true,
+		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
+	{"keda-off", helmExpect{apiReplicas: 1, pvc: "warren-jobs", noServiceAccount: true,
+		pools: []helmPoolExpect{
+			{name: "seed", models: []string{"seed"}, replicas: 5},
+			{name: "digits", models: []string{"digits"}, replicas: 2},
+		},
+		apiService: "farm-api", workerServiceBase: "farm-worker", prefix: "farm"}},
+	{"shared-pool", helmExpect{apiReplicas: 1, management: true, helmTest: true,
+		pools:      []helmPoolExpect{{name: "all", models: []string{"seed", "digits"}, keda: true, trigger: "capacity", minWorkers: 1}},
+		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
 }
 
 func (s helmValueSet) file(t testing.TB) string {
@@ -298,8 +327,11 @@ func TestHelmEveryConfigVar(t *testing.T) {
 				continue
 			}
 			val := v.Default(b)
-			if v.Env == "LOG_FORMAT" {
+			switch v.Env {
+			case "LOG_FORMAT":
 				val = "json"
+			case config.ModelRepository.Env:
+				val, _ = dockerfileImageModels(t, repoRoot(t)) // where the image has them
 			}
 			cfg[v.Env] = val
 			want[b][v.Env] = val
@@ -321,13 +353,17 @@ func TestHelmEveryConfigVar(t *testing.T) {
 	}
 	r := helmParse(t, out)
 	helmCheck(t, r, defaults.want)
-	for b, vars := range want {
-		cm := r.configMaps[defaults.want.prefix+"-"+b]
+	cms := map[string]map[string]string{defaults.want.prefix + "-" + config.API: want[config.API]}
+	for _, pool := range defaults.want.pools {
+		cms[defaults.want.prefix+"-worker-"+pool.name] = want[config.Worker]
+	}
+	for name, vars := range cms {
+		cm := r.configMaps[name]
 		if cm == nil {
-			t.Fatalf("no ConfigMap %s-%s", defaults.want.prefix, b)
+			t.Fatalf("no ConfigMap %s (have %v)", name, helmKeys(r.configMaps))
 		}
 		if !reflect.DeepEqual(cm.Data, vars) {
-			t.Errorf("ConfigMap of the %s:\n got %v\nwant %v", b, cm.Data, vars)
+			t.Errorf("ConfigMap %s:\n got %v\nwant %v", name, cm.Data, vars)
 		}
 	}
 }
@@ -336,7 +372,7 @@ func TestHelmEveryConfigVar(t *testing.T) {
 // api.config / worker.config).
 var helmManagedVars = map[string]bool{
 	"AMQP_URL": true, "MANAGEMENT_URL": true, "REDIS_URL": true, "DRAIN_TIMEOUT": true,
-	"HTTP_ADDR": true, "DATA_DIR": true, "WORKER_ID": true,
+	"HTTP_ADDR": true, "DATA_DIR": true, "WORKER_ID": true, "MODELS": true,
 }
 
 // TestHelmVarListsMatchConfig compares the variable lists in _helpers.tpl (which
@@ -388,40 +424,98 @@ func TestHelmVarListsMatchConfig(t *testing.T) {
 	}
 }
 
+// helmDefine returns the body of a define in _helpers.tpl.
+func helmDefine(t testing.TB, name string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(helmChartDir(t), "templates", "_helpers.tpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)\{\{-? define "` + regexp.QuoteMeta(name) + `" -?\}\}(.*?)\{\{-? end -?\}\}`)
+	m := re.FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("_helpers.tpl has no define %q", name)
+	}
+	return strings.TrimSpace(string(m[1]))
+}
+
+// TestHelmNamesMatchCode: the model-name pattern the templates check pool models
+// with, and the queue prefixes the rabbitmq triggers' regexes start with, are
+// pkg/queue's. Needs no helm.
+func TestHelmNamesMatchCode(t *testing.T) {
+	for _, c := range []struct{ define, want string }{
+		{"warren.modelNamePattern", queue.ModelNamePattern.String()},
+		{"warren.requestQueuePrefix", queue.RequestQueuePrefix},
+		{"warren.jobQueuePrefix", queue.JobQueuePrefix},
+	} {
+		if got := helmDefine(t, c.define); got != c.want {
+			t.Errorf("%s in _helpers.tpl is %q, pkg/queue has %q", c.define, got, c.want)
+		}
+	}
+}
+
 // TestHelmRefuses: combinations the chart must not deploy. helm template has to
 // fail, and its message has to say why.
 func TestHelmRefuses(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		base  string // value set under ci/
-		flags []string
-		want  string
+		name   string
+		base   string // value set under ci/
+		values string // more values (YAML), after the base
+		flags  []string
+		want   string
 	}{
-		{"scale to zero with the rabbitmq trigger", "default",
+		{"scale to zero with the rabbitmq trigger", "default", "",
 			[]string{"--set", "worker.autoscaling.trigger=rabbitmq", "--set", "worker.autoscaling.minReplicaCount=0"},
-			"minReplicaCount=0 needs trigger: capacity"},
-		{"API replicas > 1 without Redis", "default", []string{"--set", "api.replicaCount=2"}, "api.replicaCount=2 needs Redis"},
-		{"API HPA without Redis", "default", []string{"--set", "api.autoscaling.enabled=true"}, "api.autoscaling.enabled needs Redis"},
-		{"API replicas > 1 with an existing Secret without Redis", "rabbitmq-trigger", []string{"--set", "api.replicaCount=3"}, "needs Redis"},
-		{"API grace equal to preStop + drain", "default", []string{"--set", "api.terminationGracePeriodSeconds=25"}, "api.terminationGracePeriodSeconds (25) must be larger"},
-		{"API grace below drain", "default", []string{"--set", "api.drainTimeoutSeconds=60", "--set", "api.terminationGracePeriodSeconds=30"}, "must be larger than api.drainTimeoutSeconds (60)"},
-		{"worker grace equal to drain", "default", []string{"--set", "worker.terminationGracePeriodSeconds=20"}, "worker.terminationGracePeriodSeconds (20) must be larger"},
-		{"worker grace below drain", "keda-off", []string{"--set", "worker.drainTimeoutSeconds=90", "--set", "worker.terminationGracePeriodSeconds=60"}, "worker.terminationGracePeriodSeconds (60) must be larger"},
-		{"KEDA without the management API", "keda-off", []string{"--set", "worker.autoscaling.enabled=true"}, "needs the RabbitMQ management API"},
-		{"no AMQP URL", "", []string{"--set", "management.url=http://u:p@rmq:15672"}, "amqp.url is required"},
-		{"variable the worker does not read", "default", []string{"--set", "worker.config.REQUEST_TIMEOUT=3s"}, "the worker binary does not read REQUEST_TIMEOUT"},
-		{"chart-managed variable", "default", []string{"--set", "api.config.AMQP_URL=amqp://x"}, "api.config.AMQP_URL: set by the chart"},
-		{"chart-managed drain", "default", []string{"--set", "worker.config.DRAIN_TIMEOUT=5s"}, "worker.drainTimeoutSeconds"},
-		{"misspelt value (schema)", "default", []string{"--set", "worker.autoscalling.enabled=false"}, "additional properties 'autoscalling' not allowed"},
-		{"unknown trigger (schema)", "default", []string{"--set", "worker.autoscaling.trigger=prometheus"}, "worker/autoscaling/trigger"},
-		{"jobs trigger with the job path off", "default", []string{"--set", "worker.autoscaling.jobs.enabled=true", "--set-string", "worker.config.JOB_CONCURRENCY=0"}, "JOB_CONCURRENCY=0"},
-		{"both PDB bounds", "default", []string{"--set", "worker.pdb.minAvailable=1"}, "worker.pdb: set either minAvailable or maxUnavailable"},
+			"workerPools[0] (seed): autoscaling.minReplicaCount=0 needs trigger: capacity"},
+		{"one pool to zero with the rabbitmq trigger", "rabbitmq-trigger", "workerPools:\n  - {name: seed, models: [seed]}\n  - {name: digits, models: [digits], autoscaling: {minReplicaCount: 0}}\n", nil,
+			"workerPools[1] (digits): autoscaling.minReplicaCount=0 needs trigger: capacity"},
+		{"API replicas > 1 without Redis", "default", "", []string{"--set", "api.replicaCount=2"}, "api.replicaCount=2 needs Redis"},
+		{"API HPA without Redis", "default", "", []string{"--set", "api.autoscaling.enabled=true"}, "api.autoscaling.enabled needs Redis"},
+		{"API replicas > 1 with an existing Secret without Redis", "rabbitmq-trigger", "", []string{"--set", "api.replicaCount=3"}, "needs Redis"},
+		{"API grace equal to preStop + drain", "default", "", []string{"--set", "api.terminationGracePeriodSeconds=25"}, "api.terminationGracePeriodSeconds (25) must be larger"},
+		{"API grace below drain", "default", "", []string{"--set", "api.drainTimeoutSeconds=60", "--set", "api.terminationGracePeriodSeconds=30"}, "must be larger than api.drainTimeoutSeconds (60)"},
+		{"worker grace equal to drain", "default", "", []string{"--set", "worker.terminationGracePeriodSeconds=20"}, "worker.terminationGracePeriodSeconds (20) must be larger"},
+		{"worker grace below drain", "keda-off", "", []string{"--set", "worker.drainTimeoutSeconds=90", "--set", "worker.terminationGracePeriodSeconds=60"}, "worker.terminationGracePeriodSeconds (60) must be larger"},
+		{"KEDA without the management API", "keda-off", "", []string{"--set", "worker.autoscaling.enabled=true"}, "needs the RabbitMQ management API"},
+		{"no AMQP URL", "", "", []string{"--set", "management.url=http://u:p@rmq:15672"}, "amqp.url is required"},
+		{"variable the worker does not read", "default", "", []string{"--set", "worker.config.REQUEST_TIMEOUT=3s"}, "the worker binary does not read REQUEST_TIMEOUT"},
+		{"variable a pool's worker does not read", "default", "workerPools:\n  - {name: seed, models: [seed], config: {JOB_TTL: 1h}}\n", nil,
+			"workerPools[0] (seed).config.JOB_TTL: the worker binary does not read JOB_TTL"},
+		{"chart-managed variable", "default", "", []string{"--set", "api.config.AMQP_URL=amqp://x"}, "api.config.AMQP_URL: set by the chart"},
+		{"chart-managed drain", "default", "", []string{"--set", "worker.config.DRAIN_TIMEOUT=5s"}, "worker.drainTimeoutSeconds"},
+		{"MODELS in worker.config", "default", "", []string{"--set", "worker.config.MODELS=seed"}, "worker.config.MODELS: set by the chart from workerPools[].models"},
+		{"MODELS in a pool's config", "default", "workerPools:\n  - {name: seed, models: [seed], config: {MODELS: digits}}\n", nil,
+			"workerPools[0] (seed).config.MODELS: set by the chart from workerPools[].models"},
+		{"misspelt value (schema)", "default", "", []string{"--set", "worker.autoscalling.enabled=false"}, "additional properties 'autoscalling' not allowed"},
+		{"unknown trigger (schema)", "default", "", []string{"--set", "worker.autoscaling.trigger=prometheus"}, "worker/autoscaling/trigger"},
+		{"the old single queue name (schema)", "default", "", []string{"--set", "worker.autoscaling.rabbitmq.queueName=warren.requests"}, "additional properties 'queueName' not allowed"},
+		{"jobs trigger with the job path off", "default", "", []string{"--set", "worker.autoscaling.jobs.enabled=true", "--set-string", "worker.config.JOB_CONCURRENCY=0"}, "JOB_CONCURRENCY=0"},
+		{"both PDB bounds", "default", "", []string{"--set", "worker.pdb.minAvailable=1"}, "worker.pdb: set either minAvailable or maxUnavailable"},
+		{"no pools", "default", "workerPools: []\n", nil, "workerPools is empty"},
+		{"a pool without models", "default", "workerPools:\n  - {name: seed, models: [seed]}\n  - {name: digits, models: []}\n", nil,
+			"workerPools[1] (digits): models is empty"},
+		{"a pool without a models key (schema)", "default", "workerPools:\n  - {name: seed}\n", nil, "at '/workerPools/0': missing property 'models'"},
+		{"duplicate pool names", "default", "workerPools:\n  - {name: seed, models: [seed]}\n  - {name: seed, models: [digits]}\n", nil,
+			`the pool name "seed" is used twice (workerPools[0] and workerPools[1])`},
+		{"an invalid model name", "default", "workerPools:\n  - {name: seed, models: [seed.v2]}\n", nil,
+			`workerPools[0] (seed): model "seed.v2" is not a valid model name`},
+		{"a model in two pools", "default", "workerPools:\n  - {name: seed, models: [seed]}\n  - {name: all, models: [digits, seed]}\n", nil,
+			`workerPools[1] (all): model "seed" is also served by workerPools[0] (seed)`},
+		{"an invalid pool name (schema)", "default", "workerPools:\n  - {name: Seed_1, models: [seed]}\n", nil, "at '/workerPools/0/name': 'Seed_1' does not match pattern"},
+		{"an unknown pool key (schema)", "default", "workerPools:\n  - {name: seed, models: [seed], replica: 3}\n", nil, "additional properties 'replica' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var files []string
 			if tc.base != "" {
 				files = []string{filepath.Join(helmChartDir(t), "ci", tc.base+"-values.yaml")}
+			}
+			if tc.values != "" {
+				f := filepath.Join(t.TempDir(), "more-values.yaml")
+				if err := os.WriteFile(f, []byte(tc.values), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
 			}
 			out, err := helmTemplate(t, files, tc.flags...)
 			if err == nil {
@@ -469,7 +563,11 @@ func TestHelmNotes(t *testing.T) {
 					t.Errorf("NOTES contains %q:\n%s", bad, doc.Notes)
 				}
 			}
-			for _, want := range []string{"svc/" + s.want.apiService, s.want.workerService + "." + helmNamespace + ".svc"} {
+			wants := []string{"svc/" + s.want.apiService}
+			for _, p := range s.want.pools {
+				wants = append(wants, s.want.workerServiceBase+"-"+p.name+"."+helmNamespace+".svc", "MODELS="+strings.Join(p.models, ","))
+			}
+			for _, want := range wants {
 				if !strings.Contains(doc.Notes, want) {
 					t.Errorf("NOTES does not mention %q:\n%s", want, doc.Notes)
 				}
@@ -478,8 +576,118 @@ func TestHelmNotes(t *testing.T) {
 	}
 }
 
+// TestHelmChecksFail shows that the checks of the rendered manifests can fail: each
+// case renders a value set, breaks the output in one way (as a wrong template
+// would) and expects helmCheck to report it.
+func TestHelmChecksFail(t *testing.T) {
+	sets := map[string]helmValueSet{}
+	for _, s := range helmValueSets {
+		sets[s.name] = s
+	}
+	rendered := map[string]string{}
+	for _, name := range []string{"default", "rabbitmq-trigger", "shared-pool"} {
+		out, err := helmTemplate(t, []string{sets[name].file(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if probs := helmCheckProblems(t, out, sets[name].want); len(probs) > 0 {
+			t.Fatalf("%s: the unbroken output has problems:\n%s", name, strings.Join(probs, "\n"))
+		}
+		rendered[name] = out
+	}
+	literal := func(old, new string) func(string) string {
+		return func(s string) string { return strings.Replace(s, old, new, 1) }
+	}
+	pattern := func(re, new string) func(string) string {
+		return func(s string) string { return regexp.MustCompile(re).ReplaceAllString(s, new) }
+	}
+	for _, c := range []struct {
+		name, set string
+		old       string // must be in the output
+		mutate    func(string) string
+		want      string
+	}{
+		{"capacity URL names another pool's model", "default", "/capacity?model=digits", literal("/capacity?model=digits", "/capacity?model=seed"),
+			`names model "seed", which pool digits does not serve`},
+		{"capacity URL without the model", "default", "/capacity?model=digits", literal("/capacity?model=digits", "/capacity"),
+			"want the one query parameter model=<a model of the pool>"},
+		{"camelCase valueLocation", "default", "valueLocation: workers_needed", literal("valueLocation: workers_needed", "valueLocation: workersNeeded"),
+			`valueLocation "workersNeeded", want "workers_needed" (capacity.Snapshot's JSON name)`},
+		{"a model without its trigger", "shared-pool", "/capacity?model=digits", literal("/capacity?model=digits", "/capacity?model=seed"),
+			"model digits has 0 capacity, 0 request-queue and 0 job-queue triggers, want 1, 0 and 0"},
+		{"MODELS other than the pool's", "default", `value: "digits"`, literal(`value: "digits"`, `value: "digits,seed"`),
+			`MODELS="digits,seed", want "digits"`},
+		{"a model in two pools", "default", `value: "digits"`, literal(`value: "digits"`, `value: "digits,seed"`),
+			"model seed is served by pools seed and digits"},
+		{"a model not in the repository", "default", `value: "digits"`, literal(`value: "digits"`, `value: "digitz"`),
+			`model "digitz" is not in the repository`},
+		{"DEFAULT_MODEL served by no pool", "default", "data:\n  LOG_FORMAT: \"json\"", literal("data:\n  LOG_FORMAT: \"json\"", "data:\n  DEFAULT_MODEL: \"lab\"\n  LOG_FORMAT: \"json\""),
+			"API: DEFAULT_MODEL lab is served by no pool"},
+		{"a pool's Service selects every worker", "default", "    warren/pool: digits\n  ports:", literal("    warren/pool: digits\n  ports:", "  ports:"),
+			"Service farm-warren-worker-digits also selects the pods of pool seed"},
+		{"request-queue regex unanchored", "rabbitmq-trigger", `"^warren\\.req\\.seed\\.v[0-9]+$"`, literal(`"^warren\\.req\\.seed\\.v[0-9]+$"`, `"^warren\\.req\\.seed"`),
+			"also matches warren.req.seedx.v1"},
+		{"request-queue regex of the old queue name", "rabbitmq-trigger", `"^warren\\.req\\.seed\\.v[0-9]+$"`, literal(`"^warren\\.req\\.seed\\.v[0-9]+$"`, `"^warren\\.requests$"`),
+			"matches the queues of 0 of the pool's models"},
+		{"rabbitmq value other than the model's slots", "rabbitmq-trigger", `"request-queue-digits"`,
+			pattern(`("request-queue-digits"(?s:.*?)value: )"2"`, `${1}"8"`),
+			`value "8", want "2" (the worker's slots for digits`},
+		{"no job trigger for a model", "rabbitmq-trigger", "# The job queues of digits", pattern(`\n +# The job queues of digits(?s:.*?)name: farm-warren-rabbitmq`, ""),
+			"model digits has 0 capacity, 1 request-queue and 0 job-queue triggers, want 0, 1 and 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := rendered[c.set]
+			if !strings.Contains(out, c.old) {
+				t.Fatalf("test bug: %q not in the %s output", c.old, c.set)
+			}
+			broken := c.mutate(out)
+			if broken == out {
+				t.Fatal("test bug: the mutation changed nothing")
+			}
+			probs := helmCheckProblems(t, broken, sets[c.set].want)
+			if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, c.want) }) {
+				t.Errorf("want a problem containing %q, got:\n%s", c.want, strings.Join(probs, "\n"))
+			}
+		})
+	}
+}
+
+// helmRecorder is a testing.TB that records what the checks report instead of
+// failing the test; Fatal stops the check with a panic helmCheckProblems recovers.
+type helmRecorder struct {
+	testing.TB
+	msgs []string
+}
+
+type helmFatal struct{}
+
+func (r *helmRecorder) Helper()                   {}
+func (r *helmRecorder) Error(args ...any)         { r.msgs = append(r.msgs, fmt.Sprint(args...)) }
+func (r *helmRecorder) Errorf(f string, a ...any) { r.msgs = append(r.msgs, fmt.Sprintf(f, a...)) }
+func (r *helmRecorder) Fatal(args ...any)         { r.Error(args...); panic(helmFatal{}) }
+func (r *helmRecorder) Fatalf(f string, a ...any) { r.Errorf(f, a...); panic(helmFatal{}) }
+func (r *helmRecorder) Failed() bool              { return len(r.msgs) > 0 }
+
+// helmCheckProblems parses and checks a rendered output, returning the problems
+// instead of failing t.
+func helmCheckProblems(t *testing.T, out string, want helmExpect) []string {
+	t.Helper()
+	rec := &helmRecorder{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(helmFatal); !ok {
+					panic(r)
+				}
+			}
+		}()
+		helmCheck(rec, helmParse(rec, out), want)
+	}()
+	return rec.msgs
+}
+
 // helmChartCopy copies the chart into a temporary directory.
-func helmChartCopy(t *testing.T) string {
+func helmChartCopy(t testing.TB) string {
 	t.Helper()
 	src := helmChartDir(t)
 	dst := filepath.Join(t.TempDir(), "warren")
@@ -590,7 +798,7 @@ type helmRendered struct {
 // helmParse splits helm's output into documents, decodes each strictly and
 // validates it: built-in kinds into k8s.io/api types plus ObjectMeta validation,
 // custom resources against their CRDs. Any failure fails the test.
-func helmParse(t *testing.T, out string) *helmRendered {
+func helmParse(t testing.TB, out string) *helmRendered {
 	t.Helper()
 	r := &helmRendered{
 		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
@@ -742,7 +950,7 @@ type helmEnvVar struct {
 	field  string // fieldRef path
 }
 
-func helmResolveEnv(t *testing.T, r *helmRendered, where string, c corev1.Container) map[string]helmEnvVar {
+func helmResolveEnv(t testing.TB, r *helmRendered, where string, c corev1.Container) map[string]helmEnvVar {
 	t.Helper()
 	env := map[string]helmEnvVar{}
 	for _, from := range c.EnvFrom {
@@ -782,7 +990,7 @@ func helmResolveEnv(t *testing.T, r *helmRendered, where string, c corev1.Contai
 
 // helmCheckBinaryConfig: every variable set in the container is read by the binary
 // (config.Lookup(name).Binaries), every --flag in args is one of its flags.
-func helmCheckBinaryConfig(t *testing.T, where, binary string, env map[string]helmEnvVar, c corev1.Container) {
+func helmCheckBinaryConfig(t testing.TB, where, binary string, env map[string]helmEnvVar, c corev1.Container) {
 	t.Helper()
 	for name := range env {
 		v, ok := config.Lookup(name)
@@ -808,7 +1016,7 @@ func helmCheckBinaryConfig(t *testing.T, where, binary string, env map[string]he
 	}
 }
 
-func helmSelects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]string) bool {
+func helmSelects(t testing.TB, sel *metav1.LabelSelector, podLabels map[string]string) bool {
 	t.Helper()
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
@@ -820,9 +1028,11 @@ func helmSelects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]s
 	return s.Matches(labels.Set(podLabels))
 }
 
-// helmWorkload is one of the two Deployments with what the checks need.
+// helmWorkload is one Deployment (the API's or a worker pool's) with what the
+// checks need.
 type helmWorkload struct {
 	binary    string
+	pool      *helmPoolExpect // nil for the API
 	deploy    *appsv1.Deployment
 	container corev1.Container
 	env       map[string]helmEnvVar
@@ -834,8 +1044,27 @@ func (w helmWorkload) podLabels() map[string]string { return w.deploy.Spec.Templ
 
 func (w helmWorkload) where() string { return "Deployment " + w.deploy.Name }
 
+// what names the workload in messages: "api" or "pool seed".
+func (w helmWorkload) what() string {
+	if w.pool != nil {
+		return "pool " + w.pool.name
+	}
+	return w.binary
+}
+
+// models is the workload's MODELS as the worker splits it.
+func (w helmWorkload) models(t testing.TB) []string {
+	var out []string
+	for item := range strings.SplitSeq(w.configValue(t, config.Models.Env), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 // configValue is the variable as the binary sees it: set, or its default.
-func (w helmWorkload) configValue(t *testing.T, name string) string {
+func (w helmWorkload) configValue(t testing.TB, name string) string {
 	t.Helper()
 	if v, ok := w.env[name]; ok {
 		if v.secret != nil || v.field != "" {
@@ -850,11 +1079,26 @@ func (w helmWorkload) configValue(t *testing.T, name string) string {
 	return v.Default(w.binary)
 }
 
-func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
+// helmRepoModels reads the repository's models/ (every model, every served
+// version) with pkg/repository, by name.
+func helmRepoModels(t testing.TB) map[string][]repository.Model {
+	t.Helper()
+	ms, err := repository.Scan(filepath.Join(repoRoot(t), dockerfileModelsDir), nil)
+	if err != nil {
+		t.Fatalf("%s/: %v", dockerfileModelsDir, err)
+	}
+	out := map[string][]repository.Model{}
+	for _, m := range ms {
+		out[m.Name] = append(out[m.Name], m)
+	}
+	return out
+}
+
+func helmCheck(t testing.TB, r *helmRendered, want helmExpect) {
 	t.Helper()
 	chart := helmChartMeta(t)
 	ports := map[string]int32{config.API: 8000, config.Worker: 8001}
-	wl := map[string]*helmWorkload{}
+	repo := helmRepoModels(t)
 
 	// Every object carries the standard labels.
 	for _, d := range r.docs {
@@ -875,15 +1119,33 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 		}
 	}
 
-	// The two Deployments.
-	for _, b := range []string{config.API, config.Worker} {
+	// The Deployments: the API's and one per worker pool.
+	if len(want.pools) == 0 {
+		t.Fatal("test bug: a value set without pools")
+	}
+	var workloads []*helmWorkload
+	api := &helmWorkload{binary: config.API, port: ports[config.API]}
+	workloads = append(workloads, api)
+	var pools []*helmWorkload
+	for i := range want.pools {
+		w := &helmWorkload{binary: config.Worker, pool: &want.pools[i], port: ports[config.Worker]}
+		pools = append(pools, w)
+		workloads = append(workloads, w)
+	}
+	if len(r.deployments) != len(workloads) {
+		t.Errorf("Deployments %v, want the API's and one per pool (%d)", helmKeys(r.deployments), len(want.pools))
+	}
+	for _, w := range workloads {
+		b := w.binary
 		name := want.prefix + "-" + b
+		if w.pool != nil {
+			name = want.prefix + "-worker-" + w.pool.name
+		}
 		d := r.deployments[name]
 		if d == nil {
 			t.Fatalf("no Deployment %s (have %v)", name, helmKeys(r.deployments))
 		}
-		w := &helmWorkload{binary: b, deploy: d, port: ports[b]}
-		wl[b] = w
+		w.deploy = d
 		where := w.where()
 		if !helmSelects(t, d.Spec.Selector, d.Spec.Template.Labels) {
 			t.Errorf("%s: selector does not match its pod template", where)
@@ -925,6 +1187,24 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 		for name, v := range w.env {
 			if v.secret != nil {
 				helmCheckSecretRef(t, r, want, where+" "+name, v.secret)
+			}
+		}
+
+		// A pool's workers serve its models, all of them models of the repository
+		// the image carries, and read that repository (the image's MODEL_REPOSITORY).
+		if w.pool != nil {
+			if got, wantModels := w.configValue(t, config.Models.Env), strings.Join(w.pool.models, ","); got != wantModels {
+				t.Errorf("%s: MODELS=%q, want %q (the pool's models)", where, got, wantModels)
+			}
+			if len(w.models(t)) == 0 {
+				t.Errorf("%s: MODELS is empty: the pool would serve every model of the image, overlapping the others", where)
+			} else if _, err := repository.Scan(filepath.Join(repoRoot(t), dockerfileModelsDir), w.models(t)); err != nil {
+				t.Errorf("%s: MODELS=%s: %s", where, w.configValue(t, config.Models.Env), strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+			if dir, ok := w.env[config.ModelRepository.Env]; ok {
+				if imageDir, _ := dockerfileImageModels(t, repoRoot(t)); dir.value != imageDir {
+					t.Errorf("%s: MODEL_REPOSITORY=%q, but the image's models are at %s and the chart mounts none", where, dir.value, imageDir)
+				}
 			}
 		}
 
@@ -991,7 +1271,29 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 		}
 	}
 
-	api, worker := wl[config.API], wl[config.Worker]
+	// Each workload's pods are its own: no selector of one matches another's pods.
+	for _, w := range workloads {
+		for _, o := range workloads {
+			if o != w && helmSelects(t, w.deploy.Spec.Selector, o.podLabels()) {
+				t.Errorf("%s's selector also matches the pods of %s", w.where(), o.where())
+			}
+		}
+	}
+
+	// The pools: each model in one pool only; the API's DEFAULT_MODEL served.
+	servedBy := map[string]string{}
+	for _, w := range pools {
+		for _, m := range w.models(t) {
+			if other, dup := servedBy[m]; dup {
+				t.Errorf("model %s is served by pools %s and %s", m, other, w.pool.name)
+			}
+			servedBy[m] = w.pool.name
+		}
+	}
+	if def := api.configValue(t, config.DefaultModel.Env); servedBy[def] == "" {
+		t.Errorf("API: DEFAULT_MODEL %s is served by no pool (%v): /process would answer no_workers", def, helmKeys(servedBy))
+	}
+
 	apiPod := api.deploy.Spec.Template.Spec
 
 	// The API: job store, replicas, HPA, management API.
@@ -1067,89 +1369,124 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 		t.Error("API without a management URL must run with --management-url= (empty MANAGEMENT_URL means the default, guest@localhost)")
 	}
 
-	// Services: each selects its own pods, on the container's port.
+	// Services: the API's and a headless one per pool, each selecting exactly its
+	// own pods, on the container's port.
 	apiSvc := r.services[want.apiService]
-	workerSvc := r.services[want.workerService]
-	if apiSvc == nil || workerSvc == nil || len(r.services) != 2 {
-		t.Fatalf("Services %v, want %s and %s", helmKeys(r.services), want.apiService, want.workerService)
+	if apiSvc == nil || len(r.services) != len(workloads) {
+		t.Fatalf("Services %v, want %s and %s-<pool> for each pool", helmKeys(r.services), want.apiService, want.workerServiceBase)
 	}
-	for _, s := range []struct {
-		svc      *corev1.Service
-		own      *helmWorkload
-		other    *helmWorkload
-		headless bool
-	}{{apiSvc, api, worker, false}, {workerSvc, worker, api, true}} {
-		where := "Service " + s.svc.Name
-		sel := &metav1.LabelSelector{MatchLabels: s.svc.Spec.Selector}
-		if !helmSelects(t, sel, s.own.podLabels()) {
-			t.Errorf("%s does not select the %s pods", where, s.own.binary)
-		}
-		if helmSelects(t, sel, s.other.podLabels()) {
-			t.Errorf("%s also selects the %s pods", where, s.other.binary)
-		}
-		if len(s.svc.Spec.Ports) != 1 || s.svc.Spec.Ports[0].Name != "http" {
-			t.Fatalf("%s: ports %+v, want one named http", where, s.svc.Spec.Ports)
-		}
-		if p := s.svc.Spec.Ports[0]; helmContainerPort(s.own.container, p.TargetPort) != s.own.port {
-			t.Errorf("%s: targetPort %s is not the %s's port %d", where, p.TargetPort.String(), s.own.binary, s.own.port)
-		}
-		if headless := s.svc.Spec.ClusterIP == corev1.ClusterIPNone; headless != s.headless {
-			t.Errorf("%s: headless %v, want %v", where, headless, s.headless)
+	svcOf := map[*helmWorkload]*corev1.Service{api: apiSvc}
+	for _, w := range pools {
+		name := want.workerServiceBase + "-" + w.pool.name
+		if svcOf[w] = r.services[name]; svcOf[w] == nil {
+			t.Fatalf("no Service %s for pool %s (have %v)", name, w.pool.name, helmKeys(r.services))
 		}
 	}
-	if workerSvc.Spec.Ports[0].Port != 8001 {
-		t.Errorf("worker Service port %d, want 8001 (deployments/prometheus/prometheus.yml)", workerSvc.Spec.Ports[0].Port)
-	}
-	if !workerSvc.Spec.PublishNotReadyAddresses {
-		t.Error("worker Service: not-ready workers must keep their DNS records (still scraped, alerted on)")
+	for _, w := range workloads {
+		svc := svcOf[w]
+		where := "Service " + svc.Name
+		sel := &metav1.LabelSelector{MatchLabels: svc.Spec.Selector}
+		if !helmSelects(t, sel, w.podLabels()) {
+			t.Errorf("%s does not select the pods of %s", where, w.what())
+		}
+		for _, o := range workloads {
+			if o != w && helmSelects(t, sel, o.podLabels()) {
+				t.Errorf("%s also selects the pods of %s", where, o.what())
+			}
+		}
+		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" {
+			t.Fatalf("%s: ports %+v, want one named http", where, svc.Spec.Ports)
+		}
+		if p := svc.Spec.Ports[0]; helmContainerPort(w.container, p.TargetPort) != w.port {
+			t.Errorf("%s: targetPort %s is not the %s's port %d", where, p.TargetPort.String(), w.binary, w.port)
+		}
+		if headless, wantHeadless := svc.Spec.ClusterIP == corev1.ClusterIPNone, w.pool != nil; headless != wantHeadless {
+			t.Errorf("%s: headless %v, want %v", where, headless, wantHeadless)
+		}
+		if w.pool != nil {
+			if svc.Spec.Ports[0].Port != 8001 {
+				t.Errorf("%s: port %d, want 8001 (deployments/prometheus/prometheus.yml)", where, svc.Spec.Ports[0].Port)
+			}
+			if !svc.Spec.PublishNotReadyAddresses {
+				t.Errorf("%s: not-ready workers must keep their DNS records (still scraped, alerted on)", where)
+			}
+		}
 	}
 
-	// PodDisruptionBudgets.
-	for _, w := range []*helmWorkload{api, worker} {
+	// PodDisruptionBudgets: one per Deployment, selecting exactly its pods.
+	if len(r.pdbs) != len(workloads) {
+		t.Errorf("PodDisruptionBudgets %v, want one per Deployment", helmKeys(r.pdbs))
+	}
+	for _, w := range workloads {
 		pdb := r.pdbs[w.deploy.Name]
 		if pdb == nil {
 			t.Errorf("no PodDisruptionBudget for %s", w.where())
 			continue
 		}
 		if !helmSelects(t, pdb.Spec.Selector, w.podLabels()) {
-			t.Errorf("PDB %s does not select the %s pods", pdb.Name, w.binary)
+			t.Errorf("PDB %s does not select the pods of %s", pdb.Name, w.what())
 		}
-		for _, o := range []*helmWorkload{api, worker} {
+		for _, o := range workloads {
 			if o != w && helmSelects(t, pdb.Spec.Selector, o.podLabels()) {
-				t.Errorf("PDB %s also selects the %s pods", pdb.Name, o.binary)
+				t.Errorf("PDB %s also selects the pods of %s", pdb.Name, o.what())
 			}
 		}
 	}
 
-	// Workers: KEDA or a fixed count.
-	sos := r.custom["ScaledObject"]
-	tas := r.custom["TriggerAuthentication"]
-	if !want.keda {
-		if len(sos) > 0 || len(tas) > 0 {
-			t.Errorf("KEDA off, but %d ScaledObjects and %d TriggerAuthentications rendered", len(sos), len(tas))
+	// Worker pools: a ScaledObject each, or a fixed count.
+	sos := map[string]map[string]any{} // by the Deployment they target
+	for _, raw := range r.custom["ScaledObject"] {
+		var so struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     struct {
+				ScaleTargetRef struct {
+					Name string `json:"name"`
+				} `json:"scaleTargetRef"`
+			} `json:"spec"`
 		}
-		if worker.deploy.Spec.Replicas == nil || *worker.deploy.Spec.Replicas != want.workerReplicas {
-			t.Errorf("worker replicas %v, want %d", worker.deploy.Spec.Replicas, want.workerReplicas)
+		helmRecode(t, raw, &so)
+		if _, dup := sos[so.Spec.ScaleTargetRef.Name]; dup {
+			t.Errorf("several ScaledObjects target %s", so.Spec.ScaleTargetRef.Name)
 		}
-	} else {
-		if len(sos) != 1 {
-			t.Fatalf("%d ScaledObjects, want 1", len(sos))
-		}
-		if worker.deploy.Spec.Replicas != nil {
-			t.Error("worker Deployment sets replicas although KEDA's HPA owns them")
-		}
-		helmCheckScaledObject(t, r, want, sos[0], api, worker, apiSvc, mgmt)
+		sos[so.Spec.ScaleTargetRef.Name] = raw
 	}
+	var authRefs []string
+	keda := 0
+	for _, w := range pools {
+		so := sos[w.deploy.Name]
+		if !w.pool.keda {
+			if so != nil {
+				t.Errorf("pool %s: autoscaling off, but a ScaledObject targets %s", w.pool.name, w.deploy.Name)
+			}
+			if w.deploy.Spec.Replicas == nil || *w.deploy.Spec.Replicas != w.pool.replicas {
+				t.Errorf("pool %s: replicas %v, want %d", w.pool.name, w.deploy.Spec.Replicas, w.pool.replicas)
+			}
+			continue
+		}
+		keda++
+		if so == nil {
+			t.Errorf("pool %s: no ScaledObject targets %s", w.pool.name, w.deploy.Name)
+			continue
+		}
+		if w.deploy.Spec.Replicas != nil {
+			t.Errorf("pool %s: the Deployment sets replicas although KEDA's HPA owns them", w.pool.name)
+		}
+		authRefs = append(authRefs, helmCheckScaledObject(t, so, w, apiSvc, repo)...)
+	}
+	if len(sos) != keda {
+		t.Errorf("%d ScaledObjects (targeting %v), want one per autoscaled pool (%d)", len(sos), helmKeys(sos), keda)
+	}
+	helmCheckTriggerAuth(t, r, authRefs, mgmt)
 
-	// ServiceMonitors.
+	// ServiceMonitors: one per Service, selecting it alone.
 	sms := r.custom["ServiceMonitor"]
 	if !want.serviceMonitor {
 		if len(sms) > 0 {
 			t.Errorf("%d ServiceMonitors rendered, want none", len(sms))
 		}
 	} else {
-		if len(sms) != 2 {
-			t.Fatalf("%d ServiceMonitors, want 2", len(sms))
+		if len(sms) != len(workloads) {
+			t.Fatalf("%d ServiceMonitors, want %d (the API and each pool)", len(sms), len(workloads))
 		}
 		seen := map[string]bool{}
 		for _, sm := range sms {
@@ -1158,8 +1495,13 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 				Spec     struct {
 					Selector  metav1.LabelSelector `json:"selector"`
 					Endpoints []struct {
-						Port string `json:"port"`
-						Path string `json:"path"`
+						Port        string `json:"port"`
+						Path        string `json:"path"`
+						Relabelings []struct {
+							Action      string `json:"action"`
+							TargetLabel string `json:"targetLabel"`
+							Replacement string `json:"replacement"`
+						} `json:"relabelings"`
 					} `json:"endpoints"`
 				} `json:"spec"`
 			}
@@ -1177,10 +1519,21 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 			seen[matched[0].Name] = true
 			if len(m.Spec.Endpoints) != 1 || m.Spec.Endpoints[0].Port != matched[0].Spec.Ports[0].Name || m.Spec.Endpoints[0].Path != "/metrics" {
 				t.Errorf("ServiceMonitor %s endpoints %+v, want port %s path /metrics", m.Metadata.Name, m.Spec.Endpoints, matched[0].Spec.Ports[0].Name)
+				continue
+			}
+			// The job label the shipped rules and alerts select on.
+			wantJob := "warren-worker"
+			if matched[0] == apiSvc {
+				wantJob = "warren-api"
+			}
+			if rl := m.Spec.Endpoints[0].Relabelings; len(rl) != 1 || rl[0].TargetLabel != "job" || rl[0].Replacement != wantJob {
+				t.Errorf("ServiceMonitor %s relabelings %+v, want job=%s", m.Metadata.Name, rl, wantJob)
 			}
 		}
-		if !seen[apiSvc.Name] || !seen[workerSvc.Name] {
-			t.Errorf("ServiceMonitors cover %v, want both Services", seen)
+		for _, w := range workloads {
+			if !seen[svcOf[w].Name] {
+				t.Errorf("no ServiceMonitor selects the Service %s", svcOf[w].Name)
+			}
 		}
 	}
 
@@ -1207,7 +1560,7 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 		if p.Annotations["helm.sh/hook"] != "test" {
 			t.Errorf("%s is not a helm test hook", where)
 		}
-		for _, svc := range []*corev1.Service{apiSvc, workerSvc} {
+		for _, svc := range r.services {
 			if helmSelects(t, &metav1.LabelSelector{MatchLabels: svc.Spec.Selector}, p.Labels) {
 				t.Errorf("%s is selected by the Service %s", where, svc.Name)
 			}
@@ -1233,35 +1586,44 @@ func helmCheck(t *testing.T, r *helmRendered, want helmExpect) {
 	}
 }
 
-// helmCheckScaledObject: target, bounds and triggers of the workers' ScaledObject.
-func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw map[string]any, api, worker *helmWorkload, apiSvc *corev1.Service, mgmt helmEnvVar) {
+// helmScaledObject is the part of a ScaledObject the checks read.
+type helmScaledObject struct {
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Spec     struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MinReplicaCount *int64 `json:"minReplicaCount"`
+		MaxReplicaCount *int64 `json:"maxReplicaCount"`
+		Triggers        []struct {
+			Type              string            `json:"type"`
+			Name              string            `json:"name"`
+			MetricType        string            `json:"metricType"`
+			Metadata          map[string]string `json:"metadata"`
+			AuthenticationRef *struct {
+				Name string `json:"name"`
+				Kind string `json:"kind"`
+			} `json:"authenticationRef"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+// helmCheckScaledObject: target, bounds and triggers of a pool's ScaledObject.
+// Every model of the pool has its triggers (capacity: the API's
+// /capacity?model=<model>; rabbitmq: a regex matching exactly that model's request
+// queues, one per version, with the worker's slots for the model; jobs: the same
+// for its job queues), and no trigger names a model the pool does not serve. It
+// returns the TriggerAuthentications the triggers refer to.
+func helmCheckScaledObject(t testing.TB, raw map[string]any, w *helmWorkload, apiSvc *corev1.Service, repo map[string][]repository.Model) []string {
 	t.Helper()
-	var so struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-		Spec     struct {
-			ScaleTargetRef struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-				Name       string `json:"name"`
-			} `json:"scaleTargetRef"`
-			MinReplicaCount *int64 `json:"minReplicaCount"`
-			MaxReplicaCount *int64 `json:"maxReplicaCount"`
-			Triggers        []struct {
-				Type              string            `json:"type"`
-				Name              string            `json:"name"`
-				MetricType        string            `json:"metricType"`
-				Metadata          map[string]string `json:"metadata"`
-				AuthenticationRef *struct {
-					Name string `json:"name"`
-					Kind string `json:"kind"`
-				} `json:"authenticationRef"`
-			} `json:"triggers"`
-		} `json:"spec"`
-	}
+	want := w.pool
+	var so helmScaledObject
 	helmRecode(t, raw, &so)
 	where := "ScaledObject " + so.Metadata.Name
-	if ref := so.Spec.ScaleTargetRef; ref.Name != worker.deploy.Name || (ref.Kind != "" && ref.Kind != "Deployment") || (ref.APIVersion != "" && ref.APIVersion != "apps/v1") {
-		t.Errorf("%s targets %+v, want Deployment %s", where, ref, worker.deploy.Name)
+	if ref := so.Spec.ScaleTargetRef; ref.Name != w.deploy.Name || (ref.Kind != "" && ref.Kind != "Deployment") || (ref.APIVersion != "" && ref.APIVersion != "apps/v1") {
+		t.Errorf("%s targets %+v, want Deployment %s", where, ref, w.deploy.Name)
 	}
 	if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount != want.minWorkers {
 		t.Errorf("%s: minReplicaCount %v, want %d", where, so.Spec.MinReplicaCount, want.minWorkers)
@@ -1270,16 +1632,70 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 		t.Errorf("%s: maxReplicaCount %v", where, so.Spec.MaxReplicaCount)
 	}
 
-	capacityTrigger, requestTrigger, jobTrigger := false, false, false
+	// The worker's slots per model version: the model's config.yaml, else the
+	// pool's CONCURRENCY / JOB_CONCURRENCY (cmd/worker applies them so).
+	slots := func(model string, jobs bool) string {
+		ms := repo[model]
+		if len(ms) == 0 {
+			return "?"
+		}
+		c := ms[0].Config
+		switch {
+		case !jobs && c.Concurrency > 0:
+			return strconv.Itoa(c.Concurrency)
+		case !jobs:
+			return w.configValue(t, config.Concurrency.Env)
+		case c.JobConcurrency != nil:
+			return strconv.Itoa(*c.JobConcurrency)
+		}
+		return w.configValue(t, config.JobConcurrency.Env)
+	}
+	// modelOfRegex returns the pool model whose queues (built with route) the
+	// regex matches exactly, or "" with a reason.
+	modelOfRegex := func(re *regexp.Regexp, route func(queue.Route) string, other func(queue.Route) string) (string, string) {
+		var found []string
+		for _, m := range want.models {
+			if re.MatchString(route(queue.Route{Model: m, Version: "1"})) {
+				found = append(found, m)
+			}
+		}
+		if len(found) != 1 {
+			return "", fmt.Sprintf("matches the queues of %d of the pool's models %v", len(found), want.models)
+		}
+		m := found[0]
+		for _, v := range []string{"1", "2", "10", "4294967295"} {
+			if q := route(queue.Route{Model: m, Version: v}); !re.MatchString(q) {
+				return "", fmt.Sprintf("misses %s", q)
+			}
+		}
+		for _, q := range []string{
+			other(queue.Route{Model: m, Version: "1"}),
+			route(queue.Route{Model: m + "x", Version: "1"}),
+			route(queue.Route{Model: "x" + m, Version: "1"}),
+			route(queue.Route{Model: m, Version: "1"}) + ".x",
+			route(queue.Route{Model: m, Version: "1"})[:len(route(queue.Route{Model: m, Version: "1"}))-3],
+		} {
+			if re.MatchString(q) {
+				return "", fmt.Sprintf("also matches %s", q)
+			}
+		}
+		return m, ""
+	}
+
+	capacityFor, requestFor, jobFor := map[string]int{}, map[string]int{}, map[string]int{}
+	names := map[string]bool{}
 	var authRefs []string
 	for i, tr := range so.Spec.Triggers {
-		tw := fmt.Sprintf("%s trigger %d (%s)", where, i, tr.Type)
+		tw := fmt.Sprintf("%s trigger %d (%s %s)", where, i, tr.Type, tr.Name)
+		if tr.Name == "" || names[tr.Name] {
+			t.Errorf("%s: trigger names must be present and unique", tw)
+		}
+		names[tr.Name] = true
 		if tr.MetricType != "AverageValue" {
 			t.Errorf("%s: metricType %q, want AverageValue", tw, tr.MetricType)
 		}
 		switch tr.Type {
 		case "metrics-api":
-			capacityTrigger = true
 			u, err := url.Parse(tr.Metadata["url"])
 			if err != nil {
 				t.Errorf("%s: url: %v", tw, err)
@@ -1288,13 +1704,24 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 			// KEDA runs in its own namespace: the Service's namespaced DNS name.
 			wantHost := apiSvc.Name + "." + helmNamespace + ".svc"
 			if u.Scheme != "http" || u.Hostname() != wantHost || u.Port() != strconv.Itoa(int(apiSvc.Spec.Ports[0].Port)) || u.Path != "/capacity" {
-				t.Errorf("%s: url %q, want http://%s:%d/capacity (the API Service)", tw, u, wantHost, apiSvc.Spec.Ports[0].Port)
+				t.Errorf("%s: url %q, want http://%s:%d/capacity?model=… (the API Service)", tw, u, wantHost, apiSvc.Spec.Ports[0].Port)
+			}
+			// The query names one model the pool serves, and nothing else.
+			q := u.Query()
+			model := q.Get("model")
+			switch {
+			case len(q) != 1 || len(q["model"]) != 1:
+				t.Errorf("%s: url %q, want the one query parameter model=<a model of the pool>", tw, u)
+			case !slices.Contains(want.models, model):
+				t.Errorf("%s: url %q names model %q, which pool %s does not serve (%v)", tw, u, model, want.name, want.models)
+			default:
+				capacityFor[model]++
 			}
 			if got, wantLoc := tr.Metadata["valueLocation"], helmJSONName(t, capacity.Snapshot{}, "WorkersNeeded"); got != wantLoc {
 				t.Errorf("%s: valueLocation %q, want %q (capacity.Snapshot's JSON name)", tw, got, wantLoc)
 			}
 			if tr.Metadata["targetValue"] != "1" {
-				t.Errorf("%s: targetValue %q, want \"1\" (replicas = workersNeeded)", tw, tr.Metadata["targetValue"])
+				t.Errorf("%s: targetValue %q, want \"1\" (replicas = workers_needed)", tw, tr.Metadata["targetValue"])
 			}
 			if f := tr.Metadata["format"]; f != "" && f != "json" {
 				t.Errorf("%s: format %q", tw, f)
@@ -1304,19 +1731,32 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 			if md["protocol"] != "http" || md["mode"] != "QueueLength" {
 				t.Errorf("%s: protocol %q mode %q, want http (ready + unacked) and QueueLength", tw, md["protocol"], md["mode"])
 			}
-			var slots string
-			switch md["queueName"] {
-			case queue.DefaultQueue:
-				requestTrigger = true
-				slots = worker.configValue(t, "CONCURRENCY")
-			case queue.DefaultJobQueue:
-				jobTrigger = true
-				slots = worker.configValue(t, "JOB_CONCURRENCY")
-			default:
-				t.Errorf("%s: queueName %q, want %s or %s", tw, md["queueName"], queue.DefaultQueue, queue.DefaultJobQueue)
+			if md["useRegex"] != "true" || (md["operation"] != "" && md["operation"] != "sum") {
+				t.Errorf("%s: useRegex %q operation %q, want true and sum (every version's queue of the model, as /capacity?model= sums them)", tw, md["useRegex"], md["operation"])
 			}
-			if md["value"] != slots {
-				t.Errorf("%s: value %q, want %q (the worker's slots for that queue)", tw, md["value"], slots)
+			re, err := regexp.Compile(md["queueName"])
+			if err != nil {
+				t.Errorf("%s: queueName %q: %v", tw, md["queueName"], err)
+				continue
+			}
+			model, jobs, why := "", false, ""
+			if strings.Contains(md["queueName"], regexp.QuoteMeta(queue.JobQueuePrefix)) {
+				jobs = true
+				model, why = modelOfRegex(re, queue.Route.JobQueue, queue.Route.RequestQueue)
+			} else {
+				model, why = modelOfRegex(re, queue.Route.RequestQueue, queue.Route.JobQueue)
+			}
+			if model == "" {
+				t.Errorf("%s: queueName %q %s", tw, md["queueName"], why)
+				continue
+			}
+			if jobs {
+				jobFor[model]++
+			} else {
+				requestFor[model]++
+			}
+			if s := slots(model, jobs); md["value"] != s {
+				t.Errorf("%s: value %q, want %q (the worker's slots for %s, jobs %v: its config.yaml, else the pool's setting)", tw, md["value"], s, model, jobs)
 			}
 			if _, ok := md["host"]; ok {
 				t.Errorf("%s: host in metadata (it carries credentials: use the TriggerAuthentication)", tw)
@@ -1330,20 +1770,31 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 			t.Errorf("%s: unexpected trigger type", tw)
 		}
 	}
-	if want.trigger == "capacity" && (!capacityTrigger || requestTrigger) {
-		t.Errorf("%s: want the capacity trigger only (capacity %v, request queue %v)", where, capacityTrigger, requestTrigger)
+	for _, m := range want.models {
+		wantCap, wantReq, wantJob := 0, 0, 0
+		if want.trigger == "capacity" {
+			wantCap = 1
+		} else {
+			wantReq = 1
+		}
+		if want.jobsTrigger {
+			wantJob = 1
+		}
+		if capacityFor[m] != wantCap || requestFor[m] != wantReq || jobFor[m] != wantJob {
+			t.Errorf("%s: model %s has %d capacity, %d request-queue and %d job-queue triggers, want %d, %d and %d",
+				where, m, capacityFor[m], requestFor[m], jobFor[m], wantCap, wantReq, wantJob)
+		}
 	}
-	if want.trigger == "rabbitmq" && (capacityTrigger || !requestTrigger) {
-		t.Errorf("%s: want the request-queue trigger only (capacity %v, request queue %v)", where, capacityTrigger, requestTrigger)
+	if so.Spec.MinReplicaCount != nil && *so.Spec.MinReplicaCount == 0 && len(capacityFor) < len(want.models) {
+		t.Errorf("%s: scales to zero without a capacity trigger for every model: nothing is queued while no worker runs, so it would never wake", where)
 	}
-	if jobTrigger != want.jobsTrigger {
-		t.Errorf("%s: job-queue trigger %v, want %v", where, jobTrigger, want.jobsTrigger)
-	}
-	if *so.Spec.MinReplicaCount == 0 && !capacityTrigger {
-		t.Errorf("%s: scales to zero without the capacity trigger: nothing is queued while no worker runs, so it would never wake", where)
-	}
+	return authRefs
+}
 
-	// TriggerAuthentication: the management URL from the API's own Secret key.
+// helmCheckTriggerAuth: the TriggerAuthentication the rabbitmq triggers use reads
+// the management URL from the API's own Secret key; none is rendered unused.
+func helmCheckTriggerAuth(t testing.TB, r *helmRendered, authRefs []string, mgmt helmEnvVar) {
+	t.Helper()
 	tas := r.custom["TriggerAuthentication"]
 	if len(authRefs) == 0 {
 		if len(tas) > 0 {
@@ -1367,7 +1818,7 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 	helmRecode(t, tas[0], &ta)
 	for _, ref := range authRefs {
 		if ref != ta.Metadata.Name {
-			t.Errorf("%s: authenticationRef %q, rendered TriggerAuthentication %q", where, ref, ta.Metadata.Name)
+			t.Errorf("authenticationRef %q, rendered TriggerAuthentication %q", ref, ta.Metadata.Name)
 		}
 	}
 	if len(ta.Spec.SecretTargetRef) != 1 || mgmt.secret == nil {
@@ -1380,7 +1831,7 @@ func helmCheckScaledObject(t *testing.T, r *helmRendered, want helmExpect, raw m
 
 // helmCheckSecretRef: a secretKeyRef names the user's Secret or a key the chart's
 // Secret really has.
-func helmCheckSecretRef(t *testing.T, r *helmRendered, want helmExpect, where string, ref *corev1.SecretKeySelector) {
+func helmCheckSecretRef(t testing.TB, r *helmRendered, want helmExpect, where string, ref *corev1.SecretKeySelector) {
 	t.Helper()
 	if want.existingSecret != "" {
 		if ref.Name != want.existingSecret {
@@ -1398,7 +1849,7 @@ func helmCheckSecretRef(t *testing.T, r *helmRendered, want helmExpect, where st
 	}
 }
 
-func helmCheckSecurity(t *testing.T, where string, pod *corev1.PodSecurityContext, c *corev1.SecurityContext) {
+func helmCheckSecurity(t testing.TB, where string, pod *corev1.PodSecurityContext, c *corev1.SecurityContext) {
 	t.Helper()
 	if pod == nil || c == nil {
 		t.Errorf("%s: pod securityContext %v, container securityContext %v", where, pod != nil, c != nil)
@@ -1446,7 +1897,7 @@ func helmContainerPort(c corev1.Container, p intstr.IntOrString) int32 {
 }
 
 // helmJSONName is the JSON name of a struct field (its json tag).
-func helmJSONName(t *testing.T, v any, field string) string {
+func helmJSONName(t testing.TB, v any, field string) string {
 	t.Helper()
 	f, ok := reflect.TypeOf(v).FieldByName(field)
 	if !ok {
@@ -1460,7 +1911,7 @@ func helmJSONName(t *testing.T, v any, field string) string {
 }
 
 // helmRecode converts an unstructured object into a typed view of it.
-func helmRecode(t *testing.T, in map[string]any, out any) {
+func helmRecode(t testing.TB, in map[string]any, out any) {
 	t.Helper()
 	raw, err := yaml.Marshal(in)
 	if err != nil {
@@ -1486,7 +1937,7 @@ type helmChartYAML struct {
 	AppVersion string `json:"appVersion"`
 }
 
-func helmChartMeta(t *testing.T) helmChartYAML {
+func helmChartMeta(t testing.TB) helmChartYAML {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(helmChartDir(t), "Chart.yaml"))
 	if err != nil {

@@ -35,7 +35,9 @@ Names
 {{- default (include "warren.api.fullname" .) .Values.api.service.name }}
 {{- end }}
 
-{{- define "warren.worker.serviceName" -}}
+{{/* The base of the pools' headless Service names: worker.service.name, else
+<fullname>-worker. Each pool's Service is <base>-<pool>. */}}
+{{- define "warren.worker.serviceBase" -}}
 {{- default (include "warren.worker.fullname" .) .Values.worker.service.name }}
 {{- end }}
 
@@ -131,6 +133,7 @@ DRAIN_TIMEOUT: <component>.drainTimeoutSeconds
 HTTP_ADDR: the chart (port 8000 for the api, 8001 for the worker)
 DATA_DIR: the chart (/data, the api's volume)
 WORKER_ID: the chart (the pod name)
+MODELS: workerPools[].models (one worker Deployment per pool)
 {{- end }}
 
 {{/*
@@ -146,21 +149,23 @@ made floats are printed without an exponent (1000000, not 1e+06).
 {{- end }}
 
 {{/*
-The ConfigMap data of a component: (dict "root" $ "binary" "api" "config" .Values.api.config).
-Fails on a variable the binary does not read and on a chart-managed one.
+The ConfigMap data of a component: (dict "root" $ "binary" "api" "config" .Values.api.config),
+optionally "where" (the values key named in messages; default the binary). Fails on
+a variable the binary does not read and on a chart-managed one.
 */}}
 {{- define "warren.configData" -}}
+{{- $where := default .binary .where }}
 {{- $known := splitList " " (include (printf "warren.vars.%s" .binary) .root) }}
 {{- $managed := include "warren.vars.managed" .root | fromYaml }}
 {{- range $k, $v := .config }}
 {{- if not (has $k $known) }}
-{{- fail (printf "%s.config.%s: the %s binary does not read %s (see `/%s config`)" $.binary $k $.binary $k $.binary) }}
+{{- fail (printf "%s.config.%s: the %s binary does not read %s (see `/%s config`)" $where $k $.binary $k $.binary) }}
 {{- end }}
 {{- if hasKey $managed $k }}
-{{- fail (printf "%s.config.%s: set by the chart from %s" $.binary $k (get $managed $k | replace "<component>" $.binary)) }}
+{{- fail (printf "%s.config.%s: set by the chart from %s" $where $k (get $managed $k | replace "<component>" $.binary)) }}
 {{- end }}
 {{- if kindIs "invalid" $v }}
-{{- fail (printf "%s.config.%s: null; remove the key to keep the default" $.binary $k) }}
+{{- fail (printf "%s.config.%s: null; remove the key to keep the default" $where $k) }}
 {{- end }}
 {{ $k }}: {{ include "warren.envValue" $v | quote }}
 {{- end }}
@@ -188,14 +193,126 @@ drain no room.
 {{- end }}
 {{- end }}
 
-{{/* Worker handler slots: worker.config.CONCURRENCY, else the binary's default (4). */}}
-{{- define "warren.workerSlots" -}}
-{{- include "warren.envValue" (get .Values.worker.config "CONCURRENCY" | default "4") }}
+{{/*
+Model names and queue names, as pkg/queue has them (internal/deploycheck compares
+them with queue.ModelNamePattern, queue.RequestQueuePrefix and queue.JobQueuePrefix):
+a model version's queues are <prefix><model>.v<version>.
+*/}}
+{{- define "warren.modelNamePattern" -}}
+^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$
 {{- end }}
 
-{{/* Worker job slots: worker.config.JOB_CONCURRENCY, else the binary's default (1). */}}
-{{- define "warren.workerJobSlots" -}}
-{{- include "warren.envValue" (get .Values.worker.config "JOB_CONCURRENCY" | default "1") }}
+{{- define "warren.requestQueuePrefix" -}}
+warren.req.
+{{- end }}
+
+{{- define "warren.jobQueuePrefix" -}}
+warren.job.
+{{- end }}
+
+{{/* A regex matching every version's queue of a model: (dict "prefix" "warren.req." "model" "seed"). */}}
+{{- define "warren.queueRegex" -}}
+{{- printf "^%s%s\\.v[0-9]+$" (.prefix | replace "." "\\.") .model }}
+{{- end }}
+
+{{/*
+The worker pools (workerPools), validated and resolved, as JSON {"pools": [...]}:
+each pool with its name, models, Deployment/Service names, replicas, config
+(worker.config, then the pool's own keys), resources and scheduling, and
+autoscaling (worker.autoscaling, then the pool's own keys; rabbitmq and jobs key
+by key). Use: (include "warren.workerPools" . | fromJson).pools
+*/}}
+{{- define "warren.workerPools" -}}
+{{- $root := . }}
+{{- $pattern := include "warren.modelNamePattern" . }}
+{{- if not .Values.workerPools }}
+{{- fail "workerPools is empty: list at least one pool, e.g. {name: seed, models: [seed]} (one worker Deployment per pool)" }}
+{{- end }}
+{{- /* worker.config once, named as such in messages. */}}
+{{- $_ := include "warren.configData" (dict "root" . "binary" "worker" "config" .Values.worker.config) }}
+{{- $names := dict }}
+{{- $owner := dict }}
+{{- $pools := list }}
+{{- range $i, $p := .Values.workerPools }}
+{{- $where := printf "workerPools[%d]" $i }}
+{{- if not $p.name }}
+{{- fail (printf "%s: no name (a lowercase DNS label of at most 30 characters, e.g. seed)" $where) }}
+{{- end }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$" (toString $p.name)) }}
+{{- fail (printf "%s.name %q: want a lowercase DNS label of at most 30 characters (letters, digits, '-'), e.g. seed: it names the pool's Deployment, Service and ScaledObject" $where (toString $p.name)) }}
+{{- end }}
+{{- $where = printf "workerPools[%d] (%s)" $i $p.name }}
+{{- if hasKey $names $p.name }}
+{{- fail (printf "workerPools: the pool name %q is used twice (%s and workerPools[%d]): a pool's name names its Deployment, Service and ScaledObject" $p.name (get $names $p.name) $i) }}
+{{- end }}
+{{- $_ := set $names $p.name (printf "workerPools[%d]" $i) }}
+{{- if not $p.models }}
+{{- fail (printf "%s: models is empty: list the models the pool serves (its MODELS). An empty MODELS would load every model of the image, overlapping the other pools" $where) }}
+{{- end }}
+{{- range $m := $p.models }}
+{{- if not (regexMatch $pattern (toString $m)) }}
+{{- fail (printf "%s: model %q is not a valid model name: want 1-64 letters, digits, '_' or '-', starting with a letter or digit (no dots: they separate the parts of queue names)" $where (toString $m)) }}
+{{- end }}
+{{- if hasKey $owner $m }}
+{{- fail (printf "%s: model %q is also served by %s: each model's queues belong to one pool (two pools scaled on the same model's estimate would each scale to all of it)" $where $m (get $owner $m)) }}
+{{- end }}
+{{- $_ := set $owner $m $where }}
+{{- end }}
+{{- $pc := $p.config | default dict }}
+{{- $_ := include "warren.configData" (dict "root" $root "binary" "worker" "config" $pc "where" $where) }}
+{{- $config := merge (deepCopy $pc) (deepCopy $root.Values.worker.config) }}
+{{- /* autoscaling: the pool's keys over worker.autoscaling; rabbitmq and jobs key by key. */}}
+{{- $as := deepCopy $root.Values.worker.autoscaling }}
+{{- range $k, $v := ($p.autoscaling | default dict) }}
+{{- if and (has $k (list "rabbitmq" "jobs")) (kindIs "map" $v) }}
+{{- $sub := deepCopy (get $as $k | default dict) }}
+{{- range $k2, $v2 := $v }}
+{{- $_ := set $sub $k2 $v2 }}
+{{- end }}
+{{- $_ := set $as $k $sub }}
+{{- else }}
+{{- $_ := set $as $k $v }}
+{{- end }}
+{{- end }}
+{{- $replicas := $root.Values.worker.replicaCount }}
+{{- if hasKey $p "replicas" }}{{ $replicas = $p.replicas }}{{ end }}
+{{- $pool := dict
+    "name" $p.name
+    "where" $where
+    "models" $p.models
+    "fullname" (include "warren.componentName" (dict "root" $root "suffix" (printf "worker-%s" $p.name)))
+    "serviceName" (printf "%s-%s" (include "warren.worker.serviceBase" $root | trunc (int (sub 62 (len $p.name))) | trimSuffix "-") $p.name)
+    "replicas" $replicas
+    "config" $config
+    "autoscaling" $as
+    "resources" ($p.resources | default $root.Values.worker.resources)
+    "nodeSelector" ($p.nodeSelector | default $root.Values.worker.nodeSelector)
+    "tolerations" ($p.tolerations | default $root.Values.worker.tolerations)
+    "affinity" ($p.affinity | default $root.Values.worker.affinity) }}
+{{- $pools = append $pools $pool }}
+{{- end }}
+{{- dict "pools" $pools | toJson }}
+{{- end }}
+
+{{/* Pod labels of a pool's workers: (dict "root" $ "pool" $pool). */}}
+{{- define "warren.poolSelectorLabels" -}}
+{{ include "warren.componentSelectorLabels" (dict "root" .root "component" "worker") }}
+warren/pool: {{ .pool.name }}
+{{- end }}
+
+{{- define "warren.poolLabels" -}}
+{{ include "warren.componentLabels" (dict "root" .root "component" "worker") }}
+warren/pool: {{ .pool.name }}
+{{- end }}
+
+{{/* A pool's handler slots: its CONCURRENCY, else the binary's default (4). */}}
+{{- define "warren.poolSlots" -}}
+{{- include "warren.envValue" (get .config "CONCURRENCY" | default "4") }}
+{{- end }}
+
+{{/* A pool's job slots: its JOB_CONCURRENCY, else the binary's default (1). */}}
+{{- define "warren.poolJobSlots" -}}
+{{- include "warren.envValue" (get .config "JOB_CONCURRENCY" | default "1") }}
 {{- end }}
 
 {{/* The RabbitMQ vhost for the KEDA rabbitmq triggers. */}}
@@ -217,8 +334,10 @@ drain no room.
 
 {{/* Is any KEDA rabbitmq trigger in use (and with it the TriggerAuthentication)? */}}
 {{- define "warren.rabbitmqTriggers" -}}
-{{- with .Values.worker.autoscaling }}
+{{- range (include "warren.workerPools" . | fromJson).pools }}
+{{- with .autoscaling }}
 {{- if and .enabled (or (eq .trigger "rabbitmq") .jobs.enabled) }}true{{ end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -244,25 +363,28 @@ Checks across values that a schema cannot express. Included by validate.yaml.
 {{- if lt (int .Values.api.replicaCount) 1 }}
 {{- fail "api.replicaCount must be at least 1" }}
 {{- end }}
-{{- with .Values.worker.autoscaling }}
+{{- range $pool := (include "warren.workerPools" . | fromJson).pools }}
+{{- with $pool.autoscaling }}
 {{- if .enabled }}
+{{- $w := printf "%s: autoscaling" $pool.where }}
 {{- if not (has .trigger (list "capacity" "rabbitmq")) }}
-{{- fail (printf "worker.autoscaling.trigger must be capacity or rabbitmq, not %q" .trigger) }}
+{{- fail (printf "%s.trigger must be capacity or rabbitmq, not %q" $w .trigger) }}
 {{- end }}
 {{- if not $mgmt }}
-{{- fail "worker.autoscaling needs the RabbitMQ management API (management.url or existingSecret.managementUrlKey): the capacity estimate reads the request queue's publish rate and depth from it, and the rabbitmq trigger reads the queue through it. Set it, or worker.autoscaling.enabled=false" }}
+{{- fail (printf "%s needs the RabbitMQ management API (management.url or existingSecret.managementUrlKey): the capacity estimate reads the request queues' publish rate and depth from it, and the rabbitmq trigger reads the queues through it. Set it, or worker.autoscaling.enabled=false" $w) }}
 {{- end }}
 {{- if lt (int .minReplicaCount) 0 }}
-{{- fail "worker.autoscaling.minReplicaCount must not be negative" }}
+{{- fail (printf "%s.minReplicaCount must not be negative" $w) }}
 {{- end }}
 {{- if and (eq (int .minReplicaCount) 0) (ne .trigger "capacity") }}
-{{- fail "worker.autoscaling.minReplicaCount=0 needs trigger: capacity. With no worker the API answers 503 no_workers without publishing, so the request queue stays empty and a queue-length trigger never wakes the farm; the capacity estimate counts those turned-away calls" }}
+{{- fail (printf "%s.minReplicaCount=0 needs trigger: capacity. With no worker the API answers 503 no_workers without publishing, so the request queues stay empty and a queue-length trigger never wakes the pool; the capacity estimate counts those turned-away calls" $w) }}
 {{- end }}
 {{- if lt (int .maxReplicaCount) (max 1 (int .minReplicaCount) | int) }}
-{{- fail "worker.autoscaling.maxReplicaCount must be at least 1 and at least minReplicaCount" }}
+{{- fail (printf "%s.maxReplicaCount must be at least 1 and at least minReplicaCount" $w) }}
 {{- end }}
-{{- if and .jobs.enabled (eq (include "warren.workerJobSlots" $) "0") (not .jobs.value) }}
-{{- fail "worker.autoscaling.jobs.enabled with worker.config.JOB_CONCURRENCY=0: the workers run no jobs" }}
+{{- if and .jobs.enabled (eq (include "warren.poolJobSlots" $pool) "0") (not .jobs.value) }}
+{{- fail (printf "%s.jobs.enabled with JOB_CONCURRENCY=0: the pool's workers run no jobs" $w) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
