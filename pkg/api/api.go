@@ -316,6 +316,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		// A cancelled context (SIGTERM in the binary) is a stop like Stop: long
+		// polls, which watch Stopping, answer at once.
+		s.RequestStop()
 	case <-s.Stopping():
 	case e := <-httpErr:
 		httpErr <- e
