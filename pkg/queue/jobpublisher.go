@@ -49,6 +49,11 @@ type jobSession struct {
 	blocked atomic.Bool
 	done    chan struct{}
 
+	// returns are the mandatory returns of pub, drained by drainReturns only
+	// (under retMu): see there.
+	returns <-chan amqp.Return
+	retMu   sync.Mutex
+
 	mu       sync.Mutex
 	topo     *amqp.Channel       // declarations; replaced after a failed declare closed it
 	declared map[string]struct{} // job queues declared in this session
@@ -107,18 +112,15 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
-	returns := pub.NotifyReturn(make(chan amqp.Return, 16))
+	// Large enough that the library never waits on it: every publish drains it
+	// after its confirm.
+	returns := pub.NotifyReturn(make(chan amqp.Return, 1024))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
-	s := &jobSession{pub: pub, conn: conn, done: make(chan struct{}), declared: map[string]struct{}{}, pending: map[string]chan error{}}
+	s := &jobSession{pub: pub, conn: conn, done: make(chan struct{}), returns: returns,
+		declared: map[string]struct{}{}, pending: map[string]chan error{}}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for r := range returns {
-			s.deliver(r.CorrelationId, fmt.Errorf("%w: job queue %q does not exist (%s)", ErrNoWorkers, r.RoutingKey, r.ReplyText))
-		}
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for b := range blocked {
@@ -195,13 +197,50 @@ func (s *jobSession) declare(fn func(*amqp.Channel) error) error {
 	return fn(s.topo)
 }
 
+// drainReturns hands every mandatory return queued so far to its publish: the job
+// queue does not exist (ErrNoWorkers), so it is declared again before its next use.
+// The broker sends a message's basic.return before its basic.ack, and the client
+// library queues the return here before it resolves the deferred confirm, so a
+// publish that drains after its confirm finds its own return, or finds it already
+// delivered by another drain (draining happens only under retMu, delivery
+// included). A goroutine reading the returns could still hold it, between taking
+// it and delivering it, when the publish looks: the publish would then count a
+// message the broker dropped as queued.
+func (s *jobSession) drainReturns() {
+	s.retMu.Lock()
+	defer s.retMu.Unlock()
+	for {
+		select {
+		case r, ok := <-s.returns:
+			if !ok {
+				return
+			}
+			s.forget(r.RoutingKey)
+			s.deliver(r.CorrelationId, fmt.Errorf("%w: job queue %q does not exist (%s)", ErrNoWorkers, r.RoutingKey, r.ReplyText))
+		default:
+			return
+		}
+	}
+}
+
+func (s *jobSession) isDeclared(q string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.declared[q]
+	return ok
+}
+
+// forget makes the session declare job queue q again before its next use.
+func (s *jobSession) forget(q string) {
+	s.mu.Lock()
+	delete(s.declared, q)
+	s.mu.Unlock()
+}
+
 // jobQueue declares route r's job queue once per session.
 func (s *jobSession) jobQueue(r Route) (string, error) {
 	q := r.JobQueue()
-	s.mu.Lock()
-	_, ok := s.declared[q]
-	s.mu.Unlock()
-	if ok {
+	if s.isDeclared(q) {
 		return q, nil
 	}
 	if err := s.declare(func(ch *amqp.Channel) error { return declareJobQueue(ch, q) }); err != nil {
@@ -325,7 +364,8 @@ func (p *JobPublisher) PublishJob(ctx context.Context, m jobs.Message) (err erro
 	if p.cfg.OnConfirm != nil {
 		p.cfg.OnConfirm(r, time.Since(now))
 	}
-	// A mandatory return arrives before the confirm.
+	// A mandatory return arrives before the confirm (see drainReturns).
+	s.drainReturns()
 	select {
 	case err := <-returned:
 		return err

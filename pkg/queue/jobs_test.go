@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -379,5 +381,43 @@ func TestJobInterruptedWhenItsConnectionIsLost(t *testing.T) {
 	}
 	if s := jc.Stats(); s.Failed != 0 || s.Succeeded != 1 {
 		t.Errorf("stats %+v: the interrupted run must not count as failed", s)
+	}
+}
+
+// A job queue deleted after the publisher declared it: a publish is returned by the
+// broker (no such queue) and must fail with ErrNoWorkers, never count as queued
+// (the broker confirms a returned message too); the next publish declares the queue
+// again, in the same session. Repeated, because whether the return is seen must
+// not depend on the goroutines' timing.
+func TestJobPublishToADeletedJobQueue(t *testing.T) {
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	conn, err := amqp.Dial(f.vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.submit("first") // declares the job queue
+	conns := f.vh.Connections(t)
+	for i := range 10 {
+		if _, err := ch.QueueDelete(route.JobQueue(), false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		err := f.pub.PublishJob(context.Background(), jobs.Message{ID: fmt.Sprintf("lost%d", i), Model: route.Model, Version: route.Version, Body: []byte(`{}`)})
+		if !errors.Is(err, queue.ErrNoWorkers) {
+			t.Fatalf("publish %d to a deleted job queue: %v, want ErrNoWorkers", i, err)
+		}
+		f.submit(fmt.Sprintf("kept%d", i))
+	}
+	f.vh.WaitQueue(t, route.JobQueue(), func(q testbroker.QueueInfo) bool {
+		return q.Arguments["x-queue-type"] == "quorum" && q.Ready == 1
+	}, 10*time.Second)
+	if now := f.vh.Connections(t); !slices.Equal(now, conns) {
+		t.Errorf("connections %q, then %q: the publisher reconnected", conns, now)
 	}
 }
