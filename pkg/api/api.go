@@ -247,6 +247,7 @@ func New(cfg Config) (_ *Server, err error) {
 // track starts following a model version the catalog saw for the first time.
 func (s *Server) track(r queue.Route) {
 	s.client.Watch(r)
+	s.publisher.Track(r)
 	s.capacity.Track(r)
 	s.metrics.Route(r)
 }

@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +26,8 @@ type JobPublisherConfig struct {
 	// the broker confirmed or refused.
 	OnConfirm func(Route, time.Duration)
 	// TopologyRetry is how often a failed declaration of the job path's shared
-	// queues is retried on a live connection; zero means 5s.
+	// queues, or of a tracked model's job queue, is retried on a live connection;
+	// zero means 5s.
 	TopologyRetry time.Duration
 }
 
@@ -33,12 +36,23 @@ type JobPublisherConfig struct {
 // queues unavailable) can disturb sync calls: a broken job topology degrades only
 // the job endpoints and shows in [JobPublisher.State]. It implements
 // jobs.Publisher.
+//
+// The job queues of the models it tracks ([JobPublisher.Track]; every model it
+// published to is tracked too) are declared at once in every session, and a
+// declaration that failed is retried every TopologyRetry: a job queue that an
+// operator deleted, or declared with other arguments and then deleted, is declared
+// again in the same session, without a reconnect.
 type JobPublisher struct {
 	cfg     JobPublisherConfig
 	sess    atomic.Pointer[jobSession]
 	ever    atomic.Bool
 	stopped atomic.Bool
 	problem atomic.Pointer[string] // why publishing is impossible while connected; nil when fine
+	kick    chan struct{}          // a route was tracked: declare it now
+
+	mu     sync.Mutex
+	routes map[Route]struct{} // job queues to keep declared
+	broken map[string]string  // job queue → why its last declaration failed
 }
 
 var _ jobs.Publisher = (*JobPublisher)(nil)
@@ -69,27 +83,87 @@ func NewJobPublisher(cfg JobPublisherConfig) (*JobPublisher, error) {
 	if err := cfg.DialConfig.validate(); err != nil {
 		return nil, err
 	}
-	return &JobPublisher{cfg: cfg}, nil
+	return &JobPublisher{cfg: cfg, kick: make(chan struct{}, 1), routes: map[Route]struct{}{}, broken: map[string]string{}}, nil
+}
+
+// Track makes the publisher declare route r's job queue in every session (at once,
+// and again every TopologyRetry while that fails), so that a job queue that cannot
+// be declared shows in State before the first job of r is submitted.
+func (p *JobPublisher) Track(r Route) {
+	if r.Check() != nil || !p.track(r) {
+		return
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// track adds r to the tracked routes and reports whether it is new.
+func (p *JobPublisher) track(r Route) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.routes[r]; ok {
+		return false
+	}
+	p.routes[r] = struct{}{}
+	return true
+}
+
+// declared records the outcome of declaring route r's job queue q.
+func (p *JobPublisher) declared(r Route, q string, err error) {
+	p.mu.Lock()
+	old, was := p.broken[q]
+	why := ""
+	if err != nil {
+		why = fmt.Sprintf("jobs of model %s cannot be published: %v", r, err)
+		p.broken[q] = why
+	} else {
+		delete(p.broken, q)
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil && why != old:
+		p.cfg.Logger.Warn("jobs of a model cannot be published: declaring its job queue failed", "queue", q,
+			"err", err, "retry_every", p.cfg.TopologyRetry)
+	case err == nil && was:
+		p.cfg.Logger.Info("job queue declared; its jobs can be published again", "queue", q)
+	}
 }
 
 // JobPublisherState is a snapshot for readiness endpoints.
 type JobPublisherState struct {
 	Connected bool `json:"connected"`
-	// Problem says why jobs cannot be published although connected (the shared job
-	// topology could not be declared); empty when they can.
+	// Problem says why jobs cannot be published although connected: the shared job
+	// topology, or the job queue of one or more models (each named), could not be
+	// declared. Empty when they can.
 	Problem string `json:"problem,omitempty"`
 }
 
 // State returns a snapshot of the publisher's state.
 func (p *JobPublisher) State() JobPublisherState {
 	st := JobPublisherState{Connected: p.sess.Load() != nil}
-	if pr := p.problem.Load(); pr != nil && st.Connected {
-		st.Problem = *pr
+	if !st.Connected {
+		return st
 	}
+	if pr := p.problem.Load(); pr != nil {
+		st.Problem = *pr
+		return st
+	}
+	p.mu.Lock()
+	whys := make([]string, 0, len(p.broken))
+	for _, why := range p.broken {
+		whys = append(whys, why)
+	}
+	p.mu.Unlock()
+	slices.Sort(whys)
+	st.Problem = strings.Join(whys, "; ")
 	return st
 }
 
-// Ready reports whether a publish can be attempted now.
+// Ready reports whether a publish can be attempted now. A model whose job queue
+// cannot be declared does not make the publisher unready: only that model's
+// publishes fail (ErrJobTopology), and State names it.
 func (p *JobPublisher) Ready() bool {
 	s := p.sess.Load()
 	return s != nil && p.problem.Load() == nil && !s.blocked.Load()
@@ -113,7 +187,7 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 		return fmt.Errorf("confirm mode: %w", err)
 	}
 	// Large enough that the library never waits on it: every publish drains it
-	// after its confirm.
+	// after its confirm, and keepTopology every round.
 	returns := pub.NotifyReturn(make(chan amqp.Return, 1024))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 	s := &jobSession{pub: pub, conn: conn, done: make(chan struct{}), returns: returns,
@@ -129,7 +203,7 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	}()
 	topoDone := make(chan struct{})
 	topoStop := make(chan struct{})
-	go func() { defer close(topoDone); p.keepShared(s, topoStop) }()
+	go func() { defer close(topoDone); p.keepTopology(s, topoStop) }()
 
 	p.sess.Store(s)
 	p.ever.Store(true)
@@ -153,32 +227,64 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	return cause
 }
 
-// keepShared declares the shared job topology and, while that fails, retries every
-// TopologyRetry, recording the failure as the publisher's problem.
-func (p *JobPublisher) keepShared(s *jobSession, stop <-chan struct{}) {
+// keepTopology declares the shared job topology, then the job queue of every
+// tracked route, and retries what failed every TopologyRetry (and a new route at
+// once), recording failures as the publisher's problems, until stop closes.
+func (p *JobPublisher) keepTopology(s *jobSession, stop <-chan struct{}) {
 	t := time.NewTicker(p.cfg.TopologyRetry)
 	defer t.Stop()
-	logged := ""
+	logged, shared := "", false
 	for {
-		err := s.declare(func(ch *amqp.Channel) error { return declareJobShared(ch) })
-		if err == nil {
-			p.problem.Store(nil)
-			if logged != "" {
-				p.cfg.Logger.Info("job topology declared; jobs can be published again")
+		if !shared {
+			err := s.declare(func(ch *amqp.Channel) error { return declareJobShared(ch) })
+			if err == nil {
+				shared = true
+				p.problem.Store(nil)
+				if logged != "" {
+					p.cfg.Logger.Info("job topology declared; jobs can be published again")
+				}
+			} else {
+				why := err.Error()
+				p.problem.Store(&why)
+				if why != logged {
+					p.cfg.Logger.Warn("jobs cannot be published: declaring the job topology failed", "err", err, "retry_every", p.cfg.TopologyRetry)
+					logged = why
+				}
 			}
-			return
 		}
-		why := err.Error()
-		p.problem.Store(&why)
-		if why != logged {
-			p.cfg.Logger.Warn("jobs cannot be published: declaring the job topology failed", "err", err, "retry_every", p.cfg.TopologyRetry)
-			logged = why
+		if shared {
+			p.declareRoutes(s, stop)
 		}
+		s.drainReturns() // returns of publishes that gave up before their confirm
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-p.kick:
 		}
+	}
+}
+
+// declareRoutes declares every tracked route's job queue not yet declared in
+// session s.
+func (p *JobPublisher) declareRoutes(s *jobSession, stop <-chan struct{}) {
+	p.mu.Lock()
+	routes := make([]Route, 0, len(p.routes))
+	for r := range p.routes {
+		routes = append(routes, r)
+	}
+	p.mu.Unlock()
+	for _, r := range routes {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if s.isDeclared(r.JobQueue()) {
+			continue
+		}
+		_, err := s.jobQueue(r)
+		p.declared(r, r.JobQueue(), err)
 	}
 }
 
@@ -308,7 +414,9 @@ func (p *JobPublisher) PublishJob(ctx context.Context, m jobs.Message) (err erro
 	if pr := p.problem.Load(); pr != nil {
 		return fmt.Errorf("%w: %s", ErrJobTopology, *pr)
 	}
+	p.track(r)
 	q, err := s.jobQueue(r)
+	p.declared(r, r.JobQueue(), err)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrJobTopology, err)
 	}
