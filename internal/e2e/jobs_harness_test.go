@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
+	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
@@ -445,4 +449,153 @@ func publishRaw(t *testing.T, amqpURL, queueName string, p amqp.Publishing) {
 	if ok, err := dc.WaitContext(ctx); err != nil || !ok {
 		t.Fatalf("publish to %s not confirmed: ok=%v err=%v", queueName, ok, err)
 	}
+}
+
+// slowLabRepository starts the seed lab's Service B (POST /predict {"input"}) in
+// the test's process, answering as the seed model does, except that an input
+// starting with "slow" is held until its caller gives up (a worker SIGKILLed, or
+// the job's run timeout), and returns a model repository whose seed model is that
+// server over the http backend (protocol seed). Workers on it run slow jobs without
+// a slow warm-up: MODEL_LATENCY delays every inference of the seed backend, the
+// warm-up's included.
+func slowLabRepository(t *testing.T) string {
+	t.Helper()
+	seed := model.NewSeed(model.SeedConfig{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Input string `json:"input"`
+		}
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&in) != nil {
+			http.Error(w, "want POST {\"input\": …}", http.StatusUnprocessableEntity)
+			return
+		}
+		if strings.HasPrefix(in.Input, "slow") {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(2 * time.Minute):
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seed.PredictOne(in.Input))
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	dir := filepath.Join(t.TempDir(), "models")
+	if err := os.MkdirAll(filepath.Join(dir, "seed"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "backend: http\nprotocol: seed\nurl: " + srv.URL + "/predict\nconcurrency: 4\n"
+	if err := os.WriteFile(filepath.Join(dir, "seed", "config.yaml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// digitsRoute is the repository's digits ONNX model.
+var digitsRoute = queue.Route{Model: "digits", Version: "1"}
+
+// digitsVector is one held-out image of models/digits/testdata/vectors.json.
+type digitsVector struct {
+	Label int       `json:"label"`
+	Input []float64 `json:"input"`
+}
+
+// digitsVectors reads the digits model's test vectors.
+func digitsVectors(t *testing.T) []digitsVector {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(modelRepository(t), "digits", "testdata", "vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Input   string         `json:"input"`
+		Vectors []digitsVector `json:"vectors"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Input != "input" || len(f.Vectors) < 8 || len(f.Vectors[0].Input) != 64 {
+		t.Fatalf("vectors.json: input %q, %d vectors", f.Input, len(f.Vectors))
+	}
+	return f.Vectors
+}
+
+// digitsInputs is a v2 "inputs" array holding one image.
+func digitsInputs(v digitsVector) string {
+	b, _ := json.Marshal(v.Input)
+	return fmt.Sprintf(`[{"name":"input","datatype":"FP32","shape":[1,64],"data":%s}]`, b)
+}
+
+// digitOf reads a digits v2 response (an inference answer or a job's result) and
+// returns the most probable digit, failing t unless it is one row of ten
+// probabilities of the digits model.
+func digitOf(t *testing.T, resp []byte) int {
+	t.Helper()
+	var r struct {
+		ModelName    string `json:"model_name"`
+		ModelVersion string `json:"model_version"`
+		Outputs      []struct {
+			Name  string    `json:"name"`
+			Shape []int64   `json:"shape"`
+			Data  []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil || r.ModelName != "digits" || r.ModelVersion != "1" || len(r.Outputs) != 1 ||
+		r.Outputs[0].Name != "probabilities" || !slices.Equal(r.Outputs[0].Shape, []int64{1, 10}) || len(r.Outputs[0].Data) != 10 {
+		t.Fatalf("not the digits model's v2 response (err %v): %s", err, resp)
+	}
+	best := 0
+	for i, p := range r.Outputs[0].Data {
+		if p > r.Outputs[0].Data[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// apiReady is an API's GET /ready.
+type apiReady struct {
+	Status  string `json:"status"`
+	Broker  string `json:"broker"`
+	Workers int    `json:"workers"`
+	Models  []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Workers int    `json:"workers"`
+	} `json:"models"`
+	Jobs struct {
+		Status  string `json:"status"`
+		Problem string `json:"problem"`
+	} `json:"jobs"`
+}
+
+// awaitReady polls an API's /ready until cond holds for a 200 answer.
+func awaitReady(t *testing.T, spec *apidoctest.Validator, api *proc, timeout time.Duration, what string, cond func(apiReady) bool) apiReady {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := doChecked(t, spec, "GET", api.url("/ready"), "")
+		var b apiReady
+		if err := json.Unmarshal(r.Body, &b); err == nil && r.Status == http.StatusOK && cond(b) {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API /ready: not %s after %v: %d %s", what, timeout, r.Status, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitModelWorkers waits until an API's /ready lists model version r with n live
+// workers.
+func awaitModelWorkers(t *testing.T, spec *apidoctest.Validator, api *proc, r queue.Route, n int) {
+	t.Helper()
+	awaitReady(t, spec, api, 15*time.Second, fmt.Sprintf("%d workers of %s", n, r), func(b apiReady) bool {
+		for _, m := range b.Models {
+			if m.Name == r.Model && m.Version == r.Version {
+				return m.Workers == n
+			}
+		}
+		return false
+	})
 }

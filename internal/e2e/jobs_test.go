@@ -1,5 +1,3 @@
-//go:build porting
-
 package e2e
 
 import (
@@ -20,12 +18,14 @@ import (
 
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/config"
+	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
 // Fault tests of the async job path through the real binaries: every fault is
 // injected for real (SIGKILL, a broker node stopped, poison published to the
-// queue, a broker configured with a short consumer_timeout, ...).
+// queue, a broker configured with a short consumer_timeout, a job queue declared
+// with other arguments, ...).
 
 // A worker SIGKILLed mid-job: the broker requeues the unacked job (a quorum queue
 // counts the delivery), the other worker runs it as attempt 2, and exactly one final
@@ -39,11 +39,11 @@ func TestJobWorkerKilledMidJob(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for victim < 0 {
 		for i, w := range f.workers {
-			if s, err := jobState(t, w); err == nil && s.InFlight == 1 {
+			if jobsInFlight(t, w, seedRoute) == 1 {
 				victim = i
 			}
 		}
-		if time.Now().After(deadline) {
+		if victim < 0 && time.Now().After(deadline) {
 			t.Fatal("no worker started the job")
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -61,26 +61,19 @@ func TestJobWorkerKilledMidJob(t *testing.T) {
 			done.Status, done.Attempts, resultWorker(done), want, done)
 	}
 	// One final result: the survivor reported one success, the API applied one final
-	// state, and the job does not change afterwards.
-	if s, _ := jobState(t, survivor); s.Stats.Succeeded != 1 || s.Stats.Received != 1 {
-		t.Errorf("survivor's job stats %+v, want 1 received and 1 succeeded", s.Stats)
+	// state, and once every event the workers sent was applied (the results queue
+	// is empty) the job is as it was.
+	if s, _ := jobStats(survivor); s.Succeeded != 1 || s.Received != 1 {
+		t.Errorf("survivor's job stats %+v, want 1 received and 1 succeeded", s)
 	}
-	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	jl := map[string]string{"vhost": f.vh.Name}
 	if v := metric(t, f.api, "warren_jobs_finished_total", with(jl, "status", "succeeded")); v != 1 {
 		t.Errorf("warren_jobs_finished_total{succeeded} = %v, want 1", v)
 	}
-	time.Sleep(300 * time.Millisecond)
+	f.vh.WaitQueue(t, queue.JobResults, func(q testbroker.QueueInfo) bool { return q.Ready == 0 && q.Unacked == 0 }, 10*time.Second)
 	if again := getJob(t, f.spec, f.api, j.ID, ""); !again.FinishedAt.Equal(*done.FinishedAt) || string(again.Result) != string(done.Result) {
 		t.Errorf("the final job changed: %+v, then %+v", done, again)
 	}
-}
-
-func with(m map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // The API SIGKILLed while jobs are queued, running and being submitted, then
@@ -152,8 +145,6 @@ func jobAPIKilled(t *testing.T, store []string) {
 		}
 		return c
 	}
-	// Wait until some have finished, so the kill meets every state.
-	awaitFinal(t, f.spec, f.api, first[0].id, 10*time.Second)
 
 	// Keep submitting while the API dies: some POSTs are cut off somewhere between
 	// storing the job, publishing it and answering.
@@ -180,19 +171,28 @@ func jobAPIKilled(t *testing.T, store []string) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
-	before := counts()
+	// Kill as soon as the first 40 are in every state: some finished, some
+	// running, some still queued.
+	var before map[string]int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		before = counts()
+		if before["queued"] > 0 && before["running"] > 0 && before["succeeded"] > 0 {
+			break
+		}
+		if before["queued"] == 0 && before["running"] == 0 || time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("the kill should meet queued, running and finished jobs: %v", before)
+		}
+	}
 	f.api.signal(syscall.SIGKILL)
 	f.api.wait(10 * time.Second)
 	close(stop)
 	wg.Wait()
 	t.Logf("at the kill: %v of the first 40; %d POSTs in all", before, len(subs))
-	if before["queued"] == 0 || before["running"] == 0 || before["succeeded"] == 0 {
-		t.Fatalf("the kill should meet queued, running and finished jobs: %v", before)
-	}
 
 	// Workers keep reporting while the API is down; the results queue keeps them.
-	time.Sleep(time.Second)
+	f.vh.WaitQueue(t, queue.JobResults, func(q testbroker.QueueInfo) bool { return q.Ready > 0 }, 10*time.Second)
 	f.api = startProc(t, "api", apiEnv...)
 
 	// Clients without an answer resubmit with their key: a 200 replay of the job the
@@ -246,15 +246,15 @@ func TestJobBrokerRestart(t *testing.T) {
 	spec := newFarmSpec(t)
 	w := startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=restart-w", "MODEL_LATENCY=300ms", "JOB_CONCURRENCY=1")
 	api := startProc(t, "api", "AMQP_URL="+node.AMQPURL, "MANAGEMENT_URL=")
-	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
-	awaitBroker(t, spec, api)
+	awaitJobConsumer(t, node.AMQPURL, seedRoute, 10*time.Second)
+	awaitModelWorkers(t, spec, api, seedRoute, 1)
 
 	var ids []string
 	for i := range 15 {
 		ids = append(ids, submitJob(t, spec, api, fmt.Sprintf("restart %d", i)).ID)
 	}
 	awaitFinal(t, spec, api, ids[0], 10*time.Second)
-	awaitWorkerJobs(t, w, 5*time.Second, "running a job", func(s workerJobs) bool { return s.InFlight == 1 })
+	awaitJobsInFlight(t, w, seedRoute, 1, 5*time.Second)
 
 	node.Stop(t)
 	// While the broker is down a submission is refused, not accepted and lost.
@@ -273,10 +273,10 @@ func TestJobBrokerRestart(t *testing.T) {
 			t.Errorf("job %s after the broker restart: %+v", id, j)
 		}
 	}
-	s, _ := jobState(t, w)
-	t.Logf("worker job stats after the restart: %+v", s.Stats)
-	if s.Stats.Sessions < 2 {
-		t.Errorf("the worker's job consumer never reconnected: %+v", s.Stats)
+	s, _ := jobStats(w)
+	t.Logf("worker job stats after the restart: %+v, %d job sessions", s, jobSessions(w))
+	if jobSessions(w) < 2 {
+		t.Errorf("the worker's job consumer never reconnected")
 	}
 }
 
@@ -291,10 +291,10 @@ func TestJobAPIKilledBeforePublishConfirm(t *testing.T) {
 	node := testbroker.StartNode(t)
 	spec := newFarmSpec(t)
 	apiEnv := []string{"AMQP_URL=" + node.AMQPURL, "MANAGEMENT_URL=", "DATA_DIR=" + t.TempDir()}
-	w := startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=outbox-w")
+	startProc(t, "worker", "AMQP_URL="+node.AMQPURL, "WORKER_ID=outbox-w")
 	api := startProc(t, "api", apiEnv...)
-	awaitBroker(t, spec, api)
-	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+	awaitJobConsumer(t, node.AMQPURL, seedRoute, 10*time.Second)
+	awaitModelWorkers(t, spec, api, seedRoute, 1)
 
 	node.Ctl(t, "set_vm_memory_high_watermark", "0.000001")
 	const body, key = `{"data":"stored, never confirmed"}`, "outbox-1"
@@ -346,14 +346,17 @@ func TestJobAPIKilledBeforePublishConfirm(t *testing.T) {
 	}
 }
 
-// Poison on the job queue: a message without a job id, published straight to
-// warren.jobs ahead of three real jobs, is rejected once by the worker (no requeue
-// loop), dead-lettered to warren.jobs.dead (which the API consumes and counts), and
-// does not hold up the jobs behind it, although the worker runs one job at a time.
+// Poison on a job queue: a message without a job id, published straight to
+// warren.job.seed.v1 ahead of three real jobs, is rejected once by the worker (no
+// requeue loop), dead-lettered to warren.jobs.dead (which the API consumes and
+// counts), and does not hold up the jobs behind it, although the worker runs one
+// job at a time.
 func TestJobPoisonMessageIsDeadLettered(t *testing.T) {
-	f := newFarm(t, 0, nil, nil)
-	f.vh.WaitQueue(t, queue.DefaultJobQueue, func(testbroker.QueueInfo) bool { return true }, 10*time.Second)
-	publishRaw(t, f.vh.AMQPURL, queue.DefaultJobQueue, amqp.Publishing{
+	// A worker that runs no jobs: the API knows the seed model, and declares its
+	// job queue (it declares the job queue of every model it knows).
+	f := newFarm(t, 1, nil, []string{"JOB_CONCURRENCY=0"})
+	f.vh.WaitQueue(t, seedRoute.JobQueue(), func(testbroker.QueueInfo) bool { return true }, 10*time.Second)
+	publishRaw(t, f.vh.AMQPURL, seedRoute.JobQueue(), amqp.Publishing{
 		ContentType: "application/json", Body: []byte(`{"data":"no job id header"}`),
 		Headers: amqp.Table{queue.HeaderSchema: int32(queue.SchemaVersion)},
 	})
@@ -367,21 +370,19 @@ func TestJobPoisonMessageIsDeadLettered(t *testing.T) {
 			t.Errorf("job %s behind the poison: %+v", id, j)
 		}
 	}
-	s, _ := jobState(t, w)
-	if s.Stats.Received != 4 || s.Stats.Rejected != 1 || s.Stats.Succeeded != 3 {
-		t.Errorf("worker job stats %+v, want 4 received (no redelivery), 1 rejected, 3 succeeded", s.Stats)
+	if s, _ := jobStats(w); s.Received != 4 || s.Rejected != 1 || s.Succeeded != 3 {
+		t.Errorf("worker job stats %+v, want 4 received (no redelivery), 1 rejected, 3 succeeded", s)
 	}
-	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	jl := map[string]string{"vhost": f.vh.Name}
 	deadline := time.Now().Add(5 * time.Second)
 	for metric(t, f.api, "warren_jobs_dead_lettered_total", jl) != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the API did not take the poison from %s", queue.JobNames{}.Dead())
+			t.Fatalf("the API did not take the poison from %s", queue.JobDead)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(f.api.out.String(), "dead-lettered a job message without a job id") ||
-		!strings.Contains(f.api.out.String(), "reason=rejected") {
-		t.Errorf("the API did not log the dead-lettered poison with reason rejected")
+	if l := linesWith(f.api.out.String(), "dead-lettered job message without a job id"); !strings.Contains(l, "reason=rejected") {
+		t.Errorf("the API did not log the dead-lettered poison with reason rejected: %q", l)
 	}
 }
 
@@ -389,12 +390,14 @@ func TestJobPoisonMessageIsDeadLettered(t *testing.T) {
 // JOB_MAX_ATTEMPTS=2; the third delivery is attempt 3, which the next worker fails
 // without running it (attempts_exhausted), readable through GET.
 func TestJobAttemptsExhaustedAfterCrashes(t *testing.T) {
-	f := newFarm(t, 0, nil, nil)
-	env := []string{"JOB_MAX_ATTEMPTS=2", "MODEL_LATENCY=30s", "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
-	j := submitJob(t, f.spec, f.api, "crashes its worker")
+	repo := slowLabRepository(t)
+	// A worker that runs no jobs, so that the API knows the model.
+	f := newFarm(t, 1, nil, []string{"MODEL_REPOSITORY=" + repo, "JOB_CONCURRENCY=0"})
+	env := []string{"MODEL_REPOSITORY=" + repo, "JOB_MAX_ATTEMPTS=2", "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
+	j := submitJob(t, f.spec, f.api, "slow: crashes its worker")
 	for attempt := 1; attempt <= 2; attempt++ {
 		w := f.addWorker(env...)
-		awaitWorkerJobs(t, w, 10*time.Second, "running the job", func(s workerJobs) bool { return s.InFlight == 1 })
+		awaitJobsInFlight(t, w, seedRoute, 1, 10*time.Second)
 		awaitJob(t, f.spec, f.api, j.ID, 5*time.Second, fmt.Sprintf("running attempt %d", attempt),
 			func(j jobBody) bool { return j.Status == "running" && j.Attempts == attempt })
 		w.signal(syscall.SIGKILL)
@@ -402,11 +405,11 @@ func TestJobAttemptsExhaustedAfterCrashes(t *testing.T) {
 	}
 	w := f.addWorker(env...)
 	done := awaitFinal(t, f.spec, f.api, j.ID, 10*time.Second)
-	if done.Status != "failed" || done.Error == nil || done.Error.Reason != queue.ReasonAttemptsExhausted || done.Attempts != 3 {
+	if done.Status != "failed" || done.Error == nil || done.Error.Reason != string(jobs.ReasonAttemptsExhausted) || done.Attempts != 3 {
 		t.Fatalf("after two crashes: %+v (error %+v), want failed attempts_exhausted at attempt 3", done, done.Error)
 	}
-	if s, _ := jobState(t, w); s.Stats.Failed != 1 || s.Stats.Succeeded != 0 {
-		t.Errorf("third worker's job stats %+v, want 1 failed without running", s.Stats)
+	if s, _ := jobStats(w); s.Failed != 1 || s.Succeeded != 0 {
+		t.Errorf("third worker's job stats %+v, want 1 failed without running", s)
 	}
 }
 
@@ -426,25 +429,25 @@ const (
 )
 
 // Long jobs against the broker's consumer_timeout: a job's delivery stays unacked
-// while it runs, so JOB_RUN_TIMEOUT must end a run before the broker would.
+// while it runs, so JOB_RUN_TIMEOUT must end a run before the broker would. The
+// slow model is the test's lab server (slowLabRepository): "slow…" inputs never
+// finish by themselves.
 //
-// (b) JOB_RUN_TIMEOUT (2.5 s) below consumer_timeout (4 s) with a model slower than
-// both: each attempt is stopped at 2.5 s and retried, the job ends failed/run_timeout
-// after JOB_MAX_ATTEMPTS (2) although it held the queue ~7 s in all, the broker never
-// times the consumer out, and a short job submitted meanwhile succeeds.
+// (b) JOB_RUN_TIMEOUT (2.5 s) below consumer_timeout (4 s): each attempt is stopped
+// at 2.5 s and retried, the job ends failed/run_timeout after JOB_MAX_ATTEMPTS (2)
+// although it held the queue ~7 s in all, the broker never times the consumer out,
+// and a short job submitted meanwhile succeeds.
 //
 // (a) The control on the same node: JOB_RUN_TIMEOUT above consumer_timeout: the
-// broker closes the worker's channel and logs it (measured 4.6-4.7 s after the job
-// started: the 4 s timeout plus up to one 500 ms tick); the worker consumes again on
-// a new session and the job goes back to the queue. (The run that lost its channel
-// goes on until its model returns, holding the worker's only slot, while the
-// redelivered copy waits unacked in the new session's prefetch; the broker times
-// that one out too. See deployments/rabbitmq/rabbitmq.conf.)
+// broker closes the worker's channel and logs it (4-4.5 s after the job started:
+// the 4 s timeout plus up to one 500 ms tick); the worker consumes again on a new
+// session and the job goes back to the queue (the run that lost its connection is
+// stopped, so its slot takes the redelivered copy).
 func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 	integration(t)
 	// The shipped broker configuration, with this test's consumer_timeout after it
 	// (the last value wins): the node refuses to start if the file does not parse.
-	shipped, err := os.ReadFile(filepath.Join(deploymentsDir, "rabbitmq", "rabbitmq.conf"))
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "deployments", "rabbitmq", "rabbitmq.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +468,8 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 		}
 		return string(b)
 	}
-	slowEnv := []string{"MODEL_LATENCY=20s", "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
+	repo := slowLabRepository(t)
+	slowEnv := []string{"MODEL_REPOSITORY=" + repo, "JOB_CONCURRENCY=1", "DRAIN_TIMEOUT=1s"}
 	vhosts := nodeVhosts(t, node, "below", "above")
 
 	t.Run("run timeout below consumer_timeout", func(t *testing.T) {
@@ -474,14 +478,15 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 		awaitBroker(t, spec, api)
 		slow := startProc(t, "worker", append([]string{"AMQP_URL=" + url, "WORKER_ID=slow",
 			"JOB_RUN_TIMEOUT=2500ms", "JOB_MAX_ATTEMPTS=2", "JOB_RETRY_BACKOFF=2s", "JOB_RETRY_BACKOFF_MAX=2s"}, slowEnv...)...)
-		awaitWorkerJobs(t, slow, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
-		long := submitJob(t, spec, api, "longer than consumer_timeout")
+		awaitJobConsumer(t, url, seedRoute, 10*time.Second)
+		awaitModelWorkers(t, spec, api, seedRoute, 1)
+		long := submitJob(t, spec, api, "slow: longer than consumer_timeout")
 		began := time.Now()
-		awaitWorkerJobs(t, slow, 5*time.Second, "running the long job", func(s workerJobs) bool { return s.InFlight == 1 })
+		awaitJobsInFlight(t, slow, seedRoute, 1, 5*time.Second)
 
 		// A short job alongside, on a fast worker that stops before the long job's
 		// retry is due (2.5 s run + 2 s backoff), so every attempt runs on slow.
-		fast := startProc(t, "worker", "AMQP_URL="+url, "WORKER_ID=fast", "MODEL_LATENCY=100ms", "JOB_CONCURRENCY=1")
+		fast := startProc(t, "worker", append([]string{"AMQP_URL=" + url, "WORKER_ID=fast"}, slowEnv...)...)
 		short := submitJob(t, spec, api, "short")
 		if j := awaitFinal(t, spec, api, short.ID, 5*time.Second); j.Status != "succeeded" || resultWorker(j) != "fast" {
 			t.Fatalf("short job: %+v", j)
@@ -502,15 +507,15 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 		if !final {
 			t.Fatalf("long job not final after %v: %+v", took, j)
 		}
-		if j.Status != "failed" || j.Error == nil || j.Error.Reason != queue.ReasonRunTimeout || j.Attempts != 2 {
+		if j.Status != "failed" || j.Error == nil || j.Error.Reason != string(jobs.ReasonRunTimeout) || j.Attempts != 2 {
 			t.Fatalf("long job: %+v (error %+v), want failed run_timeout after 2 attempts", j, j.Error)
 		}
 		if took < testConsumerTimeout {
 			t.Errorf("the long job ended after %v, not longer than consumer_timeout (%v): the test proves nothing", took, testConsumerTimeout)
 		}
 		t.Logf("long job failed with run_timeout after %v and %d attempts", took.Round(10*time.Millisecond), j.Attempts)
-		if s, _ := jobState(t, slow); s.Stats.Sessions != 1 || s.Stats.Failed != 1 || s.Stats.Retried != 1 {
-			t.Errorf("slow worker's job stats %+v, want 1 session (channel never closed), 1 retried, 1 failed", s.Stats)
+		if s, _ := jobStats(slow); jobSessions(slow) != 1 || s.Failed != 1 || s.Retried != 1 {
+			t.Errorf("slow worker: %d job sessions, job stats %+v; want 1 session (channel never closed), 1 retried, 1 failed", jobSessions(slow), s)
 		}
 	})
 
@@ -519,9 +524,10 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 		api := startProc(t, "api", "AMQP_URL="+url, "MANAGEMENT_URL=")
 		awaitBroker(t, spec, api)
 		w := startProc(t, "worker", append([]string{"AMQP_URL=" + url, "WORKER_ID=over", "JOB_RUN_TIMEOUT=60s"}, slowEnv...)...)
-		awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
-		j := submitJob(t, spec, api, "held past consumer_timeout")
-		awaitWorkerJobs(t, w, 5*time.Second, "running the job", func(s workerJobs) bool { return s.InFlight == 1 })
+		awaitJobConsumer(t, url, seedRoute, 10*time.Second)
+		awaitModelWorkers(t, spec, api, seedRoute, 1)
+		j := submitJob(t, spec, api, "slow: held past consumer_timeout")
+		awaitJobsInFlight(t, w, seedRoute, 1, 5*time.Second)
 		began := time.Now()
 		deadline := began.Add(testConsumerTimeout + 4*testChannelTick + 2*time.Second)
 		for !strings.Contains(brokerLog(), consumerTimedOut) {
@@ -533,13 +539,20 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 		t.Logf("the broker timed the consumer out %v after the job started", time.Since(began).Round(10*time.Millisecond))
 		// The worker saw its channel closed and consumes again on a new session; the
 		// job went back to the queue (it is delivered again to the new session).
-		awaitWorkerJobs(t, w, 5*time.Second, "on a new session", func(s workerJobs) bool { return s.Stats.Sessions >= 2 && s.Consuming })
+		for deadline := time.Now().Add(5 * time.Second); jobSessions(w) < 2 || queueConsumers(t, url, seedRoute.JobQueue()) < 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the worker's job consumer is not consuming on a new session: %d sessions", jobSessions(w))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		if !strings.Contains(w.out.String(), "broker session ended") {
 			t.Errorf("the worker did not log the end of its session")
 		}
-		if got := getJob(t, spec, api, j.ID, ""); finalStatus(got.Status) {
-			t.Errorf("job final while its run is still going: %+v", got)
-		}
+		// The redelivered copy runs on the new session (attempt 2): the run that
+		// lost its channel gave its slot up.
+		awaitJob(t, spec, api, j.ID, 5*time.Second, "running again as attempt 2", func(j jobBody) bool {
+			return j.Status == "running" && j.Attempts == 2
+		})
 	})
 }
 
@@ -549,7 +562,7 @@ func TestJobRunTimeoutBelowConsumerTimeout(t *testing.T) {
 func TestJobCancel(t *testing.T) {
 	f := newFarm(t, 1, nil, []string{"MODEL_LATENCY=2s", "JOB_CONCURRENCY=1"})
 	w := f.workers[0]
-	awaitWorkerJobs(t, w, 10*time.Second, "consuming jobs", func(s workerJobs) bool { return s.Consuming })
+	awaitJobConsumer(t, f.vh.AMQPURL, seedRoute, 10*time.Second)
 	busy := submitJob(t, f.spec, f.api, "keeps the worker busy")
 	awaitJob(t, f.spec, f.api, busy.ID, 5*time.Second, "running", func(j jobBody) bool { return j.Status == "running" })
 	doomed := submitJob(t, f.spec, f.api, "cancelled while queued")
@@ -567,8 +580,9 @@ func TestJobCancel(t *testing.T) {
 		t.Fatalf("the running job: %+v", j)
 	}
 	// The cancelled job's turn comes right after; the worker skips it.
-	awaitWorkerJobs(t, w, 5*time.Second, "done with both deliveries", func(s workerJobs) bool { return s.Stats.Received == 2 && s.InFlight == 0 })
-	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	awaitJobStats(t, w, 5*time.Second, "done with both deliveries", func(s queue.JobConsumerStats) bool { return s.Received == 2 })
+	awaitJobsInFlight(t, w, seedRoute, 0, 5*time.Second)
+	jl := map[string]string{"vhost": f.vh.Name, "queue": seedRoute.JobQueue(), "model": "seed", "version": "1"}
 	if v := metric(t, w, "warren_worker_jobs_handled_total", with(jl, "outcome", "cancelled")); v != 1 {
 		t.Errorf(`warren_worker_jobs_handled_total{outcome="cancelled"} = %v, want 1`, v)
 	}
@@ -636,7 +650,7 @@ func TestJobLongPollAcrossReplicas(t *testing.T) {
 			t.Logf("long poll on %s: %v", name, p.elapsed.Round(time.Millisecond))
 		}
 	}
-	jl := map[string]string{"vhost": f.vh.Name, "queue": queue.DefaultJobQueue}
+	jl := map[string]string{"vhost": f.vh.Name}
 	onA := metric(t, f.api, "warren_jobs_finished_total", with(jl, "status", "succeeded"))
 	onB := metric(t, b, "warren_jobs_finished_total", with(jl, "status", "succeeded"))
 	t.Logf("results applied: %v by A, %v by B, none by C", onA, onB)
@@ -676,9 +690,8 @@ func TestJobBacklogDoesNotDelaySyncPath(t *testing.T) {
 		t.FailNow()
 	}
 	t.Logf("submitted %d jobs at concurrency %d in %v", n, conc, time.Since(begin).Round(time.Millisecond))
-	// Quorum queue counters lag up to 5 s.
-	q := f.vh.WaitQueue(t, queue.DefaultJobQueue, func(q testbroker.QueueInfo) bool { return q.Ready > n-200 }, 15*time.Second)
-	t.Logf("%s: %d ready, %d unacked", queue.DefaultJobQueue, q.Ready, q.Unacked)
+	q := f.vh.WaitQueue(t, seedRoute.JobQueue(), func(q testbroker.QueueInfo) bool { return q.Ready > n-200 }, 15*time.Second)
+	t.Logf("%s: %d ready, %d unacked", seedRoute.JobQueue(), q.Ready, q.Unacked)
 
 	for i := range 20 {
 		in := fmt.Sprintf("sync %d", i)
@@ -690,8 +703,8 @@ func TestJobBacklogDoesNotDelaySyncPath(t *testing.T) {
 		checkPrediction(t, r, in, r.Header.Get("X-Request-ID"))
 	}
 	// The backlog was there all along: the job path works through ~5 jobs a second.
-	s, _ := jobState(t, f.workers[0])
-	if left := n - int(s.Stats.Received); left < n-200 {
+	s, _ := jobStats(f.workers[0])
+	if left := n - int(s.Received); left < n-200 {
 		t.Errorf("only %d jobs left: the backlog was worked off during the test", left)
 	}
 }
