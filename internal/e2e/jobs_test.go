@@ -709,6 +709,258 @@ func TestJobBacklogDoesNotDelaySyncPath(t *testing.T) {
 	}
 }
 
+// Jobs take a model name: POST /jobs with a v2 request naming the digits ONNX model
+// runs it on a worker that serves it (MODELS=seed,digits) and the job's result is
+// the v2 response, whose most probable digit is the test image's label. An unknown
+// model is 404, a tensor that does not fit 400 naming the input. The v2 hand-off
+// (Prefer: respond-async on /v2/models/{m}/infer) answers the v2 response when the
+// job finishes within the wait, and 202 with the job's Location on a slow model.
+func TestJobsTakeAModelName(t *testing.T) {
+	f := newFarm(t, 1, nil, []string{"MODELS=seed,digits", "MODEL_LATENCY=1s", "JOB_CONCURRENCY=2"})
+	awaitModelWorkers(t, f.spec, f.api, digitsRoute, 1)
+	vecs := digitsVectors(t)
+
+	v := vecs[0]
+	j := submitBody(t, f.spec, f.api, `{"model":"digits","inputs":`+digitsInputs(v)+`}`)
+	if j.Model != "digits" || j.ModelVersion != "1" {
+		t.Fatalf("digits job: %+v", j)
+	}
+	done := awaitFinal(t, f.spec, f.api, j.ID, 15*time.Second)
+	if done.Status != "succeeded" || done.Model != "digits" || done.ModelVersion != "1" || done.Attempts != 1 {
+		t.Fatalf("digits job: %+v (error %+v)", done, done.Error)
+	}
+	if d := digitOf(t, done.Result); d != v.Label {
+		t.Errorf("digits job answered %d for an image of a %d", d, v.Label)
+	}
+	// A version named explicitly.
+	v = vecs[1]
+	j = submitBody(t, f.spec, f.api, `{"model":"digits","version":"1","inputs":`+digitsInputs(v)+`}`)
+	if done = awaitFinal(t, f.spec, f.api, j.ID, 15*time.Second); done.Status != "succeeded" || digitOf(t, done.Result) != v.Label {
+		t.Errorf("digits job with a version: %+v", done)
+	}
+
+	r := f.do("POST", "/jobs", `{"model":"nosuchmodel","inputs":`+digitsInputs(v)+`}`)
+	if r.Status != http.StatusNotFound || r.json(t)["reason"] != "not_found" || !strings.Contains(string(r.Body), "nosuchmodel") {
+		t.Errorf("a job of an unknown model: %d %s", r.Status, r.Body)
+	}
+	r = f.do("POST", "/jobs", `{"model":"digits","version":"7","inputs":`+digitsInputs(v)+`}`)
+	if r.Status != http.StatusNotFound || r.json(t)["reason"] != "not_found" {
+		t.Errorf("a job of an unknown version: %d %s", r.Status, r.Body)
+	}
+	short, _ := json.Marshal(v.Input[:63])
+	r = f.do("POST", "/jobs", `{"model":"digits","inputs":[{"name":"input","datatype":"FP32","shape":[1,63],"data":`+string(short)+`}]}`)
+	if m := r.json(t); r.Status != http.StatusBadRequest || m["reason"] != "bad_input" || !strings.Contains(fmt.Sprint(m["detail"]), `"input"`) {
+		t.Errorf("a job whose tensor does not fit: %d %s", r.Status, r.Body)
+	}
+	r = f.do("POST", "/jobs", `{"model":"digits","inputs":[{"name":"pixels","datatype":"FP32","shape":[1,64],"data":`+string(mustJSON(v.Input))+`}]}`)
+	if r.Status != http.StatusBadRequest || r.json(t)["reason"] != "bad_input" {
+		t.Errorf("a job with an input the model does not have: %d %s", r.Status, r.Body)
+	}
+
+	// The v2 hand-off: done within the wait → 200 with the v2 response.
+	v = vecs[2]
+	r = f.do("POST", "/v2/models/digits/infer", `{"inputs":`+digitsInputs(v)+`}`, "Prefer", "respond-async, wait=5")
+	if r.Status != http.StatusOK || r.Header.Get("Location") != "" {
+		t.Fatalf("digits hand-off: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	if d := digitOf(t, r.Body); d != v.Label {
+		t.Errorf("digits hand-off answered %d for an image of a %d", d, v.Label)
+	}
+	// Not done within the wait (the seed model takes 1 s here) → 202 and the job.
+	r = f.do("POST", "/v2/models/seed/infer", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["handed off"]}]}`,
+		"Prefer", "respond-async, wait=0.1")
+	if r.Status != http.StatusAccepted || r.Header.Get("Preference-Applied") != "respond-async" || !strings.HasPrefix(r.Header.Get("Location"), "/jobs/") {
+		t.Fatalf("slow hand-off: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	if j := decodeJob(t, r); j.Model != "seed" || j.ModelVersion != "1" || j.Status == "succeeded" {
+		t.Errorf("slow hand-off's job: %s", r.Body)
+	}
+	r = f.do("GET", r.Header.Get("Location")+"?wait=10", "")
+	var resp v2Response
+	if j := decodeJob(t, r); j.Status != "succeeded" || json.Unmarshal(j.Result, &resp) != nil || resp.ModelName != "seed" || len(resp.Outputs) != 4 {
+		t.Errorf("slow hand-off's job when done: %s", r.Body)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Jobs of a model run only on workers that serve it: one worker serves seed, one
+// digits, and each model's jobs are run by its own worker (the workers' per-model
+// job counters and the seed results' worker_id say so). With the digits worker
+// stopped, digits jobs are still accepted and wait in their queue; they run once a
+// digits worker is back.
+func TestJobsRunOnlyOnWorkersWithTheModel(t *testing.T) {
+	f := newFarm(t, 1, nil, []string{"WORKER_ID=w-seed", "JOB_CONCURRENCY=2"})
+	ws := f.workers[0]
+	wd := f.addWorker("MODELS=digits", "WORKER_ID=w-digits", "JOB_CONCURRENCY=2")
+	awaitModelWorkers(t, f.spec, f.api, digitsRoute, 1)
+	vecs := digitsVectors(t)
+
+	const n = 6
+	var digits, seeds []string
+	for i := range n {
+		digits = append(digits, submitBody(t, f.spec, f.api, `{"model":"digits","inputs":`+digitsInputs(vecs[i])+`}`).ID)
+		seeds = append(seeds, submitJob(t, f.spec, f.api, fmt.Sprintf("seed job %d", i)).ID)
+	}
+	for i, id := range digits {
+		j := awaitFinal(t, f.spec, f.api, id, 15*time.Second)
+		if j.Status != "succeeded" || j.Model != "digits" || digitOf(t, j.Result) != vecs[i].Label {
+			t.Errorf("digits job %d: %+v (error %+v)", i, j, j.Error)
+		}
+	}
+	for i, id := range seeds {
+		if j := awaitFinal(t, f.spec, f.api, id, 15*time.Second); j.Status != "succeeded" || resultWorker(j) != "w-seed" {
+			t.Errorf("seed job %d: %+v, run by %q", i, j, resultWorker(j))
+		}
+	}
+	handled := func(w *proc, r queue.Route) (float64, bool) {
+		return seriesValue(scrapeMetrics(t, w.url("/metrics")), "warren_worker_jobs_handled_total",
+			map[string]string{"queue": r.JobQueue(), "outcome": "succeeded"})
+	}
+	if v, ok := handled(wd, digitsRoute); v != n {
+		t.Errorf("the digits worker ran %v digits jobs (series %v), want %d", v, ok, n)
+	}
+	if v, ok := handled(ws, seedRoute); v != n {
+		t.Errorf("the seed worker ran %v seed jobs (series %v), want %d", v, ok, n)
+	}
+	if _, ok := handled(ws, digitsRoute); ok {
+		t.Error("the seed worker has a digits job series: it consumes digits jobs")
+	}
+	if _, ok := handled(wd, seedRoute); ok {
+		t.Error("the digits worker has a seed job series: it consumes seed jobs")
+	}
+	if s, _ := jobStats(ws); s.Received != n {
+		t.Errorf("the seed worker took %d jobs, want %d: %+v", s.Received, n, s)
+	}
+	if s, _ := jobStats(wd); s.Received != n {
+		t.Errorf("the digits worker took %d jobs, want %d: %+v", s.Received, n, s)
+	}
+
+	// The digits worker goes away: digits jobs queue; the seed worker leaves them.
+	wd.signal(syscall.SIGTERM)
+	if code := wd.wait(30 * time.Second); code != 0 {
+		t.Fatalf("digits worker exit code %d", code)
+	}
+	awaitModelWorkers(t, f.spec, f.api, digitsRoute, 0)
+	var waiting []string
+	for i := range 3 {
+		waiting = append(waiting, submitBody(t, f.spec, f.api, `{"model":"digits","inputs":`+digitsInputs(vecs[n+i])+`}`).ID)
+	}
+	f.vh.WaitQueue(t, digitsRoute.JobQueue(), func(q testbroker.QueueInfo) bool { return q.Ready == 3 && q.Consumers == 0 }, 15*time.Second)
+	for _, id := range waiting {
+		if j := getJob(t, f.spec, f.api, id, ""); j.Status != "queued" {
+			t.Errorf("digits job without a digits worker: %+v", j)
+		}
+	}
+	back := f.addWorker("MODELS=digits", "WORKER_ID=w-digits-2", "JOB_CONCURRENCY=2")
+	for i, id := range waiting {
+		j := awaitFinal(t, f.spec, f.api, id, 20*time.Second)
+		if j.Status != "succeeded" || digitOf(t, j.Result) != vecs[n+i].Label {
+			t.Errorf("digits job %d after the worker came back: %+v", i, j)
+		}
+	}
+	if v, _ := handled(back, digitsRoute); v != 3 {
+		t.Errorf("the new digits worker ran %v digits jobs, want 3", v)
+	}
+	if s, _ := jobStats(ws); s.Received != n {
+		t.Errorf("the seed worker took %d jobs, want still %d: %+v", s.Received, n, s)
+	}
+}
+
+// A broken job topology degrades only the job path: the seed model's job queue is
+// declared beforehand with other arguments, so the API's (and the worker's)
+// declaration of it fails with 406. /process and /v2 inference still answer 200,
+// /ready is 200 with jobs degraded and the queue named, POST /jobs answers 503
+// jobs_unavailable at once. Deleting the bad queue heals it in the running
+// processes: /ready says ok again (the API's job publisher declares it again on its
+// connection, without a reconnect) and jobs run.
+func TestJobTopologyBrokenDegradesOnlyJobs(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args amqp.Table
+		arg  string // what the broker's refusal names
+	}{
+		{"classic queue", nil, "PRECONDITION_FAILED"},
+		{"another delivery limit", amqp.Table{
+			amqp.QueueTypeArg: amqp.QueueTypeQuorum, "x-delivery-limit": int32(queue.JobDeliveryLimit + 1),
+			"x-dead-letter-exchange": queue.JobDLX, "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+		}, "x-delivery-limit"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			integration(t)
+			f := &farm{t: t, vh: testbroker.NewVhost(t), spec: newFarmSpec(t)}
+			conn, err := amqp.Dial(f.vh.AMQPURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ch.QueueDeclare(seedRoute.JobQueue(), true, false, false, false, c.args); err != nil {
+				t.Fatal(err)
+			}
+			w := f.addWorker()
+			f.api = startProc(t, "api", "AMQP_URL="+f.vh.AMQPURL, "MANAGEMENT_URL="+f.vh.ManagementURL)
+			f.waitWorkers(1)
+
+			b := awaitReady(t, f.spec, f.api, 10*time.Second, "jobs degraded", func(b apiReady) bool { return b.Jobs.Status == "degraded" })
+			if !strings.Contains(b.Jobs.Problem, seedRoute.JobQueue()) || !strings.Contains(b.Jobs.Problem, c.arg) {
+				t.Errorf("/ready's jobs problem does not name the queue and %s: %q", c.arg, b.Jobs.Problem)
+			}
+			if b.Broker != "up" || b.Workers != 1 {
+				t.Errorf("/ready: %+v", b)
+			}
+			r := f.do("POST", "/process", `{"data":"sync still works"}`)
+			checkPrediction(t, r, "sync still works", r.Header.Get("X-Request-ID"))
+			r = f.do("POST", "/v2/models/seed/infer", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["v2 too"]}]}`)
+			if r.Status != http.StatusOK {
+				t.Errorf("/v2 infer with a broken job queue: %d %s", r.Status, r.Body)
+			}
+			if code, _, _ := getJSON(w.url("/ready"), &struct{}{}); code != http.StatusOK {
+				t.Errorf("worker /ready %d: its broken job queue made it unready", code)
+			}
+			for _, sub := range []struct{ path, body string }{
+				{"/jobs", `{"data":"no job queue"}`},
+				{"/process", `{"data":"no job queue"}`},
+				{"/v2/models/seed/infer", `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["no job queue"]}]}`},
+			} {
+				begin := time.Now()
+				r := f.do("POST", sub.path, sub.body, "Prefer", "respond-async")
+				if m := r.json(t); r.Status != http.StatusServiceUnavailable || m["reason"] != "jobs_unavailable" || r.Header.Get("Retry-After") == "" {
+					t.Errorf("POST %s (a job) with a broken job queue: %d %v %s", sub.path, r.Status, r.Header, r.Body)
+				}
+				if el := time.Since(begin); el > 2*time.Second {
+					t.Errorf("POST %s (a job) answered after %v", sub.path, el)
+				}
+			}
+
+			// The operator deletes the bad queue: healed without a restart.
+			if _, err := ch.QueueDelete(seedRoute.JobQueue(), false, false, false); err != nil {
+				t.Fatal(err)
+			}
+			awaitReady(t, f.spec, f.api, 15*time.Second, "jobs ok again", func(b apiReady) bool { return b.Jobs.Status == "ok" && b.Jobs.Problem == "" })
+			f.vh.WaitQueue(t, seedRoute.JobQueue(), func(q testbroker.QueueInfo) bool {
+				return q.Arguments["x-queue-type"] == "quorum" && q.Arguments["x-delivery-limit"] == float64(queue.JobDeliveryLimit)
+			}, 10*time.Second)
+			j := submitJob(t, f.spec, f.api, "after the repair")
+			if done := awaitFinal(t, f.spec, f.api, j.ID, 15*time.Second); done.Status != "succeeded" || resultWorker(done) != "w0" {
+				t.Errorf("a job after the repair: %+v", done)
+			}
+			if l := linesWith(f.api.out.String(), "reconnected to broker"); l != "" {
+				t.Errorf("the API reconnected to heal:\n%s", l)
+			}
+		})
+	}
+}
+
 // checkShippedConsumerTimeout checks that deployments/rabbitmq/rabbitmq.conf sets a
 // consumer_timeout of at least twice the default JOB_RUN_TIMEOUT (see the file).
 func checkShippedConsumerTimeout(t *testing.T, conf string) {
