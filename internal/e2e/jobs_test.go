@@ -390,6 +390,7 @@ func TestJobPoisonMessageIsDeadLettered(t *testing.T) {
 // JOB_MAX_ATTEMPTS=2; the third delivery is attempt 3, which the next worker fails
 // without running it (attempts_exhausted), readable through GET.
 func TestJobAttemptsExhaustedAfterCrashes(t *testing.T) {
+	integration(t)
 	repo := slowLabRepository(t)
 	// A worker that runs no jobs, so that the API knows the model.
 	f := newFarm(t, 1, nil, []string{"MODEL_REPOSITORY=" + repo, "JOB_CONCURRENCY=0"})
