@@ -599,3 +599,12 @@ func awaitModelWorkers(t *testing.T, spec *apidoctest.Validator, api *proc, r qu
 		return false
 	})
 }
+
+// noManagement is the API's MANAGEMENT_URL for a farm without a management API (a
+// private node, or no broker): an address nobody answers. An empty MANAGEMENT_URL
+// would not do: the binaries take an empty variable for an unset one, whose default
+// is the shared broker's management API, and the API would apply its queue policy
+// to the shared broker's vhost of the same name ("/").
+func noManagement(t *testing.T) string {
+	return "MANAGEMENT_URL=http://" + freeAddr(t)
+}
