@@ -1,5 +1,3 @@
-//go:build porting
-
 package e2e
 
 import (
@@ -8,17 +6,24 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	pmodel "github.com/prometheus/common/model"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
+	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
 
@@ -81,16 +86,27 @@ func finalStatus(s string) bool {
 	return false
 }
 
-// submitJob POSTs /jobs on api and expects a 202 with a queued job.
+// submitJob POSTs a lab job {"data"} on api and expects a 202 with a queued job of
+// the default model.
 func submitJob(t *testing.T, spec *apidoctest.Validator, api *proc, data string, hdr ...string) jobBody {
 	t.Helper()
-	r := doChecked(t, spec, "POST", api.url("/jobs"), fmt.Sprintf(`{"data":%q}`, data), hdr...)
+	j := submitBody(t, spec, api, fmt.Sprintf(`{"data":%q}`, data), hdr...)
+	if j.Model != seedRoute.Model || j.ModelVersion != seedRoute.Version {
+		t.Fatalf("POST /jobs %q: a job of %s/%s, want %s", data, j.Model, j.ModelVersion, seedRoute)
+	}
+	return j
+}
+
+// submitBody POSTs body to /jobs on api and expects a 202 with a queued job.
+func submitBody(t *testing.T, spec *apidoctest.Validator, api *proc, body string, hdr ...string) jobBody {
+	t.Helper()
+	r := doChecked(t, spec, "POST", api.url("/jobs"), body, hdr...)
 	if r.Status != http.StatusAccepted {
-		t.Fatalf("POST /jobs %q: %d %s", data, r.Status, r.Body)
+		t.Fatalf("POST /jobs %.200s: %d %s", body, r.Status, r.Body)
 	}
 	j := decodeJob(t, r)
-	if j.ID == "" || j.Status != "queued" {
-		t.Fatalf("POST /jobs %q: %s", data, r.Body)
+	if j.ID == "" || j.Status != "queued" || r.Header.Get("Location") != "/jobs/"+j.ID {
+		t.Fatalf("POST /jobs %.200s: %v %s", body, r.Header, r.Body)
 	}
 	return j
 }
@@ -149,8 +165,8 @@ func awaitFinal(t *testing.T, spec *apidoctest.Validator, api *proc, id string, 
 	return awaitJob(t, spec, api, id, timeout, "final", func(j jobBody) bool { return finalStatus(j.Status) })
 }
 
-// resultWorker returns the worker_id inside a succeeded job's result (the model
-// answer), "" if there is none.
+// resultWorker returns the worker_id inside a succeeded lab job's result (the
+// model_prediction object), "" if there is none.
 func resultWorker(j jobBody) string {
 	var a struct {
 		WorkerID string `json:"worker_id"`
@@ -159,38 +175,36 @@ func resultWorker(j jobBody) string {
 	return a.WorkerID
 }
 
-// workerJobs is the "jobs" part of a worker's /ready.
-type workerJobs struct {
-	Consuming bool                   `json:"consuming"`
-	InFlight  int                    `json:"in_flight"`
-	Stats     queue.JobConsumerStats `json:"stats"`
+// workerReady is the part of a worker's /ready the job tests read: its job
+// counters (summed over its models), absent when no model runs jobs there.
+type workerReady struct {
+	Status string                  `json:"status"`
+	Jobs   *queue.JobConsumerStats `json:"jobs"`
 }
 
-// jobState reads a worker's job consumer state from its /ready (200 or 503).
-func jobState(t *testing.T, w *proc) (workerJobs, error) {
+// jobStats reads a worker's job counters from its /ready (200 or 503).
+func jobStats(w *proc) (queue.JobConsumerStats, error) {
 	resp, err := http.Get(w.url("/ready"))
 	if err != nil {
-		return workerJobs{}, err
+		return queue.JobConsumerStats{}, err
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Jobs *workerJobs `json:"jobs"`
-	}
+	var body workerReady
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return workerJobs{}, err
+		return queue.JobConsumerStats{}, err
 	}
 	if body.Jobs == nil {
-		return workerJobs{}, fmt.Errorf("%s /ready has no jobs section (JOB_CONCURRENCY=0?)", w.name)
+		return queue.JobConsumerStats{}, fmt.Errorf("%s /ready has no jobs section (JOB_CONCURRENCY=0?)", w.name)
 	}
 	return *body.Jobs, nil
 }
 
-// awaitWorkerJobs polls a worker's job consumer state until cond holds.
-func awaitWorkerJobs(t *testing.T, w *proc, timeout time.Duration, what string, cond func(workerJobs) bool) workerJobs {
+// awaitJobStats polls a worker's job counters until cond holds.
+func awaitJobStats(t *testing.T, w *proc, timeout time.Duration, what string, cond func(queue.JobConsumerStats) bool) queue.JobConsumerStats {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		s, err := jobState(t, w)
+		s, err := jobStats(w)
 		if err == nil && cond(s) {
 			return s
 		}
@@ -201,11 +215,142 @@ func awaitWorkerJobs(t *testing.T, w *proc, timeout time.Duration, what string, 
 	}
 }
 
-// metric returns one series of a /metrics endpoint (labels: a subset to match),
+// jobsInFlight is a worker's running jobs of route r (warren_worker_jobs_in_flight).
+func jobsInFlight(t *testing.T, w *proc, r queue.Route) int {
+	t.Helper()
+	return int(promValue(t, w.url("/metrics"), "warren_worker_jobs_in_flight", map[string]string{"queue": r.JobQueue()}))
+}
+
+// awaitJobsInFlight polls a worker until it runs n jobs of route r.
+func awaitJobsInFlight(t *testing.T, w *proc, r queue.Route, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for jobsInFlight(t, w, r) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %s: not running %d jobs of %s after %v", w.addr, n, r, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// jobSessions counts the sessions of a worker's job consumer from its log: the
+// first connection, then one "reconnected to broker" line per new session (the job
+// consumer's connection is named warren-worker-jobs).
+func jobSessions(w *proc) int {
+	n := 0
+	for _, l := range strings.Split(w.out.String(), "\n") {
+		if strings.Contains(l, "warren-worker-jobs") &&
+			(strings.Contains(l, `msg="connected to broker"`) || strings.Contains(l, `msg="reconnected to broker"`)) {
+			n++
+		}
+	}
+	return n
+}
+
+// queueConsumers reads a queue's consumer count over AMQP with a passive declare
+// (private nodes have no management API); -1 if the queue does not exist.
+func queueConsumers(t *testing.T, amqpURL, name string) int {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial %s: %v", amqpURL, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	if err != nil {
+		return -1
+	}
+	return q.Consumers
+}
+
+// awaitJobConsumer waits until route r's job queue has a consumer (a worker's job
+// consumer subscribed).
+func awaitJobConsumer(t *testing.T, amqpURL string, r queue.Route, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for queueConsumers(t, amqpURL, r.JobQueue()) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody consumes %s after %v", r.JobQueue(), timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// scrapeMetrics scrapes a /metrics endpoint and parses the text format.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	parser := expfmt.NewTextParser(pmodel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return fams
+}
+
+// seriesValue is the value of the series of name whose labels include want (a
+// counter's or gauge's value, a histogram's sample count); found is false when no
+// series matches.
+func seriesValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) (v float64, found bool) {
+next:
+	for _, m := range fams[name].GetMetric() {
+		have := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range want {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// promValue scrapes url and returns one series, failing t if there is none.
+func promValue(t *testing.T, url, name string, labels map[string]string) float64 {
+	t.Helper()
+	v, ok := seriesValue(scrapeMetrics(t, url), name, labels)
+	if !ok {
+		t.Fatalf("%s: no series %s%v", url, name, labels)
+	}
+	return v
+}
+
+// metric returns one series of a process's /metrics (labels: a subset to match),
 // failing t if there is none.
 func metric(t *testing.T, p *proc, name string, labels map[string]string) float64 {
 	t.Helper()
-	return mustSample(t, families(t, p.url("/metrics")), name, labels)
+	return promValue(t, p.url("/metrics"), name, labels)
+}
+
+// with returns m plus k=v.
+func with(m map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // redisURL is the Redis the job-store tests use: REDIS_URL if set, else the local one.
@@ -304,4 +449,162 @@ func publishRaw(t *testing.T, amqpURL, queueName string, p amqp.Publishing) {
 	if ok, err := dc.WaitContext(ctx); err != nil || !ok {
 		t.Fatalf("publish to %s not confirmed: ok=%v err=%v", queueName, ok, err)
 	}
+}
+
+// slowLabRepository starts the seed lab's Service B (POST /predict {"input"}) in
+// the test's process, answering as the seed model does, except that an input
+// starting with "slow" is held until its caller gives up (a worker SIGKILLed, or
+// the job's run timeout), and returns a model repository whose seed model is that
+// server over the http backend (protocol seed). Workers on it run slow jobs without
+// a slow warm-up: MODEL_LATENCY delays every inference of the seed backend, the
+// warm-up's included.
+func slowLabRepository(t *testing.T) string {
+	t.Helper()
+	seed := model.NewSeed(model.SeedConfig{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Input string `json:"input"`
+		}
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&in) != nil {
+			http.Error(w, "want POST {\"input\": …}", http.StatusUnprocessableEntity)
+			return
+		}
+		if strings.HasPrefix(in.Input, "slow") {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(2 * time.Minute):
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seed.PredictOne(in.Input))
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	dir := filepath.Join(t.TempDir(), "models")
+	if err := os.MkdirAll(filepath.Join(dir, "seed"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "backend: http\nprotocol: seed\nurl: " + srv.URL + "/predict\nconcurrency: 4\n"
+	if err := os.WriteFile(filepath.Join(dir, "seed", "config.yaml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// digitsRoute is the repository's digits ONNX model.
+var digitsRoute = queue.Route{Model: "digits", Version: "1"}
+
+// digitsVector is one held-out image of models/digits/testdata/vectors.json.
+type digitsVector struct {
+	Label int       `json:"label"`
+	Input []float64 `json:"input"`
+}
+
+// digitsVectors reads the digits model's test vectors.
+func digitsVectors(t *testing.T) []digitsVector {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(modelRepository(t), "digits", "testdata", "vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Input   string         `json:"input"`
+		Vectors []digitsVector `json:"vectors"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Input != "input" || len(f.Vectors) < 8 || len(f.Vectors[0].Input) != 64 {
+		t.Fatalf("vectors.json: input %q, %d vectors", f.Input, len(f.Vectors))
+	}
+	return f.Vectors
+}
+
+// digitsInputs is a v2 "inputs" array holding one image.
+func digitsInputs(v digitsVector) string {
+	b, _ := json.Marshal(v.Input)
+	return fmt.Sprintf(`[{"name":"input","datatype":"FP32","shape":[1,64],"data":%s}]`, b)
+}
+
+// digitOf reads a digits v2 response (an inference answer or a job's result) and
+// returns the most probable digit, failing t unless it is one row of ten
+// probabilities of the digits model.
+func digitOf(t *testing.T, resp []byte) int {
+	t.Helper()
+	var r struct {
+		ModelName    string `json:"model_name"`
+		ModelVersion string `json:"model_version"`
+		Outputs      []struct {
+			Name  string    `json:"name"`
+			Shape []int64   `json:"shape"`
+			Data  []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil || r.ModelName != "digits" || r.ModelVersion != "1" || len(r.Outputs) != 1 ||
+		r.Outputs[0].Name != "probabilities" || !slices.Equal(r.Outputs[0].Shape, []int64{1, 10}) || len(r.Outputs[0].Data) != 10 {
+		t.Fatalf("not the digits model's v2 response (err %v): %s", err, resp)
+	}
+	best := 0
+	for i, p := range r.Outputs[0].Data {
+		if p > r.Outputs[0].Data[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// apiReady is an API's GET /ready.
+type apiReady struct {
+	Status  string `json:"status"`
+	Broker  string `json:"broker"`
+	Workers int    `json:"workers"`
+	Models  []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Workers int    `json:"workers"`
+	} `json:"models"`
+	Jobs struct {
+		Status  string `json:"status"`
+		Problem string `json:"problem"`
+	} `json:"jobs"`
+}
+
+// awaitReady polls an API's /ready until cond holds for a 200 answer.
+func awaitReady(t *testing.T, spec *apidoctest.Validator, api *proc, timeout time.Duration, what string, cond func(apiReady) bool) apiReady {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := doChecked(t, spec, "GET", api.url("/ready"), "")
+		var b apiReady
+		if err := json.Unmarshal(r.Body, &b); err == nil && r.Status == http.StatusOK && cond(b) {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API /ready: not %s after %v: %d %s", what, timeout, r.Status, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitModelWorkers waits until an API's /ready lists model version r with n live
+// workers.
+func awaitModelWorkers(t *testing.T, spec *apidoctest.Validator, api *proc, r queue.Route, n int) {
+	t.Helper()
+	awaitReady(t, spec, api, 15*time.Second, fmt.Sprintf("%d workers of %s", n, r), func(b apiReady) bool {
+		for _, m := range b.Models {
+			if m.Name == r.Model && m.Version == r.Version {
+				return m.Workers == n
+			}
+		}
+		return false
+	})
+}
+
+// noManagement is the API's MANAGEMENT_URL for a farm without a management API (a
+// private node, or no broker): an address nobody answers. An empty MANAGEMENT_URL
+// would not do: the binaries take an empty variable for an unset one, whose default
+// is the shared broker's management API, and the API would apply its queue policy
+// to the shared broker's vhost of the same name ("/").
+func noManagement(t *testing.T) string {
+	return "MANAGEMENT_URL=http://" + freeAddr(t)
 }

@@ -262,6 +262,7 @@ func New(cfg Config) (_ *Server, err error) {
 // track starts following a model version the catalog saw for the first time.
 func (s *Server) track(r queue.Route) {
 	s.client.Watch(r)
+	s.publisher.Track(r)
 	s.capacity.Track(r)
 	s.metrics.Route(r)
 }
@@ -331,6 +332,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		// A cancelled context (SIGTERM in the binary) is a stop like Stop: long
+		// polls, which watch Stopping, answer at once.
+		s.RequestStop()
 	case <-s.Stopping():
 	case e := <-httpErr:
 		httpErr <- e

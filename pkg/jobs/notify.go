@@ -102,9 +102,15 @@ func (n *Notifier) Wait(ctx context.Context, get func(context.Context, string) (
 	}
 	notices, cancel := n.Subscribe(id)
 	defer cancel()
-	j, err := get(ctx, id)
+	// The first read is not cut short by ctx (it is one quick read): a Wait
+	// whose ctx ends at once still returns the job as it is, as documented (the
+	// API's long polls answer that way when it drains).
+	j, err := get(context.WithoutCancel(ctx), id)
 	if err != nil || j.Status.Final() {
 		return j, err
+	}
+	if ctx.Err() != nil {
+		return j, ctx.Err()
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()

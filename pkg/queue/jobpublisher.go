@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +26,8 @@ type JobPublisherConfig struct {
 	// the broker confirmed or refused.
 	OnConfirm func(Route, time.Duration)
 	// TopologyRetry is how often a failed declaration of the job path's shared
-	// queues is retried on a live connection; zero means 5s.
+	// queues, or of a tracked model's job queue, is retried on a live connection;
+	// zero means 5s.
 	TopologyRetry time.Duration
 }
 
@@ -33,12 +36,23 @@ type JobPublisherConfig struct {
 // queues unavailable) can disturb sync calls: a broken job topology degrades only
 // the job endpoints and shows in [JobPublisher.State]. It implements
 // jobs.Publisher.
+//
+// The job queues of the models it tracks ([JobPublisher.Track]; every model it
+// published to is tracked too) are declared at once in every session, and a
+// declaration that failed is retried every TopologyRetry: a job queue that an
+// operator deleted, or declared with other arguments and then deleted, is declared
+// again in the same session, without a reconnect.
 type JobPublisher struct {
 	cfg     JobPublisherConfig
 	sess    atomic.Pointer[jobSession]
 	ever    atomic.Bool
 	stopped atomic.Bool
 	problem atomic.Pointer[string] // why publishing is impossible while connected; nil when fine
+	kick    chan struct{}          // a route was tracked: declare it now
+
+	mu     sync.Mutex
+	routes map[Route]struct{} // job queues to keep declared
+	broken map[string]string  // job queue → why its last declaration failed
 }
 
 var _ jobs.Publisher = (*JobPublisher)(nil)
@@ -48,6 +62,11 @@ type jobSession struct {
 	conn    *amqp.Connection
 	blocked atomic.Bool
 	done    chan struct{}
+
+	// returns are the mandatory returns of pub, drained by drainReturns only
+	// (under retMu): see there.
+	returns <-chan amqp.Return
+	retMu   sync.Mutex
 
 	mu       sync.Mutex
 	topo     *amqp.Channel       // declarations; replaced after a failed declare closed it
@@ -64,27 +83,87 @@ func NewJobPublisher(cfg JobPublisherConfig) (*JobPublisher, error) {
 	if err := cfg.DialConfig.validate(); err != nil {
 		return nil, err
 	}
-	return &JobPublisher{cfg: cfg}, nil
+	return &JobPublisher{cfg: cfg, kick: make(chan struct{}, 1), routes: map[Route]struct{}{}, broken: map[string]string{}}, nil
+}
+
+// Track makes the publisher declare route r's job queue in every session (at once,
+// and again every TopologyRetry while that fails), so that a job queue that cannot
+// be declared shows in State before the first job of r is submitted.
+func (p *JobPublisher) Track(r Route) {
+	if r.Check() != nil || !p.track(r) {
+		return
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// track adds r to the tracked routes and reports whether it is new.
+func (p *JobPublisher) track(r Route) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.routes[r]; ok {
+		return false
+	}
+	p.routes[r] = struct{}{}
+	return true
+}
+
+// declared records the outcome of declaring route r's job queue q.
+func (p *JobPublisher) declared(r Route, q string, err error) {
+	p.mu.Lock()
+	old, was := p.broken[q]
+	why := ""
+	if err != nil {
+		why = fmt.Sprintf("jobs of model %s cannot be published: %v", r, err)
+		p.broken[q] = why
+	} else {
+		delete(p.broken, q)
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil && why != old:
+		p.cfg.Logger.Warn("jobs of a model cannot be published: declaring its job queue failed", "queue", q,
+			"err", err, "retry_every", p.cfg.TopologyRetry)
+	case err == nil && was:
+		p.cfg.Logger.Info("job queue declared; its jobs can be published again", "queue", q)
+	}
 }
 
 // JobPublisherState is a snapshot for readiness endpoints.
 type JobPublisherState struct {
 	Connected bool `json:"connected"`
-	// Problem says why jobs cannot be published although connected (the shared job
-	// topology could not be declared); empty when they can.
+	// Problem says why jobs cannot be published although connected: the shared job
+	// topology, or the job queue of one or more models (each named), could not be
+	// declared. Empty when they can.
 	Problem string `json:"problem,omitempty"`
 }
 
 // State returns a snapshot of the publisher's state.
 func (p *JobPublisher) State() JobPublisherState {
 	st := JobPublisherState{Connected: p.sess.Load() != nil}
-	if pr := p.problem.Load(); pr != nil && st.Connected {
-		st.Problem = *pr
+	if !st.Connected {
+		return st
 	}
+	if pr := p.problem.Load(); pr != nil {
+		st.Problem = *pr
+		return st
+	}
+	p.mu.Lock()
+	whys := make([]string, 0, len(p.broken))
+	for _, why := range p.broken {
+		whys = append(whys, why)
+	}
+	p.mu.Unlock()
+	slices.Sort(whys)
+	st.Problem = strings.Join(whys, "; ")
 	return st
 }
 
-// Ready reports whether a publish can be attempted now.
+// Ready reports whether a publish can be attempted now. A model whose job queue
+// cannot be declared does not make the publisher unready: only that model's
+// publishes fail (ErrJobTopology), and State names it.
 func (p *JobPublisher) Ready() bool {
 	s := p.sess.Load()
 	return s != nil && p.problem.Load() == nil && !s.blocked.Load()
@@ -107,18 +186,15 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
-	returns := pub.NotifyReturn(make(chan amqp.Return, 16))
+	// Large enough that the library never waits on it: every publish drains it
+	// after its confirm, and keepTopology every round.
+	returns := pub.NotifyReturn(make(chan amqp.Return, 1024))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
-	s := &jobSession{pub: pub, conn: conn, done: make(chan struct{}), declared: map[string]struct{}{}, pending: map[string]chan error{}}
+	s := &jobSession{pub: pub, conn: conn, done: make(chan struct{}), returns: returns,
+		declared: map[string]struct{}{}, pending: map[string]chan error{}}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for r := range returns {
-			s.deliver(r.CorrelationId, fmt.Errorf("%w: job queue %q does not exist (%s)", ErrNoWorkers, r.RoutingKey, r.ReplyText))
-		}
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for b := range blocked {
@@ -127,7 +203,7 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	}()
 	topoDone := make(chan struct{})
 	topoStop := make(chan struct{})
-	go func() { defer close(topoDone); p.keepShared(s, topoStop) }()
+	go func() { defer close(topoDone); p.keepTopology(s, topoStop) }()
 
 	p.sess.Store(s)
 	p.ever.Store(true)
@@ -151,32 +227,64 @@ func (p *JobPublisher) session(ctx context.Context, conn *amqp.Connection, _ uin
 	return cause
 }
 
-// keepShared declares the shared job topology and, while that fails, retries every
-// TopologyRetry, recording the failure as the publisher's problem.
-func (p *JobPublisher) keepShared(s *jobSession, stop <-chan struct{}) {
+// keepTopology declares the shared job topology, then the job queue of every
+// tracked route, and retries what failed every TopologyRetry (and a new route at
+// once), recording failures as the publisher's problems, until stop closes.
+func (p *JobPublisher) keepTopology(s *jobSession, stop <-chan struct{}) {
 	t := time.NewTicker(p.cfg.TopologyRetry)
 	defer t.Stop()
-	logged := ""
+	logged, shared := "", false
 	for {
-		err := s.declare(func(ch *amqp.Channel) error { return declareJobShared(ch) })
-		if err == nil {
-			p.problem.Store(nil)
-			if logged != "" {
-				p.cfg.Logger.Info("job topology declared; jobs can be published again")
+		if !shared {
+			err := s.declare(func(ch *amqp.Channel) error { return declareJobShared(ch) })
+			if err == nil {
+				shared = true
+				p.problem.Store(nil)
+				if logged != "" {
+					p.cfg.Logger.Info("job topology declared; jobs can be published again")
+				}
+			} else {
+				why := err.Error()
+				p.problem.Store(&why)
+				if why != logged {
+					p.cfg.Logger.Warn("jobs cannot be published: declaring the job topology failed", "err", err, "retry_every", p.cfg.TopologyRetry)
+					logged = why
+				}
 			}
-			return
 		}
-		why := err.Error()
-		p.problem.Store(&why)
-		if why != logged {
-			p.cfg.Logger.Warn("jobs cannot be published: declaring the job topology failed", "err", err, "retry_every", p.cfg.TopologyRetry)
-			logged = why
+		if shared {
+			p.declareRoutes(s, stop)
 		}
+		s.drainReturns() // returns of publishes that gave up before their confirm
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-p.kick:
 		}
+	}
+}
+
+// declareRoutes declares every tracked route's job queue not yet declared in
+// session s.
+func (p *JobPublisher) declareRoutes(s *jobSession, stop <-chan struct{}) {
+	p.mu.Lock()
+	routes := make([]Route, 0, len(p.routes))
+	for r := range p.routes {
+		routes = append(routes, r)
+	}
+	p.mu.Unlock()
+	for _, r := range routes {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if s.isDeclared(r.JobQueue()) {
+			continue
+		}
+		_, err := s.jobQueue(r)
+		p.declared(r, r.JobQueue(), err)
 	}
 }
 
@@ -195,13 +303,50 @@ func (s *jobSession) declare(fn func(*amqp.Channel) error) error {
 	return fn(s.topo)
 }
 
+// drainReturns hands every mandatory return queued so far to its publish: the job
+// queue does not exist (ErrNoWorkers), so it is declared again before its next use.
+// The broker sends a message's basic.return before its basic.ack, and the client
+// library queues the return here before it resolves the deferred confirm, so a
+// publish that drains after its confirm finds its own return, or finds it already
+// delivered by another drain (draining happens only under retMu, delivery
+// included). A goroutine reading the returns could still hold it, between taking
+// it and delivering it, when the publish looks: the publish would then count a
+// message the broker dropped as queued.
+func (s *jobSession) drainReturns() {
+	s.retMu.Lock()
+	defer s.retMu.Unlock()
+	for {
+		select {
+		case r, ok := <-s.returns:
+			if !ok {
+				return
+			}
+			s.forget(r.RoutingKey)
+			s.deliver(r.CorrelationId, fmt.Errorf("%w: job queue %q does not exist (%s)", ErrNoWorkers, r.RoutingKey, r.ReplyText))
+		default:
+			return
+		}
+	}
+}
+
+func (s *jobSession) isDeclared(q string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.declared[q]
+	return ok
+}
+
+// forget makes the session declare job queue q again before its next use.
+func (s *jobSession) forget(q string) {
+	s.mu.Lock()
+	delete(s.declared, q)
+	s.mu.Unlock()
+}
+
 // jobQueue declares route r's job queue once per session.
 func (s *jobSession) jobQueue(r Route) (string, error) {
 	q := r.JobQueue()
-	s.mu.Lock()
-	_, ok := s.declared[q]
-	s.mu.Unlock()
-	if ok {
+	if s.isDeclared(q) {
 		return q, nil
 	}
 	if err := s.declare(func(ch *amqp.Channel) error { return declareJobQueue(ch, q) }); err != nil {
@@ -269,7 +414,9 @@ func (p *JobPublisher) PublishJob(ctx context.Context, m jobs.Message) (err erro
 	if pr := p.problem.Load(); pr != nil {
 		return fmt.Errorf("%w: %s", ErrJobTopology, *pr)
 	}
+	p.track(r)
 	q, err := s.jobQueue(r)
+	p.declared(r, r.JobQueue(), err)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrJobTopology, err)
 	}
@@ -325,7 +472,8 @@ func (p *JobPublisher) PublishJob(ctx context.Context, m jobs.Message) (err erro
 	if p.cfg.OnConfirm != nil {
 		p.cfg.OnConfirm(r, time.Since(now))
 	}
-	// A mandatory return arrives before the confirm.
+	// A mandatory return arrives before the confirm (see drainReturns).
+	s.drainReturns()
 	select {
 	case err := <-returned:
 		return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -379,5 +382,114 @@ func TestJobInterruptedWhenItsConnectionIsLost(t *testing.T) {
 	}
 	if s := jc.Stats(); s.Failed != 0 || s.Succeeded != 1 {
 		t.Errorf("stats %+v: the interrupted run must not count as failed", s)
+	}
+}
+
+// A job queue deleted after the publisher declared it: a publish is returned by the
+// broker (no such queue) and must fail with ErrNoWorkers, never count as queued
+// (the broker confirms a returned message too); the next publish declares the queue
+// again, in the same session. Repeated, because whether the return is seen must
+// not depend on the goroutines' timing.
+func TestJobPublishToADeletedJobQueue(t *testing.T) {
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	conn, err := amqp.Dial(f.vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.submit("first") // declares the job queue
+	conns := f.vh.Connections(t)
+	for i := range 10 {
+		if _, err := ch.QueueDelete(route.JobQueue(), false, false, false); err != nil {
+			t.Fatal(err)
+		}
+		err := f.pub.PublishJob(context.Background(), jobs.Message{ID: fmt.Sprintf("lost%d", i), Model: route.Model, Version: route.Version, Body: []byte(`{}`)})
+		if !errors.Is(err, queue.ErrNoWorkers) {
+			t.Fatalf("publish %d to a deleted job queue: %v, want ErrNoWorkers", i, err)
+		}
+		f.submit(fmt.Sprintf("kept%d", i))
+	}
+	f.vh.WaitQueue(t, route.JobQueue(), func(q testbroker.QueueInfo) bool {
+		return q.Arguments["x-queue-type"] == "quorum" && q.Ready == 1
+	}, 10*time.Second)
+	if now := f.vh.Connections(t); !slices.Equal(now, conns) {
+		t.Errorf("connections %q, then %q: the publisher reconnected", conns, now)
+	}
+}
+
+// A model's job queue declared beforehand with other arguments (a classic queue)
+// breaks only that model's jobs: the publisher names the queue in State as soon as
+// the route is tracked, its publishes fail with ErrJobTopology while another
+// model's succeed, and once an operator deletes the bad queue the publisher
+// declares it again in the same session (no reconnect) and the problem clears.
+func TestJobPublisherHealsABrokenJobQueue(t *testing.T) {
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	vh := testbroker.NewVhost(t)
+	bad := queue.Route{Model: "broken", Version: "1"}
+	conn, err := amqp.Dial(vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(bad.JobQueue(), true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	pub, err := queue.NewJobPublisher(queue.JobPublisherConfig{DialConfig: queue.DialConfig{URL: vh.AMQPURL},
+		TopologyRetry: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := start(t, pub.Run)
+	defer stop()
+	waitFor(t, "publisher", 10*time.Second, pub.Ready)
+	pub.Track(bad)
+	pub.Track(route)
+	waitFor(t, "the broken job queue named in State", 10*time.Second, func() bool {
+		return strings.Contains(pub.State().Problem, bad.JobQueue())
+	})
+	if p := pub.State().Problem; strings.Contains(p, route.JobQueue()) || !strings.Contains(p, "PRECONDITION_FAILED") {
+		t.Errorf("State().Problem = %q", p)
+	}
+	if !pub.Ready() {
+		t.Error("one model's broken job queue made the publisher unready")
+	}
+	msg := func(id string, r queue.Route) jobs.Message {
+		return jobs.Message{ID: id, Model: r.Model, Version: r.Version, Body: []byte(`{}`)}
+	}
+	if err := pub.PublishJob(context.Background(), msg("j1", bad)); !errors.Is(err, queue.ErrJobTopology) {
+		t.Fatalf("publish to the broken job queue: %v, want ErrJobTopology", err)
+	}
+	if err := pub.PublishJob(context.Background(), msg("j2", route)); err != nil {
+		t.Fatalf("publish to another model: %v", err)
+	}
+
+	conns := vh.Connections(t)
+	if _, err := ch.QueueDelete(bad.JobQueue(), false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the problem to clear", 10*time.Second, func() bool { return pub.State().Problem == "" })
+	if err := pub.PublishJob(context.Background(), msg("j3", bad)); err != nil {
+		t.Fatalf("publish after the bad queue was deleted: %v", err)
+	}
+	vh.WaitQueue(t, bad.JobQueue(), func(q testbroker.QueueInfo) bool {
+		return q.Arguments["x-queue-type"] == "quorum" && q.Ready == 1
+	}, 10*time.Second)
+
+	if n := pub.State(); !n.Connected || n.Problem != "" {
+		t.Errorf("state %+v", n)
+	}
+	if now := vh.Connections(t); !slices.Equal(now, conns) {
+		t.Errorf("connections %q, then %q: the publisher reconnected to heal", conns, now)
 	}
 }
