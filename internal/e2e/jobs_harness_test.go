@@ -494,32 +494,6 @@ func slowLabRepository(t *testing.T) string {
 // digitsRoute is the repository's digits ONNX model.
 var digitsRoute = queue.Route{Model: "digits", Version: "1"}
 
-// digitsVector is one held-out image of models/digits/testdata/vectors.json.
-type digitsVector struct {
-	Label int       `json:"label"`
-	Input []float64 `json:"input"`
-}
-
-// digitsVectors reads the digits model's test vectors.
-func digitsVectors(t *testing.T) []digitsVector {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(modelRepository(t), "digits", "testdata", "vectors.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Input   string         `json:"input"`
-		Vectors []digitsVector `json:"vectors"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	if f.Input != "input" || len(f.Vectors) < 8 || len(f.Vectors[0].Input) != 64 {
-		t.Fatalf("vectors.json: input %q, %d vectors", f.Input, len(f.Vectors))
-	}
-	return f.Vectors
-}
-
 // digitsInputs is a v2 "inputs" array holding one image.
 func digitsInputs(v digitsVector) string {
 	b, _ := json.Marshal(v.Input)

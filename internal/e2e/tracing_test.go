@@ -84,7 +84,7 @@ func spansOf(t *testing.T, who string, exp *tracetest.InMemoryExporter, traceID 
 func attrOf(s tracetest.SpanStub, key attribute.Key) string {
 	for _, a := range s.Attributes {
 		if a.Key == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""
