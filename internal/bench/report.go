@@ -588,7 +588,11 @@ func farmCPUPerReq(s *Summary) string {
 func (r *Report) PrintObservability(w io.Writer) {
 	c := r.Cfg
 	p := func(format string, a ...any) { _, _ = fmt.Fprintf(w, format+"\n", a...) }
-	p("observability overhead on /process (same windows, alternating with the rows above)")
+	if r.OTel != nil {
+		p("observability overhead on /process (same windows, alternating with the rows above)")
+	} else {
+		p("/process: this build against the baseline build (same windows, alternating with the rows above)")
+	}
 	p("  farm:          bin/api + %d × bin/worker, this build, tracing off (no OTEL_* variable set)", c.Workers)
 	if r.Baseline != "" {
 		p("  farm-baseline: the same from %s", r.Baseline)
