@@ -685,10 +685,7 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 		b.rep.Compare = append(b.rep.Compare, row)
 		vs := b.variants()
 		for run := 1; run <= cfg.Runs; run++ {
-			// Each run starts one variant later, so no variant always
-			// follows the same one.
-			k := (run - 1) % len(vs)
-			for _, v := range slices.Concat(vs[k:], vs[:k]) {
+			for _, v := range roundOrder(vs, run) {
 				var res *Result
 				var err error
 				switch v {
@@ -723,6 +720,26 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 		b.rep.OTel = &OTelStats{Sink: sink.Stats(), Requests: otelOK.Load(), Endpoint: sink.URL}
 	}
 	return nil
+}
+
+// roundOrder is the order of the variants in round run (1, 2, ...): each round
+// starts one variant later, so no variant always follows the same one; but
+// farm-v2 always runs right beside farm (after it in odd rounds, before it in
+// even ones), so that each v2/process pair of the v2 verdict is measured back
+// to back.
+func roundOrder(vs []string, run int) []string {
+	k := (run - 1) % len(vs)
+	order := slices.Concat(vs[k:], vs[:k])
+	i, j := slices.Index(order, VariantFarm), slices.Index(order, VariantFarmV2)
+	if i < 0 || j < 0 {
+		return order
+	}
+	order = slices.Delete(order, j, j+1)
+	i = slices.Index(order, VariantFarm)
+	if run%2 == 1 {
+		i++
+	}
+	return slices.Insert(order, i, VariantFarmV2)
 }
 
 // scale runs the scaling phase: workers with a model service time, added

@@ -29,9 +29,9 @@
 //
 // Farm and raw runs alternate (farm, raw, farm, raw, ...) so that drifts of the
 // machine hit both sides alike, and the table reports the median of each side's
-// runs. The v2 phase's runs (farm-v2) join the same rotation, right after the
-// farm's /process runs on the same farm; its verdict is the median of the
-// per-round ratios v2/process.
+// runs. The v2 phase's runs (farm-v2) join the same rotation, always beside the
+// farm's /process runs on the same farm (after them in odd rounds, before them in
+// even ones); its verdict is the median of the per-round ratios v2/process.
 //
 // The async phase is not a closed loop over a window: it submits a fixed number
 // of jobs from a fixed number of concurrent callers, then long-polls every job

@@ -422,3 +422,31 @@ func TestReadyWorkersOf(t *testing.T) {
 		t.Errorf("old body: %+v", rb)
 	}
 }
+
+func TestRoundOrder(t *testing.T) {
+	vs := []string{VariantFarm, VariantFarmV2, VariantFarmBaseline, VariantRaw}
+	for run := 1; run <= 8; run++ {
+		order := roundOrder(vs, run)
+		if len(order) != len(vs) {
+			t.Fatalf("round %d: %v", run, order)
+		}
+		for _, v := range vs {
+			if !slices.Contains(order, v) {
+				t.Fatalf("round %d lacks %s: %v", run, v, order)
+			}
+		}
+		i, j := slices.Index(order, VariantFarm), slices.Index(order, VariantFarmV2)
+		if want := i + 1 - 2*((run+1)%2); j != want { // odd rounds: farm, v2; even: v2, farm
+			t.Errorf("round %d: %v, farm-v2 not right %s farm", run, order, map[bool]string{true: "after", false: "before"}[run%2 == 1])
+		}
+	}
+	// The rotation still moves the start for the other variants.
+	if a, b := roundOrder(vs, 1), roundOrder(vs, 3); slices.Equal(a, b) {
+		t.Errorf("rounds 1 and 3 in the same order %v", a)
+	}
+	// Without farm-v2 it is the plain rotation.
+	plain := []string{VariantFarm, VariantRaw, VariantRawSep}
+	if got := roundOrder(plain, 2); !slices.Equal(got, []string{VariantRaw, VariantRawSep, VariantFarm}) {
+		t.Errorf("plain rotation %v", got)
+	}
+}
