@@ -19,6 +19,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/warren-farm/warren/pkg/queue"
 )
 
 // The async phase submits N jobs with POST /jobs as fast as SUBMITTERS
@@ -34,8 +36,10 @@ import (
 // finishes, so the observation costs the API little more than the N reads. It
 // starts after the last submit, so it does not compete with submission.
 
-// jobQueue is the job path's queue names (pkg/queue's DefaultJobQueue).
-const jobQueue = "warren.jobs"
+// jobQueue is the seed model's job queue ("warren.job.seed.v1"): the jobs the
+// phase submits with POST /jobs go to DEFAULT_MODEL, the repository's seed,
+// served as version 1.
+var jobQueue = queue.Route{Model: seedModel, Version: "1"}.JobQueue()
 
 // asyncPollWait is the wait of each long-poll (below the API's MAX_WAIT default).
 const asyncPollWait = 30 * time.Second
@@ -178,6 +182,7 @@ func (b *bench) async(ctx context.Context, store string) error {
 	fc := FarmConfig{
 		APIBin: b.apiBin, WorkerBin: b.workerBin, AMQPURL: vurl, ManagementURL: cfg.ManagementURL,
 		LogDir: b.logDir, Name: "async-" + store, ReadyTimeout: 120 * time.Second,
+		ModelRepository: b.modelsDir, Models: seedModel,
 		WorkerEnv: []string{
 			"MODEL_LATENCY=" + cfg.AsyncLatency.String(),
 			"JOB_CONCURRENCY=" + strconv.Itoa(cfg.AsyncJobConcurrency),
@@ -346,7 +351,7 @@ func (b *bench) async(ctx context.Context, store string) error {
 	for _, s := range [][]time.Duration{run.E2E, run.Wait, run.Run} {
 		slices.Sort(s)
 	}
-	for _, q := range []string{jobQueue, jobQueue + ".results", jobQueue + ".dead"} {
+	for _, q := range []string{jobQueue, queue.JobResults, queue.JobDead} {
 		if n, err := queueReady(vurl, q); err == nil {
 			run.Leftover[q] = n
 		} else {

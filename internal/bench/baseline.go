@@ -35,6 +35,11 @@ func (r *Revision) Describe() string {
 	return fmt.Sprintf("%s %q", shortCommit(r.Commit), t)
 }
 
+// Models is the revision's models/ directory (its model repository, in the
+// extracted tree); it does not exist for revisions from before the model
+// repository.
+func (r *Revision) Models() string { return filepath.Join(r.Dir, "src", "models") }
+
 // Remove deletes the temporary directory.
 func (r *Revision) Remove() { _ = os.RemoveAll(r.Dir) }
 

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -33,6 +34,9 @@ const (
 	// VariantFarmOTel is the current farm with tracing exported to an
 	// in-bench OTLP/HTTP sink.
 	VariantFarmOTel = "farm-otel"
+	// VariantFarmV2 is the farm of VariantFarm called through
+	// POST /v2/models/seed/infer with the same input.
+	VariantFarmV2 = "farm-v2"
 )
 
 // Phases that -phases selects.
@@ -42,9 +46,22 @@ const (
 	PhaseExtra = "extra" // raw with responders in a separate process, and with confirms
 	PhaseScale = "scale" // throughput against worker count with a model service time
 	PhaseAsync = "async" // POST /jobs: submit rate, completion rate, end-to-end latency
+	// PhaseV2 is POST /v2/models/seed/infer against POST /process on the same
+	// farm, alternating.
+	PhaseV2 = "v2"
+	// PhaseDigits is the digits ONNX model through the farm and in process.
+	PhaseDigits = "digits"
 )
 
-var allPhases = []string{PhaseFarm, PhaseRaw, PhaseExtra, PhaseScale, PhaseAsync}
+var allPhases = []string{PhaseFarm, PhaseRaw, PhaseV2, PhaseExtra, PhaseScale, PhaseDigits, PhaseAsync}
+
+// The models the bench calls, from the repository's models/ directory.
+const (
+	// seedModel is the farm's model: the API's DEFAULT_MODEL, behind /process.
+	seedModel = "seed"
+	// digitsModel is the ONNX model of the digits phase.
+	digitsModel = "digits"
+)
 
 // Job stores the async phase can run against (-async-store).
 const (
@@ -78,6 +95,11 @@ type Config struct {
 	ScaleLatency time.Duration
 	ScaleFactor  int
 	ScaleRuns    int
+
+	// DigitsConcurrency are the closed-loop concurrencies of the digits
+	// phase, DigitsWorkers its workers.
+	DigitsConcurrency []int
+	DigitsWorkers     int
 
 	// BaselineRev, when set, is a git revision whose bin/api and bin/worker
 	// run as the farm-baseline variant of the /process comparison.
@@ -141,17 +163,19 @@ func (l *intList) Set(v string) error {
 // ParseFlags parses the command line into a Config.
 func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	cfg := &Config{
-		Concurrency:  []int{1, 16, 64},
-		ScaleWorkers: []int{1, 2, 4, 8, 16, 32},
-		Args:         args,
+		Concurrency:       []int{1, 16, 64},
+		ScaleWorkers:      []int{1, 2, 4, 8, 16, 32},
+		DigitsConcurrency: []int{1, 4, 16},
+		Args:              args,
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		_, _ = fmt.Fprintf(stderr, "Usage: go run ./cmd/bench [flags]\n\n"+
 			"Measures warren's POST /process against a raw amqp091-go RPC loop through the\n"+
-			"same RabbitMQ, throughput against worker count, and the async job path\n"+
-			"(POST /jobs, GET /jobs/{id}?wait=). Runs in temporary vhosts.\n\nFlags:\n")
+			"same RabbitMQ, POST /v2/models/seed/infer against /process, throughput against\n"+
+			"worker count, the digits ONNX model through the farm and in process, and the\n"+
+			"async job path (POST /jobs, GET /jobs/{id}?wait=). Runs in temporary vhosts.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker `URL` (loopback only; its vhost is replaced by a temporary one) [$AMQP_URL]")
@@ -170,6 +194,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&cfg.ScaleLatency, "scale-latency", 20*time.Millisecond, "scaling phase: the workers' MODEL_LATENCY")
 	fs.IntVar(&cfg.ScaleFactor, "scale-factor", 2, "scaling phase: closed-loop concurrency per worker")
 	fs.IntVar(&cfg.ScaleRuns, "scale-runs", 1, "scaling phase: runs per worker count (median)")
+	fs.Var((*intList)(&cfg.DigitsConcurrency), "digits-concurrency", "digits phase: closed-loop concurrencies against the farm")
+	fs.IntVar(&cfg.DigitsWorkers, "digits-workers", 1, "digits phase: workers (MODELS=digits)")
 	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm phase: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
 	fs.BoolVar(&cfg.OTel, "otel", false, "farm phase: also run the current farm with tracing exported to an OTLP/HTTP sink in the bench (variant farm-otel)")
 	fs.IntVar(&cfg.AsyncJobs, "async-jobs", 10000, "async phase: jobs submitted")
@@ -247,6 +273,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-runs and -scale-runs must be at least 1")
 	case cfg.Duration <= 0 || cfg.Warmup < 0:
 		return nil, errors.New("-duration must be positive and -warmup not negative")
+	case cfg.DigitsWorkers < 1:
+		return nil, errors.New("-digits-workers must be at least 1")
 	case cfg.Workers < 1 || cfg.RawResponders < 1 || cfg.RawConns < 1 || cfg.RawPrefetch < 1 || cfg.ScaleFactor < 1:
 		return nil, errors.New("-workers, -raw-responders, -raw-conns, -raw-prefetch and -scale-factor must be at least 1")
 	case cfg.AsyncJobs < 1 || cfg.AsyncSubmitters < 1 || cfg.AsyncPollers < 1 || cfg.AsyncWorkers < 1 || cfg.AsyncJobConcurrency < 1:
@@ -338,8 +366,12 @@ type bench struct {
 	steps  int
 
 	apiBin, workerBin string
-	// baseline binaries (-baseline-rev), in a temporary directory
-	baseAPI, baseWorker string
+	// modelsDir is the repository's models/ (absolute): the workers'
+	// MODEL_REPOSITORY.
+	modelsDir string
+	// baseline binaries (-baseline-rev), in a temporary directory, and the
+	// baseline's models/ ("" when that revision has none)
+	baseAPI, baseWorker, baseModels string
 }
 
 // Run runs the selected phases and prints the report to stdout and progress
@@ -355,7 +387,7 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 	b.rep = &Report{Cfg: cfg, Sys: CollectSysInfo(ctx, mgmt)}
 	b.broker = brokerPids(amqpPort(cfg.AMQPURL))
 
-	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseScale) || cfg.Has(PhaseAsync)
+	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseV2) || cfg.Has(PhaseScale) || cfg.Has(PhaseDigits) || cfg.Has(PhaseAsync)
 	if needFarm || cfg.BaselineRev != "" {
 		if cfg.RepoDir == "" {
 			wd, err := os.Getwd()
@@ -387,6 +419,10 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 				return fmt.Errorf("%s: %w (build it or drop -build=false)", p, err)
 			}
 		}
+		b.modelsDir = filepath.Join(cfg.RepoDir, "models")
+		if st, err := os.Stat(b.modelsDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s: the model repository the workers serve is missing", b.modelsDir)
+		}
 	}
 	if cfg.BaselineRev != "" {
 		bl, err := BuildRevision(ctx, cfg.RepoDir, cfg.BaselineRev, b.log)
@@ -395,6 +431,9 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 		}
 		defer bl.Remove()
 		b.baseAPI, b.baseWorker = bl.API, bl.Worker
+		if st, err := os.Stat(bl.Models()); err == nil && st.IsDir() {
+			b.baseModels = bl.Models()
+		}
 		b.rep.Baseline = bl.Describe()
 		for _, c := range bl.Commands {
 			b.rep.Commands = append(b.rep.Commands, c+"   (baseline "+shortCommit(bl.Commit)+", in a git archive of it)")
@@ -432,16 +471,22 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 	b.rep.PrintHeader(stdout)
 	b.countSteps()
 
-	farmCfg := FarmConfig{APIBin: b.apiBin, WorkerBin: b.workerBin, AMQPURL: b.vurl, ManagementURL: cfg.ManagementURL, LogDir: b.logDir}
-	if cfg.Has(PhaseFarm) || cfg.Has(PhaseRaw) || cfg.Has(PhaseExtra) {
+	farmCfg := FarmConfig{APIBin: b.apiBin, WorkerBin: b.workerBin, AMQPURL: b.vurl, ManagementURL: cfg.ManagementURL, LogDir: b.logDir,
+		ModelRepository: b.modelsDir, Models: seedModel}
+	if b.comparing() {
 		farmCfg := farmCfg
 		farmCfg.Env = cfg.FarmEnv
 		if err := b.compare(ctx, farmCfg); err != nil {
 			return err
 		}
-		b.rep.PrintCompare(stdout)
+		if cfg.Has(PhaseFarm) || cfg.Has(PhaseRaw) || cfg.Has(PhaseExtra) {
+			b.rep.PrintCompare(stdout)
+		}
 		if b.rep.HasObservability() {
 			b.rep.PrintObservability(stdout)
+		}
+		if cfg.Has(PhaseV2) {
+			b.rep.PrintV2(stdout)
 		}
 	}
 	if cfg.Has(PhaseScale) {
@@ -449,6 +494,12 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 			return err
 		}
 		b.rep.PrintScale(stdout)
+	}
+	if cfg.Has(PhaseDigits) {
+		if err := b.digits(ctx); err != nil {
+			return fmt.Errorf("digits: %w", err)
+		}
+		b.rep.PrintDigits(stdout)
 	}
 	if cfg.Has(PhaseAsync) {
 		for _, store := range cfg.AsyncStores {
@@ -494,10 +545,23 @@ func goBuild(ctx context.Context, dir, out, pkg string, log io.Writer) (string, 
 	return line, nil
 }
 
+// comparing reports whether a phase of the alternating comparison is
+// selected (farm, raw, v2, extra).
+func (b *bench) comparing() bool {
+	return b.cfg.Has(PhaseFarm) || b.cfg.Has(PhaseRaw) || b.cfg.Has(PhaseExtra) || b.cfg.Has(PhaseV2)
+}
+
+// variants are the comparison's variants in the order they alternate: the v2
+// phase needs the farm's /process runs too, and its own come right after them.
 func (b *bench) variants() []string {
 	var vs []string
-	if b.cfg.Has(PhaseFarm) {
+	if b.cfg.Has(PhaseFarm) || b.cfg.Has(PhaseV2) {
 		vs = append(vs, VariantFarm)
+	}
+	if b.cfg.Has(PhaseV2) {
+		vs = append(vs, VariantFarmV2)
+	}
+	if b.cfg.Has(PhaseFarm) {
 		if b.cfg.BaselineRev != "" {
 			vs = append(vs, VariantFarmBaseline)
 		}
@@ -515,11 +579,14 @@ func (b *bench) variants() []string {
 }
 
 func (b *bench) countSteps() {
-	if b.cfg.Has(PhaseFarm) || b.cfg.Has(PhaseRaw) || b.cfg.Has(PhaseExtra) {
+	if b.comparing() {
 		b.steps += len(b.cfg.Concurrency) * b.cfg.Runs * len(b.variants())
 	}
 	if b.cfg.Has(PhaseScale) {
 		b.steps += len(b.cfg.ScaleWorkers) * b.cfg.ScaleRuns
+	}
+	if b.cfg.Has(PhaseDigits) {
+		b.steps += b.digitsSteps()
 	}
 	if b.cfg.Has(PhaseAsync) {
 		b.steps += 2 * len(b.cfg.AsyncStores) // submit, done
@@ -553,7 +620,7 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 		}
 		wg.Wait()
 	}()
-	if cfg.Has(PhaseFarm) {
+	if cfg.Has(PhaseFarm) || cfg.Has(PhaseV2) {
 		settings := "default settings"
 		if len(cfg.FarmEnv) > 0 {
 			settings = strings.Join(cfg.FarmEnv, " ")
@@ -564,12 +631,14 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 			switch v {
 			case VariantFarmBaseline:
 				fc.APIBin, fc.WorkerBin = b.baseAPI, b.baseWorker
+				fc.ModelRepository = b.baseModels // "": a build from before the model repository
 				what = "the api and %d worker of " + b.rep.Baseline
 			case VariantFarmOTel:
 				fc.Env = append(slices.Clone(fc.Env), "OTEL_EXPORTER_OTLP_ENDPOINT="+sink.URL)
 				what = "bin/api and %d bin/worker with OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL
 			case VariantFarm:
-			default:
+				what += " (MODELS=" + fc.Models + ")"
+			default: // farm-v2 calls the farm of VariantFarm
 				continue
 			}
 			if v != VariantFarm {
@@ -616,17 +685,16 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 		b.rep.Compare = append(b.rep.Compare, row)
 		vs := b.variants()
 		for run := 1; run <= cfg.Runs; run++ {
-			// Each run starts one variant later, so no variant always
-			// follows the same one.
-			k := (run - 1) % len(vs)
-			for _, v := range slices.Concat(vs[k:], vs[:k]) {
+			for _, v := range roundOrder(vs, run) {
 				var res *Result
 				var err error
 				switch v {
 				case VariantFarm, VariantFarmBaseline:
-					res, err = b.runFarm(ctx, farms[v], c, nil)
+					res, err = b.runFarm(ctx, farms[v], c, processPath, nil)
+				case VariantFarmV2:
+					res, err = b.runFarm(ctx, farms[VariantFarm], c, seedInferPath, nil)
 				case VariantFarmOTel:
-					res, err = b.runFarm(ctx, farms[v], c, &otelOK)
+					res, err = b.runFarm(ctx, farms[v], c, processPath, &otelOK)
 				case VariantRaw:
 					res, err = b.runRaw(ctx, rawQueue, false, c, nil)
 				case VariantRawSep:
@@ -654,6 +722,26 @@ func (b *bench) compare(ctx context.Context, farmCfg FarmConfig) error {
 	return nil
 }
 
+// roundOrder is the order of the variants in round run (1, 2, ...): each round
+// starts one variant later, so no variant always follows the same one; but
+// farm-v2 always runs right beside farm (after it in odd rounds, before it in
+// even ones), so that each v2/process pair of the v2 verdict is measured back
+// to back.
+func roundOrder(vs []string, run int) []string {
+	k := (run - 1) % len(vs)
+	order := slices.Concat(vs[k:], vs[:k])
+	i, j := slices.Index(order, VariantFarm), slices.Index(order, VariantFarmV2)
+	if i < 0 || j < 0 {
+		return order
+	}
+	order = slices.Delete(order, j, j+1)
+	i = slices.Index(order, VariantFarm)
+	if run%2 == 1 {
+		i++
+	}
+	return slices.Insert(order, i, VariantFarmV2)
+}
+
 // scale runs the scaling phase: workers with a model service time, added
 // step by step, each count measured at ScaleFactor × N.
 func (b *bench) scale(ctx context.Context, farmCfg FarmConfig) error {
@@ -677,7 +765,7 @@ func (b *bench) scale(ctx context.Context, farmCfg FarmConfig) error {
 			Ideal: float64(n) / cfg.ScaleLatency.Seconds()}
 		b.rep.Scale = append(b.rep.Scale, row)
 		for run := 1; run <= cfg.ScaleRuns; run++ {
-			res, err := b.runFarm(ctx, farm, c, nil)
+			res, err := b.runFarm(ctx, farm, c, processPath, nil)
 			if err != nil {
 				return fmt.Errorf("scale N=%d run %d: %w", n, run, err)
 			}
@@ -720,9 +808,34 @@ func (b *bench) loopConfig(c int, s *CPUSampler, res **CPUUsage) LoopConfig {
 	}
 }
 
-// runFarm runs one closed loop against farm's /process. ok, if set, counts
-// every success, warm-up and cancelled window edges included.
-func (b *bench) runFarm(ctx context.Context, farm *Farm, c int, ok *atomic.Int64) (*Result, error) {
+// The farm's endpoints the comparison calls.
+const (
+	processPath   = "/process"
+	seedInferPath = "/v2/models/" + seedModel + "/infer"
+)
+
+// runFarm runs one closed loop against farm's /process or
+// /v2/models/seed/infer (path). ok, if set, counts every success, warm-up and
+// cancelled window edges included.
+func (b *bench) runFarm(ctx context.Context, farm *Farm, c int, path string, ok *atomic.Int64) (*Result, error) {
+	var mk func(http.RoundTripper, string) func(int) CallFunc
+	switch path {
+	case processPath:
+		mk = ProcessCaller
+	case seedInferPath:
+		mk = SeedInferCaller
+	default:
+		return nil, fmt.Errorf("no caller for %s", path)
+	}
+	return b.runFarmWith(ctx, farm, c, func(rt http.RoundTripper) func(int) CallFunc {
+		return mk(rt, farm.BaseURL+path)
+	}, ok)
+}
+
+// runFarmWith runs one closed loop of c callers made by newCaller (on a
+// fresh keep-alive transport) against farm, sampling the CPU of its API and
+// workers. ok, if set, counts every success.
+func (b *bench) runFarmWith(ctx context.Context, farm *Farm, c int, newCaller func(http.RoundTripper) func(int) CallFunc, ok *atomic.Int64) (*Result, error) {
 	if err := farm.Check(); err != nil {
 		return nil, err
 	}
@@ -733,7 +846,7 @@ func (b *bench) runFarm(ctx context.Context, farm *Farm, c int, ok *atomic.Int64
 	var usage *CPUUsage
 	tr := NewHTTPTransport(c)
 	defer tr.CloseIdleConnections()
-	caller := ProcessCaller(tr, farm.BaseURL+"/process")
+	caller := newCaller(tr)
 	if ok != nil {
 		inner := caller
 		caller = func(i int) CallFunc {

@@ -1,9 +1,16 @@
 // Package bench is warren's benchmark: it measures the farm's POST /process path
 // (bin/api in front of bin/worker processes) against a raw amqp091-go RPC loop
-// through the same RabbitMQ broker, shows how throughput scales with the
-// number of workers when the model has a service time, and measures the async
-// job path (POST /jobs, GET /jobs/{id}?wait=): submit rate, completion rate
-// against workers × JOB_CONCURRENCY / MODEL_LATENCY, and end-to-end latency.
+// through the same RabbitMQ broker, the Open Inference Protocol path
+// (POST /v2/models/seed/infer) against /process on the same farm, shows how
+// throughput scales with the number of workers when the model has a service
+// time, measures a real model (the repository's digits ONNX MLP) through the
+// farm next to its own in-process cost, and measures the async job path
+// (POST /jobs, GET /jobs/{id}?wait=): submit rate, completion rate against
+// workers × JOB_CONCURRENCY / MODEL_LATENCY, and end-to-end latency.
+//
+// The workers serve the repository's model repository (MODEL_REPOSITORY set to
+// the absolute path of its models/ directory): MODELS=seed for every farm but
+// the digits phase's, which runs MODELS=digits.
 //
 // With -baseline-rev the /process comparison also runs the farm built from an
 // earlier commit (git archive into a temporary directory, the Makefile's build
@@ -22,7 +29,9 @@
 //
 // Farm and raw runs alternate (farm, raw, farm, raw, ...) so that drifts of the
 // machine hit both sides alike, and the table reports the median of each side's
-// runs.
+// runs. The v2 phase's runs (farm-v2) join the same rotation, always beside the
+// farm's /process runs on the same farm (after them in odd rounds, before them in
+// even ones); its verdict is the median of the per-round ratios v2/process.
 //
 // The async phase is not a closed loop over a window: it submits a fixed number
 // of jobs from a fixed number of concurrent callers, then long-polls every job
@@ -43,7 +52,9 @@
 //
 //   - stats.go: latency percentiles and medians.
 //   - loop.go: the closed-loop runner shared by every measurement.
-//   - httpload.go: the HTTP caller for POST /process.
+//   - httpload.go: the HTTP callers for POST /process and POST /v2/models/seed/infer.
+//   - digits.go, modelreport.go: the digits phase (in process and through the
+//     farm) and the v2 and digits tables.
 //   - rawrpc.go, responder.go: the raw amqp091-go RPC loop and its responders.
 //   - farm.go, proc.go: starting and stopping bin/api and bin/worker.
 //   - baseline.go: building the binaries of an earlier commit (-baseline-rev).

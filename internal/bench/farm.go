@@ -62,6 +62,17 @@ type FarmConfig struct {
 	// Env holds extra KEY=VALUE settings for the API and the workers
 	// (-farm-env; empty for the default settings).
 	Env []string
+	// ModelRepository is the workers' MODEL_REPOSITORY: an absolute path (the
+	// repository's models/), so that it does not depend on the working
+	// directory. Empty leaves the binaries' default.
+	ModelRepository string
+	// Models is the workers' MODELS (comma-separated model names); empty
+	// loads every model of the repository.
+	Models string
+	// Model is the model whose live workers WaitReady counts; empty means the
+	// API's DEFAULT_MODEL (the "workers" of GET /ready, which older builds
+	// without a model repository also report).
+	Model string
 	// WorkerEnv holds extra KEY=VALUE settings for every worker
 	// (MODEL_LATENCY, CONCURRENCY for the scaling phase).
 	WorkerEnv []string
@@ -99,7 +110,11 @@ func freeAddr() (string, error) {
 	return addr, nil
 }
 
-func (c FarmConfig) env(addr string, extra []string) []string {
+func (c FarmConfig) env(addr string, extra []string) []string { return c.envWith(addr, nil, extra) }
+
+// envWith is the inherited environment without the variables the bench
+// controls, then the bench's own settings, pre, Env and extra.
+func (c FarmConfig) envWith(addr string, pre, extra []string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
 		return controlled(k)
@@ -110,8 +125,23 @@ func (c FarmConfig) env(addr string, extra []string) []string {
 		"HTTP_ADDR="+addr,
 		"LOG_LEVEL=warn",
 	)
+	env = append(env, pre...)
 	env = append(env, c.Env...)
 	return append(env, extra...)
+}
+
+// workerEnv is a worker's environment: the model repository and the models
+// it serves come before -farm-env and WorkerEnv, which may override them (of
+// duplicate keys the last one counts).
+func (c FarmConfig) workerEnv(addr string) []string {
+	var pre []string
+	if c.ModelRepository != "" {
+		pre = append(pre, "MODEL_REPOSITORY="+c.ModelRepository)
+	}
+	if c.Models != "" {
+		pre = append(pre, "MODELS="+c.Models)
+	}
+	return c.envWith(addr, pre, c.WorkerEnv)
 }
 
 func (c FarmConfig) procName(n string) string {
@@ -184,7 +214,7 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		w, err := StartProc(f.cfg.procName("worker-"+strconv.Itoa(i+1)), f.cfg.WorkerBin, nil, f.cfg.env(addr, f.cfg.WorkerEnv), f.cfg.LogDir, nil)
+		w, err := StartProc(f.cfg.procName("worker-"+strconv.Itoa(i+1)), f.cfg.WorkerBin, nil, f.cfg.workerEnv(addr), f.cfg.LogDir, nil)
 		if err != nil {
 			return err
 		}
@@ -196,12 +226,36 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 }
 
 type readyBody struct {
-	Status  string `json:"status"`
-	Broker  string `json:"broker"`
-	Workers int    `json:"workers"`
+	Status string `json:"status"`
+	Broker string `json:"broker"`
+	// Workers is DEFAULT_MODEL's live workers.
+	Workers int `json:"workers"`
+	// Models holds every known model version with its live workers (builds
+	// with a model repository).
+	Models []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Workers int    `json:"workers"`
+	} `json:"models"`
 }
 
-// WaitReady polls GET /ready until it answers 200 with at least n workers.
+// workersOf is the live workers /ready reports for model: the default
+// model's for "", else the most any version of model has.
+func (rb *readyBody) workersOf(model string) int {
+	if model == "" {
+		return rb.Workers
+	}
+	n := 0
+	for _, m := range rb.Models {
+		if m.Name == model {
+			n = max(n, m.Workers)
+		}
+	}
+	return n
+}
+
+// WaitReady polls GET /ready until it answers 200 with at least n live
+// workers of the farm's Model.
 func (f *Farm) WaitReady(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.ReadyTimeout)
 	defer cancel()
@@ -219,7 +273,7 @@ func (f *Farm) WaitReady(ctx context.Context, n int) error {
 			_ = res.Body.Close()
 			var rb readyBody
 			_ = json.Unmarshal(b, &rb)
-			if res.StatusCode == http.StatusOK && rb.Workers >= n {
+			if res.StatusCode == http.StatusOK && rb.workersOf(f.cfg.Model) >= n {
 				return nil
 			}
 			last = fmt.Sprintf("%s %s", res.Status, strings.TrimSpace(string(b)))

@@ -31,6 +31,10 @@ func NewHTTPTransport(c int) *http.Transport {
 // modelPrediction must appear in a successful /process answer.
 var modelPrediction = []byte(`"model_prediction"`)
 
+// seedOutputs must appear in a successful v2 answer of the seed model: its
+// outputs are class, confidence, input_length and message.
+var seedOutputs = []byte(`"outputs":[{"name":"class"`)
+
 // ProcessCaller returns a CallFunc factory that POSTs to url (the farm's
 // /process) through rt. Every request carries distinct data
 // ("bench-<caller>-<seq>") so nothing can be served from a cache. A call
@@ -38,9 +42,54 @@ var modelPrediction = []byte(`"model_prediction"`)
 // with their status code as the label ("200-without-model_prediction" for a
 // 200 without a prediction). Bodies and buffers are reused per caller.
 func ProcessCaller(rt http.RoundTripper, url string) func(i int) CallFunc {
-	return func(i int) CallFunc {
+	return PostCaller(rt, url, func(i int) BodyFunc {
 		prefix := `{"data":"bench-` + strconv.Itoa(i) + `-`
 		const suffix = `","forward_to_model":true}`
+		return func(body []byte, seq uint64) []byte {
+			body = append(body, prefix...)
+			body = strconv.AppendUint(body, seq, 10)
+			return append(body, suffix...)
+		}
+	}, func(resp []byte) string {
+		if !bytes.Contains(resp, modelPrediction) {
+			return "200-without-model_prediction"
+		}
+		return ""
+	})
+}
+
+// SeedInferCaller is ProcessCaller's twin for POST /v2/models/seed/infer (url):
+// the same input string ("bench-<caller>-<seq>") as the one BYTES element of
+// the seed model's input "data", the request /process makes for it. A call
+// succeeds on a 200 whose body holds the seed model's outputs.
+func SeedInferCaller(rt http.RoundTripper, url string) func(i int) CallFunc {
+	return PostCaller(rt, url, func(i int) BodyFunc {
+		prefix := `{"inputs":[{"name":"data","datatype":"BYTES","shape":[1],"data":["bench-` + strconv.Itoa(i) + `-`
+		const suffix = `"]}]}`
+		return func(body []byte, seq uint64) []byte {
+			body = append(body, prefix...)
+			body = strconv.AppendUint(body, seq, 10)
+			return append(body, suffix...)
+		}
+	}, func(resp []byte) string {
+		if !bytes.Contains(resp, seedOutputs) {
+			return "200-without-outputs"
+		}
+		return ""
+	})
+}
+
+// BodyFunc appends the body of request seq (1, 2, ...) to body and returns it.
+type BodyFunc func(body []byte, seq uint64) []byte
+
+// PostCaller returns a CallFunc factory that POSTs JSON to url through rt:
+// caller i's bodies come from newBody(i), and a 200's body is judged by check
+// ("" for a success, else a failure label). Other answers fail with their
+// status code as the label, transport errors with errorLabel's. Bodies and
+// buffers are reused per caller.
+func PostCaller(rt http.RoundTripper, url string, newBody func(i int) BodyFunc, check func(resp []byte) string) func(i int) CallFunc {
+	return func(i int) CallFunc {
+		next := newBody(i)
 		var (
 			seq  uint64
 			body = make([]byte, 0, 128)
@@ -49,9 +98,7 @@ func ProcessCaller(rt http.RoundTripper, url string) func(i int) CallFunc {
 		)
 		return func(ctx context.Context) string {
 			seq++
-			body = append(body[:0], prefix...)
-			body = strconv.AppendUint(body, seq, 10)
-			body = append(body, suffix...)
+			body = next(body[:0], seq)
 			rd.Reset(body)
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, rd)
 			if err != nil {
@@ -75,10 +122,8 @@ func ProcessCaller(rt http.RoundTripper, url string) func(i int) CallFunc {
 				return errorLabel(ctx, err)
 			case res.StatusCode != http.StatusOK:
 				return strconv.Itoa(res.StatusCode)
-			case !bytes.Contains(resp.Bytes(), modelPrediction):
-				return "200-without-model_prediction"
 			}
-			return ""
+			return check(resp.Bytes())
 		}
 	}
 }

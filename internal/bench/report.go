@@ -24,6 +24,8 @@ type Report struct {
 	// OTel is what the farm-otel variant exported (nil without -otel).
 	OTel  *OTelStats
 	Async []*AsyncRun
+	// Digits is the digits phase (nil when not run).
+	Digits *DigitsRun
 }
 
 // OTelStats is what the farm-otel variant's processes exported.
@@ -39,7 +41,7 @@ type OTelStats struct {
 var farmVariants = []string{VariantFarm, VariantFarmBaseline, VariantFarmOTel}
 
 // allVariants in table order.
-var allVariants = []string{VariantFarm, VariantFarmBaseline, VariantFarmOTel, VariantRaw, VariantRawSep, VariantRawConfirm}
+var allVariants = []string{VariantFarm, VariantFarmV2, VariantFarmBaseline, VariantFarmOTel, VariantRaw, VariantRawSep, VariantRawConfirm}
 
 // CompareRow holds the runs of every variant at one concurrency.
 type CompareRow struct {
@@ -71,6 +73,7 @@ var variantTitle = map[string]string{
 	VariantRawConfirm:   "raw, publisher confirms on",
 	VariantFarmBaseline: "farm /process, baseline build",
 	VariantFarmOTel:     "farm /process, tracing exported",
+	VariantFarmV2:       "farm /v2/models/seed/infer",
 }
 
 // fmtRate formats a rate with thousands separators ("12,345").
@@ -150,7 +153,7 @@ func (r *Report) PrintHeader(w io.Writer) {
 	if s.BackgroundLoad >= 0 {
 		p("idle load  %.2f cores busy before the first run (other processes on the machine)", s.BackgroundLoad)
 	}
-	if c.Has(PhaseFarm) || c.Has(PhaseRaw) || c.Has(PhaseExtra) || c.Has(PhaseScale) {
+	if c.Has(PhaseFarm) || c.Has(PhaseRaw) || c.Has(PhaseExtra) || c.Has(PhaseV2) || c.Has(PhaseScale) || c.Has(PhaseDigits) {
 		p("method     closed loop, keep-alive, %v warm-up, %v measured, median of %d alternating runs", c.Warmup, c.Duration, c.Runs)
 	}
 	if c.Has(PhaseAsync) {
@@ -179,7 +182,7 @@ func (r *Report) PrintCompare(w io.Writer) {
 	if len(c.FarmEnv) > 0 {
 		settings = "settings " + strings.Join(c.FarmEnv, " ") + " (NOT the defaults)"
 	}
-	p("  farm: bin/api + %d × bin/worker, %s, POST /process {\"data\": \"<distinct>\", \"forward_to_model\": true}", c.Workers, settings)
+	p("  farm: bin/api + %d × bin/worker (MODELS=%s), %s, POST /process {\"data\": \"<distinct>\", \"forward_to_model\": true}", c.Workers, seedModel, settings)
 	p("  raw:  direct reply-to, %d responders in this process (prefetch %d), %d client connections, no confirms", c.RawResponders, c.RawPrefetch, c.RawConns)
 	p("")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -327,7 +330,7 @@ const scaleTargetWorkers = 32
 func (r *Report) notMeasuredCompare(c int, phases ...string) string {
 	cfg := r.Cfg
 	for _, p := range phases {
-		if !cfg.Has(p) {
+		if !cfg.Has(p) && (p != PhaseFarm || !cfg.Has(PhaseV2)) { // v2 runs the farm's /process too
 			return fmt.Sprintf("not measured: -phases %s leaves out the %s phase", strings.Join(cfg.Phases, ","), p)
 		}
 	}
@@ -443,6 +446,9 @@ func (r *Report) Targets() []Target {
 			})
 		}
 	}
+
+	ts = append(ts, r.v2Targets(verdict)...)
+	ts = append(ts, r.digitsTargets(verdict)...)
 
 	for _, a := range r.Async {
 		ts = append(ts, Target{
@@ -582,7 +588,11 @@ func farmCPUPerReq(s *Summary) string {
 func (r *Report) PrintObservability(w io.Writer) {
 	c := r.Cfg
 	p := func(format string, a ...any) { _, _ = fmt.Fprintf(w, format+"\n", a...) }
-	p("observability overhead on /process (same windows, alternating with the rows above)")
+	if r.OTel != nil {
+		p("observability overhead on /process (same windows, alternating with the rows above)")
+	} else {
+		p("/process: this build against the baseline build (same windows, alternating with the rows above)")
+	}
 	p("  farm:          bin/api + %d × bin/worker, this build, tracing off (no OTEL_* variable set)", c.Workers)
 	if r.Baseline != "" {
 		p("  farm-baseline: the same from %s", r.Baseline)
