@@ -234,6 +234,7 @@ func plainSession(conn *amqp.Connection) func(*subscription) *consumerSession {
 // the first error. On ctx cancellation the connection stays open for in-flight
 // replies and acks; run closes it after the drain.
 func (p *pool) pumpAll(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, sub subscriber) error {
+	connClosed := closed // this loop's view of it, set to nil once seen closed; the pumps keep closed
 	subscribed := map[*routeSlots]bool{}
 	errs := make(chan error, len(p.routes))
 	running := 0
@@ -282,9 +283,9 @@ func (p *pool) pumpAll(ctx context.Context, conn *amqp.Connection, closed <-chan
 			}
 		case <-changed:
 			subscribeEnabled()
-		case e, ok := <-closed:
+		case e, ok := <-connClosed:
 			if !ok {
-				closed = nil
+				connClosed = nil
 			}
 			fail(closeErr(e)) // the pumps see it too and return
 		case <-done:
