@@ -68,8 +68,11 @@ func newV2Server(t *testing.T, name string, pred model.Predictor) *v2Server {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		if s.mangle != nil {
-			out = s.mangle(out)
+		s.mu.Lock()
+		mangle := s.mangle
+		s.mu.Unlock()
+		if mangle != nil {
+			out = mangle(out)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
@@ -200,11 +203,11 @@ func TestDigitsCaller(t *testing.T) {
 	}
 
 	// An answer to another request is no success, nor one without probabilities.
-	s.mangle = func(b []byte) []byte { return []byte(strings.Replace(string(b), `"id":"bench-`, `"id":"other-`, 1)) }
+	s.setMangle(func(b []byte) []byte { return []byte(strings.Replace(string(b), `"id":"bench-`, `"id":"other-`, 1)) })
 	if got := DigitsCaller(tr, url, vs)(0)(context.Background()); got != "200-wrong-id" {
 		t.Errorf("label %q, want 200-wrong-id", got)
 	}
-	s.mangle = func(b []byte) []byte { return []byte(strings.Replace(string(b), "probabilities", "logits", 1)) }
+	s.setMangle(func(b []byte) []byte { return []byte(strings.Replace(string(b), "probabilities", "logits", 1)) })
 	if got := DigitsCaller(tr, url, vs)(0)(context.Background()); got != "200-without-probabilities" {
 		t.Errorf("label %q, want 200-without-probabilities", got)
 	}
@@ -449,4 +452,11 @@ func TestRoundOrder(t *testing.T) {
 	if got := roundOrder(plain, 2); !slices.Equal(got, []string{VariantRaw, VariantRawSep, VariantFarm}) {
 		t.Errorf("plain rotation %v", got)
 	}
+}
+
+// setMangle changes how the server rewrites its answers, safely while it serves.
+func (s *v2Server) setMangle(f func([]byte) []byte) {
+	s.mu.Lock()
+	s.mangle = f
+	s.mu.Unlock()
 }
