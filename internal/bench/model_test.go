@@ -148,7 +148,7 @@ func TestSeedInferCaller(t *testing.T) {
 	}
 
 	// A 200 without the seed model's outputs is no success.
-	s.mangle = func([]byte) []byte { return []byte(`{"model_name":"seed","outputs":[]}`) }
+	s.setMangle(func([]byte) []byte { return []byte(`{"model_name":"seed","outputs":[]}`) })
 	if got := SeedInferCaller(tr, s.URL+seedInferPath)(0)(context.Background()); got != "200-without-outputs" {
 		t.Errorf("label %q", got)
 	}
@@ -224,7 +224,7 @@ func TestCheckDigits(t *testing.T) {
 		t.Fatalf("check %+v, want every vector matched within 1e-5", ck)
 	}
 	// An answer whose classes are rotated is caught.
-	s.mangle = func(b []byte) []byte {
+	s.setMangle(func(b []byte) []byte {
 		var r map[string]any
 		_ = json.Unmarshal(b, &r)
 		out := r["outputs"].([]any)[0].(map[string]any)
@@ -232,11 +232,11 @@ func TestCheckDigits(t *testing.T) {
 		out["data"] = append(d[1:], d[0])
 		b, _ = json.Marshal(r)
 		return b
-	}
+	})
 	if ck := CheckDigits(context.Background(), tr, url, vs); ck.Matched == len(vs) || ck.MaxDiff < 0.1 {
 		t.Errorf("rotated answers passed: %+v", ck)
 	}
-	s.mangle = nil
+	s.setMangle(nil)
 	if ck := CheckDigits(context.Background(), tr, s.URL+"/v2/models/nope/infer", vs[:2]); len(ck.Failures) != 2 || ck.Matched != 0 {
 		t.Errorf("404s: %+v", ck)
 	}
