@@ -17,10 +17,18 @@
 // with no worker running a known model still answers 503, and jobs for it can still
 // be queued.
 //
-// # Default version
+// # Default version and traffic
 //
-// A call that names no version goes to the highest version that has a live
-// consumer; when none has, to the highest known version (which then answers 503).
+// A call that names no version goes, by the default rule, to the highest version
+// that has a live consumer; when none has, to the highest known version (which then
+// answers 503). A model's [Traffic] settings change that: a default_version that
+// takes the highest version's place while it is live, and weights that split the
+// calls between versions (a canary), at random or by a sticky request header —
+// always among the weighted versions that have a live consumer, so that no call is
+// sent to a version nobody serves; when none of them is live, the default rule
+// applies. The settings are kept in the MetaStore too, which every API replica
+// re-reads ([Catalog.FollowTraffic]), so that a change made on one applies on all.
+// docs/versions.md is the operator's guide.
 package catalog
 
 import (
@@ -106,6 +114,12 @@ type Catalog struct {
 	mu  sync.RWMutex
 	m   map[string]map[string]*entry // model → version → entry
 	n   int
+	// traffic holds the models' traffic settings (only those set), under mu.
+	traffic map[string]Traffic
+	// trafficMu orders the store's reads and writes of the traffic settings, so a
+	// refresh never applies what it read before this replica's own write.
+	trafficMu  sync.Mutex
+	unreadable map[string]string // stored settings warned about (key → value), under trafficMu
 }
 
 // New returns an empty catalog.
@@ -119,7 +133,7 @@ func New(cfg Config) (*Catalog, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Catalog{cfg: cfg, m: map[string]map[string]*entry{}}, nil
+	return &Catalog{cfg: cfg, m: map[string]map[string]*entry{}, traffic: map[string]Traffic{}, unreadable: map[string]string{}}, nil
 }
 
 const metaPrefix = "model/"
@@ -132,8 +146,9 @@ type persisted struct {
 	JobConcurrency int             `json:"job_concurrency"`
 }
 
-// Load reads the persisted model versions (call once, before serving).
-func (c *Catalog) Load(ctx context.Context) error {
+// Load reads the persisted model versions and traffic settings (call once, before
+// serving).
+func (c *Catalog) Load(ctx context.Context) (err error) {
 	if c.cfg.Store == nil {
 		return nil
 	}
@@ -141,6 +156,11 @@ func (c *Catalog) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("catalog: load: %w", err)
 	}
+	defer func() {
+		if terr := c.RefreshTraffic(ctx); terr != nil {
+			err = errors.Join(err, terr)
+		}
+	}()
 	for k, val := range kv {
 		name, version, ok := strings.Cut(strings.TrimPrefix(k, metaPrefix), "/")
 		var p persisted
@@ -245,15 +265,18 @@ func (c *Catalog) snapshot(e *entry, now time.Time) Version {
 	return v
 }
 
-// Resolve returns model name's version (the default version when version is
-// empty), or ErrUnknownModel / ErrUnknownVersion (wrapped, naming what is known).
+// Resolve returns model name's version, or when version is empty the default
+// rule's: the model's default_version (its [Traffic]) while it has a live consumer,
+// else the highest version that has one, else the default_version, else the highest
+// known version. Weights are not applied here (see [Catalog.Pick]). Errors:
+// ErrUnknownModel / ErrUnknownVersion (wrapped, naming what is known).
 func (c *Catalog) Resolve(name, version string) (Version, error) {
 	now := time.Now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	vs, ok := c.m[name]
 	if !ok {
-		return Version{}, fmt.Errorf("%w: %q (no worker has announced it)", ErrUnknownModel, name)
+		return Version{}, unknownModel(name)
 	}
 	if version != "" {
 		e, ok := vs[version]
@@ -262,18 +285,38 @@ func (c *Catalog) Resolve(name, version string) (Version, error) {
 		}
 		return c.snapshot(e, now), nil
 	}
-	var best, bestLive *Version
+	return c.byDefault(vs, c.traffic[name].DefaultVersion, now), nil
+}
+
+func unknownModel(name string) error {
+	return fmt.Errorf("%w: %q (no worker has announced it)", ErrUnknownModel, name)
+}
+
+// byDefault is the default rule among vs (not empty) with default version dv (""
+// for none), under c.mu.
+func (c *Catalog) byDefault(vs map[string]*entry, dv string, now time.Time) Version {
+	var dflt, best, bestLive *Version
+	if e, ok := vs[dv]; ok {
+		s := c.snapshot(e, now)
+		if s.Ready() {
+			return s
+		}
+		dflt = &s
+	}
 	for _, v := range sortedVersions(vs) {
 		s := c.snapshot(vs[v], now)
 		best = &s
-		if s.Live > 0 {
+		if s.Ready() {
 			bestLive = &s
 		}
 	}
-	if bestLive != nil {
-		return *bestLive, nil
+	switch {
+	case bestLive != nil:
+		return *bestLive
+	case dflt != nil:
+		return *dflt
 	}
-	return *best, nil
+	return *best
 }
 
 // Models returns every known model with its versions, sorted by name.
