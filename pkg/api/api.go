@@ -9,6 +9,9 @@
 //	GET  /v2/models/{name}[/versions/{v}]                metadata
 //	GET|HEAD /v2/models/{name}[/versions/{v}]/ready      readiness
 //	POST /v2/models/{name}[/versions/{v}]/infer          inference
+//	GET|PUT|DELETE /v2/models/{name}/traffic             where unversioned calls go
+//	                                 (weights, sticky header, default version; PUT
+//	                                 and DELETE as ADMIN_API allows)
 //	GET  /v2/models, /models         every model with versions, readiness, live workers
 //	POST /jobs                       a job: the lab's {"data"} for DEFAULT_MODEL, or a v2
 //	                                 request with "model" (and "version")
@@ -17,8 +20,9 @@
 //	GET|HEAD /capacity[?model=&version=]                 workers needed (pkg/capacity)
 //
 // A v2 request is resolved against the catalog (404 for a model or version no
-// worker announced) and validated against the version's metadata (400 naming the
-// tensor) before anything is published; the body then goes to the worker as it
+// worker announced; without a version, the model's traffic settings pick one) and
+// validated against that version's metadata (400 naming the tensor) before anything
+// is published; the body then goes to the worker as it
 // came. /process encodes the lab's body as a v2 request and the answer back. With
 // Prefer: respond-async, /process and v2 infer hand the call off as a job: the
 // call's own answer if the job finishes within Prefer: wait, else 202 with the job.
@@ -33,6 +37,7 @@
 //	     worker's bad_input)                                reason bad_input
 //	404  unknown model, version or job                     reason not_found
 //	409  idempotency key in progress, job not cancellable  in_progress, not_cancellable
+//	403  the admin API refuses this client (ADMIN_API)    reason forbidden
 //	413  body over BodyLimit                               reason too_large
 //	422  missing/wrong-typed field, malformed JSON (the lab's shape; v2 says 400);
 //	     an Idempotency-Key reused with another body       idempotency_key_reused
@@ -53,6 +58,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,6 +120,14 @@ type Config struct {
 	// from New on (New closes it if it fails) and closes it when it stops. It also
 	// keeps the model catalog.
 	Jobs JobsConfig
+	// AdminAPI says who may change the routing of unversioned calls (PUT and
+	// DELETE /v2/models/{name}/traffic): AdminOff, AdminLoopback (clients on this
+	// host, not through a proxy) or AdminOn. Empty means AdminLoopback. There is no
+	// authentication: do not expose these calls.
+	AdminAPI string
+	// TrafficRefresh is how often the traffic settings are re-read from the job
+	// store (other replicas' changes); zero means catalog.DefaultTrafficRefresh.
+	TrafficRefresh time.Duration
 	// Tracing, if enabled, traces each request and passes the W3C trace context to
 	// the workers; nil disables.
 	Tracing *tracing.Tracing
@@ -150,6 +164,12 @@ func (c *Config) setDefaults() {
 	if c.DefaultModel == "" {
 		c.DefaultModel = DefaultModel
 	}
+	if c.AdminAPI == "" {
+		c.AdminAPI = AdminLoopback
+	}
+	if c.TrafficRefresh == 0 {
+		c.TrafficRefresh = catalog.DefaultTrafficRefresh
+	}
 	if c.Jobs.MaxWait == 0 {
 		c.Jobs.MaxWait = DefaultMaxWait
 	}
@@ -172,6 +192,12 @@ func (c *Config) validate() error {
 	}
 	if c.BodyLimit < 0 || c.DrainTimeout < 0 || c.QueueMaxLength < 0 {
 		errs = append(errs, errors.New("api: BodyLimit, DrainTimeout and QueueMaxLength must not be negative"))
+	}
+	if !slices.Contains(AdminModes, c.AdminAPI) {
+		errs = append(errs, fmt.Errorf("api: AdminAPI %q: want one of %v", c.AdminAPI, AdminModes))
+	}
+	if c.TrafficRefresh < 0 {
+		errs = append(errs, errors.New("api: TrafficRefresh must not be negative"))
 	}
 	if !queue.ValidModelName(c.DefaultModel) {
 		errs = append(errs, fmt.Errorf("api: DefaultModel %q is not a valid model name", c.DefaultModel))
@@ -305,6 +331,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	bg("job results", func(ctx context.Context) { _ = s.results.Run(ctx) })
 	bg("job service", func(ctx context.Context) { _ = s.jobs.Run(ctx) })
 	bg("model announcements", func(ctx context.Context) { _ = s.watcher.Run(ctx) })
+	bg("traffic settings", func(ctx context.Context) { s.catalog.FollowTraffic(ctx, s.cfg.TrafficRefresh) })
 	if s.cfg.ManagementURL != "" {
 		bg("queue policy", func(ctx context.Context) {
 			queue.KeepPolicy(ctx, queue.PolicyConfig{ManagementURL: s.cfg.ManagementURL, Vhost: s.vhost,
@@ -326,7 +353,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 		}
 		return nil
 	})
-	s.log.Info("api listening", "addr", ln.Addr().String(), "default_model", s.cfg.DefaultModel)
+	s.log.Info("api listening", "addr", ln.Addr().String(), "default_model", s.cfg.DefaultModel, "admin_api", s.cfg.AdminAPI)
+	if s.cfg.AdminAPI == AdminOn {
+		s.log.Warn("ADMIN_API=on: anyone who reaches this API can change where calls go (PUT/DELETE /v2/models/{name}/traffic); there is no authentication")
+	}
 	go s.markReady(ctx)
 
 	var serveErr error

@@ -63,7 +63,18 @@ func (f *fakeCaller) last() queue.Request {
 	return f.calls[len(f.calls)-1]
 }
 
-type fakeCatalog struct{ versions map[string][]catalog.Version }
+type fakeCatalog struct {
+	versions map[string][]catalog.Version
+	// pick, when set, answers Pick; else Pick is Resolve(name, "").
+	pick func(name string, header func(string) string) (catalog.Version, error)
+}
+
+func (f *fakeCatalog) Pick(name string, header func(string) string) (catalog.Version, error) {
+	if f.pick != nil {
+		return f.pick(name, header)
+	}
+	return f.Resolve(name, "")
+}
 
 var _ Catalog = (*fakeCatalog)(nil)
 

@@ -30,9 +30,12 @@ type Caller interface {
 	Call(ctx context.Context, req queue.Request) (*queue.Reply, error)
 }
 
-// Catalog knows the farm's models (pkg/catalog).
+// Catalog knows the farm's models (pkg/catalog): Resolve finds a named version
+// (or the default rule's), Pick the version a call that names none goes to (the
+// model's traffic settings, with header reading the call's request headers).
 type Catalog interface {
 	Resolve(name, version string) (catalog.Version, error)
+	Pick(name string, header func(string) string) (catalog.Version, error)
 	Models() []catalog.Model
 }
 
@@ -56,6 +59,7 @@ type handlers struct {
 	cfg      Config
 	calls    Caller
 	catalog  Catalog
+	traffic  TrafficAdmin
 	jobs     Jobs
 	capacity Capacity
 	metrics  *metrics.API
@@ -72,7 +76,7 @@ type handlers struct {
 
 func (s *Server) handlers() *handlers {
 	return &handlers{
-		cfg: s.cfg, calls: s.client, catalog: s.catalog, jobs: s.jobs, capacity: s.capacity, metrics: s.metrics,
+		cfg: s.cfg, calls: s.client, catalog: s.catalog, traffic: s.catalog, jobs: s.jobs, capacity: s.capacity, metrics: s.metrics,
 		registry: s.cfg.Registry, state: s.State, enter: s.enter, leave: s.leave, stopping: s.Stopping(),
 		broker: func() bool { return s.client.State().Connected },
 		jobsProblem: func() string {
@@ -110,6 +114,7 @@ func newRouter(h *handlers) *echo.Echo {
 	e.GET("/jobs/:id", h.getJob)
 	e.DELETE("/jobs/:id", h.deleteJob)
 	h.v2Routes(e)
+	h.trafficRoutes(e)
 	e.GET("/metrics", echo.WrapHandler(metrics.Handler(h.registry)))
 	e.GET("/capacity", echo.WrapHandler(h.capacity.Handler()))
 	e.HEAD("/capacity", echo.WrapHandler(h.capacity.Handler()))

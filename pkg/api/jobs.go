@@ -133,7 +133,7 @@ func (h *handlers) readJobInput(c echo.Context, ve *httperr.ValidationError) (jo
 			ve.Add("value_error", "a job always runs the model: forward_to_model must be true or absent", false, "body", "forward_to_model")
 			return jobInput{}, nil
 		}
-		v, err := h.defaultModel()
+		v, err := h.defaultModel(c.Request())
 		if err != nil {
 			return jobInput{}, err
 		}
@@ -148,7 +148,13 @@ func (h *handlers) readJobInput(c echo.Context, ve *httperr.ValidationError) (jo
 	if err := ve.OrNil(); err != nil {
 		return jobInput{}, nil
 	}
-	v, err := h.catalog.Resolve(name, version)
+	// A job that names no version is routed as a call would be, once, now.
+	var v catalog.Version
+	if version == "" {
+		v, err = h.catalog.Pick(name, c.Request().Header.Get)
+	} else {
+		v, err = h.catalog.Resolve(name, version)
+	}
 	if err != nil {
 		return jobInput{}, unknownModel(err)
 	}

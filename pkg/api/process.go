@@ -62,7 +62,7 @@ func (h *handlers) process(c echo.Context) error {
 	if !in.forward {
 		return c.JSONBlob(http.StatusOK, []byte(loggedOK))
 	}
-	v, err := h.defaultModel()
+	v, err := h.defaultModel(req)
 	if err != nil {
 		return err
 	}
@@ -84,11 +84,12 @@ func (h *handlers) process(c echo.Context) error {
 	return c.JSONBlob(http.StatusOK, out)
 }
 
-// defaultModel resolves DEFAULT_MODEL for the lab's endpoints. A default model no
-// worker ever announced is "no predictor can answer" (the lab's 503), not a 404; one
-// that does not take the seed lab's input cannot answer /process.
-func (h *handlers) defaultModel() (catalog.Version, error) {
-	v, err := h.catalog.Resolve(h.cfg.DefaultModel, "")
+// defaultModel picks the version of DEFAULT_MODEL that req goes to (the model's
+// traffic settings) for the lab's endpoints. A default model no worker ever
+// announced is "no predictor can answer" (the lab's 503), not a 404; one that does
+// not take the seed lab's input cannot answer /process.
+func (h *handlers) defaultModel(req *http.Request) (catalog.Version, error) {
+	v, err := h.catalog.Pick(h.cfg.DefaultModel, req.Header.Get)
 	if err != nil && !h.broker() {
 		return v, httperr.Of(reason.BrokerUnavailable, "Model service is unavailable: not connected to the broker", err)
 	}

@@ -86,6 +86,20 @@ func (h *handlers) resolve(c echo.Context) (catalog.Version, error) {
 	return v, nil
 }
 
+// route is the version a call goes to: the path's version, else the one the
+// model's traffic settings pick for this request (pkg/catalog's Pick: weights among
+// live versions, sticky by a header when configured, else the default rule).
+func (h *handlers) route(c echo.Context) (catalog.Version, error) {
+	if c.Param("version") != "" {
+		return h.resolve(c)
+	}
+	v, err := h.catalog.Pick(c.Param("name"), c.Request().Header.Get)
+	if err != nil {
+		return v, unknownModel(err)
+	}
+	return v, nil
+}
+
 type modelReadyBody struct {
 	Name    string `json:"name"`
 	Version string `json:"version,omitempty"`
@@ -161,8 +175,9 @@ func (h *handlers) listModels(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// infer is POST /v2/models/{name}[/versions/{v}]/infer: the request is checked
-// against the version's metadata before anything is published, then either called
+// infer is POST /v2/models/{name}[/versions/{v}]/infer: the version is the path's
+// or the traffic settings' pick; the request is checked against that version's
+// metadata before anything is published, then either called
 // (the worker's v2 response is passed through as it is) or, with Prefer:
 // respond-async, submitted as a job.
 func (h *handlers) infer(c echo.Context) error {
@@ -174,7 +189,7 @@ func (h *handlers) infer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := h.resolve(c)
+	v, err := h.route(c)
 	if err != nil {
 		return err
 	}

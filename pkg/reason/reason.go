@@ -31,6 +31,7 @@ const (
 	InProgress           // 409: the first submission with this key is not confirmed yet
 	NotCancellable       // 409: only a queued job can be cancelled
 	NotReady             // 503: the model cannot answer this endpoint now (DEFAULT_MODEL not seed-shaped, a worker's model still loading)
+	Forbidden            // 403: the admin API does not take calls from this client (ADMIN_API)
 	count
 )
 
@@ -40,14 +41,14 @@ var names = [count]string{
 	ClientClosed: "client_closed", NotFound: "not_found", Invalid: "invalid", TooLarge: "too_large",
 	StoreUnavailable: "store_unavailable", JobsUnavailable: "jobs_unavailable",
 	IdempotencyKeyReused: "idempotency_key_reused", InProgress: "in_progress",
-	NotCancellable: "not_cancellable", NotReady: "not_ready",
+	NotCancellable: "not_cancellable", NotReady: "not_ready", Forbidden: "forbidden",
 }
 
 var statuses = [count]int{
 	OK: 200, NoWorkers: 503, QueueFull: 503, BrokerUnavailable: 503, Draining: 503, Timeout: 504,
 	ModelError: 502, BadInput: 400, ClientClosed: 499, NotFound: 404, Invalid: 422, TooLarge: 413,
 	StoreUnavailable: 503, JobsUnavailable: 503, IdempotencyKeyReused: 422, InProgress: 409,
-	NotCancellable: 409, NotReady: 503,
+	NotCancellable: 409, NotReady: 503, Forbidden: 403,
 }
 
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.
