@@ -67,6 +67,7 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		"/v2/models/{name}/versions/{version}/ready": {http.MethodGet, http.MethodHead},
 		"/v2/models/{name}/infer":                    {http.MethodPost},
 		"/v2/models/{name}/versions/{version}/infer": {http.MethodPost},
+		"/v2/models/{name}/traffic":                  {http.MethodDelete, http.MethodGet, http.MethodPut},
 	}
 	if got := doc.Paths.Len(); got != len(wantOps) {
 		t.Errorf("the document has %d paths, want %d", got, len(wantOps))

@@ -559,6 +559,20 @@ func TestSpecV2Bodies(t *testing.T) {
 		{"JobRequest", `{"inputs":[]}`, false},                 // inputs without model
 		{"JobRequest", `{"model":"digits","version":2,"inputs":[]}`, false},
 		{"JobRequest", `{"model":"no.dots","inputs":[]}`, false},
+		// Traffic settings (a warren extension): integer weights, a header name.
+		{"TrafficSettings", `{"weights":{"1":90,"2":10},"sticky_header":"X-User-ID","default_version":"1"}`, true},
+		{"TrafficSettings", `{"default_version":"2"}`, true},
+		{"TrafficSettings", `{"weights":null,"default_version":"2"}`, true},
+		{"TrafficSettings", `{"weights":{"1":1.5}}`, false},
+		{"TrafficSettings", `{"weights":{"1":-1}}`, false},
+		{"TrafficSettings", `{"weights":{"1":"90"}}`, false},
+		{"TrafficSettings", `{"weights":{"1":1},"sticky_header":"X User"}`, false},
+		{"TrafficSettings", `{"default_version":"01"}`, false},
+		{"TrafficSettings", `{"weight":{"1":1}}`, false},
+		{"Traffic", `{"model":"digits","configured":true,"weights":{"1":90,"2":10},"sticky_header":"X-User-Id","split":{"1":0.9,"2":0.1}}`, true},
+		{"Traffic", `{"model":"digits","configured":false,"split":{"2":1}}`, true},
+		{"Traffic", `{"model":"digits","configured":false}`, false},
+		{"Traffic", `{"model":"digits","configured":false,"split":{"2":2}}`, false},
 	} {
 		s := doc.Components.Schemas[c.schema]
 		if s == nil {
