@@ -56,6 +56,7 @@ func load(l *config.Loader) settings {
 			BodyLimit:         config.BodyLimit.Load(l),
 			DrainTimeout:      config.DrainTimeout.Load(l),
 			DefaultModel:      config.DefaultModel.Load(l),
+			AdminAPI:          config.AdminAPI.Load(l),
 			Capacity: capacity.Config{
 				TargetUtilization: config.ScaleTargetUtilization.Load(l),
 				TargetWait:        config.ScaleTargetWait.Load(l),

@@ -17,7 +17,7 @@ import (
 var Table = []Entry{
 	AMQPURL, ManagementURL, HTTPAddr, RequestTimeout, MaxRequestTimeout, BodyLimit,
 	QueueMaxLength, Concurrency, Prefetch, DrainTimeout,
-	ModelRepository, Models, DefaultModel, ModelSeed, ModelLatency,
+	ModelRepository, Models, DefaultModel, AdminAPI, ModelSeed, ModelLatency,
 	WorkerID, LogLevel, LogFormat, ScaleTargetUtilization, ScaleTargetWait,
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
 	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
@@ -114,6 +114,12 @@ var (
 		Env: "DEFAULT_MODEL", ReadBy: APIOnly,
 		Default: api.DefaultModel, Pattern: modelName,
 		Usage: "The model that POST /process and POST /jobs with a `{\"data\": …}` body call.",
+	}
+	// AdminAPI is ADMIN_API.
+	AdminAPI = &Enum{
+		Env: "ADMIN_API", ReadBy: APIOnly,
+		Default: api.AdminLoopback, Allowed: api.AdminModes,
+		Usage: "Who may change where calls without a version go (`PUT`/`DELETE /v2/models/{name}/traffic`; docs/versions.md): `loopback` — clients on the API's own host, not through a proxy; `on` — anyone who reaches the API (there is no authentication: only behind a network boundary you trust); `off` — nobody.",
 	}
 	// ModelSeed is MODEL_SEED.
 	ModelSeed = &Uint64{
