@@ -91,7 +91,8 @@ func (t Traffic) String() string {
 
 // check returns what is wrong with t for a model whose known versions are known.
 func (t Traffic) check(name string, known map[string]*entry) error {
-	var problems, unknown []string
+	var problems []string
+	unknown := map[string]bool{}
 	if t.IsZero() {
 		problems = append(problems, "set weights or default_version (DELETE resets the model to the default rule)")
 	}
@@ -99,7 +100,7 @@ func (t Traffic) check(name string, known map[string]*entry) error {
 	for _, v := range slices.SortedFunc(maps.Keys(t.Weights), queue.CompareVersions) {
 		w := t.Weights[v]
 		if _, ok := known[v]; !ok {
-			unknown = append(unknown, strconv.Quote(v))
+			unknown[v] = true
 		}
 		switch {
 		case w < 0:
@@ -113,13 +114,15 @@ func (t Traffic) check(name string, known map[string]*entry) error {
 	if len(t.Weights) > 0 && sum == 0 {
 		problems = append(problems, "the weights sum to 0: give at least one version a weight above 0")
 	}
-	if t.DefaultVersion != "" {
-		if _, ok := known[t.DefaultVersion]; !ok {
-			unknown = append(unknown, strconv.Quote(t.DefaultVersion))
-		}
+	if _, ok := known[t.DefaultVersion]; !ok && t.DefaultVersion != "" {
+		unknown[t.DefaultVersion] = true
 	}
 	if len(unknown) > 0 {
-		problems = append(problems, fmt.Sprintf("%s has no version %s (known: %s)", name, strings.Join(slices.Compact(unknown), ", "),
+		var quoted []string
+		for _, v := range slices.SortedFunc(maps.Keys(unknown), queue.CompareVersions) {
+			quoted = append(quoted, strconv.Quote(v))
+		}
+		problems = append(problems, fmt.Sprintf("%s has no version %s (known: %s)", name, strings.Join(quoted, ", "),
 			strings.Join(sortedVersions(known), ", ")))
 	}
 	switch {

@@ -252,6 +252,7 @@ func TestSetTrafficValidates(t *testing.T) {
 		{Traffic{Weights: map[string]int{"1": 90, "7": 10, "9": 1}}, `seed has no version "7", "9" (known: 1, 2, 3)`},
 		{Traffic{Weights: map[string]int{"01": 1}}, `seed has no version "01"`},
 		{Traffic{Weights: map[string]int{"1": 1}, DefaultVersion: "4"}, `seed has no version "4"`},
+		{Traffic{Weights: map[string]int{"10": 1, "9": 1}, DefaultVersion: "10"}, `seed has no version "9", "10" (known`},
 		{Traffic{Weights: map[string]int{"1": -1, "2": 5}}, `the weight of version "1" is negative (-1)`},
 		{Traffic{Weights: map[string]int{"1": MaxWeight + 1}}, `is over 1000000`},
 		{Traffic{Weights: map[string]int{"1": 0, "2": 0}}, "the weights sum to 0"},
