@@ -148,9 +148,9 @@ type served struct {
 	// MaxBatchSize > 1: one per path, so each keeps its own compute slots.
 	syncBatch, jobBatch atomic.Pointer[batch.Batcher]
 	warmup              time.Duration // the warm-up inference's time: the batchers' first compute estimate
-	mu      sync.Mutex
-	status  string // "loading", "warming", "ready", "failed"
-	problem string
+	mu                  sync.Mutex
+	status              string // "loading", "warming", "ready", "failed"
+	problem             string
 }
 
 func (s *served) set(status, problem string) {
