@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,4 +165,70 @@ func TestBatchedWrongCountIsAModelError(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestDrainFlushesAWaitingBatch: a request waiting for its batch to fill (a long
+// max_batch_delay) is computed and answered as soon as the worker drains, not when
+// the delay ends. POST /predict takes the same batcher as the queue; no broker is
+// needed.
+func TestDrainFlushesAWaitingBatch(t *testing.T) {
+	m := &counting{seed: model.NewSeed(model.SeedConfig{})}
+	sp := spec(seedRoute, m)
+	sp.MaxBatchSize, sp.MaxBatchDelay = 8, time.Minute
+	w, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://guest:guest@127.0.0.1:1/"}, WorkerID: "u", Models: []ModelSpec{sp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background(), ln) }()
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never ready")
+	}
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := http.Post("http://"+ln.Addr().String()+"/predict", "application/json", strings.NewReader(`{"input":"waiting"}`))
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		got <- answer{code: res.StatusCode, body: string(b)}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case a := <-got:
+		t.Fatalf("answered before the drain, without a full batch: %+v", a)
+	default:
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil || a.code != http.StatusOK || !strings.Contains(a.body, `"input_length":7`) {
+		t.Fatalf("the waiting request: %+v", a)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("answered %v after the stop: the drain did not flush", d)
+	}
+	if m.calls.Load() != 1 || m.items.Load() != 1 {
+		t.Errorf("model calls %d, items %d, want 1 and 1", m.calls.Load(), m.items.Load())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
