@@ -12,6 +12,13 @@
 // timeout (the model gave up), model_error (anything else); a request whose
 // deadline passed is not answered.
 //
+// A version with MaxBatchSize above 1 computes in batches (package batch): its
+// handlers hand their request to the version's batcher (one for requests, one for
+// jobs) and wait for their own answer, so the consumer still replies and acks each
+// message on its own. A request dropped by the batcher because its deadline passed
+// while it waited is answered with a timeout. The drain flushes the batchers'
+// waiting batches at once.
+//
 // Workers are stateless: any number may run against the same queues, and the
 // number running per model sets that model's throughput.
 //
