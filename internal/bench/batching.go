@@ -12,8 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/warren-farm/warren/pkg/batch"
+	"github.com/warren-farm/warren/pkg/model"
 )
 
 // The batch phase measures dynamic batching: the same models with batching
@@ -77,6 +81,17 @@ func (r *BatchRow) inWorkerShare(limit time.Duration) (float64, float64) {
 // BatchRun is the batch phase's result.
 type BatchRun struct {
 	Rows []*BatchRow
+	// Local are the simulated model's closed loops in this process, straight
+	// on pkg/batch (no HTTP, no broker): max_batch_size 1, then batched.
+	Local []*BatchLocalRow
+}
+
+// BatchLocalRow is one in-process closed loop of the batch phase.
+type BatchLocalRow struct {
+	MaxBatchSize int
+	Res          *Result
+	Batches      int64
+	Items        int64
 }
 
 func (r *BatchRun) row(model, variant string) *BatchRow {
@@ -138,6 +153,18 @@ func (b *bench) batch(ctx context.Context) error {
 	if err := b.batchRepository(repo); err != nil {
 		return err
 	}
+	run := &BatchRun{}
+	b.rep.Batch = run
+	// In process first, before the farm starts: the batcher's own latency, with
+	// nothing of the transport in it.
+	for _, size := range []int{1, cfg.BatchSize} {
+		row, err := b.batchLocal(ctx, size)
+		if err != nil {
+			return err
+		}
+		run.Local = append(run.Local, row)
+	}
+
 	vurl, err := b.newVhost(ctx, b.vhost+"-batch")
 	if err != nil {
 		return err
@@ -159,8 +186,6 @@ func (b *bench) batch(ctx context.Context) error {
 			return err
 		}
 	}
-	run := &BatchRun{}
-	b.rep.Batch = run
 	type pair struct{ model, batched, single string }
 	for _, p := range []pair{{"simulated", batchSim, batchSim1}, {"digits (onnx)", batchDigits, batchDigits1}} {
 		rows := map[string]*BatchRow{
@@ -225,7 +250,63 @@ func (b *bench) batch(ctx context.Context) error {
 }
 
 // batchSteps is the batch phase's progress steps.
-func (b *bench) batchSteps() int { return 2 * 2 * b.cfg.Runs }
+func (b *bench) batchSteps() int { return 2*2*b.cfg.Runs + 2 }
+
+// batchLocal runs the simulated model through a pkg/batch batcher in this
+// process: BatchConcurrency callers, each sending its own string and checking
+// that the answer is its own (the input's length and the seed model's class).
+func (b *bench) batchLocal(ctx context.Context, size int) (*BatchLocalRow, error) {
+	cfg := b.cfg
+	seed := model.NewSeed(model.SeedConfig{Latency: cfg.BatchLatency, ItemLatency: cfg.BatchItemLatency})
+	row := &BatchLocalRow{MaxBatchSize: size}
+	var batches, items atomic.Int64
+	delay := cfg.BatchDelay
+	if size == 1 {
+		delay = 0
+	}
+	bt, err := batch.New(batch.Config{MaxSize: size, MaxDelay: delay, Concurrency: cfg.BatchModelConcurrency,
+		Predict: func(ctx context.Context, reqs []*model.Request) ([]*model.Response, error) {
+			batches.Add(1)
+			items.Add(int64(len(reqs)))
+			return seed.Predict(ctx, reqs)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = bt.Close(context.Background()) }()
+	s := b.sampler(map[string]func() []int{})
+	var usage *CPUUsage
+	res, err := RunClosedLoop(ctx, b.loopConfig(cfg.BatchConcurrency, s, &usage), func(i int) CallFunc {
+		var seq uint64
+		return func(ctx context.Context) string {
+			seq++
+			in := "bench-" + strconv.Itoa(i) + "-" + strconv.FormatUint(seq, 10)
+			resp, err := bt.Do(ctx, &model.Request{Inputs: []model.Tensor{{Name: model.SeedInput, Datatype: model.BYTES,
+				Shape: []int64{1}, Data: []string{in}}}})
+			if err != nil {
+				if ctx.Err() != nil {
+					return "cancelled"
+				}
+				return "error"
+			}
+			for _, o := range resp.Outputs {
+				if o.Name == model.SeedInputLength {
+					if n, ok := o.Data.([]int64); !ok || len(n) != 1 || n[0] != int64(len(in)) {
+						return "wrong-answer"
+					}
+				}
+			}
+			return ""
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.CPU = usage
+	row.Res, row.Batches, row.Items = res, batches.Load(), items.Load()
+	b.progress(fmt.Sprintf("batch in process, max_batch_size %d, c=%d", size, cfg.BatchConcurrency), res)
+	return row, nil
+}
 
 // waitModelReady waits until the API says model's version 1 has n workers
 // ready.
@@ -383,6 +464,32 @@ func (r *Report) PrintBatch(w io.Writer) {
 	p("  closed loop of %d callers on POST /v2/models/<model>/infer; each model's concurrency %d; batched: max_batch_size %d,", c.BatchConcurrency, c.BatchModelConcurrency, c.BatchSize)
 	p("  max_batch_delay %v; %v warm-up, %v measured, median of %d run(s)", c.BatchDelay, c.Warmup, c.Duration, c.Runs)
 	p("  simulated: the seed backend, latency %v per batch + item_latency %v per request; digits: models/digits/1/model.onnx", c.BatchLatency, c.BatchItemLatency)
+	if len(d.Local) > 0 {
+		p("  in process: the simulated model behind a pkg/batch batcher in this process, no HTTP and no broker:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		_, _ = fmt.Fprintln(tw, "max_batch_size\treq/s\tp50\tp99\tmean batch\tfailures\t")
+		for _, row := range d.Local {
+			mean := 0.0
+			if row.Batches > 0 {
+				mean = float64(row.Items) / float64(row.Batches)
+			}
+			_, _ = fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.1f\t%s\t\n", row.MaxBatchSize, fmtRate(row.Res.RPS()), fmtDur(row.Res.Percentile(50)),
+				fmtDur(row.Res.Percentile(99)), mean, fmtFailures(row.Res.Failures))
+		}
+		_ = tw.Flush()
+		if n := len(d.Local); n == 2 && d.Local[0].Res.RPS() > 0 && d.Local[1].Batches > 0 {
+			bat := d.Local[1]
+			compute := c.BatchLatency + time.Duration(float64(c.BatchItemLatency)*float64(bat.Items)/float64(bat.Batches))
+			bound := c.BatchDelay + 2*compute
+			verdict := "MISS"
+			if bat.Res.Percentile(99) <= bound {
+				verdict = "PASS"
+			}
+			p("  in process: batching gives %s the throughput; batched p99 %s ≤ max_batch_delay + 2 × batch compute = %v + 2 × %s = %s [%s]",
+				fmtRatio(bat.Res.RPS()/d.Local[0].Res.RPS()), fmtDur(bat.Res.Percentile(99)), c.BatchDelay, fmtDur(compute), fmtDur(bound), verdict)
+		}
+		p("  through the farm:")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintln(tw, "model\tvariant\treq/s\tp50\tp99\tmean batch\tbatch compute\tfailures\t")
 	for _, row := range d.Rows {
@@ -420,12 +527,9 @@ func (r *Report) PrintBatch(w io.Writer) {
 			p("  %s: batched p99 %s ≤ max_batch_delay + 2 × batch compute = %v + 2 × %s = %s [%s]", m, fmtDur(p99), c.BatchDelay,
 				fmtDur(bat.MeanCompute), fmtDur(bound), verdict)
 			if le, share := bat.inWorkerShare(bound); le > 0 {
-				verdict = "MISS"
-				if share >= 0.99 {
-					verdict = "PASS"
-				}
-				p("  %s: in the worker (a handler taking the request → its reply, the API's compute stage): %.2f%% within %s ≤ the bound [%s: ≥ 99%%]",
-					m, 100*share, fmtDur(time.Duration(le*float64(time.Second))), verdict)
+				p("  %s: in the worker (a handler taking the request → its reply; the API's compute stage): %.2f%% within %s,", m, 100*share,
+					fmtDur(time.Duration(le*float64(time.Second))))
+				p("    the histogram's nearest bound under the p99 bound")
 			}
 		}
 	}
