@@ -268,3 +268,79 @@ func batchSizeOf(t *testing.T, w *proc, m string) (sum, count float64) {
 	}
 	return sum, count
 }
+
+// A request whose deadline passes while it waits for a batch (every model slot
+// busy) is dropped by the worker's batcher: the caller gets 504, the model never
+// sees it, and the worker counts it in warren_worker_batch_expired_total. A
+// request already in the model is answered.
+func TestBatchingDropsExpiredRequests(t *testing.T) {
+	integration(t)
+	repo := repository(t, map[string]string{
+		"seed/config.yaml": "backend: seed\n",
+		"slow/config.yaml": "backend: seed\nlatency: 1500ms\nmax_batch_size: 4\nconcurrency: 1\n",
+	}, nil)
+	f := newFarm(t, 0, nil, nil)
+	w := f.addWorker("MODEL_REPOSITORY="+repo, "MODELS=seed,slow")
+	f.waitModel("slow", "1", true)
+	body := func(s string) string {
+		return fmt.Sprintf(`{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":[%q]}]}`, s)
+	}
+	first := make(chan response, 1)
+	go func() {
+		r, err := tryDo(t, f.spec, "POST", f.api.url("/v2/models/slow/infer"), body("first"))
+		if err != nil {
+			t.Error(err)
+		}
+		first <- r
+	}()
+	// Wait until the first request is in the model (its batch of 1 went at once:
+	// no max_batch_delay).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if sum, _ := batchSizeOf(t, w, "slow"); sum == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the model")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The only model slot is busy for 1.5 s: this one waits in the batcher and
+	// expires there.
+	r := f.do("POST", "/v2/models/slow/infer", body("late"), "X-Request-Timeout", "0.3")
+	if r.Status != 504 || r.json(t)["reason"] != "timeout" {
+		t.Fatalf("late request: %d %s", r.Status, r.Body)
+	}
+	if a := <-first; a.Status != 200 || !strings.Contains(string(a.Body), `"model_name":"slow"`) {
+		t.Fatalf("first request: %d %s", a.Status, a.Body)
+	}
+	if sum, count := batchSizeOf(t, w, "slow"); sum != 1 || count != 1 {
+		t.Errorf("the model computed %v requests in %v batches, want only the first", sum, count)
+	}
+	if n := metricOf(t, w, "warren_worker_batch_expired_total", "slow"); n != 1 {
+		t.Errorf("warren_worker_batch_expired_total %v, want 1", n)
+	}
+}
+
+// metricOf sums a worker's series of metric name for model m's request queue.
+func metricOf(t *testing.T, w *proc, name, m string) float64 {
+	t.Helper()
+	resp, err := http.Get(w.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, `model="`+m+`"`) || !strings.Contains(line, `queue="warren.req.`) {
+			continue
+		}
+		field := strings.Fields(line)
+		v, _ := strconv.ParseFloat(field[len(field)-1], 64)
+		sum += v
+	}
+	return sum
+}
