@@ -232,3 +232,32 @@ func TestDrainFlushesAWaitingBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBatchedErrorsKeepTheirReasons: through the batcher a model's errors reach
+// the reply with the reasons they have without it (a job's retry depends on
+// them): timeout for a model that gave up, model_error otherwise, and the
+// request's own deadline unanswered.
+func TestBatchedErrorsKeepTheirReasons(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		reason string
+	}{
+		{model.ErrTimeout, queue.ReasonTimeout},
+		{fmt.Errorf("remote down: %w", model.ErrUnavailable), queue.ReasonModelError},
+		{errors.New("no weights"), queue.ReasonModelError},
+	} {
+		w, s := batchedWorker(t, broken{tc.err}, 4, 1, time.Millisecond)
+		_, err := s.handle(w, seedBody("x"))
+		var re *queue.ReasonError
+		if !errors.As(err, &re) || re.Reason != tc.reason || !errors.Is(err, tc.err) {
+			t.Errorf("%v: got %v, want reason %s wrapping it", tc.err, err, tc.reason)
+		}
+	}
+	w, s := batchedWorker(t, broken{context.DeadlineExceeded}, 4, 1, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := w.handler(s, &s.syncBatch)(ctx, &queue.Message{Route: seedRoute, Body: seedBody("x")})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the request's deadline while computing: %v, want context.DeadlineExceeded (unanswered)", err)
+	}
+}
