@@ -261,3 +261,22 @@ func TestBatchedErrorsKeepTheirReasons(t *testing.T) {
 		t.Fatalf("the request's deadline while computing: %v, want context.DeadlineExceeded (unanswered)", err)
 	}
 }
+
+// TestNewRejectsTooManyBatchSlots: max_batch_size × concurrency must fit AMQP's
+// 16-bit prefetch count; the error names the model and both numbers.
+func TestNewRejectsTooManyBatchSlots(t *testing.T) {
+	sp := spec(seedRoute, model.NewSeed(model.SeedConfig{}))
+	sp.MaxBatchSize, sp.Concurrency = 1024, 128
+	_, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://x/"}, WorkerID: "w", Models: []ModelSpec{sp}})
+	if err == nil || !strings.Contains(err.Error(), "seed/1: max_batch_size 1024 × concurrency 128 = 131072") {
+		t.Fatalf("got %v", err)
+	}
+	sp.Concurrency = 64 // 65,536: one too many
+	if _, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://x/"}, WorkerID: "w", Models: []ModelSpec{sp}}); err == nil {
+		t.Fatal("65,536 slots accepted")
+	}
+	sp.Concurrency = 63
+	if _, err := New(Config{AMQP: queue.DialConfig{URL: "amqp://x/"}, WorkerID: "w", Models: []ModelSpec{sp}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -72,6 +72,8 @@ const (
 	DefaultLoadRetry        = time.Second
 	maxLoadRetry            = 30 * time.Second
 	warmupTimeout           = 30 * time.Second
+	// maxBatchSlots bounds MaxBatchSize × concurrency: the prefetch count is 16 bits.
+	maxBatchSlots = 65535
 )
 
 // ErrModel wraps a model that cannot be loaded (not merely unavailable now): the
@@ -236,6 +238,13 @@ func New(cfg Config) (*Worker, error) {
 		}
 		if spec.MaxBatchSize < 0 || spec.MaxBatchDelay < 0 {
 			errs = append(errs, fmt.Errorf("worker: model %s: MaxBatchSize and MaxBatchDelay must not be negative", spec.Route))
+			continue
+		}
+		// A batching model takes MaxBatchSize × concurrency messages at once, and
+		// AMQP's prefetch count is 16 bits.
+		if n := spec.MaxBatchSize * max(s.concurrency, spec.JobConcurrency); spec.MaxBatchSize > 1 && n > maxBatchSlots {
+			errs = append(errs, fmt.Errorf("worker: model %s: max_batch_size %d × concurrency %d = %d messages in flight, more than %d (AMQP's prefetch limit): lower one of them",
+				spec.Route, spec.MaxBatchSize, max(s.concurrency, spec.JobConcurrency), n, maxBatchSlots))
 			continue
 		}
 		if _, dup := w.byRoute[spec.Route]; dup {
