@@ -85,7 +85,7 @@ var (
 	Prefetch = &Int{
 		Env: "PREFETCH", ReadBy: WorkerOnly,
 		Default: 0, Min: 0, Max: 65535,
-		Usage: "Unacked requests the broker may push to one worker per model; 0 means equal to the model's concurrency.",
+		Usage: "Unacked requests the broker may push to one worker per model; 0 means equal to the model's concurrency (a batching model takes at least max_batch_size × concurrency).",
 	}
 	// DrainTimeout is DRAIN_TIMEOUT.
 	DrainTimeout = &Duration{
