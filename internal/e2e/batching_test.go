@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -343,4 +344,40 @@ func metricOf(t *testing.T, w *proc, name, m string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+// SIGTERM to a worker whose requests wait for their batch to fill (a long
+// max_batch_delay) sends the batch at once: every request is answered long before
+// the delay would have ended, and the worker exits 0.
+func TestBatchingWorkerSIGTERMFlushes(t *testing.T) {
+	integration(t)
+	repo := repository(t, map[string]string{
+		"seed/config.yaml": "backend: seed\nmax_batch_size: 8\nmax_batch_delay: 30s\nconcurrency: 1\n",
+	}, nil)
+	f := newFarm(t, 1, nil, []string{"MODEL_REPOSITORY=" + repo, "MODELS=seed"})
+	w := f.workers[0]
+	results := make(chan response, 3)
+	for i := 0; i < 3; i++ {
+		go func(i int) {
+			results <- doChecked(t, f.spec, "POST", f.api.url("/process"), fmt.Sprintf(`{"data":"drain %d"}`, i))
+		}(i)
+	}
+	t0 := time.Now()
+	waitInFlight(t, w, 3)
+	t.Logf("3 requests waiting in the batch after %v", time.Since(t0))
+	start := time.Now()
+	w.signal(syscall.SIGTERM)
+	for i := 0; i < 3; i++ {
+		if r := <-results; r.Status != 200 {
+			t.Errorf("request waiting in a batch during the drain: %d %s", r.Status, r.Body)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("answered %v after SIGTERM: the drain did not flush the batch", d)
+	}
+	t.Logf("answered %v after SIGTERM", time.Since(start))
+	if code := w.wait(30 * time.Second); code != 0 {
+		t.Errorf("worker exit code %d", code)
+	}
+	t.Logf("worker exited %v after SIGTERM", time.Since(start))
 }
