@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,20 @@ func TestDrainFlushesAWaitingBatch(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPredictAfterBatchersCloseIsDraining: POST /predict on a batching model whose
+// batchers the drain has closed answers 503 draining, not a model error.
+func TestPredictAfterBatchersCloseIsDraining(t *testing.T) {
+	w, _ := batchedWorker(t, &counting{seed: model.NewSeed(model.SeedConfig{})}, 4, 1, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w.closeBatchers(ctx)
+	rec := httptest.NewRecorder()
+	w.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/predict", strings.NewReader(`{"input":"late"}`)))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"reason":"draining"`) {
+		t.Fatalf("after the batchers closed: %d %s, want 503 draining", rec.Code, rec.Body.String())
 	}
 }
 

@@ -219,6 +219,10 @@ func (w *Worker) predictHTTP(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderXRequestID, rid)
 	req := &model.Request{ID: rid, Inputs: []model.Tensor{{Name: model.SeedInput, Datatype: model.BYTES, Shape: []int64{1}, Data: []string{input}}}}
 	outs, err := w.predict(c.Request().Context(), s, req, s.syncBatch.Load())
+	if errors.Is(err, batch.ErrClosed) {
+		return &httperr.Error{Status: http.StatusServiceUnavailable, Reason: reason.Draining,
+			Detail: "This worker is shutting down and takes no new work", Err: err}
+	}
 	if err != nil {
 		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: reason.ModelError, Err: err}
 	}
