@@ -49,8 +49,6 @@ type Config struct {
 	// Failures limits failed attempts per client address; zero values take
 	// the FailureLimiter's defaults.
 	Failures FailureConfig
-	// Registerer receives the auth metrics; nil registers nothing.
-	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -124,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if cfg.PollInterval < 0 {
 		return nil, errors.New("auth: PollInterval must not be negative")
 	}
-	a.metrics(cfg.Registerer)
+	a.metrics()
 	if cfg.KeysFile != "" {
 		data, err := readKeysFile(cfg.KeysFile)
 		if err == nil {
@@ -152,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-func (a *Authenticator) metrics(reg prometheus.Registerer) {
+func (a *Authenticator) metrics() {
 	a.failures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "warren", Name: "auth_failures_total",
 		Help: "Failed authentications by reason (missing, invalid, expired, no_role) and those refused for too many failures (limited)."},
 		[]string{"reason"})
@@ -168,9 +166,11 @@ func (a *Authenticator) metrics(reg prometheus.Registerer) {
 	}
 	a.reloads.WithLabelValues("ok")
 	a.reloads.WithLabelValues("error")
-	if reg != nil {
-		reg.MustRegister(a.failures, a.reloads, a.loaded, a.calls)
-	}
+}
+
+// Collectors are the authenticator's metrics, for the API's registry.
+func (a *Authenticator) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{a.failures, a.reloads, a.loaded, a.calls}
 }
 
 // Enabled reports whether credentials are required.

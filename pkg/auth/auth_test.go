@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -51,8 +50,7 @@ func TestAuthenticateKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.yaml")
 	s1, e1 := newKey(t, "ci", false, "digits")
 	writeKeys(t, path, e1)
-	reg := prometheus.NewRegistry()
-	a, err := New(context.Background(), Config{KeysFile: path, Registerer: reg})
+	a, err := New(context.Background(), Config{KeysFile: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +100,7 @@ func TestReload(t *testing.T) {
 	s1, e1 := newKey(t, "one", false, "*")
 	s2, e2 := newKey(t, "two", true, "*")
 	writeKeys(t, path, e1)
-	reg := prometheus.NewRegistry()
-	a, err := New(context.Background(), Config{KeysFile: path, Registerer: reg, PollInterval: 10 * time.Millisecond})
+	a, err := New(context.Background(), Config{KeysFile: path, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
