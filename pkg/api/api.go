@@ -37,7 +37,9 @@
 //	     worker's bad_input)                                reason bad_input
 //	404  unknown model, version or job                     reason not_found
 //	409  idempotency key in progress, job not cancellable  in_progress, not_cancellable
-//	403  the admin API refuses this client (ADMIN_API)    reason forbidden
+//	401  no credential, or a refused one (auth on)         reason unauthorized, + WWW-Authenticate
+//	403  the admin API refuses this client (ADMIN_API, or
+//	     not an admin); the caller may not call the model   reason forbidden
 //	413  body over BodyLimit                               reason too_large
 //	422  missing/wrong-typed field, malformed JSON (the lab's shape; v2 says 400);
 //	     an Idempotency-Key reused with another body       idempotency_key_reused
@@ -46,7 +48,8 @@
 //	     draining, not_ready, store_unavailable, jobs_unavailable
 //	504  the deadline passed, or the model gave up         reason timeout
 //
-// 429 is kept free for per-client rate limits; client_closed (a client that went
+// 429 auth_limited answers an address with too many failed authentications
+// (pkg/auth); other 429s are for per-client rate limits. client_closed (a client that went
 // away) is counted in the metrics, never sent. /process and /jobs bodies are
 // {"detail", "reason"}; /v2 bodies are {"error", "reason"}.
 package api
