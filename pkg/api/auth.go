@@ -35,15 +35,22 @@ func (h *handlers) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		req := c.Request()
 		ip := clientAddr(req)
-		if h.auth.Enabled() {
-			if d, limited := h.auth.Limited(ip); limited {
+		var p *auth.Principal
+		var err error
+		if d, limited := h.auth.Limited(ip); limited && h.auth.Enabled() {
+			// Over the limit: only a valid API key is still checked (see
+			// auth.AuthenticateKey); anything else is refused unchecked.
+			var ok bool
+			if p, ok = h.auth.AuthenticateKey(req); !ok {
+				h.auth.Refused()
 				h.cfg.Logger.Warn("authentication refused: too many failures from this address", "client", ip, "path", req.URL.Path)
 				e := httperr.Of(reason.AuthLimited, "Too many failed authentications from this address; retry later", nil)
 				e.RetryAfter = max(1, int(math.Ceil(d.Seconds())))
 				return e
 			}
+		} else {
+			p, err = h.auth.Authenticate(req)
 		}
-		p, err := h.auth.Authenticate(req)
 		if err != nil {
 			var ae *auth.Error
 			if !errors.As(err, &ae) {

@@ -213,6 +213,27 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	return p, nil
 }
 
+// AuthenticateKey is Authenticate for API keys only: the caller of r if r carries
+// a valid key. It is what an address over its failure limit still gets checked
+// for: a key costs one SHA-256 and no I/O, so a client with a good key behind the
+// same proxy or NAT as a guesser is not locked out by it, while tokens (whose
+// unknown key ids make the JWKS be fetched again) and guesses are refused unchecked.
+func (a *Authenticator) AuthenticateKey(r *http.Request) (*Principal, bool) {
+	if !a.enabled {
+		return nil, false
+	}
+	cred, err := credential(r)
+	kr := a.keys.Load()
+	if err != nil || kr == nil || !strings.HasPrefix(cred, KeyPrefix) {
+		return nil, false
+	}
+	p, ok := kr.Lookup(cred)
+	if ok {
+		a.calls.WithLabelValues(kr.Label(p.Label)).Inc()
+	}
+	return p, ok
+}
+
 // credential extracts the one credential of r: Authorization: Bearer, or X-API-Key.
 func credential(r *http.Request) (string, error) {
 	var bearer string
@@ -242,14 +263,11 @@ func (a *Authenticator) Failed(ip string, e *Error) {
 }
 
 // Limited reports whether ip made too many failed attempts lately, and when it
-// may try again; a refused attempt is counted as "limited".
-func (a *Authenticator) Limited(ip string) (time.Duration, bool) {
-	d, limited := a.limiter.Limited(ip)
-	if limited {
-		a.failures.WithLabelValues("limited").Inc()
-	}
-	return d, limited
-}
+// may try again.
+func (a *Authenticator) Limited(ip string) (time.Duration, bool) { return a.limiter.Limited(ip) }
+
+// Refused counts an attempt refused unchecked because its address is limited.
+func (a *Authenticator) Refused() { a.failures.WithLabelValues("limited").Inc() }
 
 // Reload re-reads the keys file. On any error the keys already loaded stay, the
 // error is logged and counted, and returned. An unchanged file is a no-op.
