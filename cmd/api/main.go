@@ -54,8 +54,9 @@ func load(l *config.Loader) settings {
 		redisPrefix: config.RedisPrefix.Load(l),
 		jobTTL:      config.JobTTL.Load(l),
 		auth: auth.Config{
-			Mode:     config.AuthMode.Load(l),
-			KeysFile: config.APIKeysFile.Load(l),
+			Mode:      config.AuthMode.Load(l),
+			KeysFile:  config.APIKeysFile.Load(l),
+			InitAdmin: config.APIKeysInit.Load(l),
 			JWT: auth.JWTConfig{
 				Issuer:     config.OIDCIssuer.Load(l),
 				Audience:   config.OIDCAudience.Load(l),
@@ -87,6 +88,7 @@ func load(l *config.Loader) settings {
 	l.Check(s.api.MaxRequestTimeout < s.api.RequestTimeout, config.MaxRequestTimeout, "must be at least REQUEST_TIMEOUT")
 	l.Check(s.auth.Mode == auth.ModeNone && (s.auth.KeysFile != "" || s.auth.JWT.Issuer != ""), config.AuthMode,
 		"is none, but API_KEYS_FILE or OIDC_ISSUER is set")
+	l.Check(s.auth.InitAdmin != "" && s.auth.KeysFile == "", config.APIKeysInit, "needs API_KEYS_FILE (where to write the keys)")
 	l.Check(s.auth.JWT.Issuer != "" && s.auth.JWT.Audience == "", config.OIDCAudience, "must be set with OIDC_ISSUER")
 	l.Check(s.auth.JWT.Issuer != "" && s.auth.KeysFile == "", config.APIKeysFile, "must be set with OIDC_ISSUER (its roles say what a token may do)")
 	return s

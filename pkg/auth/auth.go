@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -41,6 +42,11 @@ type Config struct {
 	Mode string
 	// KeysFile is the keys file's path; empty: no API keys (and no roles).
 	KeysFile string
+	// InitAdmin, when set and KeysFile does not exist yet, makes a first admin
+	// key of that name at start: KeysFile is written with its entry and the
+	// secret goes to KeysFile+InitKeySuffix (both 0600), never to a log. This is
+	// how a deployment ships with keys on and a generated secret (compose).
+	InitAdmin string
 	// JWT, when Issuer is set, accepts the identity provider's tokens.
 	JWT JWTConfig
 	// PollInterval is how often KeysFile is checked for changes; zero means
@@ -123,6 +129,11 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		return nil, errors.New("auth: PollInterval must not be negative")
 	}
 	a.metrics()
+	if cfg.KeysFile != "" && cfg.InitAdmin != "" {
+		if err := initKeys(cfg.KeysFile, cfg.InitAdmin, a.log); err != nil {
+			return nil, fmt.Errorf("API_KEYS_INIT: %w", err)
+		}
+	}
 	if cfg.KeysFile != "" {
 		data, err := readKeysFile(cfg.KeysFile)
 		if err == nil {
@@ -329,6 +340,50 @@ func (a *Authenticator) Label(p *Principal) string {
 		return Anonymous
 	}
 	return a.keys.Load().Label(p.Label)
+}
+
+// InitKeySuffix names the file beside the keys file that holds the secret of the
+// key InitAdmin made.
+const InitKeySuffix = ".admin-key"
+
+// initKeys writes a keys file with one admin key and the key's secret beside it,
+// unless the keys file exists. The keys file appears whole and exclusively (a
+// hard link of a finished temporary file), so of several replicas sharing the
+// directory one writes it and the others read it complete.
+func initKeys(path, name string, log *slog.Logger) error {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return nil // there already (or unreadable: the load reports it)
+	}
+	secret, e, err := NewKey(name, []string{"*"}, true)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".init-" + strings.ToLower(rand.Text()[:8])
+	defer os.Remove(tmp + ".key")
+	defer os.Remove(tmp)
+	if err := os.WriteFile(tmp+".key", []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tmp, []byte("# Made by API_KEYS_INIT; add keys with `api keygen`.\nkeys:\n"+e.YAML()), 0o600); err != nil {
+		return err
+	}
+	// The secret first: once the keys file exists, its key's secret does too.
+	if err := os.Rename(tmp+".key", path+InitKeySuffix); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			// Another replica won: its secret file may just have been replaced by
+			// ours, which matches no key. Rare (replicas starting together on
+			// an empty shared directory); the warning says what to do.
+			log.Warn("keys file created by another replica at the same moment; if its admin-key file does not work, delete both files and restart one replica", "keys_file", path)
+			return nil
+		}
+		return err
+	}
+	log.Warn("keys file created with a new admin key; its secret is in the file beside it (not in any log)",
+		"keys_file", path, "secret_file", path+InitKeySuffix, "name", name)
+	return nil
 }
 
 func readKeysFile(path string) ([]byte, error) {

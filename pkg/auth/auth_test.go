@@ -230,3 +230,41 @@ func TestFailureLimiter(t *testing.T) {
 		t.Fatalf("%d addresses tracked, want at most 2", len(l.m))
 	}
 }
+
+func TestInitAdmin(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.yaml")
+	a, err := New(context.Background(), Config{KeysFile: path, InitAdmin: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := os.ReadFile(path + InitKeySuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Authenticate(newReq("Authorization", "Bearer "+strings.TrimSpace(string(secret))).r)
+	if err != nil || p.Name != "admin" || !p.Admin || !p.MayCall("anything") {
+		t.Fatalf("the generated key: %+v, %v", p, err)
+	}
+	for _, f := range []string{path, path + InitKeySuffix} {
+		st, err := os.Stat(f)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", f, st.Mode(), err)
+		}
+	}
+	keys, _ := os.ReadFile(path)
+	if strings.Contains(string(keys), strings.TrimSpace(string(secret))) {
+		t.Fatal("the keys file holds the secret")
+	}
+	// A second start keeps the file and the key.
+	if _, err := New(context.Background(), Config{KeysFile: path, InitAdmin: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(path + InitKeySuffix)
+	if string(again) != string(secret) {
+		t.Fatal("a restart made a new key")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("%d files left in the directory, want 2", len(entries))
+	}
+}

@@ -23,7 +23,7 @@ var Table = []Entry{
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
 	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
 	OTLPEndpoint, OTLPProtocol, TracesSamplerArg, ServiceName,
-	AuthMode, APIKeysFile, OIDCIssuer, OIDCAudience, OIDCJWKSURL, OIDCRolesClaim,
+	AuthMode, APIKeysFile, APIKeysInit, OIDCIssuer, OIDCAudience, OIDCJWKSURL, OIDCRolesClaim,
 }
 
 // modelName is what a model name must look like (MODELS, DEFAULT_MODEL).
@@ -285,6 +285,11 @@ var (
 	APIKeysFile = &String{
 		Env: "API_KEYS_FILE", ReadBy: APIOnly,
 		Usage: "The keys file (YAML or JSON, at most 1 MiB): per key a name, the SHA-256 of the secret, the models it may call, admin, limits; and the roles a JWT may name. Re-read on change and on SIGHUP (a bad file keeps the loaded keys). `api keygen --name NAME` makes a key.",
+	}
+	// APIKeysInit is API_KEYS_INIT.
+	APIKeysInit = &String{
+		Env: "API_KEYS_INIT", ReadBy: APIOnly,
+		Usage: "When set and API_KEYS_FILE does not exist yet: make it at start with one admin key of this name, and write the key's secret to API_KEYS_FILE.admin-key (both mode 0600; never logged). Compose ships with it.",
 	}
 	// OIDCIssuer is OIDC_ISSUER.
 	OIDCIssuer = &String{
