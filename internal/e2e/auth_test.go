@@ -13,7 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warren-farm/warren/internal/testbroker"
+	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/auth/authtest"
+	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/worker"
 )
 
 // keygen runs the real binary's keygen and returns the secret and the keys-file
@@ -354,4 +359,43 @@ func startProcAt(t *testing.T, name, listen, reach string, env ...string) *proc 
 	})
 	waitHTTP(t, "http://"+reach+"/health", 10*time.Second)
 	return p
+}
+
+// TestAuthCallerInTraces: the API's server span of an authenticated call names
+// the caller (never the key).
+func TestAuthCallerInTraces(t *testing.T) {
+	integration(t)
+	vh := testbroker.NewVhost(t)
+	atr, apiSpans := newTracing(t, "warren-api")
+	secret, e, err := auth.NewKey("tracer", []string{"*"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "keys.yaml")
+	writeKeysFile(t, path, "keys:\n"+e.YAML())
+	authn, err := auth.New(context.Background(), auth.Config{KeysFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runInProcess(t, vh, api.Config{Tracing: atr, Auth: authn}, worker.Config{WorkerID: "traced-auth",
+		Models: []worker.ModelSpec{serve(seedRoute, model.NewSeed(model.SeedConfig{}), 1, 1)}})
+	defer p.stop()
+	traceID, parent := randomHex(16), randomHex(8)
+	r := doChecked(t, newFarmSpec(t), "POST", p.base+"/v2/models/seed/infer", v2Seed("who"),
+		"traceparent", "00-"+traceID+"-"+parent+"-01", "Authorization", "Bearer "+secret)
+	if r.Status != 200 {
+		t.Fatalf("POST: %d %s", r.Status, r.Body)
+	}
+	span := spansOf(t, "api", apiSpans, traceID, "POST /v2/models/:name/infer")["POST /v2/models/:name/infer"]
+	if got := attrOf(span, "warren.caller"); got != "tracer" {
+		t.Fatalf("warren.caller = %q, want tracer", got)
+	}
+	if got := attrOf(span, "warren.caller.via"); got != auth.ViaKey {
+		t.Fatalf("warren.caller.via = %q", got)
+	}
+	for _, a := range span.Attributes {
+		if strings.Contains(a.Value.Emit(), secret) {
+			t.Fatalf("span attribute %s holds the key", a.Key)
+		}
+	}
 }
