@@ -101,6 +101,28 @@ func TestAuthModelsAre403NamingTheModel(t *testing.T) {
 	}
 }
 
+func TestAuthModelListShowsTheCallersModels(t *testing.T) {
+	a, canary, all, _ := authKeys(t)
+	r := newTrafficRigAuth(t, AdminOn, a)
+	names := func(key string) []string {
+		ans := r.do(t, "GET", "/v2/models", "", bearer(key)...)
+		if ans.code != http.StatusOK {
+			t.Fatalf("GET /v2/models: %d %s", ans.code, ans.body)
+		}
+		var out []string
+		for _, m := range ans.m["models"].([]any) {
+			out = append(out, m.(map[string]any)["name"].(string))
+		}
+		return out
+	}
+	if got := names(canary); len(got) != 1 || got[0] != "canary" {
+		t.Fatalf("the canary key sees %v", got)
+	}
+	if got := names(all); len(got) != 2 {
+		t.Fatalf("the everything key sees %v", got)
+	}
+}
+
 func TestAuthAdminEndpoints(t *testing.T) {
 	a, canary, all, admin := authKeys(t)
 	put := `{"weights":{"1":90,"2":10}}`

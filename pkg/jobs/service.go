@@ -237,6 +237,9 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (j *Job, replay bo
 		return prev, true, nil
 	}
 	log := s.log.With("job_id", j.ID, "request_id", j.RequestID)
+	if j.Owner != "" {
+		log = log.With("owner", j.Owner)
+	}
 	err = s.publish(ctx, j, log)
 	switch {
 	case errors.Is(err, ErrUnconfirmed):
