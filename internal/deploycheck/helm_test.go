@@ -64,8 +64,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/auth"
+	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/repository"

@@ -394,7 +394,7 @@ func TestAuthCallerInTraces(t *testing.T) {
 		t.Fatalf("warren.caller.via = %q", got)
 	}
 	for _, a := range span.Attributes {
-		if strings.Contains(a.Value.Emit(), secret) {
+		if strings.Contains(a.Value.String(), secret) {
 			t.Fatalf("span attribute %s holds the key", a.Key)
 		}
 	}

@@ -126,8 +126,9 @@ type Config struct {
 	Jobs JobsConfig
 	// AdminAPI says who may change the routing of unversioned calls (PUT and
 	// DELETE /v2/models/{name}/traffic): AdminOff, AdminLoopback (clients on this
-	// host, not through a proxy) or AdminOn. Empty means AdminLoopback. There is no
-	// authentication: do not expose these calls.
+	// host, not through a proxy) or AdminOn. Empty means AdminLoopback. With Auth
+	// enabled, the caller must be an admin besides; without, do not expose these
+	// calls.
 	AdminAPI string
 	// TrafficRefresh is how often the traffic settings are re-read from the job
 	// store (other replicas' changes); zero means catalog.DefaultTrafficRefresh.

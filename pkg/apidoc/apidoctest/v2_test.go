@@ -50,7 +50,7 @@ var (
 var v2Conforming = []exchange{
 	{name: "v2 infer 401", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 401,
 		respHeader: with(jsonWithID, "WWW-Authenticate", `Bearer realm="warren", error="invalid_token", error_description="unknown API key"`),
-		respBody: `{"error":"Unauthorized: unknown API key","reason":"unauthorized"}`},
+		respBody:   `{"error":"Unauthorized: unknown API key","reason":"unauthorized"}`},
 	{name: "v2 infer 403", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 403,
 		respBody: `{"error":"Forbidden: ci may not call model digits","reason":"forbidden"}`},
 	{name: "v2 infer 429", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 429, respHeader: v2Unavailable,

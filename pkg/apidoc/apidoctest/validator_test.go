@@ -214,7 +214,7 @@ var conforming = []exchange{
 	{name: "502", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 502, respBody: `{"detail":"model failed","reason":"model_error"}`},
 	{name: "401", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 401,
 		respHeader: with(jsonWithID, "WWW-Authenticate", `Bearer realm="warren"`),
-		respBody: `{"detail":"Unauthorized: authentication required","reason":"unauthorized"}`},
+		respBody:   `{"detail":"Unauthorized: authentication required","reason":"unauthorized"}`},
 	{name: "403 model", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 403,
 		respBody: `{"detail":"Forbidden: ci may not call model seed","reason":"forbidden"}`},
 	{name: "429 auth limited", method: "POST", path: "/process", reqBody: `{"data":"x"}`, status: 429, respHeader: unavailable,
