@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/warren-farm/warren/pkg/apidoc"
 	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/reason"
@@ -22,7 +23,12 @@ import (
 var openRoutes = map[string]bool{
 	"/": true, "/health": true, "/ready": true, "/v2": true,
 	"/v2/health/live": true, "/v2/health/ready": true,
-	"/metrics": true, "/capacity": true, "/openapi.json": true, "/docs": true, "/docs/*": true,
+	"/metrics": true, "/capacity": true, apidoc.SpecPath: true, apidoc.DocsPath: true, apidoc.DocsPath + "/": true,
+}
+
+// openRoute reports whether the route template needs no credential.
+func openRoute(route string) bool {
+	return openRoutes[route] || strings.HasPrefix(route, apidoc.AssetsPrefix)
 }
 
 // authenticate puts the caller on the request's context (auth.FromContext), or
@@ -30,7 +36,7 @@ var openRoutes = map[string]bool{
 // or 403 (a model the caller may not call, for the routes that name one).
 func (h *handlers) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if openRoutes[c.Path()] {
+		if openRoute(c.Path()) {
 			return next(c)
 		}
 		req := c.Request()

@@ -69,10 +69,14 @@ func TestAuthRequiredWith401AndChallenge(t *testing.T) {
 		t.Fatalf("X-API-Key: %d %s", ans.code, ans.body)
 	}
 	// The probes, metrics, capacity and docs stay open.
-	for _, path := range []string{"/", "/health", "/ready", "/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json", "/docs"} {
+	for _, path := range []string{"/", "/health", "/ready", "/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json", "/docs",
+		"/docs/assets/swagger-ui.css", "/docs/assets/swagger-ui-bundle.js", "/capacity"} {
 		if ans := r.do(t, "GET", path, ""); ans.code == http.StatusUnauthorized {
 			t.Errorf("GET %s needs a key; want it open", path)
 		}
+	}
+	if ans := r.do(t, "GET", "/docs/assets/swagger-ui.css", ""); ans.code != http.StatusOK {
+		t.Errorf("the docs' style sheet: %d", ans.code)
 	}
 }
 
