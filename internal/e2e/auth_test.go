@@ -107,7 +107,7 @@ func TestAuthKeys(t *testing.T) {
 		t.Fatalf("another key cancels ci's job: %d %s", r.Status, r.Body)
 	}
 	for _, k := range []string{ci, ops} {
-		deadline := time.Now().Add(15 * time.Second)
+		deadline := time.Now().Add(45 * time.Second)
 		for {
 			r := f.do("GET", "/jobs/"+j.ID+"?wait=1", "", bearer(k)...)
 			if r.Status != 200 {
@@ -213,10 +213,10 @@ func TestAuthReloadUnderLoad(t *testing.T) {
 	}
 	await := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 10s", what)
+				t.Fatalf("%s: not within 30s", what)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
