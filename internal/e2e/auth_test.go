@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/api"
 	"github.com/warren-farm/warren/pkg/auth"
@@ -365,6 +367,8 @@ func startProcAt(t *testing.T, name, listen, reach string, env ...string) *proc 
 // the caller (never the key).
 func TestAuthCallerInTraces(t *testing.T) {
 	integration(t)
+	// The keys file's watcher stops with the server, like every other goroutine.
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
 	vh := testbroker.NewVhost(t)
 	atr, apiSpans := newTracing(t, "warren-api")
 	secret, e, err := auth.NewKey("tracer", []string{"*"}, false)
