@@ -134,6 +134,75 @@ HTTP_ADDR: the chart (port 8000 for the api, 8001 for the worker)
 DATA_DIR: the chart (/data, the api's volume)
 WORKER_ID: the chart (the pod name)
 MODELS: workerPools[].models (one worker Deployment per pool)
+TLS_CERT_FILE: tls.http.secretName
+TLS_KEY_FILE: tls.http.secretName
+AMQP_CA_FILE: tls.amqp.secretName
+AMQP_CERT_FILE: tls.amqp.secretName with tls.amqp.clientCertificate
+AMQP_KEY_FILE: tls.amqp.secretName with tls.amqp.clientCertificate
+REDIS_CA_FILE: tls.redis.secretName
+REDIS_CERT_FILE: tls.redis.secretName with tls.redis.clientCertificate
+REDIS_KEY_FILE: tls.redis.secretName with tls.redis.clientCertificate
+{{- end }}
+
+{{/*
+Encrypted links: the Secrets of tls.* mounted read-only under /etc/warren/tls and
+the variables naming their files. (dict "root" $ "binary" "api"); Redis is the
+API's only, and the helm test pod ("binary" "test") gets only the HTTP pair. Each define prints list items (or nothing), to be nindented.
+*/}}
+{{- define "warren.tls.links" -}}
+{{- $t := .root.Values.tls }}
+{{- $links := list }}
+{{- if $t.http.secretName }}
+{{- $links = append $links (dict "name" "http" "secret" $t.http.secretName "vars" (dict "TLS_CERT_FILE" "tls.crt" "TLS_KEY_FILE" "tls.key")) }}
+{{- end }}
+{{- if and (ne .binary "test") $t.amqp.secretName }}
+{{- $vars := dict "AMQP_CA_FILE" "ca.crt" }}
+{{- if $t.amqp.clientCertificate }}
+{{- $_ := set $vars "AMQP_CERT_FILE" "tls.crt" }}
+{{- $_ := set $vars "AMQP_KEY_FILE" "tls.key" }}
+{{- end }}
+{{- $links = append $links (dict "name" "amqp" "secret" $t.amqp.secretName "vars" $vars) }}
+{{- end }}
+{{- if and (eq .binary "api") $t.redis.secretName }}
+{{- $vars := dict "REDIS_CA_FILE" "ca.crt" }}
+{{- if $t.redis.clientCertificate }}
+{{- $_ := set $vars "REDIS_CERT_FILE" "tls.crt" }}
+{{- $_ := set $vars "REDIS_KEY_FILE" "tls.key" }}
+{{- end }}
+{{- $links = append $links (dict "name" "redis" "secret" $t.redis.secretName "vars" $vars) }}
+{{- end }}
+{{- dict "links" $links | toJson }}
+{{- end }}
+
+{{- define "warren.tls.env" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+{{- $name := .name }}
+{{- range $k, $file := .vars }}
+- name: {{ $k }}
+  value: {{ printf "/etc/warren/tls/%s/%s" $name $file | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "warren.tls.mounts" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+- name: tls-{{ .name }}
+  mountPath: /etc/warren/tls/{{ .name }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "warren.tls.volumes" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+- name: tls-{{ .name }}
+  secret:
+    secretName: {{ .secret | quote }}
+{{- end }}
+{{- end }}
+
+{{/* HTTP or HTTPS: the probes' scheme. */}}
+{{- define "warren.probeScheme" -}}
+{{- if .Values.tls.http.secretName }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
 
 {{/*
@@ -329,6 +398,9 @@ warren/pool: {{ .pool.name }}
 
 {{/* URL of the API's capacity endpoint, as KEDA (in another namespace) reaches it. */}}
 {{- define "warren.capacityURL" -}}
+{{- if .Values.tls.http.secretName }}
+{{- fail "tls.http.secretName: the capacity KEDA trigger polls the API's /capacity, and KEDA would have to trust the API's certificate: with HTTPS listeners use trigger rabbitmq for the pools (worker.autoscaling.trigger), or worker.autoscaling.enabled=false" }}
+{{- end }}
 {{- printf "http://%s.%s.svc:%d/capacity" (include "warren.api.serviceName" .) .Release.Namespace (int .Values.api.service.port) }}
 {{- end }}
 
