@@ -14,8 +14,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Client is the TLS of a client link, as files.
@@ -131,15 +133,30 @@ func (c Client) Explain(err error, addr string) error {
 	case errors.As(err, &recAlert):
 		return fmt.Errorf("TLS to %s: the server did not answer TLS (is it a plain listener? then use a plain URL): %w", addr, err)
 	case errors.As(err, &alert), strings.Contains(err.Error(), "remote error: tls:"):
-		hint := "the server refused the handshake"
-		if c.CertFile == "" {
-			hint += fmt.Sprintf(" (does it require a client certificate? %s, %s)", c.varName("CERT_FILE"), c.varName("KEY_FILE"))
-		} else {
-			hint += fmt.Sprintf(" (is the client certificate %s signed by a CA the server trusts?)", c.CertFile)
-		}
-		return fmt.Errorf("TLS to %s: %s: %w", addr, hint, err)
+		return fmt.Errorf("TLS to %s: the server refused the handshake (%s): %w", addr, c.refusedHint(), err)
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		closedText(err.Error()):
+		// With TLS 1.3 the client finishes its handshake before the server has
+		// checked the client certificate: a refusal then arrives as an alert or,
+		// when the client is writing at that moment, as a reset.
+		return fmt.Errorf("TLS to %s: the server closed the connection as it opened (%s): %w", addr, c.refusedHint(), err)
 	}
 	return err
+}
+
+// closedText recognises a hang-up in an error that a client library flattened
+// to text (amqp091-go reports a failed read as Exception (501) Reason: "EOF").
+func closedText(msg string) bool {
+	return strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "broken pipe") ||
+		strings.HasSuffix(strings.TrimRight(msg, `"`), "EOF")
+}
+
+// refusedHint is what to check when the server ends a TLS connection at its start.
+func (c Client) refusedHint() string {
+	if c.CertFile == "" {
+		return fmt.Sprintf("does it require a client certificate? %s, %s", c.varName("CERT_FILE"), c.varName("KEY_FILE"))
+	}
+	return fmt.Sprintf("is the client certificate %s signed by a CA the server trusts?", c.CertFile)
 }
 
 // trusted describes the CAs a server's certificate is checked against.

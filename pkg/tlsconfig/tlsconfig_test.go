@@ -158,6 +158,22 @@ func TestClientAgainstServer(t *testing.T) {
 	}()
 	err = dialRead(t, tlsconfig.Client{CAFile: ca.File, Setting: "AMQP"}, plain.Addr().String())
 	wantErr(t, "plain listener", err, "did not answer TLS")
+
+	// A server that hangs up as the connection opens (as a TLS 1.3 server refusing a
+	// client certificate may look to a client that is writing).
+	hangup, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hangup.Close()
+	go func() {
+		c, err := hangup.Accept()
+		if err == nil {
+			c.Close()
+		}
+	}()
+	err = dialRead(t, tlsconfig.Client{CAFile: ca.File, Setting: "REDIS"}, hangup.Addr().String())
+	wantErr(t, "hang-up", err, "TLS to "+hangup.Addr().String(), "closed the connection as it opened", "REDIS_CERT_FILE, REDIS_KEY_FILE")
 }
 
 func wantErr(t *testing.T, what string, err error, parts ...string) {
@@ -305,3 +321,21 @@ func TestNewReloaderErrors(t *testing.T) {
 	_, err = tlsconfig.NewReloader(tlsconfig.ReloaderConfig{CertFile: filepath.Join(dir, "nope.pem"), KeyFile: b.KeyFile})
 	wantErr(t, "missing file", err, "nope.pem")
 }
+
+// Hang-ups a client library reports only as text are explained too.
+func TestExplainFlattenedHangups(t *testing.T) {
+	c := tlsconfig.Client{CAFile: "/ca.pem", CertFile: "/client.pem", KeyFile: "/client-key.pem", Setting: "AMQP"}
+	for _, msg := range []string{`Exception (501) Reason: "EOF"`, `Exception (501) Reason: "read tcp 1.2.3.4:1->5.6.7.8:5671: read: connection reset by peer"`,
+		"write tcp 1.2.3.4:1->5.6.7.8:5671: write: broken pipe"} {
+		err := c.Explain(errorString(msg), "broker:5671")
+		wantErr(t, msg, err, "TLS to broker:5671: the server closed the connection as it opened", "is the client certificate /client.pem signed by a CA the server trusts?")
+	}
+	plain := errorString("Exception (403) Reason: \"username or password not allowed\"")
+	if err := c.Explain(plain, "broker:5671"); err != error(plain) {
+		t.Errorf("an error that is not TLS's was rewritten: %v", err)
+	}
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
