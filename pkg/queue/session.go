@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -160,6 +161,12 @@ func dial(cfg *DialConfig) (*amqp.Connection, error) {
 		},
 	})
 	if err != nil && tc != nil {
+		if errors.Is(err, amqp.ErrClosed) {
+			// The reader saw the connection end during the AMQP handshake and
+			// amqp091-go kept no reason: over TLS that is most likely the server
+			// refusing the client certificate after the handshake (TLS 1.3).
+			err = fmt.Errorf("%w (the connection ended while opening: %w)", err, io.ErrUnexpectedEOF)
+		}
 		return nil, cfg.TLS.Explain(err, addr)
 	}
 	return conn, err
