@@ -80,6 +80,10 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 	}
 	cfg := s.api
 	cfg.Logger, cfg.Tracing, cfg.Jobs.Store = log, tr, store
+	if cfg.Capacity.HTTPClient, err = cli.ManagementClient(cfg.ManagementURL, cfg.AMQP); err != nil {
+		_ = store.Close()
+		return err
+	}
 	srv, err := api.New(cfg) // owns the store from here on
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)

@@ -2,10 +2,14 @@ package cli
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"time"
 
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/queue"
@@ -100,4 +104,34 @@ func (c Listener) Listen(log *slog.Logger) (net.Listener, error) {
 	}
 	log.Info("HTTP listener", "addr", ln.Addr().String(), "tls", true, "cert_file", c.CertFile)
 	return tls.NewListener(ln, tc), nil
+}
+
+// managementTimeout bounds one call to the management API (the policy's and the
+// capacity estimate's).
+const managementTimeout = 5 * time.Second
+
+// ManagementClient returns the HTTP client for an https:// MANAGEMENT_URL on the
+// broker of d: it trusts the system's roots plus AMQP_CA_FILE (the management
+// listener is the broker's, and usually carries a certificate of the same CA). It
+// returns nil — the packages' own default client — when there is nothing to add:
+// a plain URL, or no AMQP_CA_FILE.
+func ManagementClient(managementURL string, d queue.DialConfig) (*http.Client, error) {
+	u, err := url.Parse(managementURL)
+	if err != nil || u.Scheme != "https" || d.TLS.CAFile == "" {
+		return nil, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(d.TLS.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: AMQP_CA_FILE (for the https MANAGEMENT_URL): %w", config.ErrInvalid, err)
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: AMQP_CA_FILE (for the https MANAGEMENT_URL): %s: no PEM certificate", config.ErrInvalid, d.TLS.CAFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: managementTimeout, Transport: tr}, nil
 }

@@ -114,7 +114,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Capacity configures the workers-needed estimate (GET /capacity and the
 	// warren_workers_needed gauge). ManagementURL and Vhost are filled in from this
-	// Config; the rest (targets, window) may be set.
+	// Config; the rest (targets, window) may be set. Its HTTPClient, when set, is
+	// also the client that applies the queue policy (an https ManagementURL with a
+	// private CA needs one).
 	Capacity capacity.Config
 	// Jobs configures the job endpoints. The Store is required: the server owns it
 	// from New on (New closes it if it fails) and closes it when it stops. It also
@@ -335,7 +337,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	if s.cfg.ManagementURL != "" {
 		bg("queue policy", func(ctx context.Context) {
 			queue.KeepPolicy(ctx, queue.PolicyConfig{ManagementURL: s.cfg.ManagementURL, Vhost: s.vhost,
-				MaxLength: s.cfg.QueueMaxLength}, s.log)
+				MaxLength: s.cfg.QueueMaxLength, Client: s.cfg.Capacity.HTTPClient}, s.log)
 		})
 	} else {
 		s.log.Warn("MANAGEMENT_URL is empty: the request queues' bound is not applied and /capacity has no broker data")

@@ -279,7 +279,7 @@ var (
 	AMQPCAFile = &String{
 		Env: "AMQP_CA_FILE", ReadBy: Both,
 		Default: "",
-		Usage:   "PEM file of the CAs the broker's certificate must chain to, for an amqps:// AMQP_URL; empty trusts the system's roots. Verification is never turned off.",
+		Usage:   "PEM file of the CAs the broker's certificate must chain to, for an amqps:// AMQP_URL; empty trusts the system's roots. The API also trusts it, besides the system's roots, for an https:// MANAGEMENT_URL. Verification is never turned off.",
 	}
 	// AMQPCertFile is AMQP_CERT_FILE.
 	AMQPCertFile = &String{
