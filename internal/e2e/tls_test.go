@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -365,4 +366,27 @@ func TestTLSConfigErrors(t *testing.T) {
 			}
 		}
 	}
+}
+
+// make run with TLS_CERT_FILE: every process serves HTTPS, run.sh probes them over
+// HTTPS, says so, and the farm answers; Ctrl-C stops it all.
+func TestMakeRunHTTPS(t *testing.T) {
+	integration(t)
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir, "make-run")
+	pair := ca.Server(t, "local")
+	m := startMakeRun(t, 1, nil, "TLS_CERT_FILE="+pair.CertFile, "TLS_KEY_FILE="+pair.KeyFile)
+	m.waitOutput(time.Minute, "warren is running, ready")
+	base := fmt.Sprintf("https://127.0.0.1:%d", m.apiPort)
+	m.waitOutput(0, "API on "+base)
+	m.waitOutput(0, "--cacert <your CA> "+base+"/ready")
+	c := httpsClient(ca)
+	r := doHTTPS(t, c, newFarmSpec(t), "POST", base+"/process", `{"data":"make run over https"}`, "X-Request-ID", "mr-1")
+	checkPrediction(t, r, "make run over https", "mr-1")
+	if resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/health", m.base)); err != nil {
+		t.Errorf("the worker over HTTPS: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	m.interrupt(1)
 }
