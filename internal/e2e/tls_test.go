@@ -214,6 +214,19 @@ func TestEncryptedLinks(t *testing.T) {
 				t.Errorf("plain HTTP to the HTTPS listener answered 200")
 			}
 		}
+		// A client that does not trust the listener's CA: its failed handshake is
+		// in the API's log, in the log's own format, at debug level.
+		if conn, err := tls.Dial("tcp", api.addr, &tls.Config{RootCAs: wrongCA.Pool()}); err == nil {
+			conn.Close()
+			t.Error("a client trusting another CA completed the handshake")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(api.out.String(), `level=DEBUG msg="http: TLS handshake error from 127.0.0.1:`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the failed handshake is not logged at debug level through slog:\n%s", api.out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		for _, line := range []string{"job store: redis", "rediss://:xxxxx@"} {
 			if !strings.Contains(api.out.String(), line) {
 				t.Errorf("the API's log does not say %q (password redacted)", line)

@@ -73,6 +73,7 @@ import (
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
@@ -343,7 +344,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 		s.log.Warn("MANAGEMENT_URL is empty: the request queues' bound is not applied and /capacity has no broker data")
 	}
 
-	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: tlsconfig.HTTPErrorLog(s.log)}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	s.OnStop("http server", func(ctx context.Context) error {

@@ -339,3 +339,18 @@ func TestExplainFlattenedHangups(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// net/http's own log lines go to slog: handshake failures at debug, the rest at warn.
+func TestHTTPErrorLog(t *testing.T) {
+	var logs logBuffer
+	l := tlsconfig.HTTPErrorLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Printf("http: TLS handshake error from 127.0.0.1:5000: EOF")
+	l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	out := logs.String()
+	if !strings.Contains(out, `level=DEBUG msg="http: TLS handshake error from 127.0.0.1:5000: EOF" source=net/http`) {
+		t.Errorf("handshake error:\n%s", out)
+	}
+	if !strings.Contains(out, `level=WARN msg="http: Accept error: too many open files; retrying in 5ms"`) {
+		t.Errorf("other error:\n%s", out)
+	}
+}
