@@ -50,6 +50,19 @@ for b in api worker; do
   fi
 done
 
+# With TLS_CERT_FILE (and TLS_KEY_FILE) every process serves HTTPS. The probes below
+# then use curl -k: they reach only the processes this script started, on this
+# machine, and read a status code; the certificate's names are the clients', not
+# necessarily the probe's address (the same choice as the binaries' healthcheck).
+scheme=http
+if [[ -n ${TLS_CERT_FILE:-} ]]; then
+  scheme=https
+  if ! command -v curl >/dev/null; then
+    echo "run.sh: TLS_CERT_FILE is set: probing the processes over HTTPS needs curl" >&2
+    exit 2
+  fi
+fi
+
 # hostport HOST PORT: HOST:PORT, with brackets around an IPv6 address.
 hostport() {
   if [[ $1 == *:* && $1 != \[* ]]; then echo "[$1]:$2"; else echo "$1:$2"; fi
@@ -72,7 +85,7 @@ http_get() {
   local out
   code=000 body=""
   if command -v curl >/dev/null; then
-    out=$(curl -s -m 2 -w '\n%{http_code}' "http://$1$2" 2>/dev/null)
+    out=$(curl -s ${TLS_CERT_FILE:+-k} -m 2 -w '\n%{http_code}' "$scheme://$1$2" 2>/dev/null)
     code=${out##*$'\n'}
     body=${out%$'\n'*}
     [[ $code =~ ^[0-9]{3}$ ]] || code=000
@@ -331,7 +344,7 @@ if ((WORKERS == 0)); then
   workers_line="no worker started (WORKERS=0): POST /process answers 503 no_workers until a worker
   consumes the queue; start one with: HTTP_ADDR=$(worker_addr 0) WORKER_ID=worker-0 $BIN/worker"
 elif ((WORKERS == 1)); then
-  workers_line="1 worker: worker-0 on http://$(probe "$(worker_addr 0)")"
+  workers_line="1 worker: worker-0 on $scheme://$(probe "$(worker_addr 0)")"
 else
   workers_line="$WORKERS workers: worker-0..worker-$((WORKERS - 1)) on $(probe "$(worker_addr 0)")..$((WORKER_PORT + WORKERS - 1))"
 fi
@@ -342,6 +355,8 @@ else
   Is RabbitMQ running at $amqp_shown? The processes keep reconnecting;
   meanwhile POST /process answers 503."
 fi
+curl_ca=""
+[[ $scheme == https ]] && curl_ca="--cacert <your CA> https://"
 bind_note="listening on $BIND only; BIND=0.0.0.0 make run listens on every interface"
 case $BIND in 0.0.0.0 | :: | "") bind_note="listening on every interface (BIND=$BIND)" ;; esac
 auth_h=""
@@ -352,12 +367,12 @@ if [[ -n $run_key ]]; then
 fi
 cat <<MSG
 warren is running, $state
-  API on http://$api    docs: http://$api/docs
+  API on $scheme://$api    docs: $scheme://$api/docs
   $workers_line
   $bind_note
   try:
-    curl -s $api/ready
-    curl -s$auth_h -X POST $api/process -d '{"data":"cat image data"}'
+    curl -s $curl_ca$api/ready
+    curl -s$auth_h -X POST $curl_ca$api/process -d '{"data":"cat image data"}'
   metrics: /metrics on every port above; Prometheus file_sd targets: $targets
     prometheus --config.file=deployments/prometheus/prometheus-local.yml --storage.tsdb.path=.run/prometheus
   Ctrl-C drains and stops everything. A worker that dies is reported and the rest keep

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -22,7 +21,7 @@ import (
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/jobs/boltstore"
 	"github.com/warren-farm/warren/pkg/jobs/redisstore"
-	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
@@ -39,8 +38,9 @@ func main() {
 
 // settings is what the API's variables say.
 type settings struct {
-	addr                           string
+	listener                       cli.Listener
 	dataDir, redisURL, redisPrefix string
+	redisTLS                       tlsconfig.Client
 	jobTTL                         time.Duration
 	auth                           auth.Config
 	api                            api.Config
@@ -48,7 +48,7 @@ type settings struct {
 
 func load(l *config.Loader) settings {
 	s := settings{
-		addr:        config.HTTPAddr.Load(l),
+		listener:    cli.LoadListener(l),
 		dataDir:     config.DataDir.Load(l),
 		redisURL:    config.RedisURL.Load(l),
 		redisPrefix: config.RedisPrefix.Load(l),
@@ -65,7 +65,7 @@ func load(l *config.Loader) settings {
 			},
 		},
 		api: api.Config{
-			AMQP:              queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			AMQP:              cli.LoadBroker(l),
 			ManagementURL:     config.ManagementURL.Load(l),
 			QueueMaxLength:    config.QueueMaxLength.Load(l),
 			RequestTimeout:    config.RequestTimeout.Load(l),
@@ -84,6 +84,7 @@ func load(l *config.Loader) settings {
 			},
 		},
 	}
+	s.redisTLS = cli.LoadRedisTLS(l, s.redisURL)
 	l.Check(s.redisURL == "" && s.dataDir == "", config.DataDir, "must be set when REDIS_URL is empty")
 	l.Check(s.api.MaxRequestTimeout < s.api.RequestTimeout, config.MaxRequestTimeout, "must be at least REQUEST_TIMEOUT")
 	l.Check(s.auth.Mode == auth.ModeNone && (s.auth.KeysFile != "" || s.auth.JWT.Issuer != ""), config.AuthMode,
@@ -107,16 +108,20 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 	}
 	cfg := s.api
 	cfg.Logger, cfg.Tracing, cfg.Jobs.Store, cfg.Auth = log, tr, store, authn
+	if cfg.Capacity.HTTPClient, err = cli.ManagementClient(cfg.ManagementURL, cfg.AMQP); err != nil {
+		_ = store.Close()
+		return err
+	}
 	srv, err := api.New(cfg) // owns the store from here on
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := s.listener.Listen(log)
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Stop(sctx) // releases the store
-		return fmt.Errorf("HTTP_ADDR: %w", err)
+		return err
 	}
 	if err := authn.CheckExposure(ln.Addr().String()); err != nil {
 		_ = ln.Close()
@@ -151,7 +156,7 @@ func openStore(ctx context.Context, s settings, log *slog.Logger) (jobs.Store, e
 	if s.redisURL != "" {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		st, err := redisstore.OpenRedis(ctx, redisstore.RedisConfig{URL: s.redisURL, Prefix: s.redisPrefix, TTL: s.jobTTL, Logger: log})
+		st, err := redisstore.OpenRedis(ctx, redisstore.RedisConfig{URL: s.redisURL, TLS: s.redisTLS, Prefix: s.redisPrefix, TTL: s.jobTTL, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}

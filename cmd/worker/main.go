@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/model/onnxmodel"
-	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/repository"
 	"github.com/warren-farm/warren/pkg/tracing"
 	"github.com/warren-farm/warren/pkg/worker"
@@ -34,7 +32,7 @@ func main() {
 
 // settings is what the worker's variables say.
 type settings struct {
-	addr                        string
+	listener                    cli.Listener
 	repository                  string
 	models                      []string
 	concurrency, prefetch, jobs int
@@ -45,7 +43,7 @@ type settings struct {
 
 func load(l *config.Loader) settings {
 	s := settings{
-		addr:        config.HTTPAddr.Load(l),
+		listener:    cli.LoadListener(l),
 		repository:  config.ModelRepository.Load(l),
 		models:      config.Models.Load(l),
 		concurrency: config.Concurrency.Load(l),
@@ -54,7 +52,7 @@ func load(l *config.Loader) settings {
 		seed:        config.ModelSeed.Load(l),
 		latency:     config.ModelLatency.Load(l),
 		worker: worker.Config{
-			AMQP:         queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			AMQP:         cli.LoadBroker(l),
 			WorkerID:     config.WorkerID.Load(l),
 			DrainTimeout: config.DrainTimeout.Load(l),
 			BodyLimit:    config.BodyLimit.Load(l),
@@ -107,9 +105,9 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := s.listener.Listen(log)
 	if err != nil {
-		return fmt.Errorf("HTTP_ADDR: %w", err)
+		return err
 	}
 	if err := w.Run(ctx, ln); err != nil {
 		if errors.Is(err, worker.ErrModel) {

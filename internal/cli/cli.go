@@ -182,20 +182,20 @@ func (c Command[C]) config(p Process) int {
 	return ExitOK
 }
 
-// healthcheck probes the binary's own HTTP_ADDR: the image's HEALTHCHECK, which has
-// no shell or curl to do it.
+// healthcheck probes the binary's own HTTP_ADDR, over HTTPS when TLS_CERT_FILE is
+// set: the image's HEALTHCHECK, which has no shell or curl to do it.
 func (c Command[C]) healthcheck(p Process) int {
 	l, err := config.NewLoader(c.Name, nil, p.Getenv)
 	if err != nil {
 		c.printErr(p.Stderr, err)
 		return ExitConfig
 	}
-	addr := config.HTTPAddr.Load(l)
+	ln := LoadListener(l)
 	if err := l.Err(); err != nil {
 		c.printErr(p.Stderr, err)
 		return ExitConfig
 	}
-	return health.Command(p.Args[1:], addr, p.Stdout, p.Stderr)
+	return health.Command(p.Args[1:], ln.Addr, ln.HTTPS(), p.Stdout, p.Stderr)
 }
 
 // printErr writes err to w, every line prefixed with the binary's name.

@@ -262,6 +262,8 @@ var helmValueSets = []helmValueSet{
 	{"shared-pool", helmExpect{apiReplicas: 1, management: true, helmTest: true,
 		pools:      []helmPoolExpect{{name: "all", models: []string{"seed", "digits"}, keda: true, trigger: "capacity", minWorkers: 1}},
 		apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
+	{"tls", helmExpect{redis: true, apiReplicas: 2, management: true, pools: helmPoolsKEDA("rabbitmq", false, 1, 1), helmTest: true,
+		serviceMonitor: true, apiService: "farm-warren-api", workerServiceBase: "farm-warren-worker", prefix: "farm-warren"}},
 }
 
 func (s helmValueSet) file(t testing.TB) string {
@@ -376,6 +378,8 @@ var helmManagedVars = map[string]bool{
 	"AMQP_URL": true, "MANAGEMENT_URL": true, "REDIS_URL": true, "DRAIN_TIMEOUT": true,
 	"HTTP_ADDR": true, "DATA_DIR": true, "WORKER_ID": true, "MODELS": true,
 	"AUTH": true, "API_KEYS_FILE": true,
+	"TLS_CERT_FILE": true, "TLS_KEY_FILE": true, "AMQP_CA_FILE": true, "AMQP_CERT_FILE": true, "AMQP_KEY_FILE": true,
+	"REDIS_CA_FILE": true, "REDIS_CERT_FILE": true, "REDIS_KEY_FILE": true,
 }
 
 // TestHelmVarListsMatchConfig compares the variable lists in _helpers.tpl (which
@@ -505,6 +509,10 @@ func TestHelmRefuses(t *testing.T) {
 		{"a model in two pools", "default", "workerPools:\n  - {name: seed, models: [seed]}\n  - {name: all, models: [digits, seed]}\n", nil,
 			`workerPools[1] (all): model "seed" is also served by workerPools[0] (seed)`},
 		{"an invalid pool name (schema)", "default", "workerPools:\n  - {name: Seed_1, models: [seed]}\n", nil, "at '/workerPools/0/name': 'Seed_1' does not match pattern"},
+		{"HTTPS listeners with the capacity trigger", "default", "", []string{"--set", "tls.http.secretName=warren-http-tls"},
+			"tls.http.secretName: the capacity KEDA trigger polls the API's /capacity"},
+		{"a TLS file in api.config", "default", "", []string{"--set", "api.config.AMQP_CA_FILE=/ca.pem"}, "api.config.AMQP_CA_FILE: set by the chart from tls.amqp.secretName"},
+		{"an unknown tls key (schema)", "default", "", []string{"--set", "tls.http.secret=x"}, "additional properties 'secret' not allowed"},
 		{"an unknown pool key (schema)", "default", "workerPools:\n  - {name: seed, models: [seed], replica: 3}\n", nil, "additional properties 'replica' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -2010,4 +2018,100 @@ func helmChartMeta(t testing.TB) helmChartYAML {
 		t.Fatalf("Chart.yaml: apiVersion %q version %q appVersion %q", c.APIVersion, c.Version, c.AppVersion)
 	}
 	return c
+}
+
+// TestHelmTLS: ci/tls-values.yaml mounts each TLS Secret read-only where the
+// *_FILE variables point, in the binaries that read them (Redis's in the API only),
+// probes and the helm test speak HTTPS, and the ServiceMonitors scrape over HTTPS
+// with the given tlsConfig. The default values render none of it.
+func TestHelmTLS(t *testing.T) {
+	t.Parallel()
+	out, err := helmTemplate(t, []string{filepath.Join(helmChartDir(t), "ci", "tls-values.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := helmParse(t, out)
+	secretOf := map[string]string{"http": "warren-http-tls", "amqp": "warren-amqp-tls", "redis": "warren-redis-tls"}
+	wantVars := map[string]map[string]string{
+		config.API: {"TLS_CERT_FILE": "/etc/warren/tls/http/tls.crt", "TLS_KEY_FILE": "/etc/warren/tls/http/tls.key",
+			"AMQP_CA_FILE": "/etc/warren/tls/amqp/ca.crt", "AMQP_CERT_FILE": "/etc/warren/tls/amqp/tls.crt", "AMQP_KEY_FILE": "/etc/warren/tls/amqp/tls.key",
+			"REDIS_CA_FILE": "/etc/warren/tls/redis/ca.crt"},
+		config.Worker: {"TLS_CERT_FILE": "/etc/warren/tls/http/tls.crt", "TLS_KEY_FILE": "/etc/warren/tls/http/tls.key",
+			"AMQP_CA_FILE": "/etc/warren/tls/amqp/ca.crt", "AMQP_CERT_FILE": "/etc/warren/tls/amqp/tls.crt", "AMQP_KEY_FILE": "/etc/warren/tls/amqp/tls.key"},
+	}
+	n := 0
+	for name, d := range r.deployments {
+		binary := config.Worker
+		if name == "farm-warren-api" {
+			binary = config.API
+		}
+		n++
+		spec := d.Spec.Template.Spec
+		c := spec.Containers[0]
+		got := map[string]string{}
+		for _, e := range c.Env {
+			if strings.HasSuffix(e.Name, "_FILE") && e.Name != "API_KEYS_FILE" { // auth's keys file: TestHelm's auth checks
+				got[e.Name] = e.Value
+			}
+		}
+		if !reflect.DeepEqual(got, wantVars[binary]) {
+			t.Errorf("%s: TLS variables %v, want %v", name, got, wantVars[binary])
+		}
+		mounts := map[string]corev1.VolumeMount{}
+		for _, m := range c.VolumeMounts {
+			mounts[m.Name] = m
+		}
+		secrets := map[string]string{}
+		for _, v := range spec.Volumes {
+			if v.Secret != nil {
+				secrets[v.Name] = v.Secret.SecretName
+			}
+		}
+		for _, file := range wantVars[binary] {
+			link := strings.Split(file, "/")[4] // /etc/warren/tls/<link>/<file>
+			m, ok := mounts["tls-"+link]
+			switch {
+			case !ok:
+				t.Errorf("%s: %s is not mounted", name, file)
+			case m.MountPath != "/etc/warren/tls/"+link || !m.ReadOnly:
+				t.Errorf("%s: mount tls-%s at %s (read-only %v)", name, link, m.MountPath, m.ReadOnly)
+			case secrets["tls-"+link] != secretOf[link]:
+				t.Errorf("%s: volume tls-%s is Secret %q, want %q", name, link, secrets["tls-"+link], secretOf[link])
+			}
+		}
+		if binary == config.Worker && secrets["tls-redis"] != "" {
+			t.Errorf("%s: a worker mounts the Redis Secret", name)
+		}
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+				t.Errorf("%s: a probe is not HTTPS: %+v", name, p)
+			}
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d Deployments, want the API and two pools", n)
+	}
+	for name, p := range r.pods { // the helm test: healthcheck over HTTPS
+		env := map[string]string{}
+		for _, e := range p.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		if env["TLS_CERT_FILE"] == "" || env["TLS_KEY_FILE"] == "" || env["AMQP_CA_FILE"] != "" {
+			t.Errorf("helm test pod %s: env %v, want the HTTP pair only", name, env)
+		}
+		if len(p.Spec.Volumes) != 1 || p.Spec.Volumes[0].Secret == nil || p.Spec.Volumes[0].Secret.SecretName != "warren-http-tls" {
+			t.Errorf("helm test pod %s: volumes %+v", name, p.Spec.Volumes)
+		}
+	}
+	if !strings.Contains(out, "scheme: https") || !strings.Contains(out, "serverName: warren-api") {
+		t.Error("the ServiceMonitors do not scrape over HTTPS with the tlsConfig")
+	}
+
+	plain, err := helmTemplate(t, []string{filepath.Join(helmChartDir(t), "ci", "default-values.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain, "/etc/warren/tls") || strings.Contains(plain, "HTTPS") {
+		t.Error("the default values render TLS settings")
+	}
 }

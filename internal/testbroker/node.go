@@ -2,6 +2,7 @@ package testbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,7 @@ type Node struct {
 	distPort int
 	script   string
 	opts     NodeOptions
+	probeTLS *tls.Config // the readiness probe's, for a TLS node
 
 	// Set while the node process runs (between Start and Stop).
 	cmd     *exec.Cmd
@@ -122,13 +124,16 @@ func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 		n.distPort = freePort(t)
 	}
 	n.AMQPURL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.Port)
+	if opts.TLS != nil {
+		n.AMQPURL = fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", n.Port)
+		if n.probeTLS, err = opts.probeTLS(); err != nil {
+			t.Fatalf("testbroker: StartNode: TLS: %v", err)
+		}
+	}
 
 	files := map[string]string{
-		"rabbitmq.conf": fmt.Sprintf(`# warren testbroker private node
-listeners.tcp.default = 127.0.0.1:%d
-log.console = false
-log.file.level = info
-`, n.Port) + opts.confLines(),
+		"rabbitmq.conf": "# warren testbroker private node\n" + opts.listenerConf(n.Port) +
+			"log.console = false\nlog.file.level = info\n" + opts.confLines(),
 		"enabled_plugins": "[].\n",
 		// Replaces /etc/rabbitmq/rabbitmq-env.conf, which may name the
 		// shared node (NODENAME=...).
@@ -171,11 +176,13 @@ func (n *Node) env() []string {
 		}
 		env = append(env, kv)
 	}
+	if n.opts.TLS == nil {
+		// A TLS node has no plain listener: these would make one.
+		env = append(env, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1", "RABBITMQ_NODE_PORT="+strconv.Itoa(n.Port))
+	}
 	return append(env,
 		"HOME="+n.home(), // private Erlang cookie
 		"RABBITMQ_NODENAME="+n.Name,
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODE_PORT="+strconv.Itoa(n.Port),
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.distPort),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.Dir, "mnesia"),
 		"RABBITMQ_LOG_BASE="+filepath.Join(n.Dir, "log"),
@@ -234,7 +241,7 @@ func (n *Node) Start(t testing.TB) {
 			t.Fatalf("testbroker: node %s exited while starting (%v)\n%s", n.Name, err, n.logTail())
 		default:
 		}
-		c, err := amqp.DialConfig(n.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
+		c, err := amqp.DialConfig(n.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(time.Second), TLSClientConfig: n.probeTLS})
 		if err == nil {
 			_ = c.Close()
 			t.Logf("testbroker: node %s answers AMQP on 127.0.0.1:%d after %v", n.Name, n.Port, time.Since(began).Round(10*time.Millisecond))

@@ -77,6 +77,7 @@ import (
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
@@ -118,7 +119,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Capacity configures the workers-needed estimate (GET /capacity and the
 	// warren_workers_needed gauge). ManagementURL and Vhost are filled in from this
-	// Config; the rest (targets, window) may be set.
+	// Config; the rest (targets, window) may be set. Its HTTPClient, when set, is
+	// also the client that applies the queue policy (an https ManagementURL with a
+	// private CA needs one).
 	Capacity capacity.Config
 	// Jobs configures the job endpoints. The Store is required: the server owns it
 	// from New on (New closes it if it fails) and closes it when it stops. It also
@@ -361,13 +364,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	if s.cfg.ManagementURL != "" {
 		bg("queue policy", func(ctx context.Context) {
 			queue.KeepPolicy(ctx, queue.PolicyConfig{ManagementURL: s.cfg.ManagementURL, Vhost: s.vhost,
-				MaxLength: s.cfg.QueueMaxLength}, s.log)
+				MaxLength: s.cfg.QueueMaxLength, Client: s.cfg.Capacity.HTTPClient}, s.log)
 		})
 	} else {
 		s.log.Warn("MANAGEMENT_URL is empty: the request queues' bound is not applied and /capacity has no broker data")
 	}
 
-	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: tlsconfig.HTTPErrorLog(s.log)}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	s.OnStop("http server", func(ctx context.Context) error {

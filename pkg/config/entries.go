@@ -24,6 +24,8 @@ var Table = []Entry{
 	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
 	OTLPEndpoint, OTLPProtocol, TracesSamplerArg, ServiceName,
 	AuthMode, APIKeysFile, APIKeysInit, OIDCIssuer, OIDCAudience, OIDCJWKSURL, OIDCRolesClaim,
+	AMQPCAFile, AMQPCertFile, AMQPKeyFile, AMQPServerName, TLSCertFile, TLSKeyFile,
+	RedisCAFile, RedisCertFile, RedisKeyFile,
 }
 
 // modelName is what a model name must look like (MODELS, DEFAULT_MODEL).
@@ -311,5 +313,63 @@ var (
 		Env: "OIDC_ROLES_CLAIM", ReadBy: APIOnly,
 		Default: auth.DefaultRolesClaim,
 		Usage:   "The token claim (a string or a list of strings) naming roles of API_KEYS_FILE's `roles`, which say what the token may do.",
+	}
+)
+
+// Encrypted links (TLS): docs/configuration.md, "Encrypted links".
+var (
+	// AMQPCAFile is AMQP_CA_FILE.
+	AMQPCAFile = &String{
+		Env: "AMQP_CA_FILE", ReadBy: Both,
+		Default: "",
+		Usage:   "PEM file of the CAs the broker's certificate must chain to, for an amqps:// AMQP_URL; empty trusts the system's roots. The API also trusts it, besides the system's roots, for an https:// MANAGEMENT_URL. Verification is never turned off.",
+	}
+	// AMQPCertFile is AMQP_CERT_FILE.
+	AMQPCertFile = &String{
+		Env: "AMQP_CERT_FILE", ReadBy: Both,
+		Default: "",
+		Usage:   "PEM client certificate presented to the broker (amqps://), for a broker that requires one; with AMQP_KEY_FILE. Read again at every reconnect.",
+	}
+	// AMQPKeyFile is AMQP_KEY_FILE.
+	AMQPKeyFile = &String{
+		Env: "AMQP_KEY_FILE", ReadBy: Both,
+		Default: "",
+		Usage:   "PEM key of AMQP_CERT_FILE.",
+	}
+	// AMQPServerName is AMQP_SERVER_NAME.
+	AMQPServerName = &String{
+		Env: "AMQP_SERVER_NAME", ReadBy: Both,
+		Default: "",
+		Usage:   "Name the broker's certificate must carry (and the TLS SNI); empty means AMQP_URL's host.",
+	}
+	// TLSCertFile is TLS_CERT_FILE.
+	TLSCertFile = &String{
+		Env: "TLS_CERT_FILE", ReadBy: Both,
+		Default: "",
+		Usage:   "PEM certificate (chain) of the HTTP listener: set with TLS_KEY_FILE, HTTP_ADDR serves HTTPS only. Both files are looked at again at most once a second and a changed pair is served without a restart (a pair that does not load keeps the previous one, logged). Empty serves plain HTTP.",
+	}
+	// TLSKeyFile is TLS_KEY_FILE.
+	TLSKeyFile = &String{
+		Env: "TLS_KEY_FILE", ReadBy: Both,
+		Default: "",
+		Usage:   "PEM key of TLS_CERT_FILE.",
+	}
+	// RedisCAFile is REDIS_CA_FILE.
+	RedisCAFile = &String{
+		Env: "REDIS_CA_FILE", ReadBy: APIOnly,
+		Default: "",
+		Usage:   "PEM file of the CAs Redis's certificate must chain to, for a rediss:// REDIS_URL; empty trusts the system's roots. (A password goes in the URL: rediss://:password@host:6380/0.)",
+	}
+	// RedisCertFile is REDIS_CERT_FILE.
+	RedisCertFile = &String{
+		Env: "REDIS_CERT_FILE", ReadBy: APIOnly,
+		Default: "",
+		Usage:   "PEM client certificate presented to Redis (rediss://; Redis asks for one unless tls-auth-clients is no); with REDIS_KEY_FILE.",
+	}
+	// RedisKeyFile is REDIS_KEY_FILE.
+	RedisKeyFile = &String{
+		Env: "REDIS_KEY_FILE", ReadBy: APIOnly,
+		Default: "",
+		Usage:   "PEM key of REDIS_CERT_FILE.",
 	}
 )

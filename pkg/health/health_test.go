@@ -64,21 +64,21 @@ func TestCommand(t *testing.T) {
 	ready := serve(t, http.StatusOK)
 	draining := serve(t, http.StatusServiceUnavailable)
 	var out, errb bytes.Buffer
-	if code := Command(nil, ready, &out, &errb); code != 0 {
+	if code := Command(nil, ready, false, &out, &errb); code != 0 {
 		t.Fatalf("ready server: exit %d, stderr %q", code, errb.String())
 	}
 	errb.Reset()
-	if code := Command(nil, draining, &out, &errb); code != 1 {
+	if code := Command(nil, draining, false, &out, &errb); code != 1 {
 		t.Fatalf("503 /ready: exit %d, want 1", code)
 	}
 	if !strings.Contains(errb.String(), "503") || !strings.Contains(errb.String(), "draining") {
 		t.Errorf("stderr should name the status and body: %q", errb.String())
 	}
 	// Liveness passes on the draining server: /health does not look at readiness.
-	if code := Command([]string{"/health"}, draining, &out, &errb); code != 0 {
+	if code := Command([]string{"/health"}, draining, false, &out, &errb); code != 0 {
 		t.Errorf("/health on a draining server: exit %d", code)
 	}
-	if code := Command([]string{"/nope"}, ready, &out, &errb); code != 2 {
+	if code := Command([]string{"/nope"}, ready, false, &out, &errb); code != 2 {
 		t.Errorf("bad argument: exit %d, want 2", code)
 	}
 }
@@ -102,5 +102,26 @@ func TestCheckTimeout(t *testing.T) {
 	err := Check(t.Context(), Config{Addr: srv.Listener.Addr().String(), Path: Ready, Timeout: 200 * time.Millisecond})
 	if err == nil {
 		t.Fatal("a server that never answers must fail the check")
+	}
+}
+
+// An HTTPS listener (TLS_CERT_FILE) is probed over HTTPS, whatever names its
+// certificate carries; a plain probe of it fails.
+func TestCommandHTTPS(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	srv := httptest.NewTLSServer(mux) // a certificate for example.com, not for the loopback address
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	var out, errb bytes.Buffer
+	if code := Command(nil, ":"+port, true, &out, &errb); code != 0 {
+		t.Fatalf("https probe: exit %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := Command(nil, ":"+port, false, &out, &errb); code != 1 {
+		t.Errorf("plain probe of an HTTPS listener: exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), "http://127.0.0.1:"+port) {
+		t.Errorf("stderr should name the URL: %q", errb.String())
 	}
 }

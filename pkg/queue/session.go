@@ -2,21 +2,34 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 )
 
 // DialConfig says how to reach the broker. Both the client and the consumer embed it.
 type DialConfig struct {
 	// URL is the AMQP URL, vhost included. Required.
 	URL string
+	// TLS is the CA, client certificate and server name of an amqps:// URL; the
+	// zero value trusts the system's roots and expects the URL's host. The files
+	// are read at every dial, so a renewed client certificate or CA is used from
+	// the next reconnect on. Setting files for a plain amqp:// URL is an error,
+	// and so are the TLS query parameters of amqp091-go's URLs (cacertfile …),
+	// which these fields replace: nothing is ignored silently.
+	TLS tlsconfig.Client
 	// Name is the connection_name shown in the management UI and logs; empty means
 	// ConnectionName("warren").
 	Name string
@@ -55,6 +68,9 @@ func (c *DialConfig) validate() error {
 	} else if _, err := amqp.ParseURI(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("queue: URL: %w", err))
 	}
+	if err := c.checkTLS(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
 		errs = append(errs, errors.New("queue: need 0 <= MinBackoff <= MaxBackoff"))
 	}
@@ -77,14 +93,83 @@ func Vhost(url string) (string, error) {
 	return u.Vhost, nil
 }
 
+// urlTLSParams are the query parameters with which amqp091-go reads TLS files
+// from the URL; warren takes them from DialConfig.TLS instead.
+var urlTLSParams = []string{"cacertfile", "certfile", "keyfile", "server_name_indication"}
+
+// checkTLS checks that the URL and TLS agree, and that TLS's files load.
+func (c *DialConfig) checkTLS() error {
+	u, err := amqp.ParseURI(c.URL)
+	if err != nil {
+		return nil // reported by validate
+	}
+	if u.CACertFile != "" || u.CertFile != "" || u.KeyFile != "" || u.ServerName != "" {
+		return fmt.Errorf("queue: URL: TLS query parameters (%s) are not read: set the CA file, client certificate and server name in DialConfig.TLS (AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, AMQP_SERVER_NAME)",
+			strings.Join(urlTLSParams, ", "))
+	}
+	if u.Scheme != "amqps" {
+		if !c.TLS.IsZero() {
+			return errors.New("queue: TLS files or a server name are set but the URL is amqp:// (plain): use amqps://")
+		}
+		return nil
+	}
+	if _, err := c.TLS.Config(); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
+}
+
+// dialTimeout bounds the TCP connect; handshakeTimeout the TLS and AMQP
+// handshakes after it, together: a peer that accepts and never answers must not
+// hold a dial forever.
+const (
+	dialTimeout      = 5 * time.Second
+	handshakeTimeout = 15 * time.Second
+)
+
+// dial is the one place a broker connection is made (every reconnect of every
+// role comes here).
 func dial(cfg *DialConfig) (*amqp.Connection, error) {
-	return amqp.DialConfig(cfg.URL, amqp.Config{
-		Heartbeat:  cfg.Heartbeat,
-		Properties: amqp.Table{"connection_name": cfg.Name},
+	u, err := amqp.ParseURI(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	var tc *tls.Config
+	if u.Scheme == "amqps" {
+		// Built at every dial: the files may have been renewed, and amqp091-go
+		// writes the server name into the config it is given.
+		if tc, err = cfg.TLS.Config(); err != nil {
+			return nil, err
+		}
+	}
+	addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
+	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{
+		Heartbeat:       cfg.Heartbeat,
+		Properties:      amqp.Table{"connection_name": cfg.Name},
+		TLSClientConfig: tc,
 		Dial: func(network, addr string) (net.Conn, error) {
-			return net.DialTimeout(network, addr, 5*time.Second)
+			c, err := net.DialTimeout(network, addr, dialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			// amqp091-go clears the deadline once the connection is open.
+			if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
 		},
 	})
+	if err != nil && tc != nil {
+		if errors.Is(err, amqp.ErrClosed) {
+			// The reader saw the connection end during the AMQP handshake and
+			// amqp091-go kept no reason: over TLS that is most likely the server
+			// refusing the client certificate after the handshake (TLS 1.3).
+			err = fmt.Errorf("%w (the connection ended while opening: %w)", err, io.ErrUnexpectedEOF)
+		}
+		return nil, cfg.TLS.Explain(err, addr)
+	}
+	return conn, err
 }
 
 // runSessions is the reconnect loop shared by [Client] and [Consumer]. It dials, runs

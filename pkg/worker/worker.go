@@ -63,6 +63,7 @@ import (
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
@@ -311,7 +312,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) (err error) {
 	defer func() { w.Finish(err) }()
 	w.OnStop("models", w.closeModels)
 
-	srv := &http.Server{Handler: w.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: w.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: tlsconfig.HTTPErrorLog(w.log)}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	w.OnStop("http server", func(ctx context.Context) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/jobs/internal/nanos"
+	"github.com/warren-farm/warren/pkg/tlsconfig"
 )
 
 // RedisConfig configures [OpenRedis]. Only URL is required.
@@ -25,6 +26,10 @@ type RedisConfig struct {
 	// rediss://user:pass@host:6379/0. Client options such as pool_size or
 	// dial_timeout may be given as query parameters (go-redis ParseURL).
 	URL string
+	// TLS is the CA, client certificate and server name of a rediss:// URL; the
+	// zero value trusts the system's roots and expects the URL's host. Files with
+	// a plain redis:// URL are an error rather than ignored.
+	TLS tlsconfig.Client
 	// Prefix of every key and of the notice channel; "" means "warren:".
 	// Replicas sharing jobs must use the same prefix.
 	Prefix string
@@ -96,6 +101,9 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: REDIS_URL: %w", err)
 	}
+	if err := applyTLS(opt, cfg.TLS); err != nil {
+		return nil, err
+	}
 	// Maintenance notifications are for managed Redis Enterprise/Cloud
 	// endpoints; "auto" would probe every connection for them.
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -115,9 +123,35 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	}
 	if err := s.start(ctx); err != nil {
 		_ = rdb.Close()
+		if opt.TLSConfig != nil {
+			err = cfg.TLS.Explain(err, opt.Addr)
+		}
 		return nil, fmt.Errorf("redisstore: redis %s: %w", opt.Addr, err)
 	}
 	return s, nil
+}
+
+// applyTLS puts c's CA, client certificate and server name into the options of a
+// rediss:// URL (go-redis's ParseURL gives it only the URL's host as server name).
+func applyTLS(opt *redis.Options, c tlsconfig.Client) error {
+	if opt.TLSConfig == nil {
+		if !c.IsZero() {
+			return errors.New("redisstore: TLS files are set but REDIS_URL is redis:// (plain): use rediss://")
+		}
+		return nil
+	}
+	if opt.TLSConfig.InsecureSkipVerify {
+		return errors.New("redisstore: REDIS_URL: skip_verify would turn certificate verification off, which warren does not do: name your CA in REDIS_CA_FILE instead")
+	}
+	tc, err := c.Config()
+	if err != nil {
+		return fmt.Errorf("redisstore: %w", err)
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = opt.TLSConfig.ServerName
+	}
+	opt.TLSConfig = tc
+	return nil
 }
 
 // start loads the scripts, subscribes and starts the notice goroutine.

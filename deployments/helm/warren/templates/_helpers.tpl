@@ -118,11 +118,11 @@ renders every variable of the table through api.config / worker.config, so a
 variable added to the code but not here fails the test.
 */}}
 {{- define "warren.vars.api" -}}
-AMQP_URL MANAGEMENT_URL HTTP_ADDR REQUEST_TIMEOUT MAX_REQUEST_TIMEOUT BODY_LIMIT QUEUE_MAX_LENGTH DRAIN_TIMEOUT DEFAULT_MODEL ADMIN_API LOG_LEVEL LOG_FORMAT SCALE_TARGET_UTILIZATION SCALE_TARGET_WAIT DATA_DIR REDIS_URL REDIS_PREFIX JOB_TTL JOB_START_TIMEOUT MAX_WAIT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME AUTH API_KEYS_FILE API_KEYS_INIT OIDC_ISSUER OIDC_AUDIENCE OIDC_JWKS_URL OIDC_ROLES_CLAIM
+AMQP_URL MANAGEMENT_URL HTTP_ADDR REQUEST_TIMEOUT MAX_REQUEST_TIMEOUT BODY_LIMIT QUEUE_MAX_LENGTH DRAIN_TIMEOUT DEFAULT_MODEL ADMIN_API LOG_LEVEL LOG_FORMAT SCALE_TARGET_UTILIZATION SCALE_TARGET_WAIT DATA_DIR REDIS_URL REDIS_PREFIX JOB_TTL JOB_START_TIMEOUT MAX_WAIT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME AUTH API_KEYS_FILE API_KEYS_INIT OIDC_ISSUER OIDC_AUDIENCE OIDC_JWKS_URL OIDC_ROLES_CLAIM AMQP_CA_FILE AMQP_CERT_FILE AMQP_KEY_FILE AMQP_SERVER_NAME TLS_CERT_FILE TLS_KEY_FILE REDIS_CA_FILE REDIS_CERT_FILE REDIS_KEY_FILE
 {{- end }}
 
 {{- define "warren.vars.worker" -}}
-AMQP_URL HTTP_ADDR BODY_LIMIT CONCURRENCY PREFETCH DRAIN_TIMEOUT MODEL_REPOSITORY MODELS MODEL_SEED MODEL_LATENCY WORKER_ID LOG_LEVEL LOG_FORMAT JOB_CONCURRENCY JOB_MAX_ATTEMPTS JOB_RETRY_BACKOFF JOB_RETRY_BACKOFF_MAX JOB_RUN_TIMEOUT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME
+AMQP_URL HTTP_ADDR BODY_LIMIT CONCURRENCY PREFETCH DRAIN_TIMEOUT MODEL_REPOSITORY MODELS MODEL_SEED MODEL_LATENCY WORKER_ID LOG_LEVEL LOG_FORMAT JOB_CONCURRENCY JOB_MAX_ATTEMPTS JOB_RETRY_BACKOFF JOB_RETRY_BACKOFF_MAX JOB_RUN_TIMEOUT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME AMQP_CA_FILE AMQP_CERT_FILE AMQP_KEY_FILE AMQP_SERVER_NAME TLS_CERT_FILE TLS_KEY_FILE
 {{- end }}
 
 {{- define "warren.vars.managed" -}}
@@ -136,6 +136,14 @@ WORKER_ID: the chart (the pod name)
 MODELS: workerPools[].models (one worker Deployment per pool)
 AUTH: auth.mode (none sets AUTH=none)
 API_KEYS_FILE: auth.mode (the keys file mounted from a Secret)
+TLS_CERT_FILE: tls.http.secretName
+TLS_KEY_FILE: tls.http.secretName
+AMQP_CA_FILE: tls.amqp.secretName
+AMQP_CERT_FILE: tls.amqp.secretName with tls.amqp.clientCertificate
+AMQP_KEY_FILE: tls.amqp.secretName with tls.amqp.clientCertificate
+REDIS_CA_FILE: tls.redis.secretName
+REDIS_CERT_FILE: tls.redis.secretName with tls.redis.clientCertificate
+REDIS_KEY_FILE: tls.redis.secretName with tls.redis.clientCertificate
 {{- end }}
 
 {{/* The Secret holding the keys file, and its key; empty with auth.mode none. */}}
@@ -148,6 +156,67 @@ API_KEYS_FILE: auth.mode (the keys file mounted from a Secret)
 
 {{- define "warren.apiKeysKey" -}}
 {{- if eq .Values.auth.mode "existingSecret" }}{{ .Values.auth.existingSecret.key }}{{ else }}api-keys.yaml{{ end }}
+{{- end }}
+
+{{/*
+Encrypted links: the Secrets of tls.* mounted read-only under /etc/warren/tls and
+the variables naming their files. (dict "root" $ "binary" "api"); Redis is the
+API's only, and the helm test pod ("binary" "test") gets only the HTTP pair. Each define prints list items (or nothing), to be nindented.
+*/}}
+{{- define "warren.tls.links" -}}
+{{- $t := .root.Values.tls }}
+{{- $links := list }}
+{{- if $t.http.secretName }}
+{{- $links = append $links (dict "name" "http" "secret" $t.http.secretName "vars" (dict "TLS_CERT_FILE" "tls.crt" "TLS_KEY_FILE" "tls.key")) }}
+{{- end }}
+{{- if and (ne .binary "test") $t.amqp.secretName }}
+{{- $vars := dict "AMQP_CA_FILE" "ca.crt" }}
+{{- if $t.amqp.clientCertificate }}
+{{- $_ := set $vars "AMQP_CERT_FILE" "tls.crt" }}
+{{- $_ := set $vars "AMQP_KEY_FILE" "tls.key" }}
+{{- end }}
+{{- $links = append $links (dict "name" "amqp" "secret" $t.amqp.secretName "vars" $vars) }}
+{{- end }}
+{{- if and (eq .binary "api") $t.redis.secretName }}
+{{- $vars := dict "REDIS_CA_FILE" "ca.crt" }}
+{{- if $t.redis.clientCertificate }}
+{{- $_ := set $vars "REDIS_CERT_FILE" "tls.crt" }}
+{{- $_ := set $vars "REDIS_KEY_FILE" "tls.key" }}
+{{- end }}
+{{- $links = append $links (dict "name" "redis" "secret" $t.redis.secretName "vars" $vars) }}
+{{- end }}
+{{- dict "links" $links | toJson }}
+{{- end }}
+
+{{- define "warren.tls.env" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+{{- $name := .name }}
+{{- range $k, $file := .vars }}
+- name: {{ $k }}
+  value: {{ printf "/etc/warren/tls/%s/%s" $name $file | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "warren.tls.mounts" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+- name: tls-{{ .name }}
+  mountPath: /etc/warren/tls/{{ .name }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "warren.tls.volumes" -}}
+{{- range (include "warren.tls.links" . | fromJson).links }}
+- name: tls-{{ .name }}
+  secret:
+    secretName: {{ .secret | quote }}
+{{- end }}
+{{- end }}
+
+{{/* HTTP or HTTPS: the probes' scheme. */}}
+{{- define "warren.probeScheme" -}}
+{{- if .Values.tls.http.secretName }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
 
 {{/*
@@ -343,6 +412,9 @@ warren/pool: {{ .pool.name }}
 
 {{/* URL of the API's capacity endpoint, as KEDA (in another namespace) reaches it. */}}
 {{- define "warren.capacityURL" -}}
+{{- if .Values.tls.http.secretName }}
+{{- fail "tls.http.secretName: the capacity KEDA trigger polls the API's /capacity, and KEDA would have to trust the API's certificate: with HTTPS listeners use trigger rabbitmq for the pools (worker.autoscaling.trigger), or worker.autoscaling.enabled=false" }}
+{{- end }}
 {{- printf "http://%s.%s.svc:%d/capacity" (include "warren.api.serviceName" .) .Release.Namespace (int .Values.api.service.port) }}
 {{- end }}
 
