@@ -443,8 +443,8 @@ func TestSpecV2StatusesAndShapes(t *testing.T) {
 		"HEAD /v2/models/{name}/ready":                    {"200", "400", "404"},
 		"GET /v2/models/{name}/versions/{version}/ready":  {"200", "400", "404"},
 		"HEAD /v2/models/{name}/versions/{version}/ready": {"200", "400", "404"},
-		"POST /v2/models/{name}/infer":                    {"200", "202", "400", "404", "413", "502", "503", "504"},
-		"POST /v2/models/{name}/versions/{version}/infer": {"200", "202", "400", "404", "413", "502", "503", "504"},
+		"POST /v2/models/{name}/infer":                    {"200", "202", "400", "404", "413", "429", "502", "503", "504"},
+		"POST /v2/models/{name}/versions/{version}/infer": {"200", "202", "400", "404", "413", "429", "502", "503", "504"},
 		"GET /capacity":                                   {"200", "400", "404"},
 	}
 	ops := operations(doc)

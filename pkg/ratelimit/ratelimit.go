@@ -48,7 +48,9 @@ type Limits struct {
 }
 
 // RateLimited reports whether a rate limit applies.
-func (l Limits) RateLimited() bool { return l.Rate > 0 && !math.IsInf(l.Rate, 1) && !math.IsNaN(l.Rate) }
+func (l Limits) RateLimited() bool {
+	return l.Rate > 0 && !math.IsInf(l.Rate, 1) && !math.IsNaN(l.Rate)
+}
 
 // Quota reports whether a concurrency quota applies.
 func (l Limits) Quota() bool { return l.Concurrency > 0 }
