@@ -381,4 +381,3 @@ func TestConfigRefusesNegativeLimits(t *testing.T) {
 }
 
 type nopStore struct{ jobs.Store }
-
