@@ -20,6 +20,8 @@ import (
 	"github.com/warren-farm/warren/pkg/jobs/boltstore"
 	"github.com/warren-farm/warren/pkg/jobs/redisstore"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/ratelimit"
+	"github.com/warren-farm/warren/pkg/ratelimit/redislimit"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
 
@@ -65,6 +67,12 @@ func load(l *config.Loader) settings {
 				MaxWait:      config.MaxWait.Load(l),
 				StartTimeout: config.JobStartTimeout.Load(l),
 			},
+			CallerLimits: ratelimit.Limits{
+				Rate:        config.RateLimit.Load(l),
+				Burst:       config.RateBurst.Load(l),
+				Concurrency: config.CallerConcurrency.Load(l),
+			},
+			QuotaLeaseTTL: config.QuotaLeaseTTL.Load(l),
 		},
 	}
 	l.Check(s.redisURL == "" && s.dataDir == "", config.DataDir, "must be set when REDIS_URL is empty")
@@ -79,6 +87,17 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 	}
 	cfg := s.api
 	cfg.Logger, cfg.Tracing, cfg.Jobs.Store = log, tr, store
+	if s.redisURL != "" && !cfg.CallerLimits.Off() {
+		// The replicas share the limits through the job store's Redis.
+		if cfg.Limiter, err = redislimit.New(redislimit.Config{URL: s.redisURL, Prefix: s.redisPrefix}); err != nil {
+			_ = store.Close()
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+	}
+	if !cfg.CallerLimits.Off() {
+		log.Info("limits per caller", "rate", cfg.CallerLimits.Rate, "burst", cfg.CallerLimits.Burst,
+			"concurrency", cfg.CallerLimits.Concurrency, "shared", s.redisURL != "")
+	}
 	srv, err := api.New(cfg) // owns the store from here on
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)

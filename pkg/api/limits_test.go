@@ -20,6 +20,7 @@ import (
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/queue"
 	"github.com/warren-farm/warren/pkg/ratelimit"
+	"github.com/warren-farm/warren/pkg/ratelimit/redislimit"
 )
 
 // limitedRig is a rig whose limited routes apply l to every caller (by
@@ -301,7 +302,7 @@ func deadRedis(t *testing.T) ratelimit.Limiter {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r, err := ratelimit.NewRedis(ratelimit.RedisConfig{URL: "redis://" + addr + "/0"})
+	r, err := redislimit.New(redislimit.Config{URL: "redis://" + addr + "/0"})
 	if err != nil {
 		t.Fatal(err)
 	}

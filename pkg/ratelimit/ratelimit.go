@@ -3,7 +3,7 @@
 // concurrency quota (calls in flight plus jobs not yet final), per caller.
 //
 // Two [Limiter]s implement it: [Local], in this process's memory (one API
-// instance), and [Redis], shared by every API replica that points at the same
+// instance), and redislimit.Redis, shared by every API replica that points at the same
 // Redis (one Lua script per decision, so replicas cannot race). Who the caller is
 // and what its limits are is the caller's business (pkg/api names it); this
 // package only counts.
@@ -57,6 +57,12 @@ func (l Limits) Quota() bool { return l.Concurrency > 0 }
 
 // Off reports whether no limit applies at all.
 func (l Limits) Off() bool { return !l.RateLimited() && !l.Quota() }
+
+// BurstOf is l's effective burst.
+func BurstOf(l Limits) int { return l.burst() }
+
+// Interval is l's emission interval T = 1/Rate.
+func Interval(l Limits) time.Duration { return l.interval() }
 
 // burst is the effective burst.
 func (l Limits) burst() int {

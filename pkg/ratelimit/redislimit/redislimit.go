@@ -1,4 +1,7 @@
-package ratelimit
+// Package redislimit is the [ratelimit.Limiter] that API replicas share through
+// Redis. It is a package of its own so that code which only names limits does
+// not link a Redis client.
+package redislimit
 
 import (
 	"context"
@@ -9,10 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/warren-farm/warren/pkg/ratelimit"
 )
 
-// RedisConfig configures [NewRedis]. URL is required.
-type RedisConfig struct {
+// Config configures [New]. URL is required.
+type Config struct {
 	// URL of the Redis server (REDIS_URL), as go-redis ParseURL reads it.
 	URL string
 	// Prefix of every key ("" means "warren:"); replicas sharing limits use the
@@ -21,11 +26,11 @@ type RedisConfig struct {
 	// by expiry), {prefix}rl:lease:{id} (the lease's caller).
 	Prefix string
 	// Timeout bounds each decision's round trip; 0 means 250ms. A decision that
-	// takes longer is an error (ErrUnavailable), not a wait.
+	// takes longer is an error (ratelimit.ErrUnavailable), not a wait.
 	Timeout time.Duration
 }
 
-// Redis is the [Limiter] shared by every API replica using the same Redis and
+// Redis is the [ratelimit.Limiter] shared by every API replica using the same Redis and
 // prefix. Each decision is one Lua script (EVALSHA, loaded again by go-redis if
 // Redis forgot it), run atomically, on Redis' own clock (TIME), so that the
 // replicas' clocks do not matter.
@@ -35,13 +40,13 @@ type Redis struct {
 	timeout time.Duration
 }
 
-var _ Limiter = (*Redis)(nil)
+var _ ratelimit.Limiter = (*Redis)(nil)
 
-// NewRedis returns a limiter on the Redis at cfg.URL. It does not connect: a
-// Redis that is down makes decisions fail (ErrUnavailable), not NewRedis.
-func NewRedis(cfg RedisConfig) (*Redis, error) {
+// New returns a limiter on the Redis at cfg.URL. It does not connect: a
+// Redis that is down makes decisions fail (ratelimit.ErrUnavailable), not New.
+func New(cfg Config) (*Redis, error) {
 	if cfg.URL == "" {
-		return nil, errors.New("ratelimit: RedisConfig.URL is required")
+		return nil, errors.New("redislimit: Config.URL is required")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "warren:"
@@ -51,7 +56,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	}
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("ratelimit: REDIS_URL: %w", err)
+		return nil, fmt.Errorf("redislimit: REDIS_URL: %w", err)
 	}
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// A limiter that cannot answer fast is worse than none: no retries, and
@@ -117,45 +122,45 @@ func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, r.timeout)
 }
 
-// Allow implements [Limiter].
-func (r *Redis) Allow(ctx context.Context, caller string, l Limits) (Decision, error) {
+// Allow implements [ratelimit.Limiter].
+func (r *Redis) Allow(ctx context.Context, caller string, l ratelimit.Limits) (ratelimit.Decision, error) {
 	if !l.RateLimited() {
-		return Decision{Allowed: true}, nil
+		return ratelimit.Decision{Allowed: true}, nil
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	t := l.interval()
-	tau := time.Duration(l.burst()) * t
+	t := ratelimit.Interval(l)
+	tau := time.Duration(ratelimit.BurstOf(l)) * t
 	res, err := gcraScript.Run(ctx, r.rdb, []string{r.prefix + "rate:" + caller},
 		max(t.Microseconds(), 1), max(tau.Microseconds(), 1)).Int64Slice()
 	if err != nil || len(res) != 4 {
-		return Decision{}, fmt.Errorf("%w: rate of %q: %v", ErrUnavailable, caller, err)
+		return ratelimit.Decision{}, fmt.Errorf("%w: rate of %q: %v", ratelimit.ErrUnavailable, caller, err)
 	}
-	return Decision{Allowed: res[0] == 1, Limit: l.burst(), Remaining: min(int(res[1]), l.burst()),
+	return ratelimit.Decision{Allowed: res[0] == 1, Limit: ratelimit.BurstOf(l), Remaining: min(int(res[1]), ratelimit.BurstOf(l)),
 		RetryAfter: time.Duration(res[2]) * time.Microsecond, Reset: time.Duration(res[3]) * time.Microsecond}, nil
 }
 
-// Acquire implements [Limiter].
-func (r *Redis) Acquire(ctx context.Context, caller, id string, l Limits, ttl time.Duration) (Lease, error) {
+// Acquire implements [ratelimit.Limiter].
+func (r *Redis) Acquire(ctx context.Context, caller, id string, l ratelimit.Limits, ttl time.Duration) (ratelimit.Lease, error) {
 	if !l.Quota() {
-		return Lease{Acquired: true}, nil
+		return ratelimit.Lease{Acquired: true}, nil
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	res, err := acquireScript.Run(ctx, r.rdb, []string{r.prefix + "conc:" + caller, r.prefix + "lease:" + id},
 		id, l.Concurrency, max(ttl.Microseconds(), 1000), caller).Int64Slice()
 	if err != nil || len(res) != 2 {
-		return Lease{}, fmt.Errorf("%w: lease of %q: %v", ErrUnavailable, caller, err)
+		return ratelimit.Lease{}, fmt.Errorf("%w: lease of %q: %v", ratelimit.ErrUnavailable, caller, err)
 	}
-	return Lease{Acquired: res[0] == 1, Limit: l.Concurrency, InUse: int(res[1])}, nil
+	return ratelimit.Lease{Acquired: res[0] == 1, Limit: l.Concurrency, InUse: int(res[1])}, nil
 }
 
-// Release implements [Limiter].
+// Release implements [ratelimit.Limiter].
 func (r *Redis) Release(ctx context.Context, id string) error {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	if err := releaseScript.Run(ctx, r.rdb, []string{r.prefix + "lease:" + id}, id, r.prefix+"conc:").Err(); err != nil {
-		return fmt.Errorf("%w: release %s: %v", ErrUnavailable, strconv.Quote(id), err)
+		return fmt.Errorf("%w: release %s: %v", ratelimit.ErrUnavailable, strconv.Quote(id), err)
 	}
 	return nil
 }
