@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
+)
+
+// Limits per caller through the real binaries. Until API keys name callers, a
+// caller is the client's address: the tests tell two callers apart by dialling
+// from two loopback addresses, 127.0.0.1 and 127.0.0.2.
+
+// clientFrom is an HTTP client whose connections come from the local address ip.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
+}
+
+// exchange is one request's answer and how long it took.
+type exchange struct {
+	status int
+	header http.Header
+	body   []byte
+	took   time.Duration
+	err    error
+}
+
+// send sends a request with c; spec, if not nil, checks the exchange against
+// the OpenAPI document.
+func send(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) exchange {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return exchange{err: err, took: time.Since(start)}
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	x := exchange{status: resp.StatusCode, header: resp.Header, body: b, took: time.Since(start), err: err}
+	if spec != nil {
+		vreq, _ := http.NewRequest(method, url, strings.NewReader(body))
+		vreq.Header = req.Header.Clone()
+		if err := spec.Validate(vreq, []byte(body), resp, b); err != nil {
+			t.Errorf("%s %s → %d does not match openapi.json: %v\nbody: %s", method, url, resp.StatusCode, err, b)
+		}
+	}
+	return x
+}
+
+func (x exchange) reason() string {
+	var m struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.Unmarshal(x.body, &m)
+	return m.Reason
+}
+
+// TestLimitsSharedAcrossReplicas: two API replicas on one Redis (REDIS_URL)
+// share every caller's rate limit and concurrency quota; a job's slot, taken on
+// one replica, is given back when the other sees the job end.
+func TestLimitsSharedAcrossReplicas(t *testing.T) {
+	integration(t)
+	store := redisStore(t)
+	env := append(slices.Clone(store), "RATE_LIMIT=0.5", "RATE_BURST=6", "CALLER_CONCURRENCY=2")
+	// JOB_CONCURRENCY=0: the worker runs no jobs, so they stay queued until cancelled.
+	f := newFarm(t, 1, env, []string{"JOB_CONCURRENCY=0"})
+	apiB := startProc(t, "api", append([]string{"AMQP_URL=" + f.vh.AMQPURL, "MANAGEMENT_URL=" + f.vh.ManagementURL}, env...)...)
+	waitReadyOn(t, apiB, "seed", "1", true)
+	apis := []*proc{f.api, apiB}
+
+	// The rate limit: a burst of 6 at 0.5/s, whichever replica is asked.
+	c1 := clientFrom("127.0.0.1")
+	allowed := map[string]int{}
+	for i := range 12 {
+		a := apis[i%2]
+		x := send(t, c1, f.spec, "POST", a.url("/process"), `{"data":"x"}`)
+		switch {
+		case x.err != nil:
+			t.Fatal(x.err)
+		case x.status == 200:
+			allowed[a.addr]++
+		case x.status == 429 && x.reason() == "rate_limited":
+			if x.header.Get("Retry-After") == "" || !strings.Contains(x.header.Get("RateLimit"), `"rate";r=0`) {
+				t.Fatalf("429 without its headers: %v", x.header)
+			}
+		default:
+			t.Fatalf("request %d: %d %s", i+1, x.status, x.body)
+		}
+	}
+	if n := allowed[f.api.addr] + allowed[apiB.addr]; n < 6 || n > 7 {
+		t.Fatalf("two replicas allowed %d of 12 requests (%v), want the shared burst of 6 (7 if a token came back meanwhile)", n, allowed)
+	}
+	if allowed[f.api.addr] == 0 || allowed[apiB.addr] == 0 {
+		t.Fatalf("one replica allowed nothing: %v", allowed)
+	}
+
+	// The concurrency quota, from another caller: two queued jobs, one per replica.
+	c2 := clientFrom("127.0.0.2")
+	var ids []string
+	for _, a := range apis {
+		x := send(t, c2, f.spec, "POST", a.url("/jobs"), `{"data":"queued"}`)
+		if x.status != 202 {
+			t.Fatalf("job on %s: %d %s", a.addr, x.status, x.body)
+		}
+		var j struct{ ID string }
+		_ = json.Unmarshal(x.body, &j)
+		ids = append(ids, j.ID)
+	}
+	// The quota is full on both replicas, for jobs and calls alike.
+	if x := send(t, c2, f.spec, "POST", f.api.url("/jobs"), `{"data":"third"}`); x.status != 429 || x.reason() != "quota_exceeded" ||
+		!strings.Contains(x.header.Get("RateLimit"), `"concurrency";r=0`) {
+		t.Fatalf("a third job: %d %v %s", x.status, x.header, x.body)
+	}
+	if x := send(t, c2, f.spec, "POST", apiB.url("/v2/models/seed/infer"), `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["x"]}]}`); x.status != 429 || x.reason() != "quota_exceeded" {
+		t.Fatalf("a call with two jobs queued: %d %s", x.status, x.body)
+	}
+	// The first caller is not affected by the second's quota.
+	if x := send(t, c1, nil, "GET", apiB.url("/jobs/"+ids[0]), ""); x.status != 200 {
+		t.Fatalf("reading a job: %d %s", x.status, x.body)
+	}
+	// Cancelling the job submitted through A, on B, gives its slot back.
+	if x := send(t, c2, f.spec, "DELETE", apiB.url("/jobs/"+ids[0]), ""); x.status != 200 {
+		t.Fatalf("cancel: %d %s", x.status, x.body)
+	}
+	if x := send(t, c2, f.spec, "POST", f.api.url("/jobs"), `{"data":"after the cancel"}`); x.status != 202 {
+		t.Fatalf("a job after one was cancelled on the other replica: %d %s", x.status, x.body)
+	}
+}
+
+// TestGreedyCallerDoesNotStarvePolite: one caller sends at ten times its rate
+// limit while another keeps within it. The greedy one gets 429s; the polite
+// one's p99 latency stays within max(3 × its p99 alone, its p99 alone + 150 ms),
+// and none of its calls fails.
+func TestGreedyCallerDoesNotStarvePolite(t *testing.T) {
+	integration(t)
+	const (
+		limit      = 20.0 // requests/s per caller
+		politeRate = 10.0 // within the limit
+		greedyRate = 10 * limit
+		phase      = 6 * time.Second
+	)
+	f := newFarm(t, 1, []string{fmt.Sprint("RATE_LIMIT=", limit), "RATE_BURST=20", "CALLER_CONCURRENCY=16", "LOG_LEVEL=info"},
+		[]string{"MODEL_LATENCY=10ms", "CONCURRENCY=4"})
+	polite, greedy := clientFrom("127.0.0.2"), clientFrom("127.0.0.1")
+	url := f.api.url("/v2/models/seed/infer")
+	body := `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["hello"]}]}`
+
+	// politeRun sends at politeRate for phase, one call at a time on a ticker,
+	// and returns the latencies of the answered calls and the failures.
+	politeRun := func() (lat []time.Duration, failures []string) {
+		tick := time.NewTicker(time.Duration(float64(time.Second) / politeRate))
+		defer tick.Stop()
+		end := time.Now().Add(phase)
+		for time.Now().Before(end) {
+			<-tick.C
+			x := send(t, polite, f.spec, "POST", url, body)
+			if x.err != nil || x.status != 200 {
+				failures = append(failures, fmt.Sprintf("%d %v %s", x.status, x.err, x.body))
+				continue
+			}
+			lat = append(lat, x.took)
+		}
+		return lat, failures
+	}
+	// Warm up (connections, the model), then measure the polite caller alone.
+	for range 5 {
+		send(t, polite, nil, "POST", url, body)
+	}
+	time.Sleep(time.Second) // its bucket fills again
+	alone, failed := politeRun()
+	if len(failed) > 0 {
+		t.Fatalf("the polite caller alone failed %d calls: %v", len(failed), failed)
+	}
+
+	// Now with the greedy caller: open loop at greedyRate, each call on its own.
+	ctx, stop := context.WithCancel(context.Background())
+	var sent, ok, limited, other atomic.Int64
+	var checked atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(time.Duration(float64(time.Second) / greedyRate))
+		defer tick.Stop()
+		inflight := make(chan struct{}, 256)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			select {
+			case inflight <- struct{}{}:
+			default:
+				continue // the client's own bound: never more than 256 at once
+			}
+			sent.Add(1)
+			wg.Go(func() {
+				defer func() { <-inflight }()
+				var spec *apidoctest.Validator
+				if checked.Add(1) <= 50 { // check a sample against the document
+					spec = f.spec
+				}
+				x := send(t, greedy, spec, "POST", url, body)
+				switch {
+				case x.err == nil && x.status == 200:
+					ok.Add(1)
+				case x.err == nil && x.status == 429:
+					limited.Add(1)
+				default:
+					other.Add(1)
+				}
+			})
+		}
+	})
+	time.Sleep(500 * time.Millisecond) // the greedy caller has used its burst
+	with, failed := politeRun()
+	stop()
+	wg.Wait()
+
+	p99Alone, p99With := percentile(alone, 0.99), percentile(with, 0.99)
+	bound := max(3*p99Alone, p99Alone+150*time.Millisecond)
+	secs := (phase + 500*time.Millisecond).Seconds()
+	t.Logf("polite alone: %d calls, p50 %v p99 %v; with a greedy caller: %d calls, p50 %v p99 %v (bound %v), %d failed",
+		len(alone), percentile(alone, 0.5), p99Alone, len(with), percentile(with, 0.5), p99With, bound, len(failed))
+	t.Logf("greedy: %d sent in %.1fs (%.0f/s, limit %.0f/s): %d answered, %d refused 429, %d other",
+		sent.Load(), secs, float64(sent.Load())/secs, limit, ok.Load(), limited.Load(), other.Load())
+	if len(failed) > 0 {
+		t.Errorf("the polite caller failed %d calls next to the greedy one: %v", len(failed), failed)
+	}
+	if p99With > bound {
+		t.Errorf("the polite caller's p99 rose from %v alone to %v next to the greedy one, over the bound %v", p99Alone, p99With, bound)
+	}
+	if float64(sent.Load()) < 0.7*greedyRate*secs {
+		t.Errorf("the greedy caller sent only %d requests in %.1fs: not 10× its limit", sent.Load(), secs)
+	}
+	// It gets what the limit allows (burst + rate × time, give or take) and 429s
+	// for the rest.
+	if maxOK := 20 + limit*secs*1.2 + 5; float64(ok.Load()) > maxOK {
+		t.Errorf("the greedy caller got %d answers in %.1fs, more than its limit allows (%.0f)", ok.Load(), secs, maxOK)
+	}
+	if limited.Load() < sent.Load()/2 || other.Load() > 0 {
+		t.Errorf("the greedy caller: %d sent, %d refused, %d other answers; want most refused with 429 and nothing else", sent.Load(), limited.Load(), other.Load())
+	}
+	// The refusals are counted, by reason and caller.
+	x := send(t, polite, nil, "GET", f.api.url("/metrics"), "")
+	want := fmt.Sprintf(`warren_rate_limited_total{caller="addr:127.0.0.1",reason="rate_limited"} %d`, limited.Load())
+	if !strings.Contains(string(x.body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// percentile is the q-quantile of ds (nearest rank).
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s))*q+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
