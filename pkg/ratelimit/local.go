@@ -15,7 +15,9 @@ type LocalConfig struct {
 	// full, idle callers (bucket full again, no live lease) are forgotten first,
 	// which loses nothing; if none is idle, callers without leases are forgotten
 	// at random (each then starts with a full bucket: a rate limit briefly
-	// looser, never a lost lease).
+	// looser, never a lost lease). Callers holding live leases are never
+	// forgotten, so they alone may take the count past the bound (at most one
+	// caller per call in flight or job not final).
 	MaxCallers int
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time

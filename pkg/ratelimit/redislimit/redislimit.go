@@ -25,7 +25,7 @@ type Config struct {
 	// bucket is full again), {prefix}rl:conc:{caller} (a sorted set of lease ids
 	// by expiry), {prefix}rl:lease:{id} (the lease's caller).
 	Prefix string
-	// Timeout bounds each decision's round trip; 0 means 250ms. A decision that
+	// Timeout bounds each decision's round trip; 0 means 500ms. A decision that
 	// takes longer is an error (ratelimit.ErrUnavailable), not a wait.
 	Timeout time.Duration
 }
@@ -52,7 +52,7 @@ func New(cfg Config) (*Redis, error) {
 		cfg.Prefix = "warren:"
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 250 * time.Millisecond
+		cfg.Timeout = 500 * time.Millisecond
 	}
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
