@@ -144,6 +144,13 @@ func TestLimitsSharedAcrossReplicas(t *testing.T) {
 	if x := send(t, c2, f.spec, "POST", f.api.url("/jobs"), `{"data":"after the cancel"}`); x.status != 202 {
 		t.Fatalf("a job after one was cancelled on the other replica: %d %s", x.status, x.body)
 	}
+	// Every decision was Redis': none went through unlimited for want of an answer.
+	for _, a := range apis {
+		m := send(t, c1, nil, "GET", a.url("/metrics"), "")
+		if !strings.Contains(string(m.body), "\nwarren_rate_limiter_unavailable_total 0\n") {
+			t.Errorf("%s: the limiter failed to decide (fail-open) during the test", a.addr)
+		}
+	}
 }
 
 // fairness is what one run of the fairness scenario measured.
