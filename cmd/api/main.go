@@ -21,6 +21,8 @@ import (
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/jobs/boltstore"
 	"github.com/warren-farm/warren/pkg/jobs/redisstore"
+	"github.com/warren-farm/warren/pkg/ratelimit"
+	"github.com/warren-farm/warren/pkg/ratelimit/redislimit"
 	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
@@ -82,6 +84,12 @@ func load(l *config.Loader) settings {
 				MaxWait:      config.MaxWait.Load(l),
 				StartTimeout: config.JobStartTimeout.Load(l),
 			},
+			CallerLimits: ratelimit.Limits{
+				Rate:        config.RateLimit.Load(l),
+				Burst:       config.RateBurst.Load(l),
+				Concurrency: config.CallerConcurrency.Load(l),
+			},
+			QuotaLeaseTTL: config.QuotaLeaseTTL.Load(l),
 		},
 	}
 	s.redisTLS = cli.LoadRedisTLS(l, s.redisURL)
@@ -111,6 +119,18 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 	if cfg.Capacity.HTTPClient, err = cli.ManagementClient(cfg.ManagementURL, cfg.AMQP); err != nil {
 		_ = store.Close()
 		return err
+	}
+	if s.redisURL != "" && (!cfg.CallerLimits.Off() || authn.Enabled()) {
+		// The replicas share the limits (the defaults', or the API keys' own)
+		// through the job store's Redis.
+		if cfg.Limiter, err = redislimit.New(redislimit.Config{URL: s.redisURL, Prefix: s.redisPrefix, TLS: s.redisTLS}); err != nil {
+			_ = store.Close()
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+	}
+	if !cfg.CallerLimits.Off() {
+		log.Info("limits per caller", "rate", cfg.CallerLimits.Rate, "burst", cfg.CallerLimits.Burst,
+			"concurrency", cfg.CallerLimits.Concurrency, "shared", s.redisURL != "")
 	}
 	srv, err := api.New(cfg) // owns the store from here on
 	if err != nil {

@@ -48,8 +48,11 @@
 //	     draining, not_ready, store_unavailable, jobs_unavailable
 //	504  the deadline passed, or the model gave up         reason timeout
 //
-// 429 auth_limited answers an address with too many failed authentications
-// (pkg/auth); other 429s are for per-client rate limits. client_closed (a client that went
+//	429  the caller is over its rate limit, or has its     rate_limited, quota_exceeded
+//	     concurrency quota in flight (+ Retry-After, RateLimit, RateLimit-Policy);
+//	     too many failed authentications from the address  auth_limited (+ Retry-After)
+//
+// client_closed (a client that went
 // away) is counted in the metrics, never sent. /process and /jobs bodies are
 // {"detail", "reason"}; /v2 bodies are {"error", "reason"}.
 package api
@@ -77,6 +80,7 @@ import (
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/oip"
 	"github.com/warren-farm/warren/pkg/queue"
+	"github.com/warren-farm/warren/pkg/ratelimit"
 	"github.com/warren-farm/warren/pkg/tlsconfig"
 	"github.com/warren-farm/warren/pkg/tracing"
 )
@@ -140,6 +144,22 @@ type Config struct {
 	// follows its keys file. Nil means no authentication (every caller
 	// anonymous).
 	Auth *auth.Authenticator
+	// CallerLimits are every caller's limits (RATE_LIMIT, RATE_BURST,
+	// CALLER_CONCURRENCY) unless Identify or the caller's API key says
+	// otherwise; zero values limit nothing.
+	CallerLimits ratelimit.Limits
+	// Identify names the caller of each call to /process, v2 infer and POST
+	// /jobs, and its limits; nil means the authenticated caller (its key's
+	// limits, else CallerLimits) with Auth, else ByAddress(CallerLimits).
+	Identify Identify
+	// Limiter counts the callers' requests and leases; nil means an in-memory
+	// one (ratelimit.NewLocal, this instance only). The server owns it from New
+	// on and closes it when it stops.
+	Limiter ratelimit.Limiter
+	// QuotaLeaseTTL is the longest a job holds a slot of its caller's
+	// concurrency quota when its final state is never seen (QUOTA_LEASE_TTL);
+	// zero means DefaultQuotaLeaseTTL.
+	QuotaLeaseTTL time.Duration
 	// Tracing, if enabled, traces each request and passes the W3C trace context to
 	// the workers; nil disables.
 	Tracing *tracing.Tracing
@@ -185,6 +205,18 @@ func (c *Config) setDefaults() {
 	if c.Jobs.MaxWait == 0 {
 		c.Jobs.MaxWait = DefaultMaxWait
 	}
+	if c.QuotaLeaseTTL == 0 {
+		c.QuotaLeaseTTL = DefaultQuotaLeaseTTL
+	}
+	if c.Identify == nil {
+		c.Identify = ByAddress(c.CallerLimits)
+		if c.Auth != nil && c.Auth.Enabled() {
+			c.Identify = ByPrincipal(c.CallerLimits)
+		}
+	}
+	if c.Limiter == nil {
+		c.Limiter = ratelimit.NewLocal(ratelimit.LocalConfig{})
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,6 +242,9 @@ func (c *Config) validate() error {
 	}
 	if !slices.Contains(AdminModes, c.AdminAPI) {
 		errs = append(errs, fmt.Errorf("api: AdminAPI %q: want one of %v", c.AdminAPI, AdminModes))
+	}
+	if c.CallerLimits.Rate < 0 || c.CallerLimits.Burst < 0 || c.CallerLimits.Concurrency < 0 || c.QuotaLeaseTTL < 0 {
+		errs = append(errs, errors.New("api: CallerLimits and QuotaLeaseTTL must not be negative"))
 	}
 	if c.TrafficRefresh < 0 {
 		errs = append(errs, errors.New("api: TrafficRefresh must not be negative"))
@@ -237,6 +272,7 @@ type Server struct {
 	capacity  *capacity.Farm
 	jobs      *jobs.Service
 	metrics   *metrics.API
+	limits    *limiter
 	echo      *echo.Echo
 
 	mu       sync.Mutex
@@ -255,6 +291,13 @@ func New(cfg Config) (_ *Server, err error) {
 			}
 		}()
 	}
+	if cfg.Limiter != nil {
+		defer func() {
+			if err != nil {
+				_ = cfg.Limiter.Close()
+			}
+		}()
+	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -266,6 +309,9 @@ func New(cfg Config) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, vhost: vhost, idle: make(chan struct{})}
 	s.Init(cfg.Logger)
 	s.OnStop("job store", func(context.Context) error { return cfg.Jobs.Store.Close() })
+	s.OnStop("rate limiter", func(context.Context) error { return cfg.Limiter.Close() })
+	s.limits = &limiter{lim: cfg.Limiter, identify: cfg.Identify, leaseTTL: cfg.QuotaLeaseTTL,
+		metrics: metrics.NewLimits(cfg.Registry), log: cfg.Logger, now: time.Now}
 
 	cc := cfg.Capacity
 	cc.ManagementURL, cc.Vhost, cc.Logger = cfg.ManagementURL, vhost, cfg.Logger
@@ -289,7 +335,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	if s.jobs, err = jobs.NewService(jobs.ServiceConfig{Store: cfg.Jobs.Store, Publisher: s.publisher,
 		StartTimeout: cfg.Jobs.StartTimeout, RecoverAfter: cfg.Jobs.RecoverAfter, DeliveryLimit: queue.JobDeliveryLimit,
-		Observer: s.metrics, Logger: cfg.Logger}); err != nil {
+		Observer: s.metrics, OnFinal: s.limits.release, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	if s.results, err = queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: cfg.AMQP, DrainTimeout: 5 * time.Second},

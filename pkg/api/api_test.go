@@ -116,6 +116,8 @@ type fakeJobs struct {
 	subs []jobs.Submission
 	byID map[string]*jobs.Job
 	err  error
+	// useIDs: a job takes its submission's id (the real service does); else "j1", "j2"…
+	useIDs bool
 }
 
 var _ Jobs = (*fakeJobs)(nil)
@@ -127,7 +129,11 @@ func (f *fakeJobs) Submit(_ context.Context, s jobs.Submission) (*jobs.Job, bool
 		return nil, false, f.err
 	}
 	f.subs = append(f.subs, s)
-	j := &jobs.Job{ID: fmt.Sprintf("j%d", len(f.subs)), Status: jobs.Queued, Model: s.Model, Version: s.Version,
+	id := fmt.Sprintf("j%d", len(f.subs))
+	if f.useIDs && s.ID != "" {
+		id = s.ID
+	}
+	j := &jobs.Job{ID: id, Status: jobs.Queued, Model: s.Model, Version: s.Version,
 		Format: s.Format, Input: s.Input, RequestID: s.RequestID, CreatedAt: time.Now(), Owner: s.Owner}
 	f.byID[j.ID] = j
 	return j, false, nil
@@ -177,7 +183,10 @@ type rig struct {
 	state   lifecycle.State
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { t.Helper(); return newRigWith(t, nil) }
+
+// newRigWith is newRig with edit applied to the handlers before routing.
+func newRigWith(t *testing.T, edit func(*handlers)) *rig {
 	t.Helper()
 	r := &rig{calls: &fakeCaller{}, jobs: &fakeJobs{byID: map[string]*jobs.Job{}}, cap: &fakeCapacity{}, state: lifecycle.Ready,
 		catalog: &fakeCatalog{versions: map[string][]catalog.Version{
@@ -188,10 +197,14 @@ func newRig(t *testing.T) *rig {
 	cfg.setDefaults()
 	reg := prometheus.NewRegistry()
 	stopping := make(chan struct{})
-	r.h = newRouter(&handlers{cfg: cfg, calls: r.calls, catalog: r.catalog, jobs: r.jobs, capacity: r.cap,
+	h := &handlers{cfg: cfg, calls: r.calls, catalog: r.catalog, jobs: r.jobs, capacity: r.cap,
 		metrics: metrics.NewAPI(reg, "/", nilSource{}), registry: reg,
 		state: func() lifecycle.State { return r.state }, enter: func() bool { return r.state < lifecycle.Draining }, leave: func() {},
-		stopping: stopping, broker: func() bool { return true }, jobsProblem: func() string { return "" }})
+		stopping: stopping, broker: func() bool { return true }, jobsProblem: func() string { return "" }}
+	if edit != nil {
+		edit(h)
+	}
+	r.h = newRouter(h)
 	return r
 }
 

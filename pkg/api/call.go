@@ -25,6 +25,11 @@ func (h *handlers) call(c echo.Context, v catalog.Version, body []byte, timeout 
 		return nil, draining()
 	}
 	defer h.leave()
+	release, err := h.limits.holdCall(c, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	reply, err := h.calls.Call(c.Request().Context(), queue.Request{Route: v.Route, RequestID: requestIDOf(c),
 		Body: body, Deadline: start.Add(timeout)})

@@ -67,12 +67,14 @@ type handlers struct {
 	auth     *auth.Authenticator
 	registry *prometheus.Registry
 	// state is the server's lifecycle state; enter/leave count calls for the drain.
-	state        func() lifecycle.State
-	enter        func() bool
-	leave        func()
-	stopping     <-chan struct{} // closed when a stop begins: long polls answer at once
-	broker       func() (connected bool)
-	jobsProblem  func() string
+	state       func() lifecycle.State
+	enter       func() bool
+	leave       func()
+	stopping    <-chan struct{} // closed when a stop begins: long polls answer at once
+	broker      func() (connected bool)
+	jobsProblem func() string
+	// limits applies the per-caller limits; nil applies none.
+	limits       *limiter
 	instrumented bool
 }
 
@@ -91,6 +93,7 @@ func (s *Server) handlers() *handlers {
 			}
 			return ""
 		},
+		limits:       s.limits,
 		instrumented: true,
 	}
 }
@@ -117,8 +120,8 @@ func newRouter(h *handlers) *echo.Echo {
 		return c.JSON(http.StatusOK, map[string]string{"service": "Service A", "status": "healthy"})
 	})
 	e.GET("/ready", h.ready)
-	e.POST("/process", h.process)
-	e.POST("/jobs", h.postJob)
+	e.POST("/process", h.process, h.limited()...)
+	e.POST("/jobs", h.postJob, h.limited()...)
 	e.GET("/jobs/:id", h.getJob)
 	e.DELETE("/jobs/:id", h.deleteJob)
 	h.v2Routes(e)
@@ -131,6 +134,15 @@ func newRouter(h *handlers) *echo.Echo {
 		metrics.NewHTTP(h.registry).Instrument(e)
 	}
 	return e
+}
+
+// limited is the middleware of the routes that call the farm or submit jobs:
+// the per-caller rate limit (none without limits).
+func (h *handlers) limited() []echo.MiddlewareFunc {
+	if h.limits == nil {
+		return nil
+	}
+	return []echo.MiddlewareFunc{h.limits.middleware}
 }
 
 // readyBody is GET /ready.

@@ -201,9 +201,15 @@ func (h *handlers) submit(c echo.Context, in jobInput, key string) error {
 		// occur in a client's key (validKey), so scoped keys cannot collide.
 		key = owner + " " + key
 	}
-	j, replay, err := h.jobs.Submit(c.Request().Context(), jobs.Submission{RequestID: requestIDOf(c),
+	id := jobs.NewID()
+	release, err := h.limits.holdJob(c, id)
+	if err != nil {
+		return err
+	}
+	j, replay, err := h.jobs.Submit(c.Request().Context(), jobs.Submission{ID: id, RequestID: requestIDOf(c),
 		Model: in.v.Route.Model, Version: in.v.Route.Version, Format: in.format, Input: in.body, IdempotencyKey: key,
 		Owner: owner})
+	keepHold(release, id, j, err)
 	if err != nil {
 		return jobError(err, in.v.Route)
 	}
@@ -215,6 +221,20 @@ func (h *handlers) submit(c echo.Context, in jobInput, key string) error {
 	return h.writeJob(c, http.StatusAccepted, j)
 }
 
+// keepHold decides the fate of the quota slot a submission took in the name of
+// its new job id: kept while that job is not final (the job service's OnFinal
+// releases it, whichever replica sees the final state), released at once when
+// no such job exists — the submission failed, or an Idempotency-Key replay
+// answered with an earlier job. A job the broker did not confirm is kept for the
+// outbox and will run: its slot is kept too.
+func keepHold(release func(), id string, j *jobs.Job, err error) {
+	switch {
+	case errors.Is(err, jobs.ErrUnconfirmed):
+	case err != nil, j.ID != id:
+		release()
+	}
+}
+
 // handOff serves a call with Prefer: respond-async: the request is a job from the
 // start; the answer is the call's own (the v2 response, or /process's body) if the
 // job finishes within wait, else 202 with the job and its Location.
@@ -224,8 +244,14 @@ func (h *handlers) handOff(c echo.Context, v catalog.Version, body []byte, forma
 	}
 	defer h.leave()
 	ctx := c.Request().Context()
-	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
+	id := jobs.NewID()
+	release, err := h.limits.holdJob(c, id)
+	if err != nil {
+		return err
+	}
+	j, _, err := h.jobs.Submit(ctx, jobs.Submission{ID: id, RequestID: requestIDOf(c), Model: v.Route.Model,
 		Version: v.Route.Version, Format: format, Input: body, Owner: caller(c.Request()).Owner()})
+	keepHold(release, id, j, err)
 	if err != nil {
 		return jobError(err, v.Route)
 	}

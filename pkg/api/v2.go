@@ -31,8 +31,8 @@ func (h *handlers) v2Routes(e *echo.Echo) {
 	e.GET("/models", h.listModels)
 	e.GET("/v2/models/:name", h.modelMetadata)
 	e.GET("/v2/models/:name/versions/:version", h.modelMetadata)
-	e.POST("/v2/models/:name/infer", h.infer)
-	e.POST("/v2/models/:name/versions/:version/infer", h.infer)
+	e.POST("/v2/models/:name/infer", h.infer, h.limited()...)
+	e.POST("/v2/models/:name/versions/:version/infer", h.infer, h.limited()...)
 }
 
 // Extensions lists the protocol extensions warren adds (GET /v2).

@@ -208,6 +208,19 @@ func TestFloatBounds(t *testing.T) {
 	}
 }
 
+func TestFloatZeroOK(t *testing.T) {
+	for in, ok := range map[string]bool{"0": true, "0.5": true, "1000000": true, "-0.5": false, "-1": false, "1e7": false, "NaN": false} {
+		l := newLoader(t, API, nil, map[string]string{"RATE_LIMIT": in})
+		RateLimit.Load(l)
+		if got := l.Err() == nil; got != ok {
+			t.Errorf("RATE_LIMIT=%s: accepted %v, want %v (%v)", in, got, ok, l.Err())
+		}
+		if err := l.Err(); err != nil && !strings.Contains(err.Error(), "must be 0 (off), or above 0") {
+			t.Errorf("RATE_LIMIT=%s: %v, want the error to say 0 is allowed", in, err)
+		}
+	}
+}
+
 func TestDurationBounds(t *testing.T) {
 	stray := &Duration{Env: "STRAY", Min: time.Second, Max: time.Minute}
 	for in, ok := range map[string]bool{"1s": true, "60s": true, "999ms": false, "61s": false} {

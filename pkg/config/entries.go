@@ -22,6 +22,7 @@ var Table = []Entry{
 	WorkerID, LogLevel, LogFormat, ScaleTargetUtilization, ScaleTargetWait,
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
 	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
+	RateLimit, RateBurst, CallerConcurrency, QuotaLeaseTTL,
 	OTLPEndpoint, OTLPProtocol, TracesSamplerArg, ServiceName,
 	AuthMode, APIKeysFile, APIKeysInit, OIDCIssuer, OIDCAudience, OIDCJWKSURL, OIDCRolesClaim,
 	AMQPCAFile, AMQPCertFile, AMQPKeyFile, AMQPServerName, TLSCertFile, TLSKeyFile,
@@ -244,6 +245,36 @@ var (
 		Env: "JOB_RUN_TIMEOUT", ReadBy: WorkerOnly,
 		Default: queue.DefaultJobRunTimeout, Min: time.Millisecond,
 		Usage: "Longest run of one job. Keep it below the broker's consumer_timeout (30 min by default; deployments/rabbitmq/rabbitmq.conf sets 1 h).",
+	}
+)
+
+// Limits per caller (pkg/ratelimit). Until API keys name callers, a caller is
+// the client's address. Shared by the replicas through Redis when REDIS_URL is
+// set.
+var (
+	// RateLimit is RATE_LIMIT.
+	RateLimit = &Float{
+		Env: "RATE_LIMIT", ReadBy: APIOnly,
+		Default: 0, Above: 0, AtMost: 1e6, ZeroOK: true,
+		Usage: "Requests per second each caller may make to POST /process, v2 infer and POST /jobs (GCRA; over it → 429 rate_limited with Retry-After). 0 turns the rate limit off.",
+	}
+	// RateBurst is RATE_BURST.
+	RateBurst = &Int{
+		Env: "RATE_BURST", ReadBy: APIOnly,
+		Default: 0, Min: 0, Max: 1 << 20,
+		Usage: "Requests a caller may make at once above RATE_LIMIT's pace; 0 means a second's worth (RATE_LIMIT rounded up, at least 1).",
+	}
+	// CallerConcurrency is CALLER_CONCURRENCY.
+	CallerConcurrency = &Int{
+		Env: "CALLER_CONCURRENCY", ReadBy: APIOnly,
+		Default: 0, Min: 0, Max: 1 << 20,
+		Usage: "Synchronous calls in flight plus jobs not yet final each caller may have (over it → 429 quota_exceeded). 0 turns the quota off.",
+	}
+	// QuotaLeaseTTL is QUOTA_LEASE_TTL.
+	QuotaLeaseTTL = &Duration{
+		Env: "QUOTA_LEASE_TTL", ReadBy: APIOnly,
+		Default: api.DefaultQuotaLeaseTTL, Min: time.Second,
+		Usage: "Longest a job holds a slot of its caller's CALLER_CONCURRENCY when its final state is never seen (a lost event, a crashed replica); a finished job gives its slot back at once.",
 	}
 )
 

@@ -53,7 +53,9 @@ type Float struct {
 	Default       float64
 	PerBinary     map[string]float64
 	Above, AtMost float64
-	Usage         string
+	// ZeroOK allows 0 as well, a value that turns something off.
+	ZeroOK bool
+	Usage  string
 }
 
 // Duration is a duration variable in Go syntax (10s, 250ms, 1h30m) of at least Min
@@ -239,7 +241,13 @@ func (e *Int) check(n int) error {
 }
 
 func (e *Float) check(f float64) error {
+	if e.ZeroOK && f == 0 {
+		return nil
+	}
 	if !(f > e.Above && f <= e.AtMost) { // also refuses NaN
+		if e.ZeroOK {
+			return fmt.Errorf("must be 0 (off), or above %g and at most %g", e.Above, e.AtMost)
+		}
 		return fmt.Errorf("must be above %g and at most %g", e.Above, e.AtMost)
 	}
 	return nil

@@ -184,7 +184,7 @@ func TestPrintTable(t *testing.T) {
 			t.Errorf("table lacks %q", want)
 		}
 	}
-	if strings.Contains(api.String(), "CONCURRENCY") || !strings.Contains(api.String(), "DEFAULT_MODEL") {
+	if strings.Contains(api.String(), "`CONCURRENCY`") || !strings.Contains(api.String(), "DEFAULT_MODEL") {
 		t.Errorf("the api's table:\n%s", api.String())
 	}
 	if got, want := strings.Count(all.String(), "\n"), len(Table)+2; got != want {

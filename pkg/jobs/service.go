@@ -107,6 +107,12 @@ type ServiceConfig struct {
 	// Observer, if not nil, is told about submissions, finished jobs and
 	// dead letters.
 	Observer Observer
+	// OnFinal, if not nil, is called with the id of every job that became
+	// final through this Service (as Observer.Finished, with the id), e.g. to
+	// release what its submission held (pkg/api's concurrency quota). It is
+	// called synchronously and concurrently: it must be quick and safe for
+	// concurrent use.
+	OnFinal func(id string)
 	// Logger receives the Service's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -182,6 +188,10 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 
 // Submission is a job to submit.
 type Submission struct {
+	// ID is the new job's id, "" for a fresh one (NewID). A caller that must
+	// know the id before the job exists (to hold something in its name) makes
+	// it with NewID.
+	ID string
 	// RequestID is the submitting request's id (logs, tracing).
 	RequestID string
 	// Model and Version name what to run ("" Version: the default).
@@ -219,8 +229,11 @@ type Submission struct {
 // The job is nil whenever the error is not.
 func (s *Service) Submit(ctx context.Context, sub Submission) (j *Job, replay bool, err error) {
 	now := time.Now().UTC()
+	if sub.ID == "" {
+		sub.ID = NewID()
+	}
 	j = &Job{
-		ID: "j" + strings.ToLower(rand.Text()), CreatedAt: now, RequestID: sub.RequestID,
+		ID: sub.ID, CreatedAt: now, RequestID: sub.RequestID,
 		Model: sub.Model, Version: sub.Version, Format: sub.Format, Input: sub.Input,
 		IdempotencyKey: sub.IdempotencyKey, BodyHash: bodyHash(sub), Owner: sub.Owner,
 	}
@@ -260,6 +273,17 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (j *Job, replay bo
 	}
 	s.obs.Submitted()
 	return j, false, nil
+}
+
+// NewID returns a fresh job id: "j" and 26 random base32 characters.
+func NewID() string { return "j" + strings.ToLower(rand.Text()) }
+
+// finished tells the Observer and OnFinal that job id became final.
+func (s *Service) finished(id string, st Status) {
+	s.obs.Finished(st)
+	if s.cfg.OnFinal != nil {
+		s.cfg.OnFinal(id)
+	}
 }
 
 // publish publishes j, waiting at most PublishTimeout for the confirm, then
@@ -343,7 +367,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (*Job, error) {
 	case err != nil:
 		return nil, s.storeErr(ctx, err)
 	}
-	s.obs.Finished(Cancelled)
+	s.finished(id, Cancelled)
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
 	defer cancel()
 	if err := s.pub.PublishCancel(nctx, id); err != nil {
@@ -367,7 +391,7 @@ func (s *Service) Apply(ctx context.Context, ev Event) error {
 		return s.storeErr(ctx, err)
 	}
 	if changed && j.Status.Final() {
-		s.obs.Finished(j.Status)
+		s.finished(j.ID, j.Status)
 	}
 	return nil
 }
@@ -514,7 +538,7 @@ func (s *Service) reap(ctx context.Context) {
 			return
 		}
 		for _, id := range ids {
-			s.obs.Finished(Expired)
+			s.finished(id, Expired)
 			s.log.Debug("expired a queued job past its start-by time", "job_id", id)
 		}
 		if len(ids) < s.reapBatch {

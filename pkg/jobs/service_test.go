@@ -1063,3 +1063,51 @@ func TestServicePublishTimeout(t *testing.T) {
 			}
 		})
 }
+
+// TestServiceOnFinal: OnFinal hears the id of every job that became final
+// through the Service (a worker's final, a dead letter, a cancel, the reaper),
+// once, and a Submission may bring its own id.
+func TestServiceOnFinal(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(t *testing.T) jobs.Store) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		var finals []string
+		svc, _ := newService(t, open(t), newPublisher(), func(c *jobs.ServiceConfig) {
+			c.StartTimeout, c.ReapEvery = 50*time.Millisecond, 10*time.Millisecond
+			c.OnFinal = func(id string) { mu.Lock(); finals = append(finals, id); mu.Unlock() }
+		})
+		got := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(finals) }
+
+		id := jobs.NewID()
+		if !jobID.MatchString(id) {
+			t.Fatalf("NewID() = %q", id)
+		}
+		ok := submit(t, svc, jobs.Submission{ID: id, Input: []byte("a")})
+		if ok.ID != id {
+			t.Fatalf("job id %q, want the submission's %q", ok.ID, id)
+		}
+		dead := submit(t, svc, jobs.Submission{Input: []byte("b")})
+		cancelled := submit(t, svc, jobs.Submission{Input: []byte("c")})
+		final := jobs.Event{JobID: ok.ID, Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, Result: []byte(`{}`)}
+		apply(t, svc, final)
+		apply(t, svc, final) // a duplicate is not final again
+		if err := svc.ApplyDead(ctx, jobs.DeadLetter{JobID: dead.ID, Reason: "rejected"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Cancel(ctx, cancelled.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Cancel(ctx, cancelled.ID); err != nil { // cancelling again: no second final
+			t.Fatal(err)
+		}
+		if want := []string{ok.ID, dead.ID, cancelled.ID}; !slices.Equal(got(), want) {
+			t.Fatalf("OnFinal heard %v, want %v", got(), want)
+		}
+		expired := submit(t, svc, jobs.Submission{Input: []byte("d")})
+		startRun(t, svc)
+		eventually(t, "OnFinal hears the reaper's expiry", func() bool { return len(got()) == 4 })
+		if g := got(); g[3] != expired.ID {
+			t.Fatalf("OnFinal heard %v, want the expired job %s last", g, expired.ID)
+		}
+	})
+}

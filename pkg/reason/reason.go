@@ -34,6 +34,8 @@ const (
 	Forbidden            // 403: the admin API does not take calls from this client (ADMIN_API), or the caller may not call this model or admin endpoint
 	Unauthorized         // 401: no credential, or one that is not accepted (with WWW-Authenticate)
 	AuthLimited          // 429: too many failed authentications from this client address lately
+	RateLimited          // 429: the caller is over its rate limit (RATE_LIMIT, RATE_BURST, or its key's limits)
+	QuotaExceeded        // 429: the caller has its concurrency quota in flight (CALLER_CONCURRENCY, or its key's limits)
 	count
 )
 
@@ -45,6 +47,7 @@ var names = [count]string{
 	IdempotencyKeyReused: "idempotency_key_reused", InProgress: "in_progress",
 	NotCancellable: "not_cancellable", NotReady: "not_ready", Forbidden: "forbidden",
 	Unauthorized: "unauthorized", AuthLimited: "auth_limited",
+	RateLimited: "rate_limited", QuotaExceeded: "quota_exceeded",
 }
 
 var statuses = [count]int{
@@ -52,12 +55,13 @@ var statuses = [count]int{
 	ModelError: 502, BadInput: 400, ClientClosed: 499, NotFound: 404, Invalid: 422, TooLarge: 413,
 	StoreUnavailable: 503, JobsUnavailable: 503, IdempotencyKeyReused: 422, InProgress: 409,
 	NotCancellable: 409, NotReady: 503, Forbidden: 403, Unauthorized: 401, AuthLimited: 429,
+	RateLimited: 429, QuotaExceeded: 429,
 }
 
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.
 var retryAfter = [count]int{
 	NoWorkers: 5, QueueFull: 1, BrokerUnavailable: 5, Draining: 2, StoreUnavailable: 2,
-	JobsUnavailable: 5, InProgress: 1, NotReady: 5, AuthLimited: 1,
+	JobsUnavailable: 5, InProgress: 1, NotReady: 5, AuthLimited: 1, RateLimited: 1, QuotaExceeded: 1,
 }
 
 // String is the reason as it appears in bodies and labels ("no_workers").

@@ -151,6 +151,15 @@ func v2Unavailables() []exchange {
 	return out
 }
 
+// v2Limited are the 429s of v2 inference.
+var v2Limited = []exchange{
+	{name: "infer 429 rate_limited", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 429,
+		respHeader: with(v2Unavailable, "Retry-After", "1", "RateLimit", `"rate";r=0;t=1`, "RateLimit-Policy", `"rate";q=10;w=1`),
+		respBody:   `{"error":"Too many requests","reason":"rate_limited"}`},
+	{name: "infer 429 quota_exceeded", method: "POST", path: "/v2/models/digits/versions/1/infer", reqBody: inferRequest, status: 429,
+		respHeader: with(v2Unavailable, "Retry-After", "1"), respBody: `{"error":"Too many requests","reason":"quota_exceeded"}`},
+}
+
 var v2NonConforming = []exchange{
 	// The protocol's error shape, with a Reason of the right status.
 	{name: "v2 404 in the lab's shape", want: `"error" is missing`, method: "GET", path: "/v2/models/resnet", status: 404,
@@ -162,6 +171,8 @@ var v2NonConforming = []exchange{
 		respBody: `{"error":"Model not found"}`},
 	{name: "infer 400 with a 504 reason", want: `/reason`, method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 400,
 		respBody: `{"error":"x","reason":"timeout"}`},
+	{name: "infer 429 in the lab's shape", want: `"error" is missing`, method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest,
+		status: 429, respHeader: v2Unavailable, respBody: `{"detail":"x","reason":"rate_limited"}`},
 	{name: "infer 503 not_ready", want: `/reason`, method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 503,
 		respHeader: v2Unavailable, respBody: `{"error":"x","reason":"not_ready"}`},
 	{name: "infer 503 without Retry-After", want: `"Retry-After" missing`, method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest,
@@ -234,7 +245,7 @@ func TestValidatorV2Exchanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range append(v2Conforming, v2Unavailables()...) {
+	for _, x := range append(append(v2Conforming, v2Unavailables()...), v2Limited...) {
 		if err := x.run(v, "127.0.0.1:8000"); err != nil {
 			t.Errorf("%s: rejected: %v", x.name, err)
 		}
@@ -255,7 +266,7 @@ func TestValidatorV2Exchanges(t *testing.T) {
 // operations has a conforming exchange, and every 503 reason.
 func TestValidatorEveryInferStatusIsExercised(t *testing.T) {
 	doc := loadDoc(t)
-	all := append(v2Conforming, v2Unavailables()...)
+	all := append(append(v2Conforming, v2Unavailables()...), v2Limited...)
 	for _, p := range []string{"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"} {
 		versioned := strings.Contains(p, "/versions/")
 		seen := map[string]bool{}

@@ -97,16 +97,10 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	opt, err := redis.ParseURL(cfg.URL)
+	opt, err := Options(cfg.URL, cfg.TLS)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: REDIS_URL: %w", err)
-	}
-	if err := applyTLS(opt, cfg.TLS); err != nil {
 		return nil, err
 	}
-	// Maintenance notifications are for managed Redis Enterprise/Cloud
-	// endpoints; "auto" would probe every connection for them.
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	rdb := redis.NewClient(opt)
 	s := &RedisStore{
 		rdb:          rdb,
@@ -129,6 +123,23 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		return nil, fmt.Errorf("redisstore: redis %s: %w", opt.Addr, err)
 	}
 	return s, nil
+}
+
+// Options are go-redis's client options for REDIS_URL with tc's CA, client
+// certificate and server name (a rediss:// URL), as the store uses them; the
+// API's shared rate limiter (pkg/ratelimit/redislimit) connects the same way.
+func Options(url string, tc tlsconfig.Client) (*redis.Options, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: REDIS_URL: %w", err)
+	}
+	if err := applyTLS(opt, tc); err != nil {
+		return nil, err
+	}
+	// Maintenance notifications are for managed Redis Enterprise/Cloud
+	// endpoints; "auto" would probe every connection for them.
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return opt, nil
 }
 
 // applyTLS puts c's CA, client certificate and server name into the options of a
