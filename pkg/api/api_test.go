@@ -177,7 +177,7 @@ type rig struct {
 	state   lifecycle.State
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{calls: &fakeCaller{}, jobs: &fakeJobs{byID: map[string]*jobs.Job{}}, cap: &fakeCapacity{}, state: lifecycle.Ready,
 		catalog: &fakeCatalog{versions: map[string][]catalog.Version{
