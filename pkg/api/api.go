@@ -341,7 +341,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 		s.log.Warn("MANAGEMENT_URL is empty: the request queues' bound is not applied and /capacity has no broker data")
 	}
 
-	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: httperr.MaxHeaderBytes}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	s.OnStop("http server", func(ctx context.Context) error {

@@ -123,6 +123,11 @@ func Marshal(v any) ([]byte, error) {
 // (BODY_LIMIT).
 const DefaultBodyLimit = 1 << 20
 
+// MaxHeaderBytes bounds a request's header lines, the binaries' http.Server
+// MaxHeaderBytes (net/http's default is 1 MiB). Beyond it, net/http answers 431
+// itself, as plain text: no handler runs.
+const MaxHeaderBytes = 64 << 10
+
 // V2Prefix is the path prefix whose errors take the Open Inference Protocol's shape.
 const V2Prefix = "/v2"
 
