@@ -11,12 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/oip"
-	"github.com/warren-farm/warren/pkg/queue"
 )
 
 // Fuzz targets of the front door: the headers a stranger sends, and the /process,
@@ -269,5 +267,3 @@ func FuzzHeaders(f *testing.F) {
 	})
 }
 
-var _ = catalog.Version{}
-var _ = queue.Route{}

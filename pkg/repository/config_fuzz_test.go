@@ -4,7 +4,6 @@ import (
 	"errors"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -57,5 +56,3 @@ func parse(data []byte) (Config, []error) {
 	}
 	return c, p.errs
 }
-
-var _ = strings.Repeat

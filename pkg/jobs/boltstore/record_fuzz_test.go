@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
-
-	"github.com/warren-farm/warren/pkg/jobs"
 )
 
 // FuzzDecodeJob: the bytes a job record is read back from (a corrupt or
@@ -57,5 +55,3 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
-
-var _ = jobs.Queued
