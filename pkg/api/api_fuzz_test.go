@@ -266,4 +266,3 @@ func FuzzHeaders(f *testing.F) {
 		}
 	})
 }
-
