@@ -38,7 +38,8 @@ FUZZ_TARGETS = \
 	pkg/api:FuzzProcessBody pkg/api:FuzzJobsBody pkg/api:FuzzInferBody pkg/api:FuzzHeaders \
 	pkg/queue:FuzzDecodeDelivery \
 	pkg/jobs/boltstore:FuzzDecodeJob pkg/jobs/redisstore:FuzzJobFromFlat \
-	pkg/repository:FuzzParseConfig
+	pkg/repository:FuzzParseConfig \
+	pkg/model/httpmodel:FuzzServerReply
 FUZZSMOKE ?= 2s
 FUZZTIME  ?= 1m
 
