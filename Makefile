@@ -44,12 +44,12 @@ FUZZSMOKE ?= 2s
 FUZZTIME  ?= 1m
 
 fuzz-smoke: ## run each fuzz target for FUZZSMOKE (2s): part of make test
-	@./scripts/fuzz.sh check $(FUZZ_TARGETS)
-	@./scripts/fuzz.sh run $(FUZZSMOKE) $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh check $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh run $(FUZZSMOKE) $(FUZZ_TARGETS)
 
 fuzz: ## run each fuzz target for FUZZTIME (1m), one after another: make fuzz FUZZTIME=10m
-	@./scripts/fuzz.sh check $(FUZZ_TARGETS)
-	@./scripts/fuzz.sh run $(FUZZTIME) $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh check $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh run $(FUZZTIME) $(FUZZ_TARGETS)
 
 test-short: ## unit tests only, no broker (nor helm) needed
 	$(GO) test -short -count=1 ./...
