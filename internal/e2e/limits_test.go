@@ -38,7 +38,7 @@ func TestLimits(t *testing.T) {
 		{"rank", "/v2/models/seed/infer", infer(tensor("data", strings.Repeat("1,", 16)+"1", "BYTES", `"x"`)), nil, 400, "more than 16 dimensions"},
 		{"tensor name length", "/v2/models/seed/infer", infer(tensor(strings.Repeat("n", 257), "1", "BYTES", `"x"`)), nil, 400, "longer than 256 bytes"},
 		{"id length", "/v2/models/seed/infer", `{"id":"` + strings.Repeat("i", 257) + `","inputs":[` + ok + `]}`, nil, 400, "longer than 256 bytes"},
-		{"batch over the model's", "/v2/models/seed/infer", infer(tensor("data", "2", "BYTES", `"x"`)), nil, 400, "data has 1 elements, the shape says 2"},
+		{"data short of its shape", "/v2/models/seed/infer", infer(tensor("data", "2", "BYTES", `"x"`)), nil, 400, "data has 1 elements, the shape says 2"},
 		{"Idempotency-Key length", "/jobs", `{"data":"x"}`, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 422, "1 to 255 printable ASCII"},
 	} {
 		r := f.do("POST", c.path, c.body, c.hdr...)
