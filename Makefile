@@ -39,7 +39,7 @@ FUZZ_TARGETS = \
 	pkg/queue:FuzzDecodeDelivery \
 	pkg/jobs/boltstore:FuzzDecodeJob pkg/jobs/redisstore:FuzzJobFromFlat \
 	pkg/repository:FuzzParseConfig \
-	pkg/model/httpmodel:FuzzServerReply
+	pkg/model/httpmodel:FuzzServerReply pkg/catalog:FuzzAnnouncement
 FUZZSMOKE ?= 2s
 FUZZTIME  ?= 1m
 
