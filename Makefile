@@ -7,7 +7,7 @@ BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-.PHONY: help build run test test-short bench model clean
+.PHONY: help build run test test-short fuzz-smoke fuzz bench model clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,10 +23,33 @@ run: build ## API on 127.0.0.1:8000, WORKERS (2) workers on 127.0.0.1:8001+i, ag
 # — stay out of the service's go.mod); ./... of the root does not include it.
 DEPLOYCHECK = internal/deploycheck
 
-test: ## all tests, against a real RabbitMQ (fails if none can be found), and the deployment checks
+test: ## all tests, against a real RabbitMQ (fails if none can be found), the fuzz smoke run and the deployment checks
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz-smoke
 	cd $(DEPLOYCHECK) && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# Every fuzz target, as package:Target (go test -fuzz takes one of each at a time).
+# fuzz-smoke fails if a func Fuzz… in the tree is missing here. docs/limits.md
+# (Fuzzing) has what each checks and how long each ran.
+FUZZ_TARGETS = \
+	pkg/oip:FuzzDecodeRequest pkg/oip:FuzzDecodeResponse \
+	pkg/httperr:FuzzLabFields \
+	pkg/api:FuzzProcessBody pkg/api:FuzzJobsBody pkg/api:FuzzInferBody pkg/api:FuzzHeaders \
+	pkg/queue:FuzzDecodeDelivery \
+	pkg/jobs/boltstore:FuzzDecodeJob pkg/jobs/redisstore:FuzzJobFromFlat \
+	pkg/repository:FuzzParseConfig \
+	pkg/model/httpmodel:FuzzServerReply pkg/catalog:FuzzAnnouncement
+FUZZSMOKE ?= 2s
+FUZZTIME  ?= 1m
+
+fuzz-smoke: ## run each fuzz target for FUZZSMOKE (2s): part of make test
+	@GO=$(GO) ./scripts/fuzz.sh check $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh run $(FUZZSMOKE) $(FUZZ_TARGETS)
+
+fuzz: ## run each fuzz target for FUZZTIME (1m), one after another: make fuzz FUZZTIME=10m
+	@GO=$(GO) ./scripts/fuzz.sh check $(FUZZ_TARGETS)
+	@GO=$(GO) ./scripts/fuzz.sh run $(FUZZTIME) $(FUZZ_TARGETS)
 
 test-short: ## unit tests only, no broker (nor helm) needed
 	$(GO) test -short -count=1 ./...

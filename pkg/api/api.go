@@ -417,7 +417,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	}
 
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: tlsconfig.HTTPErrorLog(s.log)}
+		ErrorLog: tlsconfig.HTTPErrorLog(s.log), MaxHeaderBytes: httperr.MaxHeaderBytes}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	s.OnStop("http server", func(ctx context.Context) error {

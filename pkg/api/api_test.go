@@ -183,10 +183,10 @@ type rig struct {
 	state   lifecycle.State
 }
 
-func newRig(t *testing.T) *rig { t.Helper(); return newRigWith(t, nil) }
+func newRig(t testing.TB) *rig { t.Helper(); return newRigWith(t, nil) }
 
 // newRigWith is newRig with edit applied to the handlers before routing.
-func newRigWith(t *testing.T, edit func(*handlers)) *rig {
+func newRigWith(t testing.TB, edit func(*handlers)) *rig {
 	t.Helper()
 	r := &rig{calls: &fakeCaller{}, jobs: &fakeJobs{byID: map[string]*jobs.Job{}}, cap: &fakeCapacity{}, state: lifecycle.Ready,
 		catalog: &fakeCatalog{versions: map[string][]catalog.Version{

@@ -138,6 +138,10 @@ func New(cfg Config) (*Catalog, error) {
 
 const metaPrefix = "model/"
 
+// maxIntervalMs bounds the announcement interval a worker may claim (workers
+// announce every 10s by default).
+const maxIntervalMs = int64(time.Hour / time.Millisecond)
+
 // persisted is a version as stored.
 type persisted struct {
 	Metadata       json.RawMessage `json:"metadata"`
@@ -178,7 +182,10 @@ func (c *Catalog) Load(ctx context.Context) (err error) {
 // their latest metadata), and the worker is listed under each until it leaves or
 // goes quiet for three of its announcement intervals.
 func (c *Catalog) Apply(an queue.Announcement) {
-	until := time.Now().Add(3 * time.Duration(max(an.IntervalMs, 1000)) * time.Millisecond)
+	// Clamped to [1s, 1h] before multiplying: any peer can publish an announcement,
+	// and a huge interval would overflow into a time already past.
+	interval := min(max(an.IntervalMs, 1000), maxIntervalMs)
+	until := time.Now().Add(3 * time.Duration(interval) * time.Millisecond)
 	if an.State == queue.StateLeaving {
 		c.mu.Lock()
 		for _, vs := range c.m {

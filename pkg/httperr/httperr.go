@@ -29,6 +29,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/warren-farm/warren/internal/jsonlimit"
 	"github.com/warren-farm/warren/pkg/reason"
 )
 
@@ -121,6 +122,11 @@ func Marshal(v any) ([]byte, error) {
 // DefaultBodyLimit is the largest request body the binaries accept by default
 // (BODY_LIMIT).
 const DefaultBodyLimit = 1 << 20
+
+// MaxHeaderBytes bounds a request's header lines, the binaries' http.Server
+// MaxHeaderBytes (net/http's default is 1 MiB). Beyond it, net/http answers 431
+// itself, as plain text: no handler runs.
+const MaxHeaderBytes = 64 << 10
 
 // V2Prefix is the path prefix whose errors take the Open Inference Protocol's shape.
 const V2Prefix = "/v2"
@@ -224,9 +230,14 @@ func tooLarge(limit int64) error {
 }
 
 // Object parses body as a JSON object, whatever the Content-Type says (as FastAPI
-// does). Malformed JSON is json_invalid; anything but an object is
-// model_attributes_type.
+// does). Malformed JSON, and JSON nested deeper than jsonlimit.MaxDepth, is
+// json_invalid; anything but an object is model_attributes_type.
 func Object(body []byte) (map[string]json.RawMessage, error) {
+	if jsonlimit.TooDeep(body, jsonlimit.MaxDepth) {
+		ve := &ValidationError{}
+		ve.Add("json_invalid", fmt.Sprintf("JSON decode error: nested deeper than %d levels", jsonlimit.MaxDepth), map[string]any{}, "body", 0)
+		return nil, ve
+	}
 	var v any
 	if err := json.Unmarshal(body, &v); err != nil {
 		ve := &ValidationError{}

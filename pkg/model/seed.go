@@ -82,8 +82,12 @@ func (m *Seed) Predict(ctx context.Context, batch []*Request) ([]*Response, erro
 	out := make([]*Response, len(batch))
 	for i, r := range batch {
 		in := r.Input(SeedInput)
-		data, ok := in.Data.([]string)
-		if in == nil || !ok {
+		var data []string
+		ok := in != nil
+		if ok {
+			data, ok = in.Data.([]string)
+		}
+		if !ok {
 			out[i] = &Response{Err: BadInput(SeedInput, "missing, or not BYTES")}
 			continue
 		}

@@ -126,3 +126,12 @@ func TestWarmupRequestFits(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedWithoutItsInput: a request without the "data" input (a caller that
+// skipped validation) is a bad input, not a nil dereference.
+func TestSeedWithoutItsInput(t *testing.T) {
+	resps, err := NewSeed(SeedConfig{}).Predict(context.Background(), []*Request{{Inputs: []Tensor{{Name: "input", Datatype: FP32, Shape: []int64{1}, Data: []float32{1}}}}})
+	if err != nil || len(resps) != 1 || !errors.Is(resps[0].Err, ErrBadInput) {
+		t.Fatalf("resps %v, err %v", resps, err)
+	}
+}

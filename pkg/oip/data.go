@@ -17,6 +17,11 @@ import (
 // before anything is allocated beyond want. maxDepth bounds the nesting.
 func decodeData(raw []byte, dt model.Datatype, want, maxDepth int) (any, error) {
 	s := &scanner{b: raw, maxDepth: maxDepth}
+	// Reserve no more than raw can hold: an element takes at least one byte and a
+	// separator, so a shape of 2^24 FP64 elements with one element of data costs
+	// a few bytes, not 128 MiB. Up to want, append still grows as needed.
+	want0 := want
+	want = min(want, len(raw)/2+1)
 	var finish func() any
 	var add func(tok []byte, kind byte) error
 	switch dt {
@@ -111,12 +116,12 @@ func decodeData(raw []byte, dt model.Datatype, want, maxDepth int) (any, error) 
 	default:
 		return nil, fmt.Errorf("unknown datatype %q", dt)
 	}
-	n, err := s.walk(want, add)
+	n, err := s.walk(want0, add)
 	if err != nil {
 		return nil, err
 	}
-	if n != want {
-		return nil, fmt.Errorf("data has %d elements, the shape says %d", n, want)
+	if n != want0 {
+		return nil, fmt.Errorf("data has %d elements, the shape says %d", n, want0)
 	}
 	return finish(), nil
 }
@@ -270,16 +275,35 @@ func (s *scanner) scalar() ([]byte, byte, error) {
 	return nil, 0, fmt.Errorf("unexpected %q in data", s.b[s.i])
 }
 
+// wrongKind and badNumber describe an element by its kind, never its value (see
+// the package documentation).
 func (s *scanner) wrongKind(dt model.Datatype, tok []byte) error {
 	what := map[model.Datatype]string{model.BOOL: "true or false", model.BYTES: "a string"}[dt]
 	if what == "" {
 		what = "a number"
 	}
-	return fmt.Errorf("element %d is %s, a %s element must be %s", s.elems-1, shorten(tok), dt, what)
+	return fmt.Errorf("element %d is %s, a %s element must be %s", s.elems-1, kindOf(tok), dt, what)
 }
 
-func (s *scanner) badNumber(dt model.Datatype, tok []byte) error {
-	return fmt.Errorf("element %d: %s is not a valid %s value (wrong kind of number, or out of range)", s.elems-1, shorten(tok), dt)
+func (s *scanner) badNumber(dt model.Datatype, _ []byte) error {
+	return fmt.Errorf("element %d is not a valid %s value (wrong kind of number, or out of range)", s.elems-1, dt)
+}
+
+// kindOf names a scalar token's JSON kind.
+func kindOf(tok []byte) string {
+	switch {
+	case len(tok) == 0:
+		return "empty"
+	case tok[0] == '"':
+		return "a string"
+	case tok[0] == 't', tok[0] == 'f':
+		return "a boolean"
+	case tok[0] == 'n':
+		return "null"
+	case tok[0] == '{':
+		return "an object"
+	}
+	return "a number"
 }
 
 func shorten(tok []byte) string {

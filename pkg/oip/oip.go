@@ -17,7 +17,15 @@
 //
 // [Limits] bounds what a decoder accepts (tensors per request, elements per
 // tensor, nesting, name length), so no body can make a process allocate without
-// bound; the HTTP body limit bounds the rest.
+// bound; the HTTP body limit bounds the rest. A tensor's memory is reserved for
+// no more elements than its "data" can hold, whatever its shape claims, and no
+// document may nest deeper than [jsonlimit.MaxDepth] levels.
+//
+// # Errors never quote data
+//
+// Errors name the tensor, the element's index and what was wrong with it, never
+// the element's value: they travel into error replies, job records, traces and
+// logs, where a client's inputs must not appear.
 package oip
 
 import (
@@ -28,6 +36,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/warren-farm/warren/internal/jsonlimit"
 	"github.com/warren-farm/warren/pkg/model"
 )
 
@@ -104,6 +113,9 @@ type wireResponse struct {
 // separately: the id to echo in the response.
 func DecodeRequest(body []byte, lim Limits) (req *model.Request, id string, err error) {
 	lim = lim.withDefaults()
+	if jsonlimit.TooDeep(body, jsonlimit.MaxDepth) {
+		return nil, "", bad("JSON nested deeper than %d levels", jsonlimit.MaxDepth)
+	}
 	var w wireRequest
 	if err := strictUnmarshal(body, &w); err != nil {
 		return nil, "", bad("%s", err)
@@ -151,6 +163,9 @@ type Response struct {
 // worker's reply).
 func DecodeResponse(body []byte, lim Limits) (*Response, error) {
 	lim = lim.withDefaults()
+	if jsonlimit.TooDeep(body, jsonlimit.MaxDepth) {
+		return nil, bad("JSON nested deeper than %d levels", jsonlimit.MaxDepth)
+	}
 	var w wireResponse
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, bad("%s", err)
@@ -187,7 +202,7 @@ func decodeTensor(w *wireTensor, lim Limits) (model.Tensor, error) {
 	case w.Datatype == "":
 		return model.Tensor{}, model.BadInput(name, `"datatype" is required`)
 	case !w.Datatype.Valid():
-		return model.Tensor{}, model.BadInput(name, "unknown datatype %q (one of BOOL, UINT8…UINT64, INT8…INT64, FP16, FP32, FP64, BYTES)", w.Datatype)
+		return model.Tensor{}, model.BadInput(name, "unknown datatype %q (one of BOOL, UINT8…UINT64, INT8…INT64, FP16, FP32, FP64, BYTES)", shorten([]byte(w.Datatype)))
 	case len(w.Data) == 0:
 		return model.Tensor{}, model.BadInput(name, `"data" is required (the binary tensor extension is not supported)`)
 	}
@@ -214,7 +229,7 @@ func checkParams(where string, p map[string]any) error {
 		switch v.(type) {
 		case string, float64, bool, json.Number:
 		default:
-			return bad("%s: %q must be a string, number or boolean", where, k)
+			return bad("%s: %q must be a string, number or boolean", where, shorten([]byte(k)))
 		}
 	}
 	return nil
@@ -257,7 +272,7 @@ func EncodeRequest(id string, r *model.Request) ([]byte, error) {
 	b = append(b, '{')
 	if id != "" {
 		b = append(b, `"id":`...)
-		b = strconv.AppendQuote(b, id)
+		b = appendString(b, id)
 		b = append(b, ',')
 	}
 	if len(r.Parameters) > 0 {

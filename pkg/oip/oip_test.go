@@ -37,9 +37,9 @@ func TestDecodeRequestErrorsNameTheTensor(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{`{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}`, `input "x": data has 2 elements, the shape says 3`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}`, `input "x": data has more elements than the shape's 1`},
-		{`{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}]}`, `input "x": element 0: 256 is not a valid UINT8`},
-		{`{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}`, `input "x": element 0: 1.5 is not a valid INT32`},
-		{`{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}]}`, `input "x": element 0 is 1, a BYTES element must be a string`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}]}`, `input "x": element 0 is not a valid UINT8`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}`, `input "x": element 0 is not a valid INT32`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}]}`, `input "x": element 0 is a number, a BYTES element must be a string`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP99","data":[1]}]}`, `input "x": unknown datatype "FP99"`},
 		{`{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}`, `input "x": dimension 0 is -1`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}`, `input "x": "data" is required`},

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -97,5 +98,8 @@ func declareRetry(ch *amqp.Channel, delay time.Duration) (string, error) {
 func jobAttempt(d *amqp.Delivery) int {
 	a, _ := headerInt64(d.Headers, HeaderAttempt)
 	dc, _ := headerInt64(d.Headers, deliveryCount)
-	return int(max(a, 1) + max(dc, 0))
+	// Any peer can publish: clamp both before adding, so no header can overflow the
+	// sum into a negative attempt that would never count as exhausted.
+	const most = math.MaxInt32
+	return int(min(max(a, 1), most) + min(max(dc, 0), most))
 }

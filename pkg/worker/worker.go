@@ -313,7 +313,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) (err error) {
 	w.OnStop("models", w.closeModels)
 
 	srv := &http.Server{Handler: w.echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: tlsconfig.HTTPErrorLog(w.log)}
+		ErrorLog: tlsconfig.HTTPErrorLog(w.log), MaxHeaderBytes: httperr.MaxHeaderBytes}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	w.OnStop("http server", func(ctx context.Context) error {

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/warren-farm/warren/pkg/jobs"
@@ -61,6 +62,9 @@ func decodeJob(data []byte) (*jobs.Job, error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, err
+	}
+	if !r.Status.Valid() || r.ID == "" {
+		return nil, fmt.Errorf("corrupt job record (id %q, status %q)", r.ID, r.Status)
 	}
 	return &jobs.Job{
 		ID:             r.ID,

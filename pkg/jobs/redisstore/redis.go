@@ -528,7 +528,7 @@ func hashFields(j *jobs.Job) []any {
 	f := []any{
 		"id", j.ID,
 		"status", string(j.Status),
-		"created", strconv.FormatInt(j.CreatedAt.UnixNano(), 10),
+		"created", strconv.FormatInt(nanos.Of(j.CreatedAt), 10), // 0 for unset, as the reader expects
 		"attempts", "0",
 		"published", "0",
 	}

@@ -123,7 +123,7 @@ func describe(raw json.RawMessage) string {
 
 // snippet renders at most n bytes of b as one line of text for an error: trimmed,
 // valid UTF-8, control characters as spaces, "…" when cut; "(empty body)" for
-// nothing.
+// nothing, "(no printable text)" for control characters only.
 func snippet(b []byte, n int) string {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -144,6 +144,9 @@ func snippet(b []byte, n int) string {
 		return r
 	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 	s = strings.TrimSpace(s)
+	if s == "" {
+		return "(no printable text)" // only control characters: never an empty message
+	}
 	if cut {
 		s += "…"
 	}
