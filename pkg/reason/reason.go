@@ -32,6 +32,7 @@ const (
 	NotCancellable       // 409: only a queued job can be cancelled
 	NotReady             // 503: the model cannot answer this endpoint now (DEFAULT_MODEL not seed-shaped, a worker's model still loading)
 	Forbidden            // 403: the admin API does not take calls from this client (ADMIN_API)
+	NotDeadLetter        // 409: only a dead-lettered job can be replayed or discarded
 	count
 )
 
@@ -42,13 +43,14 @@ var names = [count]string{
 	StoreUnavailable: "store_unavailable", JobsUnavailable: "jobs_unavailable",
 	IdempotencyKeyReused: "idempotency_key_reused", InProgress: "in_progress",
 	NotCancellable: "not_cancellable", NotReady: "not_ready", Forbidden: "forbidden",
+	NotDeadLetter: "not_dead_letter",
 }
 
 var statuses = [count]int{
 	OK: 200, NoWorkers: 503, QueueFull: 503, BrokerUnavailable: 503, Draining: 503, Timeout: 504,
 	ModelError: 502, BadInput: 400, ClientClosed: 499, NotFound: 404, Invalid: 422, TooLarge: 413,
 	StoreUnavailable: 503, JobsUnavailable: 503, IdempotencyKeyReused: 422, InProgress: 409,
-	NotCancellable: 409, NotReady: 503, Forbidden: 403,
+	NotCancellable: 409, NotReady: 503, Forbidden: 403, NotDeadLetter: 409,
 }
 
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.
