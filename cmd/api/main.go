@@ -48,7 +48,7 @@ func load(l *config.Loader) settings {
 		redisPrefix: config.RedisPrefix.Load(l),
 		jobTTL:      config.JobTTL.Load(l),
 		api: api.Config{
-			AMQP:              queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			AMQP:              queue.DialConfig{URL: config.AMQPURL.Load(l), Heartbeat: config.AMQPHeartbeat.Load(l)},
 			ManagementURL:     config.ManagementURL.Load(l),
 			QueueMaxLength:    config.QueueMaxLength.Load(l),
 			RequestTimeout:    config.RequestTimeout.Load(l),

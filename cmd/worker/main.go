@@ -54,7 +54,7 @@ func load(l *config.Loader) settings {
 		seed:        config.ModelSeed.Load(l),
 		latency:     config.ModelLatency.Load(l),
 		worker: worker.Config{
-			AMQP:         queue.DialConfig{URL: config.AMQPURL.Load(l)},
+			AMQP:         queue.DialConfig{URL: config.AMQPURL.Load(l), Heartbeat: config.AMQPHeartbeat.Load(l)},
 			WorkerID:     config.WorkerID.Load(l),
 			DrainTimeout: config.DrainTimeout.Load(l),
 			BodyLimit:    config.BodyLimit.Load(l),
