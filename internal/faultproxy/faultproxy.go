@@ -273,4 +273,3 @@ func sleepUntil(t time.Time, done <-chan struct{}) bool {
 		return false
 	}
 }
-
