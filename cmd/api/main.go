@@ -29,6 +29,9 @@ func main() {
 		Summary: "warren's HTTP front door: /process, the Open Inference Protocol (v2) and jobs, over RabbitMQ",
 		Load:    load,
 		Run:     run,
+		Subcommands: map[string]func(cli.Process) int{
+			"deadletters": cli.DeadLetters,
+		},
 	}.Main()
 }
 

@@ -6,6 +6,7 @@
 //	help, -h, --help                  usage on stdout, exit 0
 //	config [--all]                    the binary's variables (all with --all) as Markdown
 //	healthcheck [/ready|/health]      probe HTTP_ADDR: exit 0 healthy, 1 unhealthy, 2 usage
+//	a Subcommand (the API's deadletters list|show|replay|discard)
 //	[--flag=value …]                  run
 //
 // A run parses flags and the environment ([config.NewLoader]) into the binary's
@@ -66,6 +67,10 @@ type Command[C any] struct {
 	// returns. log writes to stderr; tr is on when OTEL_EXPORTER_OTLP_ENDPOINT is set,
 	// and Command shuts it down after Run returns.
 	Run func(ctx context.Context, cfg C, log *slog.Logger, tr *tracing.Tracing) error
+	// Subcommands are the binary's own subcommands besides help, config and
+	// healthcheck, by name; each gets the whole Process (Args[0] is its name)
+	// and returns the exit status. The API's is "deadletters" ([DeadLetters]).
+	Subcommands map[string]func(p Process) int
 }
 
 // Process is what a run sees of its process: the arguments (without the program
@@ -98,6 +103,9 @@ func (c Command[C]) Execute(p Process) int {
 			return c.config(p)
 		case "healthcheck":
 			return c.healthcheck(p)
+		}
+		if sub, ok := c.Subcommands[p.Args[0]]; ok {
+			return sub(p)
 		}
 	}
 	l, err := config.NewLoader(c.Name, p.Args, p.Getenv)

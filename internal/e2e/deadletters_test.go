@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/warren-farm/warren/internal/cli"
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
 	"github.com/warren-farm/warren/pkg/model"
@@ -116,9 +118,21 @@ func TestDeadLetterReplayedAgainstAFixedWorker(t *testing.T) {
 	stopB()
 	start("w-fixed", model.NewSeed(model.SeedConfig{}))
 	f.knowSeedReady(t)
-	code, r := call("POST", "/admin/deadletters/"+id+"/replay", "")
-	if code != 200 || r["id"] != id || r["status"] != "queued" || len(r["history"].([]any)) != 1 {
-		t.Fatalf("replay: %d %v", code, r)
+	// Through the CLI subcommand (`api deadletters`), as an operator would.
+	var out, errb bytes.Buffer
+	p := cli.Process{Args: []string{"deadletters", "--url=" + f.base, "list", "--all"}, Getenv: func(string) string { return "" },
+		Stdout: &out, Stderr: &errb}
+	if code := cli.DeadLetters(p); code != 0 || !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "attempts_exhausted") {
+		t.Fatalf("api deadletters list --all: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	p.Args = []string{"deadletters", "--url=" + f.base, "replay", id}
+	if code := cli.DeadLetters(p); code != 0 {
+		t.Fatalf("api deadletters replay: exit %d\n%s", code, errb.String())
+	}
+	var r map[string]any
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r["id"] != id || r["status"] != "queued" || len(r["history"].([]any)) != 1 {
+		t.Fatalf("replay printed %s (%v)", out.String(), err)
 	}
 	done := waitStatus(id, "succeeded")
 	if done["id"] != id || done["result"] == nil {
@@ -126,6 +140,10 @@ func TestDeadLetterReplayedAgainstAFixedWorker(t *testing.T) {
 	}
 	if code, _ := call("POST", "/admin/deadletters/"+id+"/replay", ""); code != 409 {
 		t.Fatalf("replay of a succeeded job: %d", code)
+	}
+	errb.Reset()
+	if code := cli.DeadLetters(p); code != 1 || !strings.Contains(errb.String(), "not_dead_letter") {
+		t.Fatalf("api deadletters replay of a succeeded job: exit %d, %s", code, errb.String())
 	}
 	if _, page := call("GET", "/admin/deadletters", ""); page["count"] != 0.0 {
 		t.Fatalf("after the replay: %v", page)
