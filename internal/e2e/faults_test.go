@@ -292,7 +292,7 @@ type faultRun struct {
 	apply     func(f *faultFarm)
 	heal      func(f *faultFarm)
 	hold      time.Duration
-	instant   bool // the fault is one event: recovery counts from it, not from the end of hold
+	instant   bool          // the fault is one event: recovery counts from it, not from the end of hold
 	allOK     bool          // every call during the fault must answer 200 in time
 	recoverIn time.Duration // the first 200 after healing must come within this
 }
