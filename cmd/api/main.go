@@ -33,8 +33,13 @@ func main() {
 		Summary: "warren's HTTP front door: /process, the Open Inference Protocol (v2) and jobs, over RabbitMQ",
 		Load:    load,
 		Run:     run,
-		Subcommands: []cli.Subcommand{{Name: "keygen", Args: "--name NAME [--models 'a,b*'] [--admin]",
-			Usage: "make an API key: print the secret once and the entry for API_KEYS_FILE", Run: auth.Keygen}},
+		Subcommands: []cli.Subcommand{
+			{Name: "keygen", Args: "--name NAME [--models 'a,b*'] [--admin]",
+				Usage: "make an API key: print the secret once and the entry for API_KEYS_FILE",
+				Run:   func(p cli.Process) int { return auth.Keygen(p.Args[1:], p.Stdout, p.Stderr) }},
+			{Name: "deadletters", Args: "list|show|replay|discard",
+				Usage: "the dead-letter admin calls over HTTP (api deadletters help)", Run: cli.DeadLetters},
+		},
 	}.Main()
 }
 

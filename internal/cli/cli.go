@@ -6,7 +6,7 @@
 //	help, -h, --help                  usage on stdout, exit 0
 //	config [--all]                    the binary's variables (all with --all) as Markdown
 //	healthcheck [/ready|/health]      probe HTTP_ADDR: exit 0 healthy, 1 unhealthy, 2 usage
-//	<subcommand> …                    the binary's own (Command.Subcommands; the API's keygen)
+//	<subcommand> …                    the binary's own (Command.Subcommands: the API's keygen and deadletters)
 //	[--flag=value …]                  run
 //
 // A run parses flags and the environment ([config.NewLoader]) into the binary's
@@ -67,8 +67,9 @@ type Command[C any] struct {
 	// returns. log writes to stderr; tr is on when OTEL_EXPORTER_OTLP_ENDPOINT is set,
 	// and Command shuts it down after Run returns.
 	Run func(ctx context.Context, cfg C, log *slog.Logger, tr *tracing.Tracing) error
-	// Subcommands are the binary's own subcommands (the API's keygen), by name:
-	// each gets the arguments after its name and returns the exit status.
+	// Subcommands are the binary's own subcommands besides help, config and
+	// healthcheck (the API's keygen and deadletters); each gets the whole Process
+	// (Args[0] is its name) and returns the exit status.
 	Subcommands []Subcommand
 }
 
@@ -77,7 +78,7 @@ type Subcommand struct {
 	Name  string
 	Args  string // the synopsis after the name, for help
 	Usage string // one line, for help
-	Run   func(args []string, stdout, stderr io.Writer) int
+	Run   func(p Process) int
 }
 
 // Process is what a run sees of its process: the arguments (without the program
@@ -113,7 +114,7 @@ func (c Command[C]) Execute(p Process) int {
 		}
 		for _, sc := range c.Subcommands {
 			if p.Args[0] == sc.Name {
-				return sc.Run(p.Args[1:], p.Stdout, p.Stderr)
+				return sc.Run(p)
 			}
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -304,9 +303,9 @@ func TestSubcommands(t *testing.T) {
 	var got []string
 	c := command(mustNotRun(t))
 	c.Subcommands = []cli.Subcommand{{Name: "mint", Args: "--name NAME", Usage: "make a thing",
-		Run: func(args []string, stdout, stderr io.Writer) int {
-			got = args
-			fmt.Fprintln(stdout, "minted")
+		Run: func(p cli.Process) int {
+			got = p.Args[1:]
+			fmt.Fprintln(p.Stdout, "minted")
 			return 3
 		}}}
 	r := execute(c, []string{"mint", "--name", "x"}, nil)

@@ -22,7 +22,8 @@ import (
 // ignored must not look like protection.
 func LoadBroker(l *config.Loader) queue.DialConfig {
 	d := queue.DialConfig{
-		URL: config.AMQPURL.Load(l),
+		URL:       config.AMQPURL.Load(l),
+		Heartbeat: config.AMQPHeartbeat.Load(l),
 		TLS: tlsconfig.Client{
 			CAFile:     config.AMQPCAFile.Load(l),
 			CertFile:   config.AMQPCertFile.Load(l),

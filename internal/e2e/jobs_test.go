@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -413,6 +415,43 @@ func TestJobAttemptsExhaustedAfterCrashes(t *testing.T) {
 	}
 	if s, _ := jobStats(w); s.Failed != 1 || s.Succeeded != 0 {
 		t.Errorf("third worker's job stats %+v, want 1 failed without running", s)
+	}
+
+	// It is a dead letter: the operator lists it with the API binary's own
+	// subcommand, fixes the model (a worker whose seed answers "slow…" at once
+	// replaces the crashing one) and replays it: same id, succeeded.
+	deadletters := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(binaries(t), "api"), append([]string{"deadletters", "--url=" + f.api.url("")}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String() + errb.String(), code
+	}
+	if out, code := deadletters("list", "--all"); code != 0 || !strings.Contains(out, j.ID) || !strings.Contains(out, "attempts_exhausted") {
+		t.Fatalf("api deadletters list --all: exit %d\n%s", code, out)
+	}
+	w.signal(syscall.SIGTERM)
+	w.wait(10 * time.Second)
+	f.addWorker("MODEL_REPOSITORY="+modelRepository(t), "MODELS=seed", "JOB_CONCURRENCY=1")
+	if out, code := deadletters("replay", j.ID); code != 0 || !strings.Contains(out, `"status": "queued"`) {
+		t.Fatalf("api deadletters replay: exit %d\n%s", code, out)
+	}
+	replayed := awaitFinal(t, f.spec, f.api, j.ID, 15*time.Second)
+	if replayed.ID != j.ID || replayed.Status != "succeeded" || replayed.Attempts != 1 {
+		t.Fatalf("the replayed job: %+v (error %+v), want succeeded at attempt 1 under the same id", replayed, replayed.Error)
+	}
+	if out, code := deadletters("list"); code != 0 || strings.Contains(out, j.ID) || !strings.Contains(out, `"count": 0`) {
+		t.Fatalf("after the replay: exit %d\n%s", code, out)
+	}
+	if out, code := deadletters("discard", j.ID); code != 1 || !strings.Contains(out, "not_dead_letter") {
+		t.Fatalf("discard of a succeeded job: exit %d\n%s", code, out)
 	}
 }
 

@@ -338,6 +338,11 @@ func New(cfg Config) (_ *Server, err error) {
 		Observer: s.metrics, OnFinal: s.limits.release, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	metrics.RegisterDeadLetters(cfg.Registry, vhost, func() (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return s.jobs.CountDeadLetters(ctx)
+	})
 	if s.results, err = queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: cfg.AMQP, DrainTimeout: 5 * time.Second},
 		s.jobs.Apply, s.jobs.ApplyDead); err != nil {
 		return nil, err

@@ -517,3 +517,19 @@ func TestLabJobResultIsTheProcessPrediction(t *testing.T) {
 		t.Fatalf("cancel a finished job: %d %s", a.code, a.body)
 	}
 }
+
+// The dead-letter calls: the fake has none (deadletters_test.go runs them on a
+// real jobs.Service).
+func (f *fakeJobs) DeadLetters(context.Context, string, int) ([]*jobs.Job, string, error) {
+	return nil, "", nil
+}
+func (f *fakeJobs) CountDeadLetters(context.Context) (int, error) { return 0, nil }
+func (f *fakeJobs) GetDeadLetter(ctx context.Context, id string) (*jobs.Job, error) {
+	return nil, jobs.ErrNotFound
+}
+func (f *fakeJobs) Replay(ctx context.Context, id string) (*jobs.Job, error) {
+	return nil, jobs.ErrNotFound
+}
+func (f *fakeJobs) Discard(ctx context.Context, id string) (*jobs.Job, error) {
+	return nil, jobs.ErrNotFound
+}

@@ -46,6 +46,11 @@ type Jobs interface {
 	Get(ctx context.Context, id string) (*jobs.Job, error)
 	Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error)
 	Cancel(ctx context.Context, id string) (*jobs.Job, error)
+	DeadLetters(ctx context.Context, after string, limit int) ([]*jobs.Job, string, error)
+	CountDeadLetters(ctx context.Context) (int, error)
+	GetDeadLetter(ctx context.Context, id string) (*jobs.Job, error)
+	Replay(ctx context.Context, id string) (*jobs.Job, error)
+	Discard(ctx context.Context, id string) (*jobs.Job, error)
 }
 
 // Capacity takes the observations of the workers-needed estimate and serves it.
@@ -126,6 +131,7 @@ func newRouter(h *handlers) *echo.Echo {
 	e.DELETE("/jobs/:id", h.deleteJob)
 	h.v2Routes(e)
 	h.trafficRoutes(e)
+	h.deadLetterRoutes(e)
 	e.GET("/metrics", echo.WrapHandler(metrics.Handler(h.registry)))
 	e.GET("/capacity", echo.WrapHandler(h.capacity.Handler()))
 	e.HEAD("/capacity", echo.WrapHandler(h.capacity.Handler()))

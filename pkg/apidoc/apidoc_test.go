@@ -68,6 +68,9 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		"/v2/models/{name}/infer":                    {http.MethodPost},
 		"/v2/models/{name}/versions/{version}/infer": {http.MethodPost},
 		"/v2/models/{name}/traffic":                  {http.MethodDelete, http.MethodGet, http.MethodPut},
+		"/admin/deadletters":                         {http.MethodGet},
+		"/admin/deadletters/{id}":                    {http.MethodDelete, http.MethodGet},
+		"/admin/deadletters/{id}/replay":             {http.MethodPost},
 	}
 	if got := doc.Paths.Len(); got != len(wantOps) {
 		t.Errorf("the document has %d paths, want %d", got, len(wantOps))

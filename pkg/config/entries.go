@@ -17,7 +17,7 @@ import (
 // exported entry is listed once.
 var Table = []Entry{
 	AMQPURL, ManagementURL, HTTPAddr, RequestTimeout, MaxRequestTimeout, BodyLimit,
-	QueueMaxLength, Concurrency, Prefetch, DrainTimeout,
+	QueueMaxLength, AMQPHeartbeat, Concurrency, Prefetch, DrainTimeout,
 	ModelRepository, Models, DefaultModel, AdminAPI, ModelSeed, ModelLatency,
 	WorkerID, LogLevel, LogFormat, ScaleTargetUtilization, ScaleTargetWait,
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
@@ -75,6 +75,12 @@ var (
 		Env: "QUEUE_MAX_LENGTH", ReadBy: APIOnly,
 		Default: 10000, Min: 0, Max: 1 << 30,
 		Usage: "Bound on ready messages in each model version's request queue (one policy, overflow=reject-publish); a full queue → 503 queue_full. 0 disables the bound.",
+	}
+	// AMQPHeartbeat is AMQP_HEARTBEAT.
+	AMQPHeartbeat = &Duration{
+		Env: "AMQP_HEARTBEAT", ReadBy: Both,
+		Default: 10 * time.Second, Min: time.Second, Max: 10 * time.Minute,
+		Usage: "AMQP heartbeat asked of the broker (whole seconds; the broker may lower it). A connection that goes silent (a half-open cut) is noticed after about two heartbeats, then the process reconnects.",
 	}
 )
 

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -141,4 +143,78 @@ func cloneError(e *Error) *Error {
 	}
 	c := *e
 	return &c
+}
+
+// MaxHistory bounds [Job.History]: the oldest runs are dropped beyond it.
+const MaxHistory = 32
+
+// PrepareReplay makes dead letter j (see [IsDeadLetter]) queued again, in
+// place, as [Store.Replay] documents: its run so far goes to History, its
+// progress is cleared, it is not Published, and StartBy is startBy (zero:
+// none). ErrConflict if j is not a dead letter. For Store implementations.
+func PrepareReplay(j *Job, now, startBy time.Time) error {
+	if !IsDeadLetter(j) {
+		why := string(j.Status)
+		if j.Error != nil {
+			why += " (" + string(j.Error.Reason) + ")"
+		}
+		return fmt.Errorf("%w: job %s is %s, not a dead letter", ErrConflict, j.ID, why)
+	}
+	run := PastRun{Attempts: j.Attempts, Worker: j.Worker, Error: cloneError(j.Error), ReplayedAt: now.UTC()}
+	if j.StartedAt != nil {
+		t := j.StartedAt.UTC()
+		run.StartedAt = &t
+	}
+	if j.FinishedAt != nil {
+		run.FinishedAt = j.FinishedAt.UTC()
+	}
+	j.History = append(j.History, run)
+	if len(j.History) > MaxHistory {
+		j.History = append([]PastRun(nil), j.History[len(j.History)-MaxHistory:]...)
+	}
+	j.Status = Queued
+	j.Published = false
+	j.StartedAt, j.FinishedAt = nil, nil
+	j.Attempts = 0
+	j.Worker = ""
+	j.Result, j.Error = nil, nil
+	j.StartBy = time.Time{}
+	if !startBy.IsZero() {
+		j.StartBy = startBy.UTC()
+	}
+	return nil
+}
+
+// DeadCursor is the position after dead letter j in [Store.DeadLetters]'
+// order (by FinishedAt, then id), as an opaque page token.
+func DeadCursor(j *Job) string {
+	var ns int64
+	if j.FinishedAt != nil {
+		ns = j.FinishedAt.UnixNano()
+	}
+	return strconv.FormatInt(ns, 10) + "." + j.ID
+}
+
+// ParseDeadCursor reads a [DeadCursor]; "" is the start (0, ""). An
+// invalid token wraps ErrInvalidCursor.
+func ParseDeadCursor(c string) (ns int64, id string, err error) {
+	if c == "" {
+		return 0, "", nil
+	}
+	n, rest, ok := strings.Cut(c, ".")
+	v, perr := strconv.ParseInt(n, 10, 64)
+	if !ok || perr != nil || v < 0 || rest == "" {
+		return 0, "", fmt.Errorf("%w: %q", ErrInvalidCursor, c)
+	}
+	return v, rest, nil
+}
+
+// AfterCursor reports whether dead letter j comes after the cursor position
+// (ns, id) in [Store.DeadLetters]' order. For Store implementations.
+func AfterCursor(j *Job, ns int64, id string) bool {
+	var jn int64
+	if j.FinishedAt != nil {
+		jn = j.FinishedAt.UnixNano()
+	}
+	return jn > ns || (jn == ns && j.ID > id)
 }

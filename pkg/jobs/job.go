@@ -148,6 +148,9 @@ type Job struct {
 	// [FormatV2] and [FormatProcess]. "" for jobs stored before formats
 	// existed, which were all FormatProcess.
 	Format string `json:"-"`
+	// History holds the earlier runs of a replayed job (see [PastRun]),
+	// oldest first; nil for a job never replayed.
+	History []PastRun `json:"-"`
 }
 
 // Job formats (Job.Format): which API a job was submitted through, and so
@@ -158,3 +161,37 @@ const (
 	// FormatProcess: POST /jobs {"data": …} or a /process hand-off.
 	FormatProcess = "process"
 )
+
+// PastRun is what a replayed job was when an operator replayed it: one entry
+// of [Job.History] per replay, oldest first. Workers do not report the
+// attempts of a run one by one (a model error is retried inside the farm), so
+// a run is summed up by its attempt count, the last worker that reported and
+// the error it ended with.
+type PastRun struct {
+	Attempts   int        `json:"attempts"`
+	Worker     string     `json:"worker,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt time.Time  `json:"finished_at"`
+	Error      *Error     `json:"error,omitempty"`
+	ReplayedAt time.Time  `json:"replayed_at"`
+}
+
+// DeadLetterReasons are the reasons that make a failed job a dead letter:
+// the farm gave up delivering it (the broker's delivery limit, or more
+// deliveries than JOB_MAX_ATTEMPTS — crashed, drained or timed-out workers).
+// A model's own error or a bad input is not one: replaying cannot change it.
+var DeadLetterReasons = []Reason{ReasonDeliveryLimit, ReasonAttemptsExhausted}
+
+// IsDeadLetter reports whether j is a dead letter: failed with one of
+// [DeadLetterReasons]. Only dead letters can be replayed or discarded.
+func IsDeadLetter(j *Job) bool {
+	if j == nil || j.Status != Failed || j.Error == nil {
+		return false
+	}
+	for _, r := range DeadLetterReasons {
+		if j.Error.Reason == r {
+			return true
+		}
+	}
+	return false
+}

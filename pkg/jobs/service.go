@@ -433,6 +433,96 @@ func (s *Service) ApplyDead(ctx context.Context, d DeadLetter) error {
 	return nil
 }
 
+// MaxDeadLetterPage bounds a page of [Service.DeadLetters].
+const MaxDeadLetterPage = 1000
+
+// DeadLetters returns a page of up to limit (at most MaxDeadLetterPage)
+// dead letters, oldest first, after the page token after ("" first), and
+// the token of the next page ("" when this page is the last).
+// ErrInvalidCursor is returned unchanged, a store failure wrapped in
+// ErrStoreUnavailable.
+func (s *Service) DeadLetters(ctx context.Context, after string, limit int) (page []*Job, next string, err error) {
+	limit = min(max(limit, 1), MaxDeadLetterPage)
+	js, err := s.store.DeadLetters(ctx, after, limit+1)
+	if errors.Is(err, ErrInvalidCursor) {
+		return nil, "", err
+	}
+	if err != nil {
+		return nil, "", s.storeErr(ctx, err)
+	}
+	if len(js) > limit {
+		js = js[:limit]
+		next = DeadCursor(js[limit-1])
+	}
+	return js, next, nil
+}
+
+// CountDeadLetters is [Store.CountDeadLetters], a store failure wrapped in
+// ErrStoreUnavailable.
+func (s *Service) CountDeadLetters(ctx context.Context) (int, error) {
+	n, err := s.store.CountDeadLetters(ctx)
+	return n, s.storeErr(ctx, err)
+}
+
+// GetDeadLetter returns dead letter id; a job that is not one is returned
+// with ErrConflict. Otherwise as Get.
+func (s *Service) GetDeadLetter(ctx context.Context, id string) (*Job, error) {
+	j, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !IsDeadLetter(j) {
+		return j, fmt.Errorf("%w: job %s is %s, not a dead letter", ErrConflict, id, j.Status)
+	}
+	return j, nil
+}
+
+// Replay queues dead letter id again under the same id, an operator's
+// action once the cause is fixed: the store keeps its run in History and
+// makes it queued (with a fresh start-by time when JOB_START_TIMEOUT is
+// set), then it is published with the broker's confirm, like a submission.
+// A job that is not a dead letter is returned with ErrConflict and left
+// alone; ErrNotFound is returned unchanged.
+//
+// If the publish fails the job stays queued and unpublished, so the outbox
+// (Run) publishes it later; Replay then returns the job and an error
+// wrapping ErrUnconfirmed. A store failure wraps ErrStoreUnavailable.
+func (s *Service) Replay(ctx context.Context, id string) (*Job, error) {
+	var startBy time.Time
+	if s.cfg.StartTimeout > 0 {
+		startBy = time.Now().Add(s.cfg.StartTimeout)
+	}
+	j, err := s.store.Replay(ctx, id, startBy)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return j, err
+	case err != nil:
+		return nil, s.storeErr(ctx, err)
+	}
+	log := s.log.With("job_id", j.ID, "request_id", j.RequestID)
+	if err := s.publish(ctx, j, log); err != nil {
+		log.Warn("replayed job's publish failed; kept for the outbox", "err", err)
+		return j, fmt.Errorf("jobs: replayed job %s kept for the outbox: %w: %w", j.ID, ErrUnconfirmed, err)
+	}
+	log.Info("replayed a dead-lettered job", "runs_before", len(j.History))
+	return j, nil
+}
+
+// Discard deletes dead letter id for good (an operator's action) and
+// returns it as it was. A job that is not a dead letter is returned with
+// ErrConflict and left alone; ErrNotFound is returned unchanged.
+func (s *Service) Discard(ctx context.Context, id string) (*Job, error) {
+	j, err := s.GetDeadLetter(ctx, id)
+	if err != nil {
+		return j, err
+	}
+	if err := s.store.Delete(ctx, id); err != nil {
+		return nil, s.storeErr(ctx, err)
+	}
+	s.log.Info("discarded a dead-lettered job", "job_id", id)
+	return j, nil
+}
+
 // PutMeta is [Store.PutMeta], with a store failure wrapped in
 // ErrStoreUnavailable.
 func (s *Service) PutMeta(ctx context.Context, key string, value []byte) error {
@@ -556,7 +646,7 @@ func (s *Service) storeErr(ctx context.Context, err error) error {
 		return nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrKeyMismatch),
 		errors.Is(err, ErrInProgress), errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrInvalidJob),
-		errors.Is(err, ErrInvalidMetaKey):
+		errors.Is(err, ErrInvalidMetaKey), errors.Is(err, ErrInvalidCursor):
 		return err
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return err

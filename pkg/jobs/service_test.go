@@ -1111,3 +1111,87 @@ func TestServiceOnFinal(t *testing.T) {
 		}
 	})
 }
+
+// TestServiceReplayDiscard: a dead letter is listed, replayed under the same
+// id with its input (published with a confirm, a fresh start-by time), and
+// a second dead letter discarded; anything else is refused with ErrConflict.
+func TestServiceReplayDiscard(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(t *testing.T) jobs.Store) {
+		ctx := context.Background()
+		pub := newPublisher()
+		svc, _ := newService(t, open(t), pub, func(c *jobs.ServiceConfig) { c.StartTimeout = time.Hour })
+		a := submit(t, svc, jobs.Submission{Input: []byte("poison"), Model: "m", Version: "2"})
+		b := submit(t, svc, jobs.Submission{Input: []byte("other")})
+		ok := submit(t, svc, jobs.Submission{Input: []byte("fine")})
+		apply(t, svc, jobs.Event{JobID: a.ID, Type: jobs.EventRunning, Attempt: 1, Worker: "w1"})
+		if err := svc.ApplyDead(ctx, jobs.DeadLetter{JobID: a.ID, Reason: "delivery_limit"}); err != nil {
+			t.Fatal(err)
+		}
+		apply(t, svc, jobs.Event{JobID: b.ID, Type: jobs.EventFinal, Status: jobs.Failed, Attempt: 4,
+			Error: &jobs.Error{Reason: jobs.ReasonAttemptsExhausted, Message: "delivered 4 times"}})
+		apply(t, svc, jobs.Event{JobID: ok.ID, Type: jobs.EventFinal, Status: jobs.Succeeded, Attempt: 1, Result: []byte(`1`)})
+
+		page, next, err := svc.DeadLetters(ctx, "", 1)
+		if err != nil || len(page) != 1 || next == "" {
+			t.Fatalf("first page = %d jobs, next %q, %v", len(page), next, err)
+		}
+		page2, next2, err := svc.DeadLetters(ctx, next, 1)
+		if err != nil || len(page2) != 1 || next2 != "" || page2[0].ID == page[0].ID {
+			t.Fatalf("second page = %v, next %q, %v", page2, next2, err)
+		}
+		if _, _, err := svc.DeadLetters(ctx, "x", 10); !errors.Is(err, jobs.ErrInvalidCursor) {
+			t.Fatalf("bad token: %v", err)
+		}
+		if n, err := svc.CountDeadLetters(ctx); n != 2 || err != nil {
+			t.Fatalf("CountDeadLetters = %d, %v", n, err)
+		}
+
+		before := len(pub.confirmed)
+		j, err := svc.Replay(ctx, a.ID)
+		if err != nil {
+			t.Fatalf("Replay: %v", err)
+		}
+		if j.ID != a.ID || j.Status != jobs.Queued || !j.Published || len(j.History) != 1 ||
+			j.History[0].Error.Reason != jobs.ReasonDeliveryLimit || j.History[0].Worker != "w1" {
+			t.Fatalf("replayed job %+v, history %+v", j, j.History)
+		}
+		m := pub.lastAttempt(t)
+		if len(pub.confirmed) != before+1 || m.ID != a.ID || string(m.Body) != "poison" || m.Model != "m" || m.Version != "2" ||
+			time.Until(m.StartBy) < 59*time.Minute {
+			t.Fatalf("replay published %+v (confirmed %d → %d)", m, before, len(pub.confirmed))
+		}
+		if g := get(t, svc, a.ID); g.Status != jobs.Queued || !g.Published {
+			t.Fatalf("stored after replay: %+v", g)
+		}
+		if _, err := svc.Replay(ctx, a.ID); !errors.Is(err, jobs.ErrConflict) {
+			t.Fatalf("second Replay = %v, want ErrConflict", err)
+		}
+		if _, err := svc.Discard(ctx, ok.ID); !errors.Is(err, jobs.ErrConflict) {
+			t.Fatalf("Discard(succeeded) = %v, want ErrConflict", err)
+		}
+		if g := get(t, svc, ok.ID); g.Status != jobs.Succeeded {
+			t.Fatalf("a refused discard changed the job: %+v", g)
+		}
+		if _, err := svc.Discard(ctx, b.ID); err != nil {
+			t.Fatalf("Discard: %v", err)
+		}
+		if _, err := svc.Get(ctx, b.ID); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("discarded job still readable: %v", err)
+		}
+		if _, err := svc.Replay(ctx, "nope"); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("Replay(unknown) = %v", err)
+		}
+
+		// A replay whose publish fails stays queued for the outbox.
+		apply(t, svc, jobs.Event{JobID: a.ID, Type: jobs.EventFinal, Status: jobs.Failed, Attempt: 9,
+			Error: &jobs.Error{Reason: jobs.ReasonAttemptsExhausted, Message: "again"}})
+		pub.set(func(p *fakePublisher) { p.fail = []error{errors.New("connection refused")} })
+		j, err = svc.Replay(ctx, a.ID)
+		if !errors.Is(err, jobs.ErrUnconfirmed) || j == nil {
+			t.Fatalf("Replay with a failing publish = %v, %v; want the job and ErrUnconfirmed", j, err)
+		}
+		if g := get(t, svc, a.ID); g.Status != jobs.Queued || g.Published || len(g.History) != 2 {
+			t.Fatalf("after a failed replay publish: %+v", g)
+		}
+	})
+}

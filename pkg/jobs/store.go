@@ -28,6 +28,8 @@ var (
 	// ErrInvalidMetaKey: PutMeta was given an empty key or one longer than
 	// MaxMetaKeyLen bytes.
 	ErrInvalidMetaKey = errors.New("jobs: invalid meta key")
+	// ErrInvalidCursor: DeadLetters was given a page token it did not make.
+	ErrInvalidCursor = errors.New("jobs: invalid page token")
 )
 
 // MaxMetaKeyLen is the longest key [Store.PutMeta] accepts, in bytes.
@@ -102,6 +104,22 @@ type Store interface {
 	// all of them at once: meta is meant for up to some thousands of small
 	// entries.
 	ListMeta(ctx context.Context, prefix string) (map[string][]byte, error)
+
+	// DeadLetters returns up to limit dead letters (see IsDeadLetter),
+	// ordered by FinishedAt then id, starting after the page token after
+	// ("" for the first page; DeadCursor of the last job of a page for the
+	// next). A dead letter stays listed until it is replayed, deleted or
+	// past the TTL. An invalid token wraps ErrInvalidCursor.
+	DeadLetters(ctx context.Context, after string, limit int) ([]*Job, error)
+	// CountDeadLetters returns how many dead letters are visible now.
+	CountDeadLetters(ctx context.Context) (int, error)
+	// Replay makes dead letter id queued again, atomically (PrepareReplay:
+	// its run goes to History, StartBy becomes startBy, not Published, so
+	// the outbox publishes it if the caller does not) and returns it. The
+	// id, input and idempotency key stay; a job that is not a dead letter
+	// is returned with ErrConflict and left alone. ErrNotFound for an
+	// unknown id.
+	Replay(ctx context.Context, id string, startBy time.Time) (*Job, error)
 
 	// Close stops the store's goroutines, wakes every Wait (which then
 	// return ErrClosed) and releases the database. Idempotent.

@@ -184,3 +184,17 @@ func (a *API) Finished(s jobs.Status) {
 
 // DeadLettered counts one dead-lettered job message (jobs.Observer).
 func (a *API) DeadLettered() { a.jobDead.Inc() }
+
+// RegisterDeadLetters registers warren_jobs_dead_letters{vhost}: the dead
+// letters waiting for an operator (replay or discard), read from the job
+// store at scrape time by count. A failed count leaves the series out of that
+// scrape rather than report a wrong number. Every replica reports the same
+// shared number: aggregate with max, not sum.
+func RegisterDeadLetters(reg prometheus.Registerer, vhost string, count func() (int, error)) {
+	d := desc("jobs_dead_letters", "Dead-lettered jobs waiting for an operator (GET /admin/deadletters): failed with delivery_limit or attempts_exhausted, not replayed or discarded, within JOB_TTL.", vhost, false)
+	reg.MustRegister(&funcCollector{descs: []*prometheus.Desc{d}, collect: func(ch chan<- prometheus.Metric) {
+		if n, err := count(); err == nil {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n))
+		}
+	}})
+}

@@ -36,6 +36,7 @@ const (
 	AuthLimited          // 429: too many failed authentications from this client address lately
 	RateLimited          // 429: the caller is over its rate limit (RATE_LIMIT, RATE_BURST, or its key's limits)
 	QuotaExceeded        // 429: the caller has its concurrency quota in flight (CALLER_CONCURRENCY, or its key's limits)
+	NotDeadLetter        // 409: only a dead-lettered job can be replayed or discarded
 	count
 )
 
@@ -48,6 +49,7 @@ var names = [count]string{
 	NotCancellable: "not_cancellable", NotReady: "not_ready", Forbidden: "forbidden",
 	Unauthorized: "unauthorized", AuthLimited: "auth_limited",
 	RateLimited: "rate_limited", QuotaExceeded: "quota_exceeded",
+	NotDeadLetter: "not_dead_letter",
 }
 
 var statuses = [count]int{
@@ -56,6 +58,7 @@ var statuses = [count]int{
 	StoreUnavailable: 503, JobsUnavailable: 503, IdempotencyKeyReused: 422, InProgress: 409,
 	NotCancellable: 409, NotReady: 503, Forbidden: 403, Unauthorized: 401, AuthLimited: 429,
 	RateLimited: 429, QuotaExceeded: 429,
+	NotDeadLetter: 409,
 }
 
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.

@@ -27,6 +27,7 @@ var (
 	bucketUnpublished = []byte("unpublished") // created_at+id: not Published, not final
 	bucketStartBy     = []byte("start_by")    // start_by+id: queued with a StartBy
 	bucketFinished    = []byte("finished")    // finished_at+id: final (janitor)
+	bucketDead        = []byte("dead")        // finished_at+id: dead letters (jobs.IsDeadLetter)
 	bucketMeta        = []byte("meta")        // "version" → schemaVersion
 	bucketKV          = []byte("kv")          // PutMeta key → value
 )
@@ -143,7 +144,7 @@ func OpenBolt(cfg BoltConfig) (*BoltStore, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketMeta, bucketKV} {
+	for _, name := range [][]byte{bucketJobs, bucketIdem, bucketUnpublished, bucketStartBy, bucketFinished, bucketDead, bucketMeta, bucketKV} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -445,6 +446,100 @@ func (s *BoltStore) ExpireQueued(ctx context.Context, now time.Time, limit int) 
 	return ids, nil
 }
 
+// DeadLetters implements [jobs.Store.DeadLetters].
+func (s *BoltStore) DeadLetters(ctx context.Context, after string, limit int) ([]*jobs.Job, error) {
+	ns, afterID, err := jobs.ParseDeadCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	now := s.now()
+	var out []*jobs.Job
+	err = s.db.View(func(tx *bolt.Tx) error {
+		out = out[:0]
+		start := indexKey(time.Unix(0, ns), afterID)
+		c := tx.Bucket(bucketDead).Cursor()
+		for k, _ := c.Seek(start); k != nil && len(out) < limit; k, _ = c.Next() {
+			if bytes.Equal(k, start) {
+				continue
+			}
+			_, id := splitIndexKey(k)
+			j, err := loadJob(tx, id)
+			if err != nil {
+				return err
+			}
+			if j != nil && jobs.IsDeadLetter(j) && jobs.Visible(j, now, s.ttl) {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrapErr("list dead letters", "", err)
+	}
+	return out, nil
+}
+
+// CountDeadLetters implements [jobs.Store.CountDeadLetters]: the dead
+// letters not yet past the TTL (the janitor deletes those a little later).
+func (s *BoltStore) CountDeadLetters(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	cutoff := nanos.Of(s.now().Add(-s.ttl))
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDead).Cursor()
+		for k, _ := c.Seek(indexKey(time.Unix(0, cutoff+1), "")); k != nil; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, s.wrapErr("count dead letters", "", err)
+	}
+	return n, nil
+}
+
+// Replay implements [jobs.Store.Replay].
+func (s *BoltStore) Replay(ctx context.Context, id string, startBy time.Time) (*jobs.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var (
+		out     *jobs.Job
+		outcome error
+	)
+	err := s.batch(func(tx *bolt.Tx) error {
+		out, outcome = nil, nil
+		j, err := loadJob(tx, id)
+		if err != nil {
+			return err
+		}
+		if j == nil || !jobs.Visible(j, now, s.ttl) {
+			outcome = jobs.ErrNotFound
+			return nil
+		}
+		old := *j
+		if outcome = jobs.PrepareReplay(j, now, startBy); outcome != nil {
+			out = &old
+			return nil
+		}
+		out = j
+		return saveJob(tx, &old, j)
+	})
+	if err != nil {
+		return nil, s.wrapErr("replay", id, err)
+	}
+	return out, outcome
+}
+
 // Wait implements [jobs.Store.Wait].
 func (s *BoltStore) Wait(ctx context.Context, id string, timeout time.Duration) (*jobs.Job, error) {
 	return s.waiters.Wait(ctx, s.Get, id, timeout)
@@ -522,7 +617,7 @@ func loadJob(tx *bolt.Tx, id string) (*jobs.Job, error) {
 }
 
 // indexEntries are the index keys a job state implies, nil where it has none.
-type indexEntries struct{ unpublished, startBy, finished []byte }
+type indexEntries struct{ unpublished, startBy, finished, dead []byte }
 
 func entriesFor(j *jobs.Job) indexEntries {
 	var e indexEntries
@@ -537,6 +632,9 @@ func entriesFor(j *jobs.Job) indexEntries {
 	}
 	if j.Status.Final() && j.FinishedAt != nil {
 		e.finished = indexKey(*j.FinishedAt, j.ID)
+		if jobs.IsDeadLetter(j) {
+			e.dead = e.finished
+		}
 	}
 	return e
 }
@@ -559,6 +657,7 @@ func saveJob(tx *bolt.Tx, old, j *jobs.Job) error {
 		{bucketUnpublished, was.unpublished, now.unpublished},
 		{bucketStartBy, was.startBy, now.startBy},
 		{bucketFinished, was.finished, now.finished},
+		{bucketDead, was.dead, now.dead},
 	} {
 		if bytes.Equal(ix.was, ix.now) {
 			continue
@@ -657,6 +756,7 @@ func deleteJob(tx *bolt.Tx, id string) error {
 	e := entriesFor(j)
 	for _, ix := range []struct{ bucket, key []byte }{
 		{bucketUnpublished, e.unpublished}, {bucketStartBy, e.startBy}, {bucketFinished, e.finished},
+		{bucketDead, e.dead},
 	} {
 		if ix.key != nil {
 			if err := tx.Bucket(ix.bucket).Delete(ix.key); err != nil {

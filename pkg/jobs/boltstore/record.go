@@ -32,6 +32,7 @@ type record struct {
 	Version        string          `json:"model_version,omitempty"`
 	Format         string          `json:"format,omitempty"`
 	Owner          string          `json:"owner,omitempty"`
+	History        []jobs.PastRun  `json:"history,omitempty"`
 }
 
 func encodeJob(j *jobs.Job) ([]byte, error) {
@@ -55,6 +56,7 @@ func encodeJob(j *jobs.Job) ([]byte, error) {
 		Version:        j.Version,
 		Format:         j.Format,
 		Owner:          j.Owner,
+		History:        j.History,
 	})
 }
 
@@ -86,6 +88,7 @@ func decodeJob(data []byte) (*jobs.Job, error) {
 		Version:        r.Version,
 		Format:         r.Format,
 		Owner:          r.Owner,
+		History:        r.History,
 	}, nil
 }
 

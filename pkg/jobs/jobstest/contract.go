@@ -63,6 +63,10 @@ func Run(t *testing.T, open Opener) {
 		{"TTL", testTTL},
 		{"Meta", testMeta},
 		{"MetaConcurrent", testMetaConcurrent},
+		{"DeadLetters", testDeadLetters},
+		{"DeadLetterPages", testDeadLetterPages},
+		{"Replay", testReplay},
+		{"DeadLettersTTLAndDelete", testDeadLettersTTLAndDelete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := NewClock()
@@ -1013,5 +1017,229 @@ func testMetaConcurrent(t *testing.T, s jobs.Store, clk *Clock) {
 		if v := m[fmt.Sprintf("c/%02d", i)]; string(v) != fmt.Sprint(i) {
 			t.Errorf("c/%02d = %q", i, v)
 		}
+	}
+}
+
+// ---- dead letters ----
+
+// deadEvent is the final event that makes a job a dead letter.
+func deadEvent(id string, at time.Time, r jobs.Reason) jobs.Event {
+	return jobs.Event{JobID: id, Type: jobs.EventFinal, Status: jobs.Failed, At: at, Attempt: 4, Worker: "w-" + id,
+		Error: &jobs.Error{Reason: r, Message: "gave up on " + id}}
+}
+
+func deadIDs(t testing.TB, s jobs.Store, after string, limit int) []string {
+	t.Helper()
+	js, err := s.DeadLetters(context.Background(), after, limit)
+	if err != nil {
+		t.Fatalf("DeadLetters(%q, %d): %v", after, limit, err)
+	}
+	ids := []string{}
+	for _, j := range js {
+		ids = append(ids, j.ID)
+	}
+	return ids
+}
+
+func wantCount(t testing.TB, s jobs.Store, want int) {
+	t.Helper()
+	n, err := s.CountDeadLetters(context.Background())
+	if err != nil || n != want {
+		t.Fatalf("CountDeadLetters = %d, %v; want %d", n, err, want)
+	}
+}
+
+func testDeadLetters(t *testing.T, s jobs.Store, clk *Clock) {
+	ctx := context.Background()
+	wantCount(t, s, 0)
+	if ids := deadIDs(t, s, "", 10); len(ids) != 0 {
+		t.Fatalf("empty store lists %v", ids)
+	}
+	// Only failures the farm gave up delivering are dead letters.
+	for i, c := range []struct {
+		id     string
+		status jobs.Status
+		reason jobs.Reason
+	}{
+		{"limit", jobs.Failed, jobs.ReasonDeliveryLimit},
+		{"exhausted", jobs.Failed, jobs.ReasonAttemptsExhausted},
+		{"model", jobs.Failed, jobs.ReasonModelError},
+		{"badinput", jobs.Failed, jobs.ReasonBadInput},
+		{"ok", jobs.Succeeded, ""},
+		{"expired", jobs.Expired, jobs.ReasonExpired},
+	} {
+		MustCreate(t, s, &jobs.Job{ID: c.id, Input: []byte("in-" + c.id)})
+		ev := jobs.Event{JobID: c.id, Type: jobs.EventFinal, Status: c.status, At: T0.Add(time.Duration(i+1) * time.Second), Attempt: 1}
+		if c.reason != "" {
+			ev.Error = &jobs.Error{Reason: c.reason, Message: "m"}
+		}
+		MustApply(t, s, ev, true)
+	}
+	MustCreate(t, s, &jobs.Job{ID: "queued"})
+	if _, err := s.Cancel(ctx, "queued"); err != nil {
+		t.Fatal(err)
+	}
+	if ids := deadIDs(t, s, "", 10); !slices.Equal(ids, []string{"limit", "exhausted"}) {
+		t.Fatalf("dead letters %v, want [limit exhausted] (by finish time)", ids)
+	}
+	wantCount(t, s, 2)
+	js, _ := s.DeadLetters(ctx, "", 10)
+	if string(js[0].Input) != "in-limit" || js[0].Error.Reason != jobs.ReasonDeliveryLimit || js[0].Attempts != 1 {
+		t.Fatalf("listed dead letter lost what a replay needs: %+v", View(js[0]))
+	}
+	// A later final event changes nothing: still one entry.
+	MustApply(t, s, deadEvent("limit", T0.Add(time.Minute), jobs.ReasonDeliveryLimit), false)
+	if ids := deadIDs(t, s, "", 10); !slices.Equal(ids, []string{"limit", "exhausted"}) {
+		t.Fatalf("after a duplicate final: %v", ids)
+	}
+	if _, err := s.DeadLetters(ctx, "garbage", 10); !errors.Is(err, jobs.ErrInvalidCursor) {
+		t.Fatalf("DeadLetters(bad token) = %v, want ErrInvalidCursor", err)
+	}
+	if ids := deadIDs(t, s, "", 0); len(ids) != 0 {
+		t.Fatalf("limit 0 lists %v", ids)
+	}
+}
+
+func testDeadLetterPages(t *testing.T, s jobs.Store, clk *Clock) {
+	// 25 dead letters, several finishing in the same nanosecond: pages of 4
+	// list each exactly once, in order.
+	var want []string
+	for i := range 25 {
+		id := fmt.Sprintf("d%02d", 24-i) // ids against time order within a tick
+		MustCreate(t, s, &jobs.Job{ID: id})
+		MustApply(t, s, deadEvent(id, T0.Add(time.Duration(i/3)*time.Microsecond), jobs.ReasonDeliveryLimit), true)
+	}
+	for tick := range 9 {
+		var ids []string
+		for i := tick * 3; i < min(tick*3+3, 25); i++ {
+			ids = append(ids, fmt.Sprintf("d%02d", 24-i))
+		}
+		sort.Strings(ids)
+		want = append(want, ids...)
+	}
+	var got []string
+	after := ""
+	for range 20 {
+		js, err := s.DeadLetters(context.Background(), after, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(js) > 4 {
+			t.Fatalf("page of %d, limit 4", len(js))
+		}
+		for _, j := range js {
+			got = append(got, j.ID)
+		}
+		if len(js) < 4 {
+			break
+		}
+		after = jobs.DeadCursor(js[len(js)-1])
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages listed\n%v\nwant\n%v", got, want)
+	}
+	wantCount(t, s, 25)
+}
+
+func testReplay(t *testing.T, s jobs.Store, clk *Clock) {
+	ctx := context.Background()
+	MustCreate(t, s, &jobs.Job{ID: "a", Input: []byte("payload"), IdempotencyKey: "k", BodyHash: "H", RequestID: "r", Model: "m", Format: jobs.FormatV2})
+	MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventRunning, At: T0.Add(time.Second), Attempt: 1, Worker: "w1"}, true)
+	MustApply(t, s, deadEvent("a", T0.Add(2*time.Second), jobs.ReasonAttemptsExhausted), true)
+
+	clk.Set(T0.Add(time.Hour - time.Second)) // near the TTL: the replay must lift it
+	startBy := T0.Add(2 * time.Hour)
+	j, err := s.Replay(ctx, "a", startBy)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	want := &jobs.Job{ID: "a", Status: jobs.Queued, CreatedAt: T0, Input: []byte("payload"), IdempotencyKey: "k",
+		BodyHash: "H", RequestID: "r", Model: "m", Format: jobs.FormatV2, StartBy: startBy}
+	SameJob(t, "after Replay", j, want)
+	got := MustGet(t, s, "a")
+	SameJob(t, "Get after Replay", got, want)
+	if len(got.History) != 1 {
+		t.Fatalf("history %+v, want one run", got.History)
+	}
+	h := got.History[0]
+	if h.Attempts != 4 || h.Worker != "w-a" || h.StartedAt == nil || !h.StartedAt.Equal(T0.Add(time.Second)) ||
+		!h.FinishedAt.Equal(T0.Add(2*time.Second)) || h.Error == nil || h.Error.Reason != jobs.ReasonAttemptsExhausted ||
+		!h.ReplayedAt.Equal(clk.Now()) {
+		t.Fatalf("history entry %+v", h)
+	}
+	if ids := deadIDs(t, s, "", 10); len(ids) != 0 {
+		t.Fatalf("a replayed job is still listed: %v", ids)
+	}
+	wantCount(t, s, 0)
+	// Queued and unpublished: the outbox would publish it.
+	un, err := s.Unpublished(ctx, clk.Now(), 10)
+	if err != nil || len(un) != 1 || un[0].ID != "a" {
+		t.Fatalf("Unpublished after Replay = %v, %v", un, err)
+	}
+	// The start-by time is the reaper's again.
+	if ids, err := s.ExpireQueued(ctx, startBy.Add(-time.Second), 10); err != nil || len(ids) != 0 {
+		t.Fatalf("expired before its new start-by: %v %v", ids, err)
+	}
+	// The idempotency key still names it, long past the old TTL.
+	clk.Set(T0.Add(10 * time.Hour))
+	if ex, err := s.Create(ctx, &jobs.Job{ID: "a2", IdempotencyKey: "k", BodyHash: "H"}); !errors.Is(err, jobs.ErrInProgress) || ex == nil || ex.ID != "a" {
+		t.Fatalf("Create with the replayed job's key = %v, %v; want job a, ErrInProgress", ex, err)
+	}
+	// Not a dead letter any more: a second replay conflicts.
+	if _, err := s.Replay(ctx, "a", time.Time{}); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("Replay(queued) = %v, want ErrConflict", err)
+	}
+	// It runs again and dies again: a second history entry.
+	MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventRunning, At: T0.Add(11 * time.Hour), Attempt: 1, Worker: "w2"}, true)
+	MustApply(t, s, deadEvent("a", T0.Add(11*time.Hour+time.Second), jobs.ReasonDeliveryLimit), true)
+	if ids := deadIDs(t, s, "", 10); !slices.Equal(ids, []string{"a"}) {
+		t.Fatalf("dead again: %v", ids)
+	}
+	clk.Set(T0.Add(12 * time.Hour))
+	if _, err := s.Replay(ctx, "a", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if j := MustGet(t, s, "a"); len(j.History) != 2 || j.History[1].Worker != "w-a" || !j.StartBy.IsZero() {
+		t.Fatalf("second replay: start_by %v, history %+v", j.StartBy, j.History)
+	}
+	// Finishing after a replay: the first final of the new run wins.
+	j = MustApply(t, s, jobs.Event{JobID: "a", Type: jobs.EventFinal, Status: jobs.Succeeded, At: T0.Add(13 * time.Hour), Attempt: 1, Result: json.RawMessage(`1`)}, true)
+	if j.Status != jobs.Succeeded || len(j.History) != 2 {
+		t.Fatalf("after the replayed run: %+v", View(j))
+	}
+
+	// Refusals.
+	MustCreate(t, s, &jobs.Job{ID: "model"})
+	MustApply(t, s, deadEvent("model", T0.Add(13*time.Hour), jobs.ReasonModelError), true)
+	for _, id := range []string{"a", "model"} {
+		if j, err := s.Replay(ctx, id, time.Time{}); !errors.Is(err, jobs.ErrConflict) || j == nil || j.ID != id {
+			t.Fatalf("Replay(%s) = %v, %v; want the job and ErrConflict", id, j, err)
+		}
+	}
+	if _, err := s.Replay(ctx, "nope", time.Time{}); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("Replay(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDeadLettersTTLAndDelete(t *testing.T, s jobs.Store, clk *Clock) {
+	ctx := context.Background()
+	for i, id := range []string{"x", "y", "z"} {
+		MustCreate(t, s, &jobs.Job{ID: id})
+		MustApply(t, s, deadEvent(id, T0.Add(time.Duration(i)*time.Minute), jobs.ReasonDeliveryLimit), true)
+	}
+	if err := s.Delete(ctx, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if ids := deadIDs(t, s, "", 10); !slices.Equal(ids, []string{"x", "z"}) {
+		t.Fatalf("after Delete(y): %v", ids)
+	}
+	wantCount(t, s, 2)
+	clk.Set(T0.Add(contractTTL + 30*time.Second)) // x is past the TTL, z not
+	if ids := deadIDs(t, s, "", 10); !slices.Equal(ids, []string{"z"}) {
+		t.Fatalf("past x's TTL: %v", ids)
+	}
+	wantCount(t, s, 1)
+	if _, err := s.Replay(ctx, "x", time.Time{}); !errors.Is(err, jobs.ErrNotFound) {
+		t.Fatalf("Replay(past TTL) = %v, want ErrNotFound", err)
 	}
 }

@@ -79,9 +79,10 @@ end
 return 1
 `)
 
-// luaApply: KEYS job, unpublished, start_by, channel.
+// luaApply: KEYS job, unpublished, start_by, channel, dead.
 // ARGV id, cutoff_ns, ttl_ms, idem key prefix, type, status, at_ns, attempt,
-// worker, result ("" none), error JSON ("" none).
+// worker, result ("" none), error JSON ("" none), dead letter ("1"/"0": the
+// final event makes it one, jobs.IsDeadLetter), at_us.
 // Returns {0} not found, {1, changed (0/1), hash after}.
 var luaApply = redis.NewScript(luaPrelude + `
 local flat = redis.call("HGETALL", KEYS[1])
@@ -118,7 +119,30 @@ if ARGV[10] ~= "" then put("result", ARGV[10]) end
 if ARGV[11] ~= "" then put("error", ARGV[11]) end
 redis.call("HSET", KEYS[1], unpack(set))
 finalise(KEYS[1], ARGV[1], m, KEYS[2], KEYS[3], KEYS[4], ARGV[4], ARGV[3])
+if ARGV[12] == "1" then redis.call("ZADD", KEYS[5], ARGV[13], ARGV[1]) end
 return {1, 1, redis.call("HGETALL", KEYS[1])}
+`)
+
+// luaReplay: KEYS job, unpublished, start_by, dead.
+// ARGV id, expected finished_ns (the dead letter the caller read), idem key
+// prefix, created_us, start_by_us ("" = none), then field/value pairs to set.
+// Returns {0} not found, {1, hash after} replayed, {2, hash} changed since
+// read (the caller re-reads).
+var luaReplay = redis.NewScript(luaPrelude + `
+local flat = redis.call("HGETALL", KEYS[1])
+if #flat == 0 then return {0} end
+local m = tomap(flat)
+if m.status ~= "failed" or m.finished ~= ARGV[2] then return {2, flat} end
+redis.call("HDEL", KEYS[1], "started", "finished", "result", "error", "worker", "start_by")
+redis.call("HSET", KEYS[1], unpack(ARGV, 6))
+redis.call("PERSIST", KEYS[1])
+if m.idem and m.idem ~= "" and redis.call("GET", ARGV[3] .. m.idem) == ARGV[1] then
+  redis.call("PERSIST", ARGV[3] .. m.idem)
+end
+redis.call("ZADD", KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] ~= "" then redis.call("ZADD", KEYS[3], ARGV[5], ARGV[1]) end
+redis.call("ZREM", KEYS[4], ARGV[1])
+return {1, redis.call("HGETALL", KEYS[1])}
 `)
 
 // luaCancel: KEYS job, unpublished, start_by, channel.
@@ -135,7 +159,7 @@ finalise(KEYS[1], ARGV[1], m, KEYS[2], KEYS[3], KEYS[4], ARGV[4], ARGV[3])
 return {1, redis.call("HGETALL", KEYS[1])}
 `)
 
-// luaDelete: KEYS job, unpublished, start_by, channel. ARGV id, idem key
+// luaDelete: KEYS job, unpublished, start_by, channel, dead. ARGV id, idem key
 // prefix. Returns 0 not found, 1 deleted.
 var luaDelete = redis.NewScript(`
 local idem = redis.call("HGET", KEYS[1], "idem")
@@ -145,6 +169,7 @@ if idem and idem ~= "" and redis.call("GET", ARGV[2] .. idem) == ARGV[1] then
 end
 redis.call("ZREM", KEYS[2], ARGV[1])
 redis.call("ZREM", KEYS[3], ARGV[1])
+redis.call("ZREM", KEYS[5], ARGV[1])
 redis.call("PUBLISH", KEYS[4], ARGV[1])
 return 1
 `)
@@ -171,4 +196,4 @@ return out
 `)
 
 // allScripts are loaded into the script cache by OpenRedis.
-var allScripts = []*redis.Script{luaCreate, luaMarkPublished, luaApply, luaCancel, luaDelete, luaExpireQueued}
+var allScripts = []*redis.Script{luaCreate, luaMarkPublished, luaApply, luaCancel, luaDelete, luaExpireQueued, luaReplay}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,8 @@ type RedisConfig struct {
 //	{prefix}start_by      sorted set: queued ids with a StartBy, by StartBy (µs)
 //	{prefix}finished      pub/sub channel: the id of every job that became final
 //	{prefix}meta          hash: PutMeta key → value; no expiry
+//	{prefix}dead          sorted set: dead letters (jobs.IsDeadLetter), by finished_at (µs);
+//	                      entries past the TTL are pruned when read
 //
 // Every RedisStore holds one subscription to the channel and fans notices out
 // to its Waits, so a Wait wakes whichever replica applied the final state.
@@ -67,7 +70,7 @@ type RedisStore struct {
 	log     *slog.Logger
 	waiters *jobs.Notifier
 
-	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel, kMeta string
+	kJobPrefix, kIdemPrefix, kUnpublished, kStartBy, kChannel, kMeta, kDead string
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -114,6 +117,7 @@ func OpenRedis(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 		kStartBy:     cfg.Prefix + "start_by",
 		kChannel:     cfg.Prefix + "finished",
 		kMeta:        cfg.Prefix + "meta",
+		kDead:        cfg.Prefix + "dead",
 	}
 	if err := s.start(ctx); err != nil {
 		_ = rdb.Close()
@@ -347,10 +351,15 @@ func (s *RedisStore) Apply(ctx context.Context, ev jobs.Event) (*jobs.Job, bool,
 		}
 		errJSON = string(b)
 	}
+	dead := "0"
+	if ev.Type == jobs.EventFinal && jobs.IsDeadLetter(&jobs.Job{Status: ev.Status, Error: ev.Error}) {
+		dead = "1"
+	}
 	res, err := luaApply.Run(ctx, s.rdb,
-		[]string{s.jobKey(ev.JobID), s.kUnpublished, s.kStartBy, s.kChannel},
+		[]string{s.jobKey(ev.JobID), s.kUnpublished, s.kStartBy, s.kChannel, s.kDead},
 		ev.JobID, s.cutoff(now), s.ttlMillis(), s.kIdemPrefix, string(ev.Type), string(ev.Status),
 		strconv.FormatInt(at.UnixNano(), 10), ev.Attempt, ev.Worker, string(ev.Result), errJSON,
+		dead, strconv.FormatInt(at.UnixMicro(), 10),
 	).Slice()
 	if err != nil {
 		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
@@ -398,7 +407,7 @@ func (s *RedisStore) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 // Delete implements [jobs.Store.Delete].
 func (s *RedisStore) Delete(ctx context.Context, id string) error {
 	n, err := luaDelete.Run(ctx, s.rdb,
-		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel}, id, s.kIdemPrefix).Int()
+		[]string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kChannel, s.kDead}, id, s.kIdemPrefix).Int()
 	if err != nil {
 		return s.wrapErr("delete", id, err)
 	}
@@ -426,6 +435,143 @@ func (s *RedisStore) ExpireQueued(ctx context.Context, now time.Time, limit int)
 		return nil, s.wrapErr("expire queued", "", err)
 	}
 	return ids, nil
+}
+
+// pruneDead removes the dead-letter entries past the TTL (their jobs expired).
+func (s *RedisStore) pruneDead(ctx context.Context, now time.Time) error {
+	cut := strconv.FormatInt(now.Add(-s.ttl).UnixMicro(), 10)
+	return s.rdb.ZRemRangeByScore(ctx, s.kDead, "-inf", cut).Err()
+}
+
+// DeadLetters implements [jobs.Store.DeadLetters]. It reads the index page
+// by page from the cursor's microsecond on and filters exactly on the jobs'
+// own times, so ties within a microsecond are neither lost nor repeated.
+func (s *RedisStore) DeadLetters(ctx context.Context, after string, limit int) ([]*jobs.Job, error) {
+	ns, afterID, err := jobs.ParseDeadCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	now := s.now()
+	if err := s.pruneDead(ctx, now); err != nil {
+		return nil, s.wrapErr("list dead letters", "", err)
+	}
+	min := strconv.FormatInt(ns/1000, 10)
+	var out []*jobs.Job
+	for offset := int64(0); len(out) < limit; {
+		batch := int64(limit + 16)
+		ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: s.kDead, Start: min, Stop: "+inf", ByScore: true, Offset: offset, Count: batch,
+		}).Result()
+		if err != nil {
+			return nil, s.wrapErr("list dead letters", "", err)
+		}
+		offset += int64(len(ids))
+		if len(ids) > 0 {
+			pipe := s.rdb.Pipeline()
+			cmds := make([]*redis.MapStringStringCmd, len(ids))
+			for i, id := range ids {
+				cmds[i] = pipe.HGetAll(ctx, s.jobKey(id))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return nil, s.wrapErr("list dead letters", "", err)
+			}
+			var page []*jobs.Job
+			for _, c := range cmds {
+				if len(c.Val()) == 0 {
+					continue // expired or deleted meanwhile
+				}
+				j, err := jobFromMap(c.Val())
+				if err != nil {
+					return nil, s.wrapErr("list dead letters", "", err)
+				}
+				if jobs.IsDeadLetter(j) && jobs.Visible(j, now, s.ttl) && jobs.AfterCursor(j, ns, afterID) {
+					page = append(page, j)
+				}
+			}
+			// Redis orders equal scores by member; the jobs' nanoseconds
+			// may order them otherwise within one microsecond.
+			slices.SortStableFunc(page, func(a, b *jobs.Job) int {
+				if c := a.FinishedAt.Compare(*b.FinishedAt); c != 0 {
+					return c
+				}
+				return strings.Compare(a.ID, b.ID)
+			})
+			out = append(out, page...)
+		}
+		if int64(len(ids)) < batch {
+			break
+		}
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// CountDeadLetters implements [jobs.Store.CountDeadLetters].
+func (s *RedisStore) CountDeadLetters(ctx context.Context) (int, error) {
+	if err := s.pruneDead(ctx, s.now()); err != nil {
+		return 0, s.wrapErr("count dead letters", "", err)
+	}
+	n, err := s.rdb.ZCard(ctx, s.kDead).Result()
+	if err != nil {
+		return 0, s.wrapErr("count dead letters", "", err)
+	}
+	return int(n), nil
+}
+
+// Replay implements [jobs.Store.Replay]: it reads the job, prepares the
+// replay in Go (jobs.PrepareReplay) and writes it with a script that
+// checks that the job is still the dead letter it read; if another replica
+// changed it meanwhile, it reads again.
+func (s *RedisStore) Replay(ctx context.Context, id string, startBy time.Time) (*jobs.Job, error) {
+	for range 5 {
+		j, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		old := *j
+		if err := jobs.PrepareReplay(j, s.now(), startBy); err != nil {
+			return &old, err
+		}
+		hist, err := json.Marshal(j.History)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: replay %s: %w", id, err)
+		}
+		sb, sbUs := "", ""
+		fields := []any{"status", string(j.Status), "published", "0", "attempts", "0", "history", string(hist)}
+		if !j.StartBy.IsZero() {
+			sb = strconv.FormatInt(j.StartBy.UnixNano(), 10)
+			sbUs = strconv.FormatInt(j.StartBy.UnixMicro(), 10)
+			fields = append(fields, "start_by", sb)
+		}
+		args := append([]any{id, strconv.FormatInt(old.FinishedAt.UnixNano(), 10), s.kIdemPrefix,
+			strconv.FormatInt(j.CreatedAt.UnixMicro(), 10), sbUs}, fields...)
+		res, err := luaReplay.Run(ctx, s.rdb, []string{s.jobKey(id), s.kUnpublished, s.kStartBy, s.kDead}, args...).Slice()
+		if err != nil {
+			return nil, s.wrapErr("replay", id, err)
+		}
+		switch code(res) {
+		case 0:
+			return nil, jobs.ErrNotFound
+		case 1:
+			if len(res) != 2 {
+				break
+			}
+			out, err := jobFromFlat(res[1])
+			if err != nil {
+				return nil, s.wrapErr("replay", id, err)
+			}
+			return out, nil
+		case 2:
+			continue // changed since read: read again
+		}
+		return nil, s.wrapErr("replay", id, fmt.Errorf("unexpected script reply %v", res))
+	}
+	return nil, s.wrapErr("replay", id, errors.New("the job kept changing; try again"))
 }
 
 // Wait implements [jobs.Store.Wait].
@@ -616,6 +762,11 @@ func jobFromMap(m map[string]string) (*jobs.Job, error) {
 	}
 	if v, ok := m["result"]; ok {
 		j.Result = json.RawMessage(v)
+	}
+	if v, ok := m["history"]; ok {
+		if err := json.Unmarshal([]byte(v), &j.History); err != nil {
+			return nil, fmt.Errorf("job %s: field history: %w", j.ID, err)
+		}
 	}
 	if v, ok := m["error"]; ok {
 		j.Error = &jobs.Error{}
