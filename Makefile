@@ -39,7 +39,8 @@ FUZZ_TARGETS = \
 	pkg/queue:FuzzDecodeDelivery \
 	pkg/jobs/boltstore:FuzzDecodeJob pkg/jobs/redisstore:FuzzJobFromFlat \
 	pkg/repository:FuzzParseConfig \
-	pkg/model/httpmodel:FuzzServerReply pkg/catalog:FuzzAnnouncement
+	pkg/model/httpmodel:FuzzServerReply pkg/catalog:FuzzAnnouncement \
+	pkg/auth:FuzzParseKeys pkg/auth:FuzzCredential
 FUZZSMOKE ?= 2s
 FUZZTIME  ?= 1m
 
