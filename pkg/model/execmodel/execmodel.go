@@ -23,8 +23,8 @@ type Model struct {
 	log      *slog.Logger
 	md       model.Metadata
 	maxBatch int
-	quit chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	quit     chan struct{} // closed by Close
+	wg       sync.WaitGroup
 
 	mu      sync.Mutex
 	slots   []slotState
