@@ -37,7 +37,7 @@ func TestExecBackendThroughTheFarm(t *testing.T) {
 		"pyecho/child.py": string(child),
 	}, nil)
 	f := newFarm(t, 0, nil, nil)
-	w := f.addWorker("MODEL_REPOSITORY="+repo, "MODELS=pyecho")
+	w := f.addWorker("MODEL_REPOSITORY="+repo, "MODELS=pyecho", "JOB_RETRY_BACKOFF=100ms")
 	f.waitModel("pyecho", "1", true)
 
 	infer := func(body string) response {
@@ -99,13 +99,29 @@ func TestExecBackendThroughTheFarm(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A job whose child is killed under it is retried, and succeeds on the
+	// restarted child.
+	pid = onlyPidExcept(t, pids, pid)
+	j := submitBody(t, f.spec, f.api, `{"model":"pyecho","parameters":{"mode":"sleep","ms":1500},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[5]}]}`)
+	awaitJob(t, f.spec, f.api, j.ID, 10*time.Second, "running", func(j jobBody) bool { return j.Status == "running" })
+	time.Sleep(300 * time.Millisecond) // the job reaches the child
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill child %d: %v", pid, err)
+	}
+	j = awaitJob(t, f.spec, f.api, j.ID, 30*time.Second, "finished", func(j jobBody) bool { return j.FinishedAt != nil })
+	if j.Status != "succeeded" || j.Attempts < 2 || !strings.Contains(string(j.Result), "10") {
+		t.Fatalf("job after its child was killed: %s, %d attempts, result %s, error %+v", j.Status, j.Attempts, j.Result, j.Error)
+	}
+	t.Logf("job retried after its child was killed: %s after %d attempts", j.Status, j.Attempts)
+	killed := pid
+
 	var ready struct {
 		Status string `json:"status"`
 	}
 	if code, _, _ := getJSON(w.url("/ready"), &ready); code != 200 || ready.Status != "ready" {
 		t.Fatalf("worker /ready after recovery: %d %+v", code, ready)
 	}
-	newPid := onlyPidExcept(t, pids, pid)
+	newPid := onlyPidExcept(t, pids, killed)
 
 	// The child stops with the worker.
 	w.signal(syscall.SIGTERM)
@@ -123,13 +139,15 @@ func onlyPid(t *testing.T, dir string) int {
 	return onlyPidExcept(t, dir, 0)
 }
 
+// onlyPidExcept returns the pid of the one live child in dir (dead children's
+// files stay).
 func onlyPidExcept(t *testing.T, dir string, not int) int {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
 	var found []int
 	for _, f := range files {
 		pid, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(f), ".pid"))
-		if err == nil && pid != not {
+		if err == nil && pid != not && syscall.Kill(pid, 0) == nil {
 			found = append(found, pid)
 		}
 	}
