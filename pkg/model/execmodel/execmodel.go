@@ -276,6 +276,11 @@ func (m *Model) Healthy() error {
 // when none is, it fails at once with model.ErrUnavailable.
 func (m *Model) acquire(ctx context.Context) (*instance, error) {
 	for {
+		// A request already past its deadline must not reach a child: the
+		// deadline would kill a healthy one.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		m.mu.Lock()
 		for len(m.free) > 0 {
 			in := m.free[len(m.free)-1]

@@ -443,3 +443,22 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestExpiredRequestSparesTheChild(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := testConfig(t, map[string]string{"PID_DIR": dir})
+	m := newModel(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Predict(ctx, []*model.Request{req("late", "", 1)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the context's", err)
+	}
+	resps, err := predict(t, m, 5*time.Second, req("next", "", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantY(t, resps[0], 4)
+	if pids, _ := filepath.Glob(filepath.Join(dir, "*.pid")); len(pids) != 1 {
+		t.Fatalf("%d children started, want 1 (the expired request killed one?)", len(pids))
+	}
+}
