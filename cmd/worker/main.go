@@ -82,6 +82,7 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 		repository.BackendSeed: s.seedBackend,
 		repository.BackendONNX: onnxBackend,
 		repository.BackendHTTP: repository.HTTPBackend,
+		repository.BackendExec: repository.ExecBackend(log),
 	}
 	cfg := s.worker
 	cfg.Logger, cfg.Tracing = log, tr

@@ -10,8 +10,8 @@
 // Implementations must be safe for concurrent use and honour the context: when its
 // deadline passes, Predict returns promptly with the context's error.
 //
-// Backends live in sub-packages or beside the worker (seed here, onnx and http in
-// their own packages); the model repository (pkg/repository) loads them from
+// Backends live in sub-packages or beside the worker (seed here, onnx, http and
+// exec in their own packages); the model repository (pkg/repository) loads them from
 // config.yaml files and names them.
 package model
 

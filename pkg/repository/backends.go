@@ -2,8 +2,11 @@ package repository
 
 import (
 	"context"
+	"log/slog"
+	"path/filepath"
 
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/model/execmodel"
 	"github.com/warren-farm/warren/pkg/model/httpmodel"
 )
 
@@ -34,5 +37,34 @@ func HTTPConfig(m Model) httpmodel.Config {
 		MaxResponseBytes: h.MaxResponseBytes,
 		Inputs:           h.Inputs,
 		Outputs:          h.Outputs,
+	}
+}
+
+// ExecBackend returns the exec backend: [execmodel.New] with the config's exec
+// keys, the children's output and events going to log. Close the predictor (see
+// [Close]) to stop its children.
+func ExecBackend(log *slog.Logger) Backend {
+	return func(ctx context.Context, m Model) (model.Predictor, error) {
+		cfg := ExecConfig(m)
+		cfg.Logger = log
+		return execmodel.New(ctx, cfg)
+	}
+}
+
+// ExecConfig is the execmodel configuration of an exec model: the children run
+// in the model's directory (where its config.yaml is) and load the version's
+// directory.
+func ExecConfig(m Model) execmodel.Config {
+	e := m.Config.ExecOptions
+	return execmodel.Config{
+		Name:        m.String(),
+		ModelName:   m.Name,
+		Version:     m.Version,
+		Command:     e.Command,
+		Env:         e.Env,
+		WorkDir:     filepath.Dir(m.ConfigPath),
+		ModelDir:    m.Dir,
+		Instances:   e.Instances,
+		LoadTimeout: e.LoadTimeout.Duration,
 	}
 }

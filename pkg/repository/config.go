@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/model/execmodel"
 	"github.com/warren-farm/warren/pkg/model/httpmodel"
 )
 
@@ -15,10 +16,11 @@ const (
 	BackendSeed = "seed"
 	BackendONNX = "onnx"
 	BackendHTTP = "http"
+	BackendExec = "exec"
 )
 
 // backendNames lists the backends in the order messages list them.
-var backendNames = []string{BackendSeed, BackendONNX, BackendHTTP}
+var backendNames = []string{BackendSeed, BackendONNX, BackendHTTP, BackendExec}
 
 // Defaults and bounds of the config keys.
 const (
@@ -32,7 +34,9 @@ const (
 	MaxConcurrency = 4096
 	// DefaultFile is an onnx model's file name when config.yaml gives none.
 	DefaultFile = "model.onnx"
-	// ImplicitVersion is the version a seed or http model without version
+	// MaxInstances bounds an exec model's instances.
+	MaxInstances = execmodel.MaxInstances
+	// ImplicitVersion is the version a seed, http or exec model without version
 	// directories serves.
 	ImplicitVersion = "1"
 	// MaxConnsLimit bounds an http model's max_conns.
@@ -49,7 +53,7 @@ const (
 // field's comment names its key. Keys of the backend-specific option structs are
 // errors in a config of another backend.
 type Config struct {
-	// Backend is "seed", "onnx" or "http" (backend, required).
+	// Backend is "seed", "onnx", "http" or "exec" (backend, required).
 	Backend string `json:"backend"`
 	// MaxBatchSize is the largest batch of requests one Predict call gets
 	// (max_batch_size, 0..1024): above 1, a worker's dynamic batcher gathers the
@@ -74,6 +78,7 @@ type Config struct {
 	SeedOptions `backend:"seed"`
 	ONNXOptions `backend:"onnx"`
 	HTTPOptions `backend:"http"`
+	ExecOptions `backend:"exec"`
 }
 
 // SeedOptions are the keys of backend seed.
@@ -123,6 +128,21 @@ type HTTPOptions struct {
 	// both or neither; default: asked from the server).
 	Inputs  []model.TensorSpec `json:"inputs"`
 	Outputs []model.TensorSpec `json:"outputs"`
+}
+
+// ExecOptions are the keys of backend exec (see docs/exec-backend.md and
+// package execmodel).
+type ExecOptions struct {
+	// Command is the child's argv, run without a shell in the model's directory
+	// (command, required; e.g. [python3, serve.py]).
+	Command []string `json:"command"`
+	// Env is added to the child's environment (env, a mapping of strings).
+	Env map[string]string `json:"env"`
+	// Instances is the number of child processes per worker (instances,
+	// 1..256; absent or 0: 1).
+	Instances int `json:"instances"`
+	// LoadTimeout bounds a child's start and load (load_timeout, default 60s).
+	LoadTimeout Duration `json:"load_timeout"`
 }
 
 // VersionPolicy selects which version directories a model serves: exactly one of

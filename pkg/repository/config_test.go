@@ -17,20 +17,20 @@ func TestConfigErrors(t *testing.T) {
 		want   []string
 	}{
 		// The file as a whole.
-		{"empty file", "", nil, []string{cfg + ": the file is empty; a config.yaml needs at least a backend (backend: seed, onnx or http)"}},
-		{"comments only", "# backend: seed\n", nil, []string{cfg + ": the file is empty; a config.yaml needs at least a backend (backend: seed, onnx or http)"}},
+		{"empty file", "", nil, []string{cfg + ": the file is empty; a config.yaml needs at least a backend (backend: seed, onnx, http or exec)"}},
+		{"comments only", "# backend: seed\n", nil, []string{cfg + ": the file is empty; a config.yaml needs at least a backend (backend: seed, onnx, http or exec)"}},
 		{"not YAML", "backend: seed\n  url: [\n", nil, []string{cfg + ": not valid YAML: line 2: mapping values are not allowed in this context"}},
 		{"duplicate key", "backend: seed\nbackend: http\n", nil, []string{cfg + `: not valid YAML: unmarshal errors:` + "\n" + `  line 2: key "backend" already set in map`}},
 		{"a list", "- backend: seed\n", nil, []string{cfg + ": want a mapping of keys (such as backend: seed), got a list"}},
 		{"a string", "seed\n", nil, []string{cfg + `: want a mapping of keys (such as backend: seed), got a string "seed"`}},
 
 		// backend.
-		{"no backend", "concurrency: 2\n", nil, []string{cfg + ": backend: required (one of seed, onnx, http)"}},
-		{"null backend", "backend:\n", nil, []string{cfg + ": backend: required (one of seed, onnx, http)"}},
-		{"unknown backend", "backend: tensorflow\n", nil, []string{cfg + `: backend: "tensorflow" is not one of seed, onnx, http`}},
+		{"no backend", "concurrency: 2\n", nil, []string{cfg + ": backend: required (one of seed, onnx, http, exec)"}},
+		{"null backend", "backend:\n", nil, []string{cfg + ": backend: required (one of seed, onnx, http, exec)"}},
+		{"unknown backend", "backend: tensorflow\n", nil, []string{cfg + `: backend: "tensorflow" is not one of seed, onnx, http, exec`}},
 		{"backend not a string", "backend: [seed]\n", nil, []string{cfg + ": backend: want a string, got a list"}},
 		{"unknown backend hides backend keys", "backend: onx\nfile: m.onnx\nconcurrency: -1\n", nil, []string{
-			cfg + `: backend: "onx" is not one of seed, onnx, http`,
+			cfg + `: backend: "onx" is not one of seed, onnx, http, exec`,
 			cfg + ": concurrency: must be between 1 and 4096 (absent or 0: the worker's CONCURRENCY), got -1",
 		}},
 
@@ -56,6 +56,17 @@ func TestConfigErrors(t *testing.T) {
 			cfg + ": url: only for backend http (this model's backend is seed)",
 			cfg + ": foo: unknown key (the keys of backend seed: backend, max_batch_size, max_batch_delay, concurrency, job_concurrency, version_policy, seed, latency, item_latency)",
 		}},
+
+		// backend exec.
+		{"exec without command", "backend: exec\n", nil, []string{cfg + ": command: required: the child's argv, run without a shell in the model's directory (e.g. [python3, serve.py])"}},
+		{"exec command a string", "backend: exec\ncommand: python3 serve.py\n", nil, []string{cfg + `: command: want a list of strings, got "python3 serve.py"`}},
+		{"exec bad keys", "backend: exec\ncommand: ['', x]\ninstances: 300\nload_timeout: -1s\nenv: {A: 1}\n", nil, []string{
+			cfg + ": command: the program (the first element) is empty",
+			cfg + ": env.A: want a string, got 1 (quote it)",
+			cfg + ": instances: must be between 1 and 256 (absent or 0: 1), got 300",
+			cfg + ": load_timeout: must not be negative, got -1s",
+		}},
+		{"url on exec", "backend: exec\ncommand: [python3, serve.py]\nurl: http://x\n", nil, []string{cfg + ": url: only for backend http (this model's backend is exec)"}},
 
 		// Limits of every backend.
 		{"max_batch_size negative", "backend: seed\nmax_batch_size: -1\n", nil, []string{cfg + ": max_batch_size: must be between 0 and 1024, got -1"}},

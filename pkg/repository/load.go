@@ -16,8 +16,9 @@ import (
 // the model may load later (a remote server is down).
 type Backend func(ctx context.Context, m Model) (model.Predictor, error)
 
-// Backends maps backend names ("seed", "onnx", "http") to their constructors.
-// The worker supplies them; [SeedBackend] and [HTTPBackend] are ready-made.
+// Backends maps backend names ("seed", "onnx", "http", "exec") to their
+// constructors. The worker supplies them; [SeedBackend], [HTTPBackend] and
+// [ExecBackend] are ready-made.
 type Backends map[string]Backend
 
 // names lists the backends, sorted.

@@ -77,7 +77,7 @@ func parseConfig(p *problems, data []byte) (c Config, keyed bool) {
 	js = bytes.TrimSpace(js)
 	switch {
 	case string(js) == "null":
-		p.add("", "the file is empty; a config.yaml needs at least a backend (backend: seed, onnx or http)")
+		p.add("", "the file is empty; a config.yaml needs at least a backend (backend: seed, onnx, http or exec)")
 		return c, false
 	case len(js) == 0 || js[0] != '{':
 		p.add("", "want a mapping of keys (such as backend: seed), got "+jsonKind(js))
@@ -126,6 +126,8 @@ func parseConfig(p *problems, data []byte) (c Config, keyed bool) {
 			decodePolicy(p, name, raw[name], dst)
 		case *[]model.TensorSpec:
 			decodeSpecs(p, name, raw[name], dst)
+		case *map[string]string:
+			decodeStrings(p, name, raw[name], dst)
 		case *string:
 			if name == "version" {
 				decodeValue(p, name, numberAsString(raw[name]), dst)
@@ -138,6 +140,29 @@ func parseConfig(p *problems, data []byte) (c Config, keyed bool) {
 	}
 	p.seal()
 	return c, true
+}
+
+// decodeStrings decodes a mapping of strings (env), naming each value that is
+// not a string.
+func decodeStrings(p *problems, key string, raw json.RawMessage, dst *map[string]string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		p.add(key, "want a mapping of names to strings, got "+jsonKind(raw))
+		return
+	}
+	if m == nil {
+		return
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		var v string
+		if err := json.Unmarshal(m[k], &v); err != nil {
+			p.add(key+"."+k, "want a string, got "+snippet(m[k])+" (quote it)")
+			continue
+		}
+		out[k] = v
+	}
+	*dst = out
 }
 
 // numberAsString turns a bare integer into a string, so that version: 3 means

@@ -19,7 +19,7 @@ type Model struct {
 	// queue.ValidModelName).
 	Name string
 	// Version is the version served: a version directory's name, or
-	// [ImplicitVersion] for a seed or http model without any.
+	// [ImplicitVersion] for a seed, http or exec model without any.
 	Version string
 	// Dir is the version directory, or the model's directory when it has none.
 	Dir string

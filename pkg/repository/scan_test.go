@@ -219,7 +219,7 @@ func TestNamesAndIgnored(t *testing.T) {
 	}
 	// Without names every model is read.
 	_, err = Scan("models", nil)
-	checkMessages(t, err, []string{`models/broken/config.yaml: backend: "nope" is not one of seed, onnx, http`})
+	checkMessages(t, err, []string{`models/broken/config.yaml: backend: "nope" is not one of seed, onnx, http, exec`})
 	// A symbolic link to a model directory is a model.
 	if err := os.Symlink("a", "models/c"); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/warren-farm/warren/pkg/model/execmodel"
 )
 
 // Summary describes models in one line for the worker's startup log, one
@@ -50,6 +52,12 @@ func describe(c Config) string {
 			if c.RemoteVersion != "" {
 				s += " version " + c.RemoteVersion
 			}
+		}
+		parts = append(parts, s)
+	case BackendExec:
+		s := fmt.Sprintf("exec %s, instances %d", strings.Join(c.Command, " "), c.Instances)
+		if c.LoadTimeout.Duration != execmodel.DefaultLoadTimeout {
+			s += ", load_timeout " + c.LoadTimeout.String()
 		}
 		parts = append(parts, s)
 	}

@@ -2,10 +2,13 @@ package repository
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/warren-farm/warren/pkg/model"
+	"github.com/warren-farm/warren/pkg/model/execmodel"
 	"github.com/warren-farm/warren/pkg/model/httpmodel"
 )
 
@@ -40,6 +43,36 @@ func (c *Config) validate(p *problems) {
 		}
 	case BackendHTTP:
 		c.HTTPOptions.validate(p)
+	case BackendExec:
+		c.ExecOptions.validate(p)
+	}
+}
+
+// validate checks an exec model's keys.
+func (e *ExecOptions) validate(p *problems) {
+	switch {
+	case len(e.Command) == 0:
+		p.add("command", "required: the child's argv, run without a shell in the model's directory (e.g. [python3, serve.py])")
+	case strings.TrimSpace(e.Command[0]) == "":
+		p.add("command", "the program (the first element) is empty")
+	}
+	for i, a := range e.Command {
+		if strings.ContainsRune(a, 0) {
+			p.add(fmt.Sprintf("command[%d]", i), "contains a NUL byte")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			p.add("env", fmt.Sprintf("%q is not a variable name", k))
+		} else if strings.ContainsRune(e.Env[k], 0) {
+			p.add("env."+k, "contains a NUL byte")
+		}
+	}
+	if e.Instances < 0 || e.Instances > MaxInstances {
+		p.add("instances", fmt.Sprintf("must be between 1 and %d (absent or 0: 1), got %d", MaxInstances, e.Instances))
+	}
+	if e.LoadTimeout.Duration < 0 {
+		p.add("load_timeout", fmt.Sprintf("must not be negative, got %v", e.LoadTimeout))
 	}
 }
 
@@ -160,6 +193,13 @@ func (c *Config) setDefaults(name string) {
 	case BackendHTTP:
 		if c.Protocol == ProtocolV2 && c.RemoteModel == "" {
 			c.RemoteModel = name
+		}
+	case BackendExec:
+		if c.Instances == 0 {
+			c.Instances = 1
+		}
+		if c.LoadTimeout.Duration == 0 {
+			c.LoadTimeout.Duration = execmodel.DefaultLoadTimeout
 		}
 	}
 }

@@ -128,18 +128,28 @@ func (w *Worker) routes() *echo.Echo {
 	return e
 }
 
+// health is the loaded predictor's own health, for backends that have one
+// (Healthy() error); nil otherwise. Call it only after get() said "ready": pred
+// is set before that status, under s.mu.
+func (s *served) health() error {
+	if h, ok := s.pred.(interface{ Healthy() error }); ok {
+		return h.Healthy()
+	}
+	return nil
+}
+
 // modelStatus is one model version on GET /ready.
 type modelStatus struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
-	Status   string `json:"status"` // loading, warming, ready, failed
+	Status   string `json:"status"` // loading, warming, ready, failed, unavailable
 	Problem  string `json:"problem,omitempty"`
 	Platform string `json:"platform,omitempty"`
 	InFlight int    `json:"in_flight"`
 }
 
 type readyBody struct {
-	Status   string                  `json:"status"` // starting, ready, draining, stopped, not_consuming
+	Status   string                  `json:"status"` // starting, ready, draining, stopped, not_consuming, model_unavailable
 	Broker   string                  `json:"broker"`
 	InFlight int                     `json:"in_flight"`
 	Models   []modelStatus           `json:"models"`
@@ -159,13 +169,23 @@ func (w *Worker) ready(c echo.Context) error {
 		js := w.jobs.Stats()
 		b.Jobs = &js
 	}
+	unhealthy := false
 	for _, s := range w.models {
 		status, problem := s.get()
+		if status == "ready" {
+			if err := s.health(); err != nil {
+				// A backend that can fail after loading (the exec backend's children
+				// keep dying): the worker stays up but is not ready.
+				status, problem, unhealthy = "unavailable", err.Error(), true
+			}
+		}
 		b.Models = append(b.Models, modelStatus{Name: s.spec.Route.Model, Version: s.spec.Route.Version,
 			Status: status, Problem: problem, Platform: s.md.Platform, InFlight: w.consumer.InFlightOf(s.spec.Route)})
 	}
 	if st == lifecycle.Ready && !w.consumer.Connected() {
 		b.Status = "not_consuming"
+	} else if st == lifecycle.Ready && unhealthy {
+		b.Status = "model_unavailable"
 	}
 	if b.Status != "ready" {
 		return c.JSON(http.StatusServiceUnavailable, b)

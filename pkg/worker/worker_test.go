@@ -267,3 +267,27 @@ func TestStopDrainsARunningWorkerAndIsIdempotent(t *testing.T) {
 		t.Fatal("the HTTP listener is still open after Stop")
 	}
 }
+
+// sick is a seed model that reports itself unhealthy (as the exec backend does
+// while its children keep dying).
+type sick struct {
+	model.Predictor
+	err error
+}
+
+func (s sick) Healthy() error { return s.err }
+
+func TestReadyShowsAnUnhealthyBackend(t *testing.T) {
+	h := newWorker(t, spec(seedRoute, sick{model.NewSeed(model.SeedConfig{}), errors.New("children keep dying")})).Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ready", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"status":"unavailable","problem":"children keep dying"`) {
+		t.Errorf("/ready with an unhealthy backend: %d %s", rec.Code, rec.Body)
+	}
+	h = newWorker(t, spec(seedRoute, sick{model.NewSeed(model.SeedConfig{}), nil})).Handler()
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ready", nil))
+	if !strings.Contains(rec.Body.String(), `"status":"ready","platform":"warren_seed"`) {
+		t.Errorf("/ready with a healthy backend: %d %s", rec.Code, rec.Body)
+	}
+}

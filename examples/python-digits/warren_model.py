@@ -1,0 +1,1 @@
+../../python/warren_model.py
