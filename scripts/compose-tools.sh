@@ -26,7 +26,7 @@ install_plugin() {
 	chmod -R u+w "$work/src"
 	# Built as the main module: their go.mod files carry exclude directives, which
 	# `go install module@version` refuses.
-	(cd "$work/src" && go build -trimpath -ldflags "-s -w -X $xflag=$ver" -o "$plugins/docker-$name.tmp" "$pkg")
+	(cd "$work/src" && go build -ldflags "-s -w -X $xflag=$ver" -o "$plugins/docker-$name.tmp" "$pkg")
 	mv "$plugins/docker-$name.tmp" "$plugins/docker-$name"
 	rm -rf "$work"
 }
