@@ -34,7 +34,7 @@ const (
 	project = "warren-composetest"
 	// modelLatency is the seed model's service time (MODEL_LATENCY): long enough that
 	// requests are still in flight when `docker compose down` starts.
-	modelLatency = 2 * time.Second
+	modelLatency = 3 * time.Second
 	seedWorkers  = 3
 )
 
@@ -117,8 +117,10 @@ func TestCompose(t *testing.T) {
 	})
 
 	f.step("kill worker-seed → 503 no_workers within a second", func() {
+		start := time.Now()
 		f.mustCompose(time.Minute, "kill", "worker-seed")
 		killed := time.Now()
+		t.Logf("docker compose kill worker-seed took %v", killed.Sub(start).Round(time.Millisecond))
 		var last string
 		for {
 			code, reason, retryAfter := f.process("after kill")
@@ -134,6 +136,11 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("a second after the kill /process still answers %s, want 503 no_workers", last)
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+		code, body, err := f.post("/v2/models/seed/infer", map[string]any{"inputs": []map[string]any{{
+			"name": "data", "shape": []int{1}, "datatype": "BYTES", "data": []string{"after kill"}}}})
+		if err != nil || code != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"no_workers"`)) {
+			t.Fatalf("seed infer with worker-seed killed: %d %s %v, want 503 no_workers", code, body, err)
 		}
 		// The other pool keeps serving its model.
 		if code := f.inferDigits(); code != http.StatusOK {
@@ -189,11 +196,14 @@ func TestCompose(t *testing.T) {
 			downOut, downErr = f.compose(3*time.Minute, "down")
 		}()
 		var failed []string
-		var lastDone time.Time
-		for range inFlight {
+		var firstDone, lastDone time.Time
+		for i := range inFlight {
 			r := <-results
 			if r.err != nil || r.code != http.StatusOK {
 				failed = append(failed, fmt.Sprintf("%d %v", r.code, r.err))
+			}
+			if i == 0 {
+				firstDone = r.done
 			}
 			lastDone = r.done
 		}
@@ -206,10 +216,58 @@ func TestCompose(t *testing.T) {
 		if len(failed) > 0 {
 			t.Fatalf("in-flight requests failed during down: %v", failed)
 		}
+		// The requests prove the drain only if the API and the seed workers got their
+		// SIGTERM while every request was still waiting for its answer.
+		terms := f.sigterms(started)
+		for _, service := range []string{"api", "worker-seed"} {
+			at, ok := terms[service]
+			if !ok {
+				t.Fatalf("no SIGTERM to %s in the engine's events during down (saw %v)", service, terms)
+			}
+			t.Logf("SIGTERM to %s %v after down started, %v before the first in-flight answer",
+				service, at.Sub(started).Round(time.Millisecond), firstDone.Sub(at).Round(time.Millisecond))
+			if !at.Before(firstDone) {
+				t.Fatalf("%s got SIGTERM %v after an in-flight request was answered: not all were in flight during the drain (raise modelLatency)",
+					service, at.Sub(firstDone).Round(time.Millisecond))
+			}
+		}
 		if out := f.mustCompose(time.Minute, "ps", "--all", "--quiet"); strings.TrimSpace(out) != "" {
 			t.Fatalf("containers left after down:\n%s", out)
 		}
 	})
+}
+
+// sigterms is, per service, when the engine first sent one of its containers
+// SIGTERM since the given time (docker events, filtered to the project).
+func (f *farm) sigterms(since time.Time) map[string]time.Time {
+	f.t.Helper()
+	out, err := exec.Command("docker", "events", "--since", strconv.FormatInt(since.Add(-time.Second).Unix(), 10),
+		"--until", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10),
+		"--filter", "label=com.docker.compose.project="+project, "--filter", "event=kill",
+		"--format", "{{json .}}").Output()
+	if err != nil {
+		f.t.Fatalf("docker events: %v", err)
+	}
+	first := map[string]time.Time{}
+	for line := range strings.Lines(string(out)) {
+		var e struct {
+			TimeNano int64 `json:"timeNano"`
+			Actor    struct {
+				Attributes map[string]string
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			f.t.Fatalf("docker events: %v: %s", err, line)
+		}
+		at, service := time.Unix(0, e.TimeNano), e.Actor.Attributes["com.docker.compose.service"]
+		if e.Actor.Attributes["signal"] != "15" || at.Before(since) {
+			continue
+		}
+		if old, ok := first[service]; !ok || at.Before(old) {
+			first[service] = at
+		}
+	}
+	return first
 }
 
 // step runs one step of the scenario and logs how long it took.
