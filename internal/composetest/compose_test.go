@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -172,63 +173,102 @@ func TestCompose(t *testing.T) {
 	})
 
 	f.step("down drains: no in-flight request fails", func() {
-		const inFlight = 2 * seedWorkers // below the seed pool's slots (CONCURRENCY 4 each)
-		type result struct {
-			code int
-			err  error
-			done time.Time
+		// Calls go on in waves (fewer at once than the seed pool's 12 slots) from
+		// before down until it returns. Compose stops the services in dependency
+		// order, so the API and the workers get SIGTERM at times the test learns only
+		// afterwards, from the engine's events. Every call sent before the first of
+		// those SIGTERMs (with a margin for it to reach the API) must be answered with
+		// a prediction; calls sent later may be refused or answered 503, as a farm
+		// that is going away should.
+		const wave = 2 // calls a second; with MODEL_LATENCY 3s at most 8 at once
+		type call struct {
+			sent, done time.Time
+			code       int
+			err        error
 		}
-		results := make(chan result, inFlight)
-		for i := range inFlight {
-			go func() {
-				code, err := f.processOK(fmt.Sprintf("in flight %d", i))
-				results <- result{code, err, time.Now()}
-			}()
+		var mu sync.Mutex
+		var calls []call
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		fire := func() {
+			for i := range wave {
+				wg.Go(func() {
+					c := call{sent: time.Now()}
+					c.code, c.err = f.processOK(fmt.Sprintf("drain %d", i))
+					c.done = time.Now()
+					mu.Lock()
+					calls = append(calls, c)
+					mu.Unlock()
+				})
+			}
 		}
-		// Every request reached the API (and so the queue) before down starts.
-		f.eventually(10*time.Second, func() error { return f.apiInFlight(inFlight) })
+		var waves sync.WaitGroup
+		waves.Go(func() {
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				fire()
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+			}
+		})
+		f.eventually(10*time.Second, func() error { return f.apiInFlight(wave) })
+		time.Sleep(time.Second) // a second wave in flight too
 		started := time.Now()
-		var downErr error
-		var downOut string
-		downDone := make(chan struct{})
-		go func() {
-			defer close(downDone)
-			downOut, downErr = f.compose(3*time.Minute, "down")
-		}()
-		var failed []string
-		var firstDone, lastDone time.Time
-		for i := range inFlight {
-			r := <-results
-			if r.err != nil || r.code != http.StatusOK {
-				failed = append(failed, fmt.Sprintf("%d %v", r.code, r.err))
-			}
-			if i == 0 {
-				firstDone = r.done
-			}
-			lastDone = r.done
+		out, err := f.compose(3*time.Minute, "down")
+		close(stop)
+		waves.Wait()
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("docker compose down: %v\n%s", err, out)
 		}
-		<-downDone
-		if downErr != nil {
-			t.Fatalf("docker compose down: %v\n%s", downErr, downOut)
-		}
-		t.Logf("%d requests in flight at down: %d failed; the last answered %v after down started; down took %v",
-			inFlight, len(failed), lastDone.Sub(started).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
-		if len(failed) > 0 {
-			t.Fatalf("in-flight requests failed during down: %v", failed)
-		}
-		// The requests prove the drain only if the API and the seed workers got their
-		// SIGTERM while every request was still waiting for its answer.
+		downTook := time.Since(started)
 		terms := f.sigterms(started)
+		first := time.Time{}
 		for _, service := range []string{"api", "worker-seed"} {
 			at, ok := terms[service]
 			if !ok {
 				t.Fatalf("no SIGTERM to %s in the engine's events during down (saw %v)", service, terms)
 			}
-			t.Logf("SIGTERM to %s %v after down started, %v before the first in-flight answer",
-				service, at.Sub(started).Round(time.Millisecond), firstDone.Sub(at).Round(time.Millisecond))
-			if !at.Before(firstDone) {
-				t.Fatalf("%s got SIGTERM %v after an in-flight request was answered: not all were in flight during the drain (raise modelLatency)",
-					service, at.Sub(firstDone).Round(time.Millisecond))
+			t.Logf("SIGTERM to %s %v after down started", service, at.Sub(started).Round(time.Millisecond))
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+		cutoff := first.Add(-300 * time.Millisecond)
+		var counted, late int
+		var failed []string
+		lateOutcomes := map[string]int{}
+		drained := map[string]int{}
+		for _, c := range calls {
+			if !c.sent.Before(cutoff) {
+				late++
+				lateOutcomes[outcome(c.code, c.err)]++
+				continue
+			}
+			counted++
+			if c.err != nil {
+				failed = append(failed, fmt.Sprintf("sent %v before down: %v",
+					started.Sub(c.sent).Round(time.Millisecond), c.err))
+				continue
+			}
+			for service, at := range terms {
+				if c.done.After(at) {
+					drained[service]++
+				}
+			}
+		}
+		t.Logf("down took %v; %d calls sent before the first SIGTERM: %d failed, answered after the SIGTERM of each service %v; %d sent later: %v",
+			downTook.Round(time.Millisecond), counted, len(failed), drained, late, lateOutcomes)
+		if len(failed) > 0 {
+			t.Fatalf("calls in flight during down failed: %v", failed)
+		}
+		for _, service := range []string{"api", "worker-seed"} {
+			if drained[service] == 0 {
+				t.Fatalf("no call was in flight when %s got SIGTERM: the drain went untested", service)
 			}
 		}
 		if out := f.mustCompose(time.Minute, "ps", "--all", "--quiet"); strings.TrimSpace(out) != "" {
@@ -633,6 +673,23 @@ func (f *farm) eventually(timeout time.Duration, fn func() error) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// outcome names a call's result briefly: its status, or how the connection failed.
+func outcome(code int, err error) string {
+	switch {
+	case code != 0:
+		return strconv.Itoa(code)
+	case err == nil:
+		return "ok"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "EOF"
+	}
+	return err.Error()
 }
 
 func keys(m map[string]int) []string {
