@@ -224,6 +224,28 @@ for a in "${addrs[@]}"; do
 done
 
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/warren-run.XXXXXX")
+
+# Beyond loopback the API does not start without authentication (docs/security.md).
+# Unless API_KEYS_FILE, OIDC_ISSUER or AUTH says otherwise, this run makes an admin key
+# of its own (`api keygen`), keeps its hash in the log directory and prints the key.
+run_key=""
+api_host=${API_ADDR%:*}
+api_host=${api_host#[}
+api_host=${api_host%]}
+case $api_host in
+  127.* | ::1 | localhost) ;;
+  *)
+    if [[ -z ${API_KEYS_FILE:-} && -z ${OIDC_ISSUER:-} && -z ${AUTH:-} ]]; then
+      keygen_out=$("$BIN/api" keygen --name make-run --admin) || {
+        echo "run.sh: $BIN/api keygen failed" >&2
+        exit 1
+      }
+      run_key=$(sed -nE 's/^#[[:space:]]+(wrn_[A-Za-z0-9_-]+)$/\1/p' <<<"$keygen_out")
+      { echo "keys:"; grep -v '^#' <<<"$keygen_out"; } >"$logdir/api-keys.yaml"
+      export API_KEYS_FILE=$logdir/api-keys.yaml
+    fi
+    ;;
+esac
 start api "$API_ADDR" "$BIN/api"
 api_pid=${live[0]}
 for ((i = 0; i < WORKERS; i++)); do
@@ -322,6 +344,12 @@ else
 fi
 bind_note="listening on $BIND only; BIND=0.0.0.0 make run listens on every interface"
 case $BIND in 0.0.0.0 | :: | "") bind_note="listening on every interface (BIND=$BIND)" ;; esac
+auth_h=""
+if [[ -n $run_key ]]; then
+  bind_note="$bind_note
+  API key of this run (admin; beyond loopback the API needs one): $run_key"
+  auth_h=" -H 'Authorization: Bearer $run_key'"
+fi
 cat <<MSG
 warren is running, $state
   API on http://$api    docs: http://$api/docs
@@ -329,7 +357,7 @@ warren is running, $state
   $bind_note
   try:
     curl -s $api/ready
-    curl -s -X POST $api/process -d '{"data":"cat image data"}'
+    curl -s$auth_h -X POST $api/process -d '{"data":"cat image data"}'
   metrics: /metrics on every port above; Prometheus file_sd targets: $targets
     prometheus --config.file=deployments/prometheus/prometheus-local.yml --storage.tsdb.path=.run/prometheus
   Ctrl-C drains and stops everything. A worker that dies is reported and the rest keep

@@ -9,11 +9,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/warren-farm/warren/internal/cli"
 	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/jobs"
@@ -29,6 +32,8 @@ func main() {
 		Summary: "warren's HTTP front door: /process, the Open Inference Protocol (v2) and jobs, over RabbitMQ",
 		Load:    load,
 		Run:     run,
+		Subcommands: []cli.Subcommand{{Name: "keygen", Args: "--name NAME [--models 'a,b*'] [--admin]",
+			Usage: "make an API key: print the secret once and the entry for API_KEYS_FILE", Run: auth.Keygen}},
 	}.Main()
 }
 
@@ -37,6 +42,7 @@ type settings struct {
 	addr                           string
 	dataDir, redisURL, redisPrefix string
 	jobTTL                         time.Duration
+	auth                           auth.Config
 	api                            api.Config
 }
 
@@ -47,6 +53,17 @@ func load(l *config.Loader) settings {
 		redisURL:    config.RedisURL.Load(l),
 		redisPrefix: config.RedisPrefix.Load(l),
 		jobTTL:      config.JobTTL.Load(l),
+		auth: auth.Config{
+			Mode:      config.AuthMode.Load(l),
+			KeysFile:  config.APIKeysFile.Load(l),
+			InitAdmin: config.APIKeysInit.Load(l),
+			JWT: auth.JWTConfig{
+				Issuer:     config.OIDCIssuer.Load(l),
+				Audience:   config.OIDCAudience.Load(l),
+				JWKSURL:    config.OIDCJWKSURL.Load(l),
+				RolesClaim: config.OIDCRolesClaim.Load(l),
+			},
+		},
 		api: api.Config{
 			AMQP:              queue.DialConfig{URL: config.AMQPURL.Load(l)},
 			ManagementURL:     config.ManagementURL.Load(l),
@@ -69,16 +86,27 @@ func load(l *config.Loader) settings {
 	}
 	l.Check(s.redisURL == "" && s.dataDir == "", config.DataDir, "must be set when REDIS_URL is empty")
 	l.Check(s.api.MaxRequestTimeout < s.api.RequestTimeout, config.MaxRequestTimeout, "must be at least REQUEST_TIMEOUT")
+	l.Check(s.auth.Mode == auth.ModeNone && (s.auth.KeysFile != "" || s.auth.JWT.Issuer != ""), config.AuthMode,
+		"is none, but API_KEYS_FILE or OIDC_ISSUER is set")
+	l.Check(s.auth.InitAdmin != "" && s.auth.KeysFile == "", config.APIKeysInit, "needs API_KEYS_FILE (where to write the keys)")
+	l.Check(s.auth.JWT.Issuer != "" && s.auth.JWT.Audience == "", config.OIDCAudience, "must be set with OIDC_ISSUER")
+	l.Check(s.auth.JWT.Issuer != "" && s.auth.KeysFile == "", config.APIKeysFile, "must be set with OIDC_ISSUER (its roles say what a token may do)")
 	return s
 }
 
 func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing) error {
+	ac := s.auth
+	ac.Logger = log
+	authn, err := auth.New(ctx, ac)
+	if err != nil {
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
 	store, err := openStore(ctx, s, log)
 	if err != nil {
 		return err
 	}
 	cfg := s.api
-	cfg.Logger, cfg.Tracing, cfg.Jobs.Store = log, tr, store
+	cfg.Logger, cfg.Tracing, cfg.Jobs.Store, cfg.Auth = log, tr, store, authn
 	srv, err := api.New(cfg) // owns the store from here on
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
@@ -90,6 +118,30 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 		_ = srv.Stop(sctx) // releases the store
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
+	if err := authn.CheckExposure(ln.Addr().String()); err != nil {
+		_ = ln.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(sctx)
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
+	// SIGHUP re-reads the keys file (as a change to it does).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go func() {
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the keys file")
+				_ = authn.Reload()
+			}
+		}
+	}()
 	return srv.Run(ctx, ln)
 }
 

@@ -96,7 +96,7 @@ func run(ctx context.Context, s settings, log *slog.Logger, tr *tracing.Tracing)
 			m.Config.Concurrency = s.concurrency
 		}
 		spec := worker.ModelSpec{Route: m.Route(), Concurrency: m.Config.Concurrency, Prefetch: s.prefetch,
-			JobConcurrency: s.jobs, MaxBatchSize: m.Config.MaxBatchSize,
+			JobConcurrency: s.jobs, MaxBatchSize: m.Config.MaxBatchSize, MaxBatchDelay: m.Config.MaxBatchDelay.Duration,
 			Load: func(ctx context.Context) (model.Predictor, error) { return b(ctx, m) }}
 		if m.Config.JobConcurrency != nil {
 			spec.JobConcurrency = *m.Config.JobConcurrency

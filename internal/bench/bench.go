@@ -51,9 +51,12 @@ const (
 	PhaseV2 = "v2"
 	// PhaseDigits is the digits ONNX model through the farm and in process.
 	PhaseDigits = "digits"
+	// PhaseBatch is dynamic batching against max_batch_size 1: a simulated
+	// model and the digits model.
+	PhaseBatch = "batch"
 )
 
-var allPhases = []string{PhaseFarm, PhaseRaw, PhaseV2, PhaseExtra, PhaseScale, PhaseDigits, PhaseAsync}
+var allPhases = []string{PhaseFarm, PhaseRaw, PhaseV2, PhaseExtra, PhaseScale, PhaseDigits, PhaseAsync, PhaseBatch}
 
 // The models the bench calls, from the repository's models/ directory.
 const (
@@ -100,6 +103,17 @@ type Config struct {
 	// phase, DigitsWorkers its workers.
 	DigitsConcurrency []int
 	DigitsWorkers     int
+
+	// The batch phase: closed-loop callers, workers, and the models'
+	// concurrency, max_batch_size, max_batch_delay, and the simulated model's
+	// latency per batch and per item.
+	BatchConcurrency      int
+	BatchWorkers          int
+	BatchModelConcurrency int
+	BatchSize             int
+	BatchDelay            time.Duration
+	BatchLatency          time.Duration
+	BatchItemLatency      time.Duration
 
 	// BaselineRev, when set, is a git revision whose bin/api and bin/worker
 	// run as the farm-baseline variant of the /process comparison.
@@ -196,6 +210,13 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&cfg.ScaleRuns, "scale-runs", 1, "scaling phase: runs per worker count (median)")
 	fs.Var((*intList)(&cfg.DigitsConcurrency), "digits-concurrency", "digits phase: closed-loop concurrencies against the farm")
 	fs.IntVar(&cfg.DigitsWorkers, "digits-workers", 1, "digits phase: workers (MODELS=digits)")
+	fs.IntVar(&cfg.BatchConcurrency, "batch-concurrency", 64, "batch phase: closed-loop callers")
+	fs.IntVar(&cfg.BatchWorkers, "batch-workers", 1, "batch phase: workers")
+	fs.IntVar(&cfg.BatchModelConcurrency, "batch-model-concurrency", 2, "batch phase: each model's concurrency (batches, or requests, computed at once per worker)")
+	fs.IntVar(&cfg.BatchSize, "batch-size", 32, "batch phase: the batched models' max_batch_size")
+	fs.DurationVar(&cfg.BatchDelay, "batch-delay", 5*time.Millisecond, "batch phase: the batched models' max_batch_delay")
+	fs.DurationVar(&cfg.BatchLatency, "batch-latency", 20*time.Millisecond, "batch phase: the simulated model's latency per batch")
+	fs.DurationVar(&cfg.BatchItemLatency, "batch-item-latency", 200*time.Microsecond, "batch phase: the simulated model's item_latency per request")
 	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm phase: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
 	fs.BoolVar(&cfg.OTel, "otel", false, "farm phase: also run the current farm with tracing exported to an OTLP/HTTP sink in the bench (variant farm-otel)")
 	fs.IntVar(&cfg.AsyncJobs, "async-jobs", 10000, "async phase: jobs submitted")
@@ -275,6 +296,10 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-duration must be positive and -warmup not negative")
 	case cfg.DigitsWorkers < 1:
 		return nil, errors.New("-digits-workers must be at least 1")
+	case cfg.BatchConcurrency < 1 || cfg.BatchWorkers < 1 || cfg.BatchModelConcurrency < 1 || cfg.BatchSize < 2 || cfg.BatchSize > 1024:
+		return nil, errors.New("-batch-concurrency, -batch-workers and -batch-model-concurrency must be at least 1, -batch-size between 2 and 1024")
+	case cfg.BatchDelay < 0 || cfg.BatchDelay > time.Minute || cfg.BatchLatency < 0 || cfg.BatchItemLatency < 0:
+		return nil, errors.New("-batch-delay must be between 0 and 1m, -batch-latency and -batch-item-latency not negative")
 	case cfg.Workers < 1 || cfg.RawResponders < 1 || cfg.RawConns < 1 || cfg.RawPrefetch < 1 || cfg.ScaleFactor < 1:
 		return nil, errors.New("-workers, -raw-responders, -raw-conns, -raw-prefetch and -scale-factor must be at least 1")
 	case cfg.AsyncJobs < 1 || cfg.AsyncSubmitters < 1 || cfg.AsyncPollers < 1 || cfg.AsyncWorkers < 1 || cfg.AsyncJobConcurrency < 1:
@@ -387,7 +412,7 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 	b.rep = &Report{Cfg: cfg, Sys: CollectSysInfo(ctx, mgmt)}
 	b.broker = brokerPids(amqpPort(cfg.AMQPURL))
 
-	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseV2) || cfg.Has(PhaseScale) || cfg.Has(PhaseDigits) || cfg.Has(PhaseAsync)
+	needFarm := cfg.Has(PhaseFarm) || cfg.Has(PhaseV2) || cfg.Has(PhaseScale) || cfg.Has(PhaseDigits) || cfg.Has(PhaseAsync) || cfg.Has(PhaseBatch)
 	if needFarm || cfg.BaselineRev != "" {
 		if cfg.RepoDir == "" {
 			wd, err := os.Getwd()
@@ -509,6 +534,12 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 		}
 		b.rep.PrintAsync(stdout)
 	}
+	if cfg.Has(PhaseBatch) {
+		if err := b.batch(ctx); err != nil {
+			return fmt.Errorf("batch: %w", err)
+		}
+		b.rep.PrintBatch(stdout)
+	}
 	b.rep.PrintTargets(stdout)
 	return nil
 }
@@ -587,6 +618,9 @@ func (b *bench) countSteps() {
 	}
 	if b.cfg.Has(PhaseDigits) {
 		b.steps += b.digitsSteps()
+	}
+	if b.cfg.Has(PhaseBatch) {
+		b.steps += b.batchSteps()
 	}
 	if b.cfg.Has(PhaseAsync) {
 		b.steps += 2 * len(b.cfg.AsyncStores) // submit, done

@@ -97,6 +97,7 @@ type Farm struct {
 
 	mu      sync.Mutex
 	workers []*Proc
+	addrs   []string // the workers' HTTP_ADDR, in the order of workers
 }
 
 // freeAddr returns a free 127.0.0.1 TCP address.
@@ -195,6 +196,13 @@ func (f *Farm) Workers() []*Proc {
 	return slices.Clone(f.workers)
 }
 
+// WorkerAddrs returns the workers' HTTP addresses (their /metrics).
+func (f *Farm) WorkerAddrs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.addrs)
+}
+
 // Pids returns the API's pid and the workers' pids.
 func (f *Farm) Pids() (api int, workers []int) {
 	for _, w := range f.Workers() {
@@ -220,6 +228,7 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 		}
 		f.mu.Lock()
 		f.workers = append(f.workers, w)
+		f.addrs = append(f.addrs, addr)
 		f.mu.Unlock()
 	}
 	return f.WaitReady(ctx, n)

@@ -26,6 +26,8 @@ type Report struct {
 	Async []*AsyncRun
 	// Digits is the digits phase (nil when not run).
 	Digits *DigitsRun
+	// Batch is the batch phase (nil when not run).
+	Batch *BatchRun
 }
 
 // OTelStats is what the farm-otel variant's processes exported.

@@ -6,6 +6,7 @@
 //	help, -h, --help                  usage on stdout, exit 0
 //	config [--all]                    the binary's variables (all with --all) as Markdown
 //	healthcheck [/ready|/health]      probe HTTP_ADDR: exit 0 healthy, 1 unhealthy, 2 usage
+//	<subcommand> …                    the binary's own (Command.Subcommands; the API's keygen)
 //	[--flag=value …]                  run
 //
 // A run parses flags and the environment ([config.NewLoader]) into the binary's
@@ -66,6 +67,17 @@ type Command[C any] struct {
 	// returns. log writes to stderr; tr is on when OTEL_EXPORTER_OTLP_ENDPOINT is set,
 	// and Command shuts it down after Run returns.
 	Run func(ctx context.Context, cfg C, log *slog.Logger, tr *tracing.Tracing) error
+	// Subcommands are the binary's own subcommands (the API's keygen), by name:
+	// each gets the arguments after its name and returns the exit status.
+	Subcommands []Subcommand
+}
+
+// Subcommand is one of a binary's own subcommands.
+type Subcommand struct {
+	Name  string
+	Args  string // the synopsis after the name, for help
+	Usage string // one line, for help
+	Run   func(args []string, stdout, stderr io.Writer) int
 }
 
 // Process is what a run sees of its process: the arguments (without the program
@@ -98,6 +110,11 @@ func (c Command[C]) Execute(p Process) int {
 			return c.config(p)
 		case "healthcheck":
 			return c.healthcheck(p)
+		}
+		for _, sc := range c.Subcommands {
+			if p.Args[0] == sc.Name {
+				return sc.Run(p.Args[1:], p.Stdout, p.Stderr)
+			}
 		}
 	}
 	l, err := config.NewLoader(c.Name, p.Args, p.Getenv)

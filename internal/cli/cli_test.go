@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -296,5 +297,27 @@ func TestHealthcheck(t *testing.T) {
 		if r.code != tc.code || r.stdout != tc.out {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %d", tc.args, r.code, r.stdout, r.stderr, tc.code)
 		}
+	}
+}
+
+func TestSubcommands(t *testing.T) {
+	var got []string
+	c := command(mustNotRun(t))
+	c.Subcommands = []cli.Subcommand{{Name: "mint", Args: "--name NAME", Usage: "make a thing",
+		Run: func(args []string, stdout, stderr io.Writer) int {
+			got = args
+			fmt.Fprintln(stdout, "minted")
+			return 3
+		}}}
+	r := execute(c, []string{"mint", "--name", "x"}, nil)
+	if r.code != 3 || r.stdout != "minted\n" || strings.Join(got, " ") != "--name x" {
+		t.Fatalf("mint: exit %d, stdout %q, args %q", r.code, r.stdout, got)
+	}
+	if r := execute(c, []string{"help"}, nil); !strings.Contains(r.stdout, "worker mint --name NAME") || !strings.Contains(r.stdout, "make a thing") {
+		t.Fatalf("help lacks the subcommand:\n%s", r.stdout)
+	}
+	// Not a subcommand: an argument the run refuses, as before.
+	if r := execute(c, []string{"mintx"}, nil); r.code != cli.ExitConfig {
+		t.Fatalf("an unknown word: exit %d", r.code)
 	}
 }

@@ -17,6 +17,9 @@ func (c Command[C]) Usage(w io.Writer) {
 	fmt.Fprintf(tw, "  %s [--flag=value ...]\trun; a flag beats its environment variable, which beats the default\n", n)
 	fmt.Fprintf(tw, "  %s config [--all]\tprint this binary's variables as a Markdown table (--all: every binary's)\n", n)
 	fmt.Fprintf(tw, "  %s healthcheck [/ready|/health]\tprobe the running process on HTTP_ADDR: exit 0 healthy, 1 not\n", n)
+	for _, sc := range c.Subcommands {
+		fmt.Fprintf(tw, "  %s %s %s\t%s\n", n, sc.Name, sc.Args, sc.Usage)
+	}
 	fmt.Fprintf(tw, "  %s help\tprint this help\n", n)
 	_ = tw.Flush()
 

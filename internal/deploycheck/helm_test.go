@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -63,6 +64,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/config"
 	"github.com/warren-farm/warren/pkg/queue"
@@ -373,6 +375,7 @@ func TestHelmEveryConfigVar(t *testing.T) {
 var helmManagedVars = map[string]bool{
 	"AMQP_URL": true, "MANAGEMENT_URL": true, "REDIS_URL": true, "DRAIN_TIMEOUT": true,
 	"HTTP_ADDR": true, "DATA_DIR": true, "WORKER_ID": true, "MODELS": true,
+	"AUTH": true, "API_KEYS_FILE": true,
 }
 
 // TestHelmVarListsMatchConfig compares the variable lists in _helpers.tpl (which
@@ -1577,12 +1580,68 @@ func helmCheck(t testing.TB, r *helmRendered, want helmExpect) {
 		}
 	}
 
+	// Authentication (auth.mode generate, the default): a Secret of the chart's
+	// own holds an admin key and a keys file that pkg/auth loads and in which that
+	// key is an admin; the API reads the file from that Secret, mounted read-only.
+	keySecrets := map[string]*corev1.Secret{}
+	for name, sec := range r.secrets {
+		if strings.HasSuffix(name, "-api-keys") {
+			keySecrets[name] = sec
+		}
+	}
+	helmCheckAPIKeys(t, api, keySecrets)
+
 	// The chart's own Secret (unless the user brings one) holds the URLs it refers to.
-	if want.existingSecret != "" && len(r.secrets) > 0 {
+	urlSecrets := len(r.secrets) - len(keySecrets)
+	if want.existingSecret != "" && urlSecrets > 0 {
 		t.Errorf("existingSecret %s, but the chart renders Secrets %v", want.existingSecret, helmKeys(r.secrets))
 	}
-	if want.existingSecret == "" && len(r.secrets) != 1 {
-		t.Errorf("Secrets %v, want one", helmKeys(r.secrets))
+	if want.existingSecret == "" && urlSecrets != 1 {
+		t.Errorf("Secrets %v, want one for the URLs (and one of API keys)", helmKeys(r.secrets))
+	}
+}
+
+// helmCheckAPIKeys checks the API's keys: with a keys Secret of the chart's, the
+// API's API_KEYS_FILE is a file of it, mounted read-only, that loads, and the
+// Secret's admin-key is an admin key of it; without, AUTH=none or a keys file.
+func helmCheckAPIKeys(t testing.TB, api *helmWorkload, secrets map[string]*corev1.Secret) {
+	t.Helper()
+	where := api.where()
+	file := api.env["API_KEYS_FILE"].value
+	if len(secrets) == 0 {
+		if file == "" && api.env["AUTH"].value != "none" {
+			t.Errorf("%s: neither API_KEYS_FILE nor AUTH=none: the API refuses to start on :8000", where)
+		}
+		return
+	}
+	if len(secrets) != 1 {
+		t.Fatalf("API key Secrets %v, want one", helmKeys(secrets))
+	}
+	var sec *corev1.Secret
+	for _, s := range secrets {
+		sec = s
+	}
+	kr, err := auth.ParseKeys(sec.Data["api-keys.yaml"])
+	if err != nil {
+		t.Fatalf("Secret %s: api-keys.yaml: %v", sec.Name, err)
+	}
+	if p, ok := kr.Lookup(string(sec.Data["admin-key"])); !ok || !p.Admin || !strings.HasPrefix(string(sec.Data["admin-key"]), auth.KeyPrefix) {
+		t.Errorf("Secret %s: admin-key is not an admin key of api-keys.yaml", sec.Name)
+	}
+	if strings.Contains(string(sec.Data["api-keys.yaml"]), string(sec.Data["admin-key"])) {
+		t.Errorf("Secret %s: api-keys.yaml holds the secret itself", sec.Name)
+	}
+	mounted := false
+	for _, m := range api.container.VolumeMounts {
+		for _, v := range api.deploy.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == sec.Name && m.ReadOnly &&
+				file == path.Join(m.MountPath, "api-keys.yaml") {
+				mounted = true
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("%s: API_KEYS_FILE=%q is not api-keys.yaml of Secret %s mounted read-only", where, file, sec.Name)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -532,7 +533,16 @@ func TestMakeRunNoWorkers(t *testing.T) {
 	if out := m.out.String(); strings.Contains(out, "worker(s)") || strings.Contains(out, fmt.Sprintf("%d..%d", m.base, m.base-1)) {
 		t.Errorf("WORKERS=0 output names a worker range:\n%s", out)
 	}
-	r := postJSONProcess(t, m.api(), `{"data":"nobody home"}`)
+	// Beyond loopback the API needs a key: the run made one and printed it.
+	m.waitOutput(0, "API key of this run")
+	key := regexp.MustCompile(`API key of this run[^:]*: (wrn_[A-Za-z0-9_-]+)`).FindStringSubmatch(m.out.String())
+	if key == nil {
+		t.Fatalf("no key in the banner:\n%s", m.out.String())
+	}
+	if r := postJSONProcess(t, m.api(), `{"data":"nobody home"}`); r.status != 401 {
+		t.Errorf("/process without the run's key: %d %s, want 401", r.status, r.body)
+	}
+	r := postJSONProcess(t, m.api(), `{"data":"nobody home"}`, "Authorization", "Bearer "+key[1])
 	if r.status != 503 || r.reason != "no_workers" {
 		t.Errorf("/process with WORKERS=0: %d %s, want 503 no_workers", r.status, r.body)
 	}
@@ -553,9 +563,17 @@ type processAnswer struct {
 	body             string
 }
 
-func postJSONProcess(t *testing.T, api, body string) processAnswer {
+func postJSONProcess(t *testing.T, api, body string, hdr ...string) processAnswer {
 	t.Helper()
-	resp, err := http.Post(api+"/process", "application/json", strings.NewReader(body))
+	req, err := http.NewRequest("POST", api+"/process", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("/process: %v", err)
 	}

@@ -404,7 +404,7 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 	}
 
 	// Per-model values: each model's rules describe its own pool (one worker, seed
-	// with CONCURRENCY's 4 slots and 30 ms of latency, digits with the 2 slots of
+	// with CONCURRENCY's 4 slots and 30 ms of latency, digits with the 2 × 32 slots of
 	// its config.yaml and a model that answers in well under a millisecond), not
 	// the farm's sum or the other model's.
 	req := fmt.Sprintf(`vhost=%q,queue=~"warren\\.req\\..+"`, vhost)
@@ -417,7 +417,7 @@ func TestPrometheusScrapesFarm(t *testing.T) {
 		{`warren:workers_running:sum{` + req + `} == 1`, "", 2},
 		{`warren:workers_needed:ceil{` + req + `} >= 1`, "", 2},
 		{`warren:worker_slots:avg{` + req + `,model="seed"} == 4`, "seed", 1},
-		{`warren:worker_slots:avg{` + req + `,model="digits"} == 2`, "digits", 1},
+		{`warren:worker_slots:avg{` + req + `,model="digits"} == 64`, "digits", 1}, // 2 × its max_batch_size of 32
 		{`warren:service_time_seconds:mean1m{` + req + `,model="seed"} > 0.015`, "seed", 1},
 		{`warren:service_time_seconds:mean1m{` + req + `,model="digits"} < 0.01`, "digits", 1},
 		{`warren:service_time_seconds:mean1h{` + req + `,model="seed"} > 0.015`, "seed", 1},

@@ -37,7 +37,9 @@
 //	     worker's bad_input)                                reason bad_input
 //	404  unknown model, version or job                     reason not_found
 //	409  idempotency key in progress, job not cancellable  in_progress, not_cancellable
-//	403  the admin API refuses this client (ADMIN_API)    reason forbidden
+//	401  no credential, or a refused one (auth on)         reason unauthorized, + WWW-Authenticate
+//	403  the admin API refuses this client (ADMIN_API, or
+//	     not an admin); the caller may not call the model   reason forbidden
 //	413  body over BodyLimit                               reason too_large
 //	422  missing/wrong-typed field, malformed JSON (the lab's shape; v2 says 400);
 //	     an Idempotency-Key reused with another body       idempotency_key_reused
@@ -46,7 +48,8 @@
 //	     draining, not_ready, store_unavailable, jobs_unavailable
 //	504  the deadline passed, or the model gave up         reason timeout
 //
-// 429 is kept free for per-client rate limits; client_closed (a client that went
+// 429 auth_limited answers an address with too many failed authentications
+// (pkg/auth); other 429s are for per-client rate limits. client_closed (a client that went
 // away) is counted in the metrics, never sent. /process and /jobs bodies are
 // {"detail", "reason"}; /v2 bodies are {"error", "reason"}.
 package api
@@ -66,6 +69,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
@@ -122,12 +126,17 @@ type Config struct {
 	Jobs JobsConfig
 	// AdminAPI says who may change the routing of unversioned calls (PUT and
 	// DELETE /v2/models/{name}/traffic): AdminOff, AdminLoopback (clients on this
-	// host, not through a proxy) or AdminOn. Empty means AdminLoopback. There is no
-	// authentication: do not expose these calls.
+	// host, not through a proxy) or AdminOn. Empty means AdminLoopback. With Auth
+	// enabled, the caller must be an admin besides; without, do not expose these
+	// calls.
 	AdminAPI string
 	// TrafficRefresh is how often the traffic settings are re-read from the job
 	// store (other replicas' changes); zero means catalog.DefaultTrafficRefresh.
 	TrafficRefresh time.Duration
+	// Auth says who is calling (pkg/auth); its metrics join Registry, and Run
+	// follows its keys file. Nil means no authentication (every caller
+	// anonymous).
+	Auth *auth.Authenticator
 	// Tracing, if enabled, traces each request and passes the W3C trace context to
 	// the workers; nil disables.
 	Tracing *tracing.Tracing
@@ -178,6 +187,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry("api", "")
+	}
+	if c.Auth == nil {
+		c.Auth, _ = auth.New(context.Background(), auth.Config{}) // nothing configured: cannot fail
 	}
 	c.AMQP.Logger = c.Logger
 }
@@ -258,6 +270,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.metrics = metrics.NewAPI(cfg.Registry, vhost, metricsSource{s})
+	if err := registerAll(cfg.Registry, cfg.Auth.Collectors()); err != nil {
+		return nil, err
+	}
 	if s.client, err = queue.NewClient(queue.ClientConfig{DialConfig: cfg.AMQP, Tracing: cfg.Tracing,
 		OnConfirm: func(r queue.Route, d time.Duration) { s.metrics.Route(r).Confirm(d) }}); err != nil {
 		return nil, err
@@ -283,6 +298,16 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.echo = newRouter(s.handlers())
 	return s, nil
+}
+
+// registerAll registers the collectors, naming the first that does not register.
+func registerAll(reg *prometheus.Registry, cs []prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("api: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // track starts following a model version the catalog saw for the first time.
@@ -331,6 +356,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 	bg("job results", func(ctx context.Context) { _ = s.results.Run(ctx) })
 	bg("job service", func(ctx context.Context) { _ = s.jobs.Run(ctx) })
 	bg("model announcements", func(ctx context.Context) { _ = s.watcher.Run(ctx) })
+	bg("keys file", s.cfg.Auth.Run)
 	bg("traffic settings", func(ctx context.Context) { s.catalog.FollowTraffic(ctx, s.cfg.TrafficRefresh) })
 	if s.cfg.ManagementURL != "" {
 		bg("queue policy", func(ctx context.Context) {
@@ -353,8 +379,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) (err error) {
 		}
 		return nil
 	})
-	s.log.Info("api listening", "addr", ln.Addr().String(), "default_model", s.cfg.DefaultModel, "admin_api", s.cfg.AdminAPI)
-	if s.cfg.AdminAPI == AdminOn {
+	s.log.Info("api listening", "addr", ln.Addr().String(), "default_model", s.cfg.DefaultModel, "admin_api", s.cfg.AdminAPI,
+		"auth", s.cfg.Auth.Enabled())
+	if !s.cfg.Auth.Enabled() && s.cfg.Auth.Mode() == auth.ModeNone {
+		s.log.Warn("AUTH=none: authentication is off; anyone who reaches this API may call every model and read every job")
+	}
+	if s.cfg.AdminAPI == AdminOn && !s.cfg.Auth.Enabled() {
 		s.log.Warn("ADMIN_API=on: anyone who reaches this API can change where calls go (PUT/DELETE /v2/models/{name}/traffic); there is no authentication")
 	}
 	go s.markReady(ctx)

@@ -128,7 +128,7 @@ func (f *fakeJobs) Submit(_ context.Context, s jobs.Submission) (*jobs.Job, bool
 	}
 	f.subs = append(f.subs, s)
 	j := &jobs.Job{ID: fmt.Sprintf("j%d", len(f.subs)), Status: jobs.Queued, Model: s.Model, Version: s.Version,
-		Format: s.Format, Input: s.Input, RequestID: s.RequestID, CreatedAt: time.Now()}
+		Format: s.Format, Input: s.Input, RequestID: s.RequestID, CreatedAt: time.Now(), Owner: s.Owner}
 	f.byID[j.ID] = j
 	return j, false, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/warren-farm/warren/internal/lifecycle"
 	"github.com/warren-farm/warren/pkg/apidoc"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/jobs"
@@ -63,6 +64,7 @@ type handlers struct {
 	jobs     Jobs
 	capacity Capacity
 	metrics  *metrics.API
+	auth     *auth.Authenticator
 	registry *prometheus.Registry
 	// state is the server's lifecycle state; enter/leave count calls for the drain.
 	state        func() lifecycle.State
@@ -77,7 +79,7 @@ type handlers struct {
 func (s *Server) handlers() *handlers {
 	return &handlers{
 		cfg: s.cfg, calls: s.client, catalog: s.catalog, traffic: s.catalog, jobs: s.jobs, capacity: s.capacity, metrics: s.metrics,
-		registry: s.cfg.Registry, state: s.State, enter: s.enter, leave: s.leave, stopping: s.Stopping(),
+		auth: s.cfg.Auth, registry: s.cfg.Registry, state: s.State, enter: s.enter, leave: s.leave, stopping: s.Stopping(),
 		broker: func() bool { return s.client.State().Connected },
 		jobsProblem: func() string {
 			st := s.publisher.State()
@@ -102,6 +104,12 @@ func newRouter(h *handlers) *echo.Echo {
 		e.Use(h.cfg.Tracing.Middleware())
 	}
 	e.Use(requestID)
+	if h.auth == nil {
+		h.auth = h.cfg.Auth
+	}
+	if h.auth != nil {
+		e.Use(h.authenticate)
+	}
 	e.GET("/", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"service": "Service A - Input Logger", "status": "running"})
 	})

@@ -148,6 +148,9 @@ func (h *handlers) readJobInput(c echo.Context, ve *httperr.ValidationError) (jo
 	if err := ve.OrNil(); err != nil {
 		return jobInput{}, nil
 	}
+	if err := mayCall(c.Request(), name); err != nil {
+		return jobInput{}, err
+	}
 	// A job that names no version is routed as a call would be, once, now.
 	var v catalog.Version
 	if version == "" {
@@ -191,8 +194,16 @@ func (h *handlers) submit(c echo.Context, in jobInput, key string) error {
 		return draining()
 	}
 	defer h.leave()
+	owner := caller(c.Request()).Owner()
+	if key != "" && owner != "" {
+		// Idempotency keys are global to the store: scoped to the caller, one
+		// caller's key never replays (or blocks) another's job. A space cannot
+		// occur in a client's key (validKey), so scoped keys cannot collide.
+		key = owner + " " + key
+	}
 	j, replay, err := h.jobs.Submit(c.Request().Context(), jobs.Submission{RequestID: requestIDOf(c),
-		Model: in.v.Route.Model, Version: in.v.Route.Version, Format: in.format, Input: in.body, IdempotencyKey: key})
+		Model: in.v.Route.Model, Version: in.v.Route.Version, Format: in.format, Input: in.body, IdempotencyKey: key,
+		Owner: owner})
 	if err != nil {
 		return jobError(err, in.v.Route)
 	}
@@ -214,7 +225,7 @@ func (h *handlers) handOff(c echo.Context, v catalog.Version, body []byte, forma
 	defer h.leave()
 	ctx := c.Request().Context()
 	j, _, err := h.jobs.Submit(ctx, jobs.Submission{RequestID: requestIDOf(c), Model: v.Route.Model,
-		Version: v.Route.Version, Format: format, Input: body})
+		Version: v.Route.Version, Format: format, Input: body, Owner: caller(c.Request()).Owner()})
 	if err != nil {
 		return jobError(err, v.Route)
 	}
@@ -253,6 +264,9 @@ func (h *handlers) getJob(c echo.Context) error {
 		return err
 	}
 	id := c.Param("id")
+	if err := h.ownJob(c, id); err != nil {
+		return err
+	}
 	var j *jobs.Job
 	var err error
 	if wait > 0 {
@@ -275,6 +289,9 @@ func (h *handlers) getJob(c echo.Context) error {
 
 // deleteJob is DELETE /jobs/:id: cancels a queued job (idempotent).
 func (h *handlers) deleteJob(c echo.Context) error {
+	if err := h.ownJob(c, c.Param("id")); err != nil {
+		return err
+	}
 	j, err := h.jobs.Cancel(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, jobs.ErrConflict) && j != nil {
 		b, _ := httperr.Marshal(map[string]any{
@@ -287,6 +304,21 @@ func (h *handlers) deleteJob(c echo.Context) error {
 		return jobError(err, queue.Route{})
 	}
 	return h.writeJob(c, http.StatusOK, j)
+}
+
+// ownJob is nil when the caller may read and cancel the job, else the same 404
+// as for an unknown job: another caller's job is not there for this one (not even
+// its existence is told). A job's owner never changes, so the check holds for the
+// Wait or Cancel that follows.
+func (h *handlers) ownJob(c echo.Context, id string) error {
+	j, err := h.jobs.Get(c.Request().Context(), id)
+	if err != nil {
+		return jobError(err, queue.Route{})
+	}
+	if !mayRead(c.Request(), j.Owner) {
+		return jobError(jobs.ErrNotFound, queue.Route{})
+	}
+	return nil
 }
 
 // jobFailed is the answer to a hand-off (Prefer: respond-async) whose job failed

@@ -89,6 +89,9 @@ func (h *handlers) process(c echo.Context) error {
 // announced is "no predictor can answer" (the lab's 503), not a 404; one that does
 // not take the seed lab's input cannot answer /process.
 func (h *handlers) defaultModel(req *http.Request) (catalog.Version, error) {
+	if err := mayCall(req, h.cfg.DefaultModel); err != nil {
+		return catalog.Version{}, err
+	}
 	v, err := h.catalog.Pick(h.cfg.DefaultModel, req.Header.Get)
 	if err != nil && !h.broker() {
 		return v, httperr.Of(reason.BrokerUnavailable, "Model service is unavailable: not connected to the broker", err)

@@ -156,14 +156,22 @@ func trafficError(err error) error {
 
 // adminOnly lets a call through as ADMIN_API says: always (on), never (off), or
 // from a loopback address with no proxy's forwarding header (loopback), so that a
-// reverse proxy on the same host does not make every client local.
+// reverse proxy on the same host does not make every client local. With
+// authentication on, the caller must also be an admin.
 func (h *handlers) adminOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		switch h.cfg.AdminAPI {
-		case AdminOn:
-			return next(c)
-		case AdminOff:
+		if h.cfg.AdminAPI == AdminOff {
 			return httperr.Of(reason.Forbidden, "The admin API is off (ADMIN_API=off)", nil)
+		}
+		// With authentication on, the admin endpoints need an admin key (or
+		// role), whatever ADMIN_API allows besides.
+		if h.auth != nil && h.auth.Enabled() {
+			if p := caller(c.Request()); !p.Admin {
+				return httperr.Of(reason.Forbidden, "Forbidden: "+p.Name+" is not an admin (admin: true in the keys file)", nil)
+			}
+		}
+		if h.cfg.AdminAPI == AdminOn {
+			return next(c)
 		}
 		req := c.Request()
 		host, _, err := net.SplitHostPort(req.RemoteAddr)

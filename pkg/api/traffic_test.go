@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/catalog"
 	"github.com/warren-farm/warren/pkg/jobs"
 	"github.com/warren-farm/warren/pkg/metrics"
@@ -76,6 +77,12 @@ type trafficRig struct {
 
 func newTrafficRig(t *testing.T, admin string) *trafficRig {
 	t.Helper()
+	return newTrafficRigAuth(t, admin, nil)
+}
+
+// newTrafficRigAuth is newTrafficRig with an authenticator (nil: none).
+func newTrafficRigAuth(t *testing.T, admin string, a *auth.Authenticator) *trafficRig {
+	t.Helper()
 	tr := &trafficRig{rig: &rig{calls: &fakeCaller{}, jobs: &fakeJobs{byID: map[string]*jobs.Job{}}, cap: &fakeCapacity{}, state: lifecycle.Ready},
 		store: &metaStore{kv: map[string][]byte{}}, live: map[string]int{"canary/1": 1, "canary/2": 1}}
 	var err error
@@ -93,7 +100,7 @@ func newTrafficRig(t *testing.T, admin string) *trafficRig {
 		{Name: "canary", Version: "1", Metadata: seedMD}, {Name: "canary", Version: "2", Metadata: digits},
 		{Name: "seed", Version: "1", Metadata: seedMD},
 	}})
-	cfg := Config{DefaultModel: "seed", BodyLimit: 4096, AdminAPI: admin}
+	cfg := Config{DefaultModel: "seed", BodyLimit: 4096, AdminAPI: admin, Auth: a}
 	cfg.setDefaults()
 	reg := prometheus.NewRegistry()
 	tr.h = newRouter(&handlers{cfg: cfg, calls: tr.calls, catalog: tr.cat, traffic: tr.cat, jobs: tr.jobs, capacity: tr.cap,

@@ -161,7 +161,11 @@ type versionEntry struct {
 
 func (h *handlers) listModels(c echo.Context) error {
 	out := modelList{Models: []modelEntry{}}
+	who := caller(c.Request())
 	for _, m := range h.catalog.Models() {
+		if !who.MayCall(m.Name) {
+			continue // a caller sees the models it may call, and only those
+		}
 		e := modelEntry{Name: m.Name, Versions: []versionEntry{}}
 		if d, err := h.catalog.Resolve(m.Name, ""); err == nil {
 			e.DefaultVersion = d.Route.Version

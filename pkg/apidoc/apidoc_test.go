@@ -106,7 +106,7 @@ func TestSpecLoadsAndValidates(t *testing.T) {
 		}
 	}
 	sort.Strings(codes)
-	if want := []string{"200", "202", "400", "413", "422", "502", "503", "504"}; !slices.Equal(codes, want) {
+	if want := []string{"200", "202", "400", "401", "403", "413", "422", "429", "502", "503", "504"}; !slices.Equal(codes, want) {
 		t.Errorf("POST /process statuses %v, want %v", codes, want)
 	}
 	if h := process.Responses.Status(503).Value.Headers["Retry-After"]; h == nil || !h.Value.Required {
@@ -135,9 +135,9 @@ func TestSpecJobs(t *testing.T) {
 	jobs, job := doc.Paths.Value("/jobs"), doc.Paths.Value("/jobs/{id}")
 	ops := map[string]*openapi3.Operation{"POST /jobs": jobs.Post, "GET /jobs/{id}": job.Get, "DELETE /jobs/{id}": job.Delete}
 	wantCodes := map[string][]string{
-		"POST /jobs":        {"200", "202", "400", "404", "409", "413", "422", "503"},
-		"GET /jobs/{id}":    {"200", "404", "422", "503"},
-		"DELETE /jobs/{id}": {"200", "404", "409", "503"},
+		"POST /jobs":        {"200", "202", "400", "401", "403", "404", "409", "413", "422", "429", "503"},
+		"GET /jobs/{id}":    {"200", "401", "404", "422", "429", "503"},
+		"DELETE /jobs/{id}": {"200", "401", "404", "409", "429", "503"},
 	}
 	for name, op := range ops {
 		var codes []string
@@ -268,6 +268,9 @@ func TestSpecComponentsAreUsed(t *testing.T) {
 		"#/components/responses/MethodNotAllowed":   true,
 		"#/components/responses/V2NotFound":         true,
 		"#/components/responses/V2MethodNotAllowed": true,
+		// Security schemes are named by "security" requirements, never by $ref.
+		"#/components/securitySchemes/bearer": true,
+		"#/components/securitySchemes/apiKey": true,
 	}
 	for kind, comps := range raw["components"].(map[string]any) {
 		for name := range comps.(map[string]any) {

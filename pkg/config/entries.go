@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/api"
+	"github.com/warren-farm/warren/pkg/auth"
 	"github.com/warren-farm/warren/pkg/capacity"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/jobs"
@@ -22,6 +23,7 @@ var Table = []Entry{
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
 	JobConcurrency, JobMaxAttempts, JobRetryBackoff, JobRetryBackoffMax, JobRunTimeout,
 	OTLPEndpoint, OTLPProtocol, TracesSamplerArg, ServiceName,
+	AuthMode, APIKeysFile, APIKeysInit, OIDCIssuer, OIDCAudience, OIDCJWKSURL, OIDCRolesClaim,
 }
 
 // modelName is what a model name must look like (MODELS, DEFAULT_MODEL).
@@ -85,7 +87,7 @@ var (
 	Prefetch = &Int{
 		Env: "PREFETCH", ReadBy: WorkerOnly,
 		Default: 0, Min: 0, Max: 65535,
-		Usage: "Unacked requests the broker may push to one worker per model; 0 means equal to the model's concurrency.",
+		Usage: "Unacked requests the broker may push to one worker per model; 0 means equal to the model's concurrency (a batching model takes at least max_batch_size × concurrency).",
 	}
 	// DrainTimeout is DRAIN_TIMEOUT.
 	DrainTimeout = &Duration{
@@ -119,7 +121,7 @@ var (
 	AdminAPI = &Enum{
 		Env: "ADMIN_API", ReadBy: APIOnly,
 		Default: api.AdminLoopback, Allowed: api.AdminModes,
-		Usage: "Who may change where calls without a version go (`PUT`/`DELETE /v2/models/{name}/traffic`; docs/versions.md): `loopback` — clients on the API's own host, not through a proxy; `on` — anyone who reaches the API (there is no authentication: only behind a network boundary you trust); `off` — nobody.",
+		Usage: "Who may change where calls without a version go (`PUT`/`DELETE /v2/models/{name}/traffic`; docs/versions.md): `loopback` — clients on the API's own host, not through a proxy; `on` — anyone who reaches the API (with authentication on, an admin key or role is needed in every mode; without, use `on` only behind a network boundary you trust); `off` — nobody.",
 	}
 	// ModelSeed is MODEL_SEED.
 	ModelSeed = &Uint64{
@@ -268,5 +270,46 @@ var (
 		Env: "OTEL_SERVICE_NAME", ReadBy: Both,
 		PerBinary: map[string]string{API: "warren-api", Worker: "warren-worker"},
 		Usage:     "service.name of the exported spans.",
+	}
+)
+
+// Authentication (docs/security.md).
+var (
+	// AuthMode is AUTH.
+	AuthMode = &Enum{
+		Env: "AUTH", ReadBy: APIOnly,
+		Default: auth.ModeAuto, Allowed: auth.Modes,
+		Usage: "`auto`: authentication is on when API_KEYS_FILE or OIDC_ISSUER is set; with neither, the API starts only on a loopback HTTP_ADDR. `none`: no authentication on any address, on purpose (a warning at start).",
+	}
+	// APIKeysFile is API_KEYS_FILE.
+	APIKeysFile = &String{
+		Env: "API_KEYS_FILE", ReadBy: APIOnly,
+		Usage: "The keys file (YAML or JSON, at most 1 MiB): per key a name, the SHA-256 of the secret, the models it may call, admin, limits; and the roles a JWT may name. Re-read on change and on SIGHUP (a bad file keeps the loaded keys). `api keygen --name NAME` makes a key.",
+	}
+	// APIKeysInit is API_KEYS_INIT.
+	APIKeysInit = &String{
+		Env: "API_KEYS_INIT", ReadBy: APIOnly,
+		Usage: "When set and API_KEYS_FILE does not exist yet: make it at start with one admin key of this name, and write the key's secret to API_KEYS_FILE.admin-key (both mode 0600; never logged). Compose ships with it.",
+	}
+	// OIDCIssuer is OIDC_ISSUER.
+	OIDCIssuer = &String{
+		Env: "OIDC_ISSUER", ReadBy: APIOnly,
+		Usage: "An identity provider whose JWTs are accepted as Bearer tokens (their `iss`); needs OIDC_AUDIENCE and API_KEYS_FILE's roles. Empty: no JWTs.",
+	}
+	// OIDCAudience is OIDC_AUDIENCE.
+	OIDCAudience = &String{
+		Env: "OIDC_AUDIENCE", ReadBy: APIOnly,
+		Usage: "The `aud` a token must carry.",
+	}
+	// OIDCJWKSURL is OIDC_JWKS_URL.
+	OIDCJWKSURL = &String{
+		Env: "OIDC_JWKS_URL", ReadBy: APIOnly,
+		Usage: "The provider's signing keys (JWKS); empty: discovered at start from OIDC_ISSUER's /.well-known/openid-configuration. Cached; re-fetched for a key id not seen yet (rotation).",
+	}
+	// OIDCRolesClaim is OIDC_ROLES_CLAIM.
+	OIDCRolesClaim = &String{
+		Env: "OIDC_ROLES_CLAIM", ReadBy: APIOnly,
+		Default: auth.DefaultRolesClaim,
+		Usage:   "The token claim (a string or a list of strings) naming roles of API_KEYS_FILE's `roles`, which say what the token may do.",
 	}
 )

@@ -140,6 +140,10 @@ type Job struct {
 	StartBy time.Time `json:"-"`
 	// Worker is the worker of the latest event that named one.
 	Worker string `json:"-"`
+	// Owner is who submitted the job ("key:<name>" or "jwt:<subject>", from
+	// pkg/auth), "" when authentication was off. The API shows a job only to
+	// its owner and to admins.
+	Owner string `json:"-"`
 	// Format is how the API renders the job (its result above all): one of
 	// [FormatV2] and [FormatProcess]. "" for jobs stored before formats
 	// existed, which were all FormatProcess.

@@ -194,6 +194,9 @@ type Submission struct {
 	// global to the store: scope them before Submit if clients must not
 	// share them.
 	IdempotencyKey string
+	// Owner is who submitted the job (pkg/auth's Principal.Owner), "" for
+	// nobody in particular; it is stored with the job.
+	Owner string
 }
 
 // Submit stores a job, publishes it and records the broker's confirm: the
@@ -219,7 +222,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (j *Job, replay bo
 	j = &Job{
 		ID: "j" + strings.ToLower(rand.Text()), CreatedAt: now, RequestID: sub.RequestID,
 		Model: sub.Model, Version: sub.Version, Format: sub.Format, Input: sub.Input,
-		IdempotencyKey: sub.IdempotencyKey, BodyHash: bodyHash(sub),
+		IdempotencyKey: sub.IdempotencyKey, BodyHash: bodyHash(sub), Owner: sub.Owner,
 	}
 	if s.cfg.StartTimeout > 0 {
 		j.StartBy = now.Add(s.cfg.StartTimeout)
@@ -234,6 +237,9 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (j *Job, replay bo
 		return prev, true, nil
 	}
 	log := s.log.With("job_id", j.ID, "request_id", j.RequestID)
+	if j.Owner != "" {
+		log = log.With("owner", j.Owner)
+	}
 	err = s.publish(ctx, j, log)
 	switch {
 	case errors.Is(err, ErrUnconfirmed):

@@ -30,8 +30,14 @@ type Worker struct {
 	vhost      string
 	processing *prometheus.HistogramVec
 	model      *prometheus.HistogramVec
+	batchSize  *prometheus.HistogramVec
+	fillWait   *prometheus.HistogramVec
+	expired    *prometheus.CounterVec
 	byQueue    sync.Map // queue → prometheus.Observer of processing
 }
+
+// BatchSizeBuckets are powers of two up to the largest max_batch_size.
+var BatchSizeBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
 // Outcome label values of warren_worker_messages_handled_total, each read from the
 // matching queue.ConsumerStats counter.
@@ -75,6 +81,18 @@ func NewWorker(reg prometheus.Registerer, vhost string, src WorkerSource) *Worke
 			Namespace: Namespace, Name: "worker_model_duration_seconds", Buckets: LatencyBuckets,
 			Help: "Time inside the model's Predict call.",
 		}, []string{"vhost", "model", "version"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "worker_batch_size", Buckets: BatchSizeBuckets,
+			Help: "Requests in each batch a dynamic batcher sent to the model (expired ones dropped).",
+		}, routeLabels),
+		fillWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "worker_batch_fill_wait_seconds", Buckets: LatencyBuckets,
+			Help: "How long each batch's first request waited for the batch to go to the model.",
+		}, routeLabels),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "worker_batch_expired_total",
+			Help: "Requests a dynamic batcher dropped, unanswered by the model, because their deadline passed before their batch went.",
+		}, routeLabels),
 	}
 	consumed := desc("worker_messages_consumed_total", "Deliveries taken by a handler.", vhost, true)
 	handled := desc("worker_messages_handled_total", "Deliveries by outcome.", vhost, true, "outcome")
@@ -116,7 +134,7 @@ func NewWorker(reg prometheus.Registerer, vhost string, src WorkerSource) *Worke
 			ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, b2f(src.Connected()))
 			ch <- prometheus.MustNewConstMetric(reconnects, prometheus.CounterValue, float64(max(src.Sessions(), 1)-1))
 		}}
-	reg.MustRegister(w.processing, w.model, fc)
+	reg.MustRegister(w.processing, w.model, w.batchSize, w.fillWait, w.expired, fc)
 	return w
 }
 
@@ -137,8 +155,37 @@ func (w *Worker) ModelObserver(r queue.Route) prometheus.Observer {
 }
 
 // Route creates model version r's histogram series at zero (call once per route at
-// start).
+// start). The batch series exist for every model, batching or not, so that a
+// dashboard's query has a series for each (a model that does not batch never
+// drops an expired request there).
 func (w *Worker) Route(r queue.Route) {
 	w.processing.WithLabelValues(w.vhost, r.RequestQueue(), r.Model, r.Version)
 	w.model.WithLabelValues(w.vhost, r.Model, r.Version)
+	w.Batches(r.RequestQueue(), r)
+}
+
+// BatchObserver receives one batcher's measurements (it implements batch.Observer).
+type BatchObserver struct {
+	size, wait, model prometheus.Observer
+	expired           prometheus.Counter
+}
+
+// Batch observes a batch's size and fill wait.
+func (o *BatchObserver) Batch(n int, fillWait time.Duration) {
+	o.size.Observe(float64(n))
+	o.wait.Observe(fillWait.Seconds())
+}
+
+// Expired counts requests dropped as expired.
+func (o *BatchObserver) Expired(n int) { o.expired.Add(float64(n)) }
+
+// Compute observes a batch's Predict time (worker_model_duration_seconds).
+func (o *BatchObserver) Compute(d time.Duration) { o.model.Observe(d.Seconds()) }
+
+// Batches returns the observer of model version r's batcher on queue q (its
+// request queue or its job queue), creating its series at zero.
+func (w *Worker) Batches(q string, r queue.Route) *BatchObserver {
+	return &BatchObserver{size: w.batchSize.WithLabelValues(w.vhost, q, r.Model, r.Version),
+		wait: w.fillWait.WithLabelValues(w.vhost, q, r.Model, r.Version), model: w.ModelObserver(r),
+		expired: w.expired.WithLabelValues(w.vhost, q, r.Model, r.Version)}
 }

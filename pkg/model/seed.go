@@ -47,6 +47,10 @@ type SeedConfig struct {
 	Seed uint64
 	// Latency is a simulated service time per batch. Zero means none.
 	Latency time.Duration
+	// ItemLatency is a simulated service time per request of a batch, added to
+	// Latency: a batch of n costs Latency + n × ItemLatency (the shape of a real
+	// model's batch, whose fixed cost batching amortises). Zero means none.
+	ItemLatency time.Duration
 }
 
 // Seed is the seed lab's "SimpleMlModel" ported to Go: a class from [Classes] and a
@@ -61,11 +65,11 @@ func NewSeed(cfg SeedConfig) *Seed { return &Seed{cfg: cfg} }
 // Metadata implements [Predictor].
 func (m *Seed) Metadata() Metadata { return SeedMetadata() }
 
-// Predict implements [Predictor]. With a Latency it waits that long (once per batch)
-// or until ctx is done.
+// Predict implements [Predictor]. With a Latency or an ItemLatency it waits
+// Latency + len(batch) × ItemLatency or until ctx is done.
 func (m *Seed) Predict(ctx context.Context, batch []*Request) ([]*Response, error) {
-	if m.cfg.Latency > 0 {
-		t := time.NewTimer(m.cfg.Latency)
+	if d := m.cfg.Latency + time.Duration(len(batch))*m.cfg.ItemLatency; d > 0 {
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()

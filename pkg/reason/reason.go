@@ -31,7 +31,9 @@ const (
 	InProgress           // 409: the first submission with this key is not confirmed yet
 	NotCancellable       // 409: only a queued job can be cancelled
 	NotReady             // 503: the model cannot answer this endpoint now (DEFAULT_MODEL not seed-shaped, a worker's model still loading)
-	Forbidden            // 403: the admin API does not take calls from this client (ADMIN_API)
+	Forbidden            // 403: the admin API does not take calls from this client (ADMIN_API), or the caller may not call this model or admin endpoint
+	Unauthorized         // 401: no credential, or one that is not accepted (with WWW-Authenticate)
+	AuthLimited          // 429: too many failed authentications from this client address lately
 	count
 )
 
@@ -42,19 +44,20 @@ var names = [count]string{
 	StoreUnavailable: "store_unavailable", JobsUnavailable: "jobs_unavailable",
 	IdempotencyKeyReused: "idempotency_key_reused", InProgress: "in_progress",
 	NotCancellable: "not_cancellable", NotReady: "not_ready", Forbidden: "forbidden",
+	Unauthorized: "unauthorized", AuthLimited: "auth_limited",
 }
 
 var statuses = [count]int{
 	OK: 200, NoWorkers: 503, QueueFull: 503, BrokerUnavailable: 503, Draining: 503, Timeout: 504,
 	ModelError: 502, BadInput: 400, ClientClosed: 499, NotFound: 404, Invalid: 422, TooLarge: 413,
 	StoreUnavailable: 503, JobsUnavailable: 503, IdempotencyKeyReused: 422, InProgress: 409,
-	NotCancellable: 409, NotReady: 503, Forbidden: 403,
+	NotCancellable: 409, NotReady: 503, Forbidden: 403, Unauthorized: 401, AuthLimited: 429,
 }
 
 // retryAfter is the Retry-After (seconds) of the reasons that are worth retrying.
 var retryAfter = [count]int{
 	NoWorkers: 5, QueueFull: 1, BrokerUnavailable: 5, Draining: 2, StoreUnavailable: 2,
-	JobsUnavailable: 5, InProgress: 1, NotReady: 5,
+	JobsUnavailable: 5, InProgress: 1, NotReady: 5, AuthLimited: 1,
 }
 
 // String is the reason as it appears in bodies and labels ("no_workers").

@@ -7,10 +7,11 @@ import (
 	"github.com/warren-farm/warren/pkg/model/httpmodel"
 )
 
-// SeedBackend is the seed backend: [model.NewSeed] with the config's seed and
-// latency.
+// SeedBackend is the seed backend: [model.NewSeed] with the config's seed,
+// latency and item_latency.
 func SeedBackend(_ context.Context, m Model) (model.Predictor, error) {
-	return model.NewSeed(model.SeedConfig{Seed: m.Config.Seed, Latency: m.Config.Latency.Duration}), nil
+	return model.NewSeed(model.SeedConfig{Seed: m.Config.Seed, Latency: m.Config.Latency.Duration,
+		ItemLatency: m.Config.ItemLatency.Duration}), nil
 }
 
 // HTTPBackend is the http backend: [httpmodel.New] with the config's http keys

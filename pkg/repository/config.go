@@ -26,6 +26,8 @@ const (
 	ConfigFile = "config.yaml"
 	// MaxBatchSizeLimit bounds max_batch_size.
 	MaxBatchSizeLimit = 1024
+	// MaxBatchDelayLimit bounds max_batch_delay.
+	MaxBatchDelayLimit = time.Minute
 	// MaxConcurrency bounds concurrency and job_concurrency.
 	MaxConcurrency = 4096
 	// DefaultFile is an onnx model's file name when config.yaml gives none.
@@ -49,10 +51,15 @@ const (
 type Config struct {
 	// Backend is "seed", "onnx" or "http" (backend, required).
 	Backend string `json:"backend"`
-	// MaxBatchSize is the largest batch the model takes in its first dimension;
-	// 0 (the default) means the model has no batch dimension (max_batch_size,
-	// 0..1024). The batching work uses it; today it is validated only.
+	// MaxBatchSize is the largest batch of requests one Predict call gets
+	// (max_batch_size, 0..1024): above 1, a worker's dynamic batcher gathers the
+	// model's requests into batches (docs/model-repository.md); 0 or 1 computes
+	// each request alone.
 	MaxBatchSize int `json:"max_batch_size"`
+	// MaxBatchDelay is how long a batch may wait to fill after its first request
+	// arrived (max_batch_delay, 0..1m, default 0: only what is already waiting);
+	// it needs a max_batch_size above 1.
+	MaxBatchDelay Duration `json:"max_batch_delay"`
 	// Concurrency is how many requests one worker computes at once for this model
 	// (concurrency, 1..4096); 0 (absent) means the worker's CONCURRENCY.
 	Concurrency int `json:"concurrency"`
@@ -75,6 +82,9 @@ type SeedOptions struct {
 	Seed uint64 `json:"seed"`
 	// Latency is a simulated service time per batch (latency, default none).
 	Latency Duration `json:"latency"`
+	// ItemLatency is a simulated service time per request of a batch, added to
+	// Latency (item_latency, default none).
+	ItemLatency Duration `json:"item_latency"`
 }
 
 // ONNXOptions are the keys of backend onnx.

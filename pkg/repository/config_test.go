@@ -38,7 +38,7 @@ func TestConfigErrors(t *testing.T) {
 		{"typo", "backend: seed\nconcurency: 2\n", nil, []string{cfg + ": concurency: unknown key (did you mean concurrency?)"}},
 		{"camel case", "backend: seed\nmaxBatchSize: 2\n", nil, []string{cfg + ": maxBatchSize: unknown key (did you mean max_batch_size?)"}},
 		{"wrong case", "backend: seed\nBackend: seed\n", nil, []string{cfg + ": Backend: unknown key (did you mean backend?)"}},
-		{"unknown key", "backend: seed\ncolour: red\n", nil, []string{cfg + ": colour: unknown key (the keys of backend seed: backend, max_batch_size, concurrency, job_concurrency, version_policy, seed, latency)"}},
+		{"unknown key", "backend: seed\ncolour: red\n", nil, []string{cfg + ": colour: unknown key (the keys of backend seed: backend, max_batch_size, max_batch_delay, concurrency, job_concurrency, version_policy, seed, latency, item_latency)"}},
 		{"url on seed", "backend: seed\nurl: http://svc-b:8001/predict\n", nil, []string{cfg + ": url: only for backend http (this model's backend is seed)"}},
 		{"file on http", "backend: http\nprotocol: seed\nurl: http://b/predict\nfile: m.onnx\n", nil, []string{cfg + ": file: only for backend onnx (this model's backend is http)"}},
 		{"latency on onnx", "backend: onnx\nlatency: 5ms\n", map[string]string{"models/m/1/model.onnx": "x"}, []string{cfg + ": latency: only for backend seed (this model's backend is onnx)"}},
@@ -54,7 +54,7 @@ func TestConfigErrors(t *testing.T) {
 			cfg + ": max_batch_size: must be between 0 and 1024, got -1",
 			cfg + `: concurrency: want an integer, got "x"`,
 			cfg + ": url: only for backend http (this model's backend is seed)",
-			cfg + ": foo: unknown key (the keys of backend seed: backend, max_batch_size, concurrency, job_concurrency, version_policy, seed, latency)",
+			cfg + ": foo: unknown key (the keys of backend seed: backend, max_batch_size, max_batch_delay, concurrency, job_concurrency, version_policy, seed, latency, item_latency)",
 		}},
 
 		// Limits of every backend.

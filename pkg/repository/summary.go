@@ -37,6 +37,9 @@ func describe(c Config) string {
 		if c.Latency.Duration > 0 {
 			s += " latency " + c.Latency.String()
 		}
+		if c.ItemLatency.Duration > 0 {
+			s += " item_latency " + c.ItemLatency.String()
+		}
 		parts = append(parts, s)
 	case BackendONNX:
 		parts = append(parts, "onnx "+c.File)
@@ -58,6 +61,9 @@ func describe(c Config) string {
 	}
 	if c.MaxBatchSize > 0 {
 		parts = append(parts, fmt.Sprintf("max_batch_size %d", c.MaxBatchSize))
+	}
+	if c.MaxBatchDelay.Duration > 0 {
+		parts = append(parts, "max_batch_delay "+c.MaxBatchDelay.String())
 	}
 	if p := c.VersionPolicy; p.Latest != 1 {
 		parts = append(parts, "version_policy "+p.String())

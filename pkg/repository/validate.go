@@ -15,6 +15,11 @@ func (c *Config) validate(p *problems) {
 	if c.MaxBatchSize < 0 || c.MaxBatchSize > MaxBatchSizeLimit {
 		p.add("max_batch_size", fmt.Sprintf("must be between 0 and %d, got %d", MaxBatchSizeLimit, c.MaxBatchSize))
 	}
+	if d := c.MaxBatchDelay.Duration; d < 0 || d > MaxBatchDelayLimit {
+		p.add("max_batch_delay", fmt.Sprintf("must be between 0 and %v, got %v", MaxBatchDelayLimit, d))
+	} else if d > 0 && c.MaxBatchSize <= 1 {
+		p.add("max_batch_delay", fmt.Sprintf("%v has no effect without a max_batch_size above 1 (got %d)", d, c.MaxBatchSize))
+	}
 	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
 		p.add("concurrency", fmt.Sprintf("must be between 1 and %d (absent or 0: the worker's CONCURRENCY), got %d", MaxConcurrency, c.Concurrency))
 	}
@@ -25,6 +30,9 @@ func (c *Config) validate(p *problems) {
 	case BackendSeed:
 		if c.Latency.Duration < 0 {
 			p.add("latency", fmt.Sprintf("must not be negative, got %v", c.Latency))
+		}
+		if c.ItemLatency.Duration < 0 {
+			p.add("item_latency", fmt.Sprintf("must not be negative, got %v", c.ItemLatency))
 		}
 	case BackendONNX:
 		if f := c.File; f != "" && (strings.ContainsAny(f, `/\`) || f == "." || f == "..") {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
+	"github.com/warren-farm/warren/pkg/batch"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
@@ -20,8 +23,10 @@ import (
 )
 
 // handler answers one model version's messages: a v2 inference request in, a v2
-// inference response out.
-func (w *Worker) handler(s *served) queue.Handler {
+// inference response out. With a batcher (in bp once the model is warm) the
+// request joins a batch; the handler waits for its own answer, and the consumer
+// acks the message after publishing that answer, as without batching.
+func (w *Worker) handler(s *served, bp *atomic.Pointer[batch.Batcher]) queue.Handler {
 	return func(ctx context.Context, m *queue.Message) ([]byte, error) {
 		req, id, err := oip.DecodeRequest(m.Body, w.cfg.Limits)
 		if err != nil {
@@ -31,7 +36,7 @@ func (w *Worker) handler(s *served) queue.Handler {
 			return nil, classify(err)
 		}
 		req.ID = m.RequestID
-		outs, err := w.predict(ctx, s, req)
+		outs, err := w.predict(ctx, s, req, bp.Load())
 		if err != nil {
 			return nil, err
 		}
@@ -40,8 +45,12 @@ func (w *Worker) handler(s *served) queue.Handler {
 }
 
 // predict is the one model code path behind the queues and POST /predict: one
-// request, its selected outputs, errors classified for the reply.
-func (w *Worker) predict(ctx context.Context, s *served, req *model.Request) ([]model.Tensor, error) {
+// request, its selected outputs, errors classified for the reply. With a batcher
+// the request is computed in a batch.
+func (w *Worker) predict(ctx context.Context, s *served, req *model.Request, b *batch.Batcher) ([]model.Tensor, error) {
+	if b != nil {
+		return w.predictBatched(ctx, s, req, b)
+	}
 	ctx, span := w.cfg.Tracing.StartModel(ctx, s.spec.Route.Model)
 	defer span.End()
 	start := time.Now()
@@ -69,6 +78,26 @@ func (w *Worker) predict(ctx context.Context, s *served, req *model.Request) ([]
 		return nil, classify(err)
 	}
 	return outs, nil
+}
+
+// predictBatched is predict through a batcher. A request whose deadline passed
+// before its batch went is answered with a timeout (504) without reaching the
+// model.
+func (w *Worker) predictBatched(ctx context.Context, s *served, req *model.Request, b *batch.Batcher) ([]model.Tensor, error) {
+	resp, err := b.Do(ctx, req)
+	var outs []model.Tensor
+	if err == nil {
+		outs, err = model.Select(resp.Outputs, req.Outputs)
+	}
+	switch {
+	case err == nil:
+		return outs, nil
+	case errors.Is(err, batch.ErrExpired):
+		return nil, &queue.ReasonError{Reason: queue.ReasonTimeout, Err: fmt.Errorf("model %s: %w", s.spec.Route, err)}
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return nil, err // the deadline passed while computing or the drain gave up: not answered
+	}
+	return nil, classify(err)
 }
 
 // classify gives a model's or a decoder's error the reason its error reply carries.
@@ -189,7 +218,11 @@ func (w *Worker) predictHTTP(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderXRequestID, rid)
 	req := &model.Request{ID: rid, Inputs: []model.Tensor{{Name: model.SeedInput, Datatype: model.BYTES, Shape: []int64{1}, Data: []string{input}}}}
-	outs, err := w.predict(c.Request().Context(), s, req)
+	outs, err := w.predict(c.Request().Context(), s, req, s.syncBatch.Load())
+	if errors.Is(err, batch.ErrClosed) {
+		return &httperr.Error{Status: http.StatusServiceUnavailable, Reason: reason.Draining,
+			Detail: "This worker is shutting down and takes no new work", Err: err}
+	}
 	if err != nil {
 		return &httperr.Error{Status: http.StatusInternalServerError, Detail: "model error: " + err.Error(), Reason: reason.ModelError, Err: err}
 	}

@@ -12,6 +12,13 @@
 // timeout (the model gave up), model_error (anything else); a request whose
 // deadline passed is not answered.
 //
+// A version with MaxBatchSize above 1 computes in batches (package batch): its
+// handlers hand their request to the version's batcher (one for requests, one for
+// jobs) and wait for their own answer, so the consumer still replies and acks each
+// message on its own. A request dropped by the batcher because its deadline passed
+// while it waited is answered with a timeout. The drain flushes the batchers'
+// waiting batches at once.
+//
 // Workers are stateless: any number may run against the same queues, and the
 // number running per model sets that model's throughput.
 //
@@ -43,12 +50,14 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warren-farm/warren/internal/lifecycle"
+	"github.com/warren-farm/warren/pkg/batch"
 	"github.com/warren-farm/warren/pkg/httperr"
 	"github.com/warren-farm/warren/pkg/metrics"
 	"github.com/warren-farm/warren/pkg/model"
@@ -63,6 +72,8 @@ const (
 	DefaultLoadRetry        = time.Second
 	maxLoadRetry            = 30 * time.Second
 	warmupTimeout           = 30 * time.Second
+	// maxBatchSlots bounds MaxBatchSize × concurrency: the prefetch count is 16 bits.
+	maxBatchSlots = 65535
 )
 
 // ErrModel wraps a model that cannot be loaded (not merely unavailable now): the
@@ -81,9 +92,13 @@ type ModelSpec struct {
 	// JobConcurrency is the number of its jobs run at once; zero turns its job path
 	// off on this worker.
 	JobConcurrency int
-	// MaxBatchSize is the model's configured batch bound (announced; the batching
-	// work uses it).
+	// MaxBatchSize is the largest batch of requests one Predict call gets; above 1
+	// the version's requests and jobs go through a dynamic batcher (package
+	// batch), with MaxBatchSize × Concurrency handler slots and prefetch per path.
 	MaxBatchSize int
+	// MaxBatchDelay is how long a batch may wait to fill after its first request
+	// arrived (batching only); zero sends whatever is already waiting at once.
+	MaxBatchDelay time.Duration
 	// Load builds the predictor. An error wrapping model.ErrUnavailable is retried
 	// with backoff; any other fails the worker.
 	Load func(ctx context.Context) (model.Predictor, error)
@@ -136,9 +151,15 @@ type served struct {
 	pred    model.Predictor // set once loaded, before ready
 	md      model.Metadata
 	modelMx prometheus.Observer
-	mu      sync.Mutex
-	status  string // "loading", "warming", "ready", "failed"
-	problem string
+	// concurrency and jobConcurrency are the Predict calls at once on each path.
+	concurrency, jobConcurrency int
+	// batchers are set once the model is warm, before its queues are consumed, when
+	// MaxBatchSize > 1: one per path, so each keeps its own compute slots.
+	syncBatch, jobBatch atomic.Pointer[batch.Batcher]
+	warmup              time.Duration // the warm-up inference's time: the batchers' first compute estimate
+	mu                  sync.Mutex
+	status              string // "loading", "warming", "ready", "failed"
+	problem             string
 }
 
 func (s *served) set(status, problem string) {
@@ -210,7 +231,22 @@ func New(cfg Config) (*Worker, error) {
 			errs = append(errs, fmt.Errorf("worker: model %s: nil Load", spec.Route))
 			continue
 		}
-		s := &served{spec: spec, status: "loading", modelMx: w.metrics.ModelObserver(spec.Route)}
+		s := &served{spec: spec, status: "loading", modelMx: w.metrics.ModelObserver(spec.Route),
+			concurrency: spec.Concurrency, jobConcurrency: spec.JobConcurrency}
+		if s.concurrency == 0 {
+			s.concurrency = queue.DefaultConcurrency
+		}
+		if spec.MaxBatchSize < 0 || spec.MaxBatchDelay < 0 {
+			errs = append(errs, fmt.Errorf("worker: model %s: MaxBatchSize and MaxBatchDelay must not be negative", spec.Route))
+			continue
+		}
+		// A batching model takes MaxBatchSize × concurrency messages at once, and
+		// AMQP's prefetch count is 16 bits.
+		if n := spec.MaxBatchSize * max(s.concurrency, spec.JobConcurrency); spec.MaxBatchSize > 1 && n > maxBatchSlots {
+			errs = append(errs, fmt.Errorf("worker: model %s: max_batch_size %d × concurrency %d = %d messages in flight, more than %d (AMQP's prefetch limit): lower one of them",
+				spec.Route, spec.MaxBatchSize, max(s.concurrency, spec.JobConcurrency), n, maxBatchSlots))
+			continue
+		}
 		if _, dup := w.byRoute[spec.Route]; dup {
 			errs = append(errs, fmt.Errorf("worker: model %s given twice", spec.Route))
 			continue
@@ -218,10 +254,17 @@ func New(cfg Config) (*Worker, error) {
 		w.models = append(w.models, s)
 		w.byRoute[spec.Route] = s
 		w.metrics.Route(spec.Route)
-		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.Concurrency,
-			Prefetch: spec.Prefetch, Disabled: true})
+		// A batching model needs a handler slot (and a prefetched message) for every
+		// item of every batch it may compute at once: the handlers wait in the batcher.
+		slots, prefetch, jobSlots := spec.Concurrency, spec.Prefetch, spec.JobConcurrency
+		if spec.MaxBatchSize > 1 {
+			slots, jobSlots = s.concurrency*spec.MaxBatchSize, s.jobConcurrency*spec.MaxBatchSize
+			prefetch = max(prefetch, slots)
+		}
+		routes = append(routes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s, &s.syncBatch), Concurrency: slots,
+			Prefetch: prefetch, Disabled: true})
 		if spec.JobConcurrency > 0 {
-			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s), Concurrency: spec.JobConcurrency,
+			jobRoutes = append(jobRoutes, queue.RouteConfig{Route: spec.Route, Handler: w.handler(s, &s.jobBatch), Concurrency: jobSlots,
 				Disabled: true})
 		}
 	}
@@ -314,9 +357,11 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) (err error) {
 		cwg.Add(1)
 		go func() { defer cwg.Done(); _ = w.jobs.Run(cctx) }()
 	}
-	w.OnStop("consumers", func(context.Context) error {
+	w.OnStop("consumers", func(ctx context.Context) error {
+		w.flushBatchers() // nothing more is coming: partial batches go now
 		cstop()
 		cwg.Wait() // the drain, bounded by DrainTimeout
+		w.closeBatchers(ctx)
 		w.log.Info("worker drained", "stats", fmt.Sprintf("%+v", w.consumer.Stats()))
 		return nil
 	})
@@ -382,6 +427,7 @@ func (w *Worker) load(ctx context.Context, s *served) error {
 	for {
 		err := w.loadOnce(ctx, s)
 		if err == nil {
+			w.startBatchers(s)
 			s.set("ready", "")
 			w.consumer.Enable(s.spec.Route)
 			if w.jobs != nil {
@@ -428,7 +474,9 @@ func (w *Worker) loadOnce(ctx context.Context, s *served) error {
 	wctx, cancel := context.WithTimeout(ctx, warmupTimeout)
 	defer cancel()
 	req := model.WarmupRequest(&s.md)
+	start := time.Now()
 	resps, err := s.pred.Predict(wctx, []*model.Request{req})
+	s.warmup = time.Since(start)
 	if err == nil {
 		err = model.CheckResponses([]*model.Request{req}, resps)
 	}
@@ -474,7 +522,7 @@ func (w *Worker) announcement() queue.Announcement {
 		an.Models = append(an.Models, queue.ModelAnnouncement{
 			Name: s.spec.Route.Model, Version: s.spec.Route.Version, Metadata: md,
 			Ready: status == "ready" && w.State() == lifecycle.Ready, MaxBatchSize: s.spec.MaxBatchSize,
-			Concurrency: w.consumer.Concurrency(s.spec.Route), JobConcurrency: s.spec.JobConcurrency,
+			Concurrency: s.concurrency, JobConcurrency: s.spec.JobConcurrency,
 		})
 	}
 	return an

@@ -100,7 +100,7 @@ func TestQueueHandlerClassifiesErrors(t *testing.T) {
 	w2 := newWorker(t, spec(seedRoute, broken{context.DeadlineExceeded}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	_, err := w2.handler(w2.byRoute[seedRoute])(ctx, &queue.Message{Route: seedRoute, Body: []byte(good)})
+	_, err := w2.handler(w2.byRoute[seedRoute], &w2.byRoute[seedRoute].syncBatch)(ctx, &queue.Message{Route: seedRoute, Body: []byte(good)})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestQueueHandlerClassifiesErrors(t *testing.T) {
 
 // handle runs the route's queue handler on a body.
 func (s *served) handle(w *Worker, body []byte) ([]byte, error) {
-	return w.handler(s)(context.Background(), &queue.Message{Route: s.spec.Route, RequestID: "r-1", Body: body})
+	return w.handler(s, &s.syncBatch)(context.Background(), &queue.Message{Route: s.spec.Route, RequestID: "r-1", Body: body})
 }
 
 func TestPredictEndpoint(t *testing.T) {

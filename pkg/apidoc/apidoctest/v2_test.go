@@ -48,6 +48,13 @@ var (
 )
 
 var v2Conforming = []exchange{
+	{name: "v2 infer 401", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 401,
+		respHeader: with(jsonWithID, "WWW-Authenticate", `Bearer realm="warren", error="invalid_token", error_description="unknown API key"`),
+		respBody:   `{"error":"Unauthorized: unknown API key","reason":"unauthorized"}`},
+	{name: "v2 infer 403", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 403,
+		respBody: `{"error":"Forbidden: ci may not call model digits","reason":"forbidden"}`},
+	{name: "v2 infer 429", method: "POST", path: "/v2/models/digits/infer", reqBody: inferRequest, status: 429, respHeader: v2Unavailable,
+		respBody: `{"error":"Too many failed authentications from this address; retry later","reason":"auth_limited"}`},
 	{name: "v2 server metadata", method: "GET", path: "/v2", status: 200,
 		respBody: `{"name":"warren","version":"dev","extensions":["warren_models","warren_async"]}`},
 	{name: "v2 live", method: "GET", path: "/v2/health/live", status: 200, respBody: `{"live":true}`},

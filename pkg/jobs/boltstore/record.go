@@ -30,6 +30,7 @@ type record struct {
 	Model          string          `json:"model,omitempty"`
 	Version        string          `json:"model_version,omitempty"`
 	Format         string          `json:"format,omitempty"`
+	Owner          string          `json:"owner,omitempty"`
 }
 
 func encodeJob(j *jobs.Job) ([]byte, error) {
@@ -52,6 +53,7 @@ func encodeJob(j *jobs.Job) ([]byte, error) {
 		Model:          j.Model,
 		Version:        j.Version,
 		Format:         j.Format,
+		Owner:          j.Owner,
 	})
 }
 
@@ -79,6 +81,7 @@ func decodeJob(data []byte) (*jobs.Job, error) {
 		Model:          r.Model,
 		Version:        r.Version,
 		Format:         r.Format,
+		Owner:          r.Owner,
 	}, nil
 }
 

@@ -122,19 +122,19 @@ func testCreateGet(t *testing.T, s jobs.Store, clk *Clock) {
 	SameJob(t, "Get after MarkPublished", MustGet(t, s, "job-1"), want)
 }
 
-// testModelVersionFormat: the model, its version and the format are stored
-// with the job and survive every write (the outbox republishes by them; the
-// API renders by them).
+// testModelVersionFormat: the model, its version, the format and the owner are
+// stored with the job and survive every write (the outbox republishes by them;
+// the API renders by them and shows a job to its owner only).
 func testModelVersionFormat(t *testing.T, s jobs.Store, clk *Clock) {
 	ctx := context.Background()
 	target := func(id string) *jobs.Job {
 		return &jobs.Job{ID: id, Model: "resnet-50", Version: "v1.2", Format: jobs.FormatV2, StartBy: T0.Add(time.Minute),
-			IdempotencyKey: "K-" + id, BodyHash: "H"}
+			IdempotencyKey: "K-" + id, BodyHash: "H", Owner: "key:ci-" + id}
 	}
 	check := func(what string, j *jobs.Job) {
 		t.Helper()
-		if j == nil || j.Model != "resnet-50" || j.Version != "v1.2" || j.Format != jobs.FormatV2 {
-			t.Fatalf("%s: model %q, version %q, format %q; want resnet-50, v1.2, v2", what, j.Model, j.Version, j.Format)
+		if j == nil || j.Model != "resnet-50" || j.Version != "v1.2" || j.Format != jobs.FormatV2 || j.Owner != "key:ci-"+j.ID {
+			t.Fatalf("%s: model %q, version %q, format %q, owner %q; want resnet-50, v1.2, v2, key:ci-%s", what, j.Model, j.Version, j.Format, j.Owner, j.ID)
 		}
 	}
 	for _, id := range []string{"pub", "run", "fin", "can", "exp", "out"} {
@@ -152,7 +152,7 @@ func testModelVersionFormat(t *testing.T, s jobs.Store, clk *Clock) {
 		t.Fatal(err)
 	}
 	check("Get after MarkPublished", MustGet(t, s, "pub"))
-	existing, err := s.Create(ctx, &jobs.Job{ID: "again", IdempotencyKey: "K-pub", BodyHash: "H"})
+	existing, err := s.Create(ctx, &jobs.Job{ID: "again", IdempotencyKey: "K-pub", BodyHash: "H", Owner: "key:other"})
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -174,8 +174,8 @@ func testModelVersionFormat(t *testing.T, s jobs.Store, clk *Clock) {
 
 	// Without them: empty, not some default.
 	MustCreate(t, s, &jobs.Job{ID: "plain"})
-	if j := MustGet(t, s, "plain"); j.Model != "" || j.Version != "" || j.Format != "" {
-		t.Fatalf("job created without a target: model %q, version %q, format %q", j.Model, j.Version, j.Format)
+	if j := MustGet(t, s, "plain"); j.Model != "" || j.Version != "" || j.Format != "" || j.Owner != "" {
+		t.Fatalf("job created without a target: model %q, version %q, format %q, owner %q", j.Model, j.Version, j.Format, j.Owner)
 	}
 }
 

@@ -500,6 +500,7 @@ func hashFields(j *jobs.Job) []any {
 	add("model", j.Model)
 	add("model_version", j.Version)
 	add("format", j.Format)
+	add("owner", j.Owner)
 	if !j.StartBy.IsZero() {
 		add("start_by", strconv.FormatInt(j.StartBy.UnixNano(), 10))
 	}
@@ -538,6 +539,7 @@ func jobFromMap(m map[string]string) (*jobs.Job, error) {
 		Model:          m["model"],
 		Version:        m["model_version"],
 		Format:         m["format"],
+		Owner:          m["owner"],
 	}
 	if !j.Status.Valid() || j.ID == "" {
 		return nil, fmt.Errorf("corrupt job hash (id %q, status %q)", j.ID, j.Status)

@@ -118,7 +118,7 @@ renders every variable of the table through api.config / worker.config, so a
 variable added to the code but not here fails the test.
 */}}
 {{- define "warren.vars.api" -}}
-AMQP_URL MANAGEMENT_URL HTTP_ADDR REQUEST_TIMEOUT MAX_REQUEST_TIMEOUT BODY_LIMIT QUEUE_MAX_LENGTH DRAIN_TIMEOUT DEFAULT_MODEL ADMIN_API LOG_LEVEL LOG_FORMAT SCALE_TARGET_UTILIZATION SCALE_TARGET_WAIT DATA_DIR REDIS_URL REDIS_PREFIX JOB_TTL JOB_START_TIMEOUT MAX_WAIT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME
+AMQP_URL MANAGEMENT_URL HTTP_ADDR REQUEST_TIMEOUT MAX_REQUEST_TIMEOUT BODY_LIMIT QUEUE_MAX_LENGTH DRAIN_TIMEOUT DEFAULT_MODEL ADMIN_API LOG_LEVEL LOG_FORMAT SCALE_TARGET_UTILIZATION SCALE_TARGET_WAIT DATA_DIR REDIS_URL REDIS_PREFIX JOB_TTL JOB_START_TIMEOUT MAX_WAIT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_PROTOCOL OTEL_TRACES_SAMPLER_ARG OTEL_SERVICE_NAME AUTH API_KEYS_FILE API_KEYS_INIT OIDC_ISSUER OIDC_AUDIENCE OIDC_JWKS_URL OIDC_ROLES_CLAIM
 {{- end }}
 
 {{- define "warren.vars.worker" -}}
@@ -134,6 +134,20 @@ HTTP_ADDR: the chart (port 8000 for the api, 8001 for the worker)
 DATA_DIR: the chart (/data, the api's volume)
 WORKER_ID: the chart (the pod name)
 MODELS: workerPools[].models (one worker Deployment per pool)
+AUTH: auth.mode (none sets AUTH=none)
+API_KEYS_FILE: auth.mode (the keys file mounted from a Secret)
+{{- end }}
+
+{{/* The Secret holding the keys file, and its key; empty with auth.mode none. */}}
+{{- define "warren.apiKeysSecret" -}}
+{{- if eq .Values.auth.mode "generate" }}{{ include "warren.api.fullname" . }}-keys
+{{- else if eq .Values.auth.mode "existingSecret" }}{{ required "auth.existingSecret.name is required with auth.mode existingSecret" .Values.auth.existingSecret.name }}
+{{- else if ne .Values.auth.mode "none" }}{{ fail (printf "auth.mode %q: want generate, existingSecret or none" .Values.auth.mode) }}
+{{- end }}
+{{- end }}
+
+{{- define "warren.apiKeysKey" -}}
+{{- if eq .Values.auth.mode "existingSecret" }}{{ .Values.auth.existingSecret.key }}{{ else }}api-keys.yaml{{ end }}
 {{- end }}
 
 {{/*
