@@ -79,8 +79,11 @@ build prom/prometheus:v2.55.1 "$standins/prometheus"
 
 # golang: the Go toolchain of this machine, and a module proxy on disk made of the
 # module downloads go.sum names, so `go mod download` in the build needs no network.
+# The image is labelled with go.sum's hash and rebuilt when go.sum changes.
 golang_tag=golang:$(go env GOVERSION | sed 's/^go//')
-if ! have "$golang_tag"; then
+gosum=$(sha256sum "$here/go.sum" | cut -c1-16)
+if ! have "$golang_tag" ||
+	[[ $(docker image inspect -f '{{index .Config.Labels "warren.standin.gosum"}}' "$golang_tag") != "$gosum" ]]; then
 	ctx=$(mktemp -d)
 	log "building $golang_tag from $(go env GOROOT)"
 	cp "$standins/golang/Dockerfile" "$ctx/"
@@ -98,7 +101,7 @@ if ! have "$golang_tag"; then
 		done
 		ls "$ctx/goproxy/$esc/@v" | sed -n 's/\.info$//p' >"$ctx/goproxy/$esc/@v/list"
 	done
-	docker build -q --build-arg BASE="$base" -t "$golang_tag" "$ctx" >/dev/null
+	docker build -q --build-arg BASE="$base" --label warren.standin.gosum="$gosum" -t "$golang_tag" "$ctx" >/dev/null
 	rm -rf "$ctx"
 fi
 

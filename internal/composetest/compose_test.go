@@ -9,6 +9,7 @@
 package composetest
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -46,6 +47,7 @@ type farm struct {
 	override string
 	api      string // http://127.0.0.1:port
 	prom     string
+	key      string // the admin API key the API made on its first start
 	client   *http.Client
 }
 
@@ -87,6 +89,7 @@ func TestCompose(t *testing.T) {
 	f.api = "http://" + f.port("api", 8000)
 	f.prom = "http://" + f.port("prometheus", 9090)
 	f.checkLoopbackOnly()
+	f.key = f.adminKey()
 
 	f.step("/process answered by three distinct workers", func() {
 		ids := f.processBatch(3 * seedWorkers * 4)
@@ -528,7 +531,7 @@ func (f *farm) inferDigits() int {
 func (f *farm) process(data string) (int, string, string) {
 	f.t.Helper()
 	body, _ := json.Marshal(map[string]any{"data": data})
-	resp, err := f.client.Post(f.api+"/process", "application/json", bytes.NewReader(body))
+	resp, err := f.send("/process", body)
 	if err != nil {
 		return 0, err.Error(), ""
 	}
@@ -558,13 +561,56 @@ func (f *farm) post(path string, v any) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := f.client.Post(f.api+path, "application/json", bytes.NewReader(body))
+	resp, err := f.send(path, body)
 	if err != nil {
 		return 0, nil, fmt.Errorf("POST %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// send POSTs a JSON body with the admin key: the compose file turns API keys on.
+func (f *farm) send(path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, f.api+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	return f.client.Do(req)
+}
+
+// adminKey reads the admin key's secret the API wrote beside its keys file on its
+// first start, the way docker-compose.yml tells a user to (`docker compose cp`, which
+// writes a tar stream to stdout).
+func (f *farm) adminKey() string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "compose", "--project-name", project,
+		"--file", filepath.Join(f.root, "docker-compose.yml"), "--file", f.override,
+		"cp", "api:/data/api-keys.yaml.admin-key", "-")
+	cmd.Dir = f.root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		f.t.Fatalf("docker compose cp api:/data/api-keys.yaml.admin-key: %v\n%s", err, stderr.String())
+	}
+	tr := tar.NewReader(bytes.NewReader(out))
+	if _, err := tr.Next(); err != nil {
+		f.t.Fatalf("docker compose cp: reading the tar stream: %v", err)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		f.t.Fatalf("docker compose cp: reading the admin key: %v", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		f.t.Fatal("the API's admin key file is empty")
+	}
+	return key
 }
 
 func (f *farm) getJSON(url string, v any) error {
