@@ -218,8 +218,10 @@ func TestCompose(t *testing.T) {
 				}
 			}
 		})
-		f.eventually(10*time.Second, func() error { return f.apiInFlight(wave) })
-		time.Sleep(time.Second) // a second wave in flight too
+		// Two waves in flight (the first still waiting for its answers), and time for
+		// the second to be clearly before any SIGTERM.
+		f.eventually(10*time.Second, func() error { return f.apiInFlight(2 * wave) })
+		time.Sleep(500 * time.Millisecond)
 		started := time.Now()
 		out, err := f.compose(3*time.Minute, "down")
 		close(stop)
