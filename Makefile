@@ -7,7 +7,7 @@ BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-.PHONY: help build run test test-short fuzz-smoke fuzz bench model clean
+.PHONY: help build run test test-short test-compose fuzz-smoke fuzz bench model clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,16 @@ fuzz: ## run each fuzz target for FUZZTIME (1m), one after another: make fuzz FU
 test-short: ## unit tests only, no broker (nor helm) needed
 	$(GO) test -short -count=1 ./...
 	cd $(DEPLOYCHECK) && $(GO) test -short -count=1 ./...
+
+# The compose test: docker-compose.yml for real, through `docker compose`. It needs a
+# Docker engine (scripts/compose-engine.sh installs and starts Debian's where none
+# answers), the compose and buildx CLI plugins (built from their Go modules once) and
+# the stand-in images of the third-party images (built once; docs/running.md).
+test-compose: ## run docker-compose.yml for real (Docker engine, CLI plugins and stand-in images set up as needed; docs/running.md)
+	./scripts/compose-engine.sh
+	./scripts/compose-tools.sh
+	./scripts/compose-standins.sh
+	WARREN_COMPOSE_TEST=1 $(GO) test -count=1 -v -timeout 45m ./internal/composetest
 
 bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
 	$(GO) run ./cmd/bench -build=false $(BENCH_FLAGS)
