@@ -338,27 +338,7 @@ func TestAuthJWT(t *testing.T) {
 // startProcAt is startProc listening on listen and reached on reach.
 func startProcAt(t *testing.T, name, listen, reach string, env ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, addr: reach, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binaries(t), name))
-	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+listen, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir())
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- %s log ---\n%s", name, p.out.String())
-		}
-	})
+	p := launch(t, name, listen, reach, env)
 	waitHTTP(t, "http://"+reach+"/health", 10*time.Second)
 	return p
 }

@@ -117,11 +117,27 @@ func freeAddr(t *testing.T) string {
 // stopped with SIGTERM (then SIGKILL) at cleanup; its log is printed if the test failed.
 func startProc(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
+	p := launch(t, name, "", "", env)
+	waitHTTP(t, "http://"+p.addr+"/health", 10*time.Second)
+	return p
+}
+
+// launch starts binary name listening on listen and reached on reach (both a
+// free loopback port when empty) and does not wait for it. A job store of its
+// own by default, and workers serve the repository's seed model (env may say
+// otherwise: the last value wins). Cleanup stops it with SIGTERM (then SIGKILL)
+// and prints its log if the test failed.
+func launch(t *testing.T, name, listen, reach string, env []string) *proc {
+	t.Helper()
+	if listen == "" {
+		listen = freeAddr(t)
+	}
+	if reach == "" {
+		reach = listen
+	}
+	p := &proc{t: t, name: name, addr: reach, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), name))
-	// A job store of its own by default, and workers serve the repository's seed
-	// model (env may say otherwise: the last value wins).
-	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir(),
+	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+listen, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir(),
 		"MODEL_REPOSITORY="+modelRepository(t), "MODELS=seed")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -141,7 +157,6 @@ func startProc(t *testing.T, name string, env ...string) *proc {
 			t.Logf("--- %s log ---\n%s", name, p.out.String())
 		}
 	})
-	waitHTTP(t, "http://"+p.addr+"/health", 10*time.Second)
 	return p
 }
 
@@ -266,6 +281,12 @@ var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024},
 
 func doChecked(t *testing.T, spec *apidoctest.Validator, method, url, body string, hdr ...string) response {
 	t.Helper()
+	return doWith(t, client, spec, method, url, body, hdr...)
+}
+
+// doWith is doChecked over the HTTP client c.
+func doWith(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) response {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +294,7 @@ func doChecked(t *testing.T, spec *apidoctest.Validator, method, url, body strin
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -4,18 +4,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warren-farm/warren/internal/testbroker"
-	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
 	"github.com/warren-farm/warren/pkg/jobs/redisstore/redistest"
 	"github.com/warren-farm/warren/pkg/tlsconfig/tlstest"
 )
@@ -35,28 +32,7 @@ func httpsClient(ca *tlstest.CA) *http.Client {
 // HTTPS with c. proc.url stays http://; use httpsURL.
 func startHTTPSProc(t *testing.T, c *http.Client, name string, env ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binaries(t), name))
-	p.cmd.Env = append(os.Environ(), "HTTP_ADDR="+p.addr, "LOG_LEVEL=debug", "DATA_DIR="+t.TempDir(),
-		"MODEL_REPOSITORY="+modelRepository(t), "MODELS=seed")
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- %s log ---\n%s", name, p.out.String())
-		}
-	})
+	p := launch(t, name, "", "", env)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := c.Get(httpsURL(p, "/health"))
@@ -79,32 +55,6 @@ func startHTTPSProc(t *testing.T, c *http.Client, name string, env ...string) *p
 }
 
 func httpsURL(p *proc, path string) string { return "https://" + p.addr + path }
-
-// doHTTPS is doChecked over c.
-func doHTTPS(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) response {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if spec != nil {
-		vreq, _ := http.NewRequest(method, url, strings.NewReader(body))
-		vreq.Header = req.Header.Clone()
-		if err := spec.Validate(vreq, []byte(body), resp, b); err != nil {
-			t.Errorf("%s %s → %d does not match openapi.json: %v\nbody: %s", method, url, resp.StatusCode, err, b)
-		}
-	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-}
 
 // servedCN returns the common name of the certificate the listener at addr
 // presents now.
@@ -176,7 +126,7 @@ func TestEncryptedLinks(t *testing.T) {
 		"TLS_CERT_FILE="+apiCert, "TLS_KEY_FILE="+apiKey)...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := doHTTPS(t, c, spec, "GET", httpsURL(api, "/ready"), "")
+		r := doWith(t, c, spec, "GET", httpsURL(api, "/ready"), "")
 		if r.Status == 200 && r.json(t)["workers"] == float64(1) {
 			break
 		}
@@ -187,24 +137,24 @@ func TestEncryptedLinks(t *testing.T) {
 	}
 
 	t.Run("the farm answers over amqps and HTTPS", func(t *testing.T) {
-		r := doHTTPS(t, c, spec, "POST", httpsURL(api, "/process"), `{"data":"over tls"}`, "X-Request-ID", "tls-1")
+		r := doWith(t, c, spec, "POST", httpsURL(api, "/process"), `{"data":"over tls"}`, "X-Request-ID", "tls-1")
 		checkPrediction(t, r, "over tls", "tls-1")
-		r = doHTTPS(t, c, spec, "POST", httpsURL(api, "/v2/models/seed/infer"),
+		r = doWith(t, c, spec, "POST", httpsURL(api, "/v2/models/seed/infer"),
 			`{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["over tls"]}]}`)
 		if r.Status != 200 || r.json(t)["model_name"] != "seed" {
 			t.Fatalf("v2 infer: %d %s", r.Status, r.Body)
 		}
 		// A job: stored in the TLS redis-server, published and answered over amqps.
-		r = doHTTPS(t, c, spec, "POST", httpsURL(api, "/jobs"), `{"data":"a job over tls"}`)
+		r = doWith(t, c, spec, "POST", httpsURL(api, "/jobs"), `{"data":"a job over tls"}`)
 		if r.Status != 202 || r.Header.Get("Location") == "" {
 			t.Fatalf("POST /jobs: %d %s", r.Status, r.Body)
 		}
-		r = doHTTPS(t, c, spec, "GET", httpsURL(api, r.Header.Get("Location")+"?wait=20"), "")
+		r = doWith(t, c, spec, "GET", httpsURL(api, r.Header.Get("Location")+"?wait=20"), "")
 		if r.Status != 200 || r.json(t)["status"] != "succeeded" {
 			t.Fatalf("the job: %d %s", r.Status, r.Body)
 		}
 		// The worker's own endpoints are HTTPS too.
-		if r := doHTTPS(t, c, nil, "GET", httpsURL(w, "/metrics"), ""); r.Status != 200 || !strings.Contains(string(r.Body), "warren_") {
+		if r := doWith(t, c, nil, "GET", httpsURL(w, "/metrics"), ""); r.Status != 200 || !strings.Contains(string(r.Body), "warren_") {
 			t.Errorf("worker /metrics over HTTPS: %d", r.Status)
 		}
 		// Plain HTTP to an HTTPS listener gets no answer from warren.
@@ -273,7 +223,7 @@ func TestEncryptedLinks(t *testing.T) {
 			t.Fatal("the API exited")
 		default:
 		}
-		if r := doHTTPS(t, c, spec, "POST", httpsURL(api, "/process"), `{"data":"after the reload"}`); r.Status != 200 {
+		if r := doWith(t, c, spec, "POST", httpsURL(api, "/process"), `{"data":"after the reload"}`); r.Status != 200 {
 			t.Errorf("/process after the reload: %d %s", r.Status, r.Body)
 		}
 		if !strings.Contains(api.out.String(), "TLS certificate reloaded") {
@@ -394,7 +344,7 @@ func TestMakeRunHTTPS(t *testing.T) {
 	m.waitOutput(0, "API on "+base)
 	m.waitOutput(0, "--cacert <your CA> "+base+"/ready")
 	c := httpsClient(ca)
-	r := doHTTPS(t, c, newFarmSpec(t), "POST", base+"/process", `{"data":"make run over https"}`, "X-Request-ID", "mr-1")
+	r := doWith(t, c, newFarmSpec(t), "POST", base+"/process", `{"data":"make run over https"}`, "X-Request-ID", "mr-1")
 	checkPrediction(t, r, "make run over https", "mr-1")
 	if resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/health", m.base)); err != nil {
 		t.Errorf("the worker over HTTPS: %v", err)
