@@ -294,3 +294,28 @@ func zeros(d Datatype, n int) any {
 // Zeros returns a zero-filled Data slice of n elements for datatype d (nil for an
 // unknown datatype).
 func Zeros(d Datatype, n int) any { return zeros(d, n) }
+
+// CheckSpecs checks tensor specs a backend declares or fetches: named, unique, a
+// known datatype, and dimensions of -1 or more. key prefixes the error.
+func CheckSpecs(key string, specs []TensorSpec) error {
+	seen := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		switch {
+		case s.Name == "":
+			return fmt.Errorf("%s: a tensor has no name", key)
+		case seen[s.Name]:
+			return fmt.Errorf("%s: tensor %q is listed twice", key, s.Name)
+		case !s.Datatype.Valid():
+			return fmt.Errorf("%s: tensor %q: unknown datatype %q", key, s.Name, s.Datatype)
+		case s.Shape == nil:
+			return fmt.Errorf("%s: tensor %q has no shape", key, s.Name)
+		}
+		seen[s.Name] = true
+		for _, d := range s.Shape {
+			if d < -1 {
+				return fmt.Errorf("%s: tensor %q: shape %v: a dimension is a size or -1", key, s.Name, s.Shape)
+			}
+		}
+	}
+	return nil
+}

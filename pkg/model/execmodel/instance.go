@@ -252,10 +252,10 @@ func (m *Model) handshake(in *instance) (*childFrame, error) {
 	if len(f.Inputs) == 0 || len(f.Outputs) == 0 {
 		return fail("its ready frame declares %d inputs and %d outputs; both are needed", len(f.Inputs), len(f.Outputs))
 	}
-	if err := checkSpecs("inputs", f.Inputs); err != nil {
+	if err := model.CheckSpecs("inputs", f.Inputs); err != nil {
 		return fail("its ready frame: %v", err)
 	}
-	if err := checkSpecs("outputs", f.Outputs); err != nil {
+	if err := model.CheckSpecs("outputs", f.Outputs); err != nil {
 		return fail("its ready frame: %v", err)
 	}
 	if f.MaxBatchSize < 0 {
@@ -264,31 +264,6 @@ func (m *Model) handshake(in *instance) (*childFrame, error) {
 	_ = in.toChild.SetWriteDeadline(time.Time{})
 	_ = in.fromChd.SetReadDeadline(time.Time{})
 	return f, nil
-}
-
-// checkSpecs checks a child's tensor specs: named, unique, a known datatype,
-// dimensions of -1 or more.
-func checkSpecs(key string, specs []model.TensorSpec) error {
-	seen := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		switch {
-		case s.Name == "":
-			return fmt.Errorf("%s: a tensor has no name", key)
-		case seen[s.Name]:
-			return fmt.Errorf("%s: tensor %q is listed twice", key, s.Name)
-		case !s.Datatype.Valid():
-			return fmt.Errorf("%s: tensor %q: unknown datatype %q", key, s.Name, s.Datatype)
-		case s.Shape == nil:
-			return fmt.Errorf("%s: tensor %q has no shape", key, s.Name)
-		}
-		seen[s.Name] = true
-		for _, d := range s.Shape {
-			if d < -1 {
-				return fmt.Errorf("%s: tensor %q: shape %v: a dimension is a size or -1", key, s.Name, s.Shape)
-			}
-		}
-	}
-	return nil
 }
 
 // call sends one infer frame and reads its answer. On any error the child is

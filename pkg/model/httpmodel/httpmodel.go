@@ -97,10 +97,10 @@ func (c *Config) validate() error {
 		if (len(c.Inputs) == 0) != (len(c.Outputs) == 0) {
 			add("inputs, outputs: declare both or neither (neither: the server's metadata is used)")
 		}
-		if err := checkSpecs("inputs", c.Inputs); err != nil {
+		if err := model.CheckSpecs("inputs", c.Inputs); err != nil {
 			errs = append(errs, err)
 		}
-		if err := checkSpecs("outputs", c.Outputs); err != nil {
+		if err := model.CheckSpecs("outputs", c.Outputs); err != nil {
 			errs = append(errs, err)
 		}
 	case ProtocolSeed:
@@ -122,31 +122,6 @@ func (c *Config) validate() error {
 		add("max_response_bytes: %d is negative", c.MaxResponseBytes)
 	}
 	return errors.Join(errs...)
-}
-
-// checkSpecs checks declared or fetched tensor specs: named, unique, a known
-// datatype, and dimensions of -1 or more. key prefixes the error.
-func checkSpecs(key string, specs []model.TensorSpec) error {
-	seen := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		switch {
-		case s.Name == "":
-			return fmt.Errorf("%s: a tensor has no name", key)
-		case seen[s.Name]:
-			return fmt.Errorf("%s: tensor %q is listed twice", key, s.Name)
-		case !s.Datatype.Valid():
-			return fmt.Errorf("%s: tensor %q: unknown datatype %q", key, s.Name, s.Datatype)
-		case s.Shape == nil:
-			return fmt.Errorf("%s: tensor %q has no shape", key, s.Name)
-		}
-		seen[s.Name] = true
-		for _, d := range s.Shape {
-			if d < -1 {
-				return fmt.Errorf("%s: tensor %q: shape %v: a dimension is a size or -1", key, s.Name, s.Shape)
-			}
-		}
-	}
-	return nil
 }
 
 // Model is a model served by a remote HTTP server. It is safe for concurrent use.

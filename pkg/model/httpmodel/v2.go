@@ -40,8 +40,8 @@ func (m *Model) fetchMetadata(ctx context.Context, url string) (model.Metadata, 
 		return model.Metadata{}, fmt.Errorf("model %q: GET %s: not v2 model metadata: %v; body: %s", m.cfg.Model, url, err, snippet(rep.body, maxSnippet))
 	}
 	for _, chk := range []error{
-		checkSpecs("inputs", w.Inputs),
-		checkSpecs("outputs", w.Outputs),
+		model.CheckSpecs("inputs", w.Inputs),
+		model.CheckSpecs("outputs", w.Outputs),
 	} {
 		if chk != nil {
 			return model.Metadata{}, fmt.Errorf("model %q: GET %s: the server's metadata: %v", m.cfg.Model, url, chk)
