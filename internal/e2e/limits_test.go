@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,11 +17,14 @@ import (
 	"time"
 
 	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
+	"github.com/warren-farm/warren/pkg/auth"
 )
 
-// Limits per caller through the real binaries. Until API keys name callers, a
-// caller is the client's address: the tests tell two callers apart by dialling
-// from two loopback addresses, 127.0.0.1 and 127.0.0.2.
+// Limits per caller through the real binaries. With API keys a caller is its key,
+// with its key's limits (TestGreedyCallerDoesNotStarvePolite); without
+// authentication a caller is the client's address, and TestLimitsSharedAcrossReplicas
+// tells two callers apart by dialling from two loopback addresses, 127.0.0.1 and
+// 127.0.0.2.
 
 // clientFrom is an HTTP client whose connections come from the local address ip.
 func clientFrom(ip string) *http.Client {
@@ -167,19 +172,38 @@ type fairness struct {
 // each, 100 calls/s. Within their limits the two callers load it to 30%; the
 // greedy caller alone, unlimited, would ask for twice what it can do.
 const (
-	fairLimit      = 20.0 // RATE_LIMIT: requests/s per caller
+	fairLimit      = 20.0 // the keys' rate limit: requests/s per key
 	fairPoliteRate = 10.0 // within the limit
 	fairGreedyRate = 10 * fairLimit
 	fairPhase      = 6 * time.Second
 )
 
-// runFairness starts a farm with the API's env, measures a polite caller
-// (127.0.0.2) alone, then next to a greedy one (127.0.0.1) sending at ten times
-// the limit, open loop.
-func runFairness(t *testing.T, apiEnv ...string) fairness {
+// runFairness starts a farm whose API knows two API keys, polite and greedy,
+// each with keyLimits (a YAML flow mapping; empty: no limits), measures the
+// polite key alone, then next to the greedy one sending at ten times the limit,
+// open loop, from the same client address.
+func runFairness(t *testing.T, keyLimits string) fairness {
 	t.Helper()
-	f := newFarm(t, 1, append([]string{"LOG_LEVEL=info"}, apiEnv...), []string{"MODEL_LATENCY=20ms", "CONCURRENCY=2"})
-	polite, greedy := clientFrom("127.0.0.2"), clientFrom("127.0.0.1")
+	var keys strings.Builder
+	keys.WriteString("keys:\n")
+	bearer := map[string][]string{}
+	for _, name := range []string{"polite", "greedy"} {
+		secret, e, err := auth.NewKey(name, []string{"*"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys.WriteString(e.YAML())
+		if keyLimits != "" {
+			keys.WriteString("    limits: " + keyLimits + "\n")
+		}
+		bearer[name] = []string{"Authorization", "Bearer " + secret}
+	}
+	keysFile := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(keysFile, []byte(keys.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFarm(t, 1, []string{"LOG_LEVEL=info", "API_KEYS_FILE=" + keysFile}, []string{"MODEL_LATENCY=20ms", "CONCURRENCY=2"})
+	polite, greedy := clientFrom("127.0.0.1"), clientFrom("127.0.0.1")
 	url := f.api.url("/v2/models/seed/infer")
 	body := `{"inputs":[{"name":"data","shape":[1],"datatype":"BYTES","data":["hello"]}]}`
 
@@ -191,7 +215,7 @@ func runFairness(t *testing.T, apiEnv ...string) fairness {
 		end := time.Now().Add(fairPhase)
 		for time.Now().Before(end) {
 			<-tick.C
-			x := send(t, polite, f.spec, "POST", url, body, "X-Request-Timeout", "10s")
+			x := send(t, polite, f.spec, "POST", url, body, append([]string{"X-Request-Timeout", "10s"}, bearer["polite"]...)...)
 			if x.err != nil || x.status != 200 {
 				failures = append(failures, fmt.Sprintf("%d %v %s", x.status, x.err, x.body))
 				continue
@@ -202,7 +226,7 @@ func runFairness(t *testing.T, apiEnv ...string) fairness {
 	}
 	// Warm up (connections, the model), then measure the polite caller alone.
 	for range 5 {
-		send(t, polite, nil, "POST", url, body)
+		send(t, polite, nil, "POST", url, body, bearer["polite"]...)
 	}
 	time.Sleep(time.Second) // its bucket fills again
 	var r fairness
@@ -239,7 +263,7 @@ func runFairness(t *testing.T, apiEnv ...string) fairness {
 				if checked.Add(1) <= 50 { // check a sample against the document
 					spec = f.spec
 				}
-				x := send(t, greedy, spec, "POST", url, body)
+				x := send(t, greedy, spec, "POST", url, body, bearer["greedy"]...)
 				switch {
 				case x.err == nil && x.status == 200:
 					ok.Add(1)
@@ -267,15 +291,16 @@ func runFairness(t *testing.T, apiEnv ...string) fairness {
 	return r
 }
 
-// TestGreedyCallerDoesNotStarvePolite: one caller sends at ten times its rate
-// limit while another keeps within it. The greedy one gets 429s; the polite
+// TestGreedyCallerDoesNotStarvePolite: one API key sends at ten times its rate
+// limit (its keys-file limits) while another keeps within it, from the same
+// client address. The greedy one gets 429s; the polite
 // one's p99 latency stays within max(3 × its p99 alone, its p99 alone + 250 ms),
 // and none of its calls fails. The same run without limits shows the bound is
 // not a given: the greedy caller then fills the queue and the polite one's p99
 // goes past it.
 func TestGreedyCallerDoesNotStarvePolite(t *testing.T) {
 	integration(t)
-	r := runFairness(t, fmt.Sprint("RATE_LIMIT=", fairLimit), "RATE_BURST=20", "CALLER_CONCURRENCY=16")
+	r := runFairness(t, fmt.Sprintf("{rate: %v, burst: 20, concurrency: 16}", fairLimit))
 	if len(r.failed) > 0 {
 		t.Errorf("the polite caller failed %d calls next to the greedy one: %v", len(r.failed), r.failed)
 	}
@@ -294,13 +319,13 @@ func TestGreedyCallerDoesNotStarvePolite(t *testing.T) {
 		t.Errorf("the greedy caller: %d sent, %d refused, %d other answers; want most refused with 429 and nothing else", r.sent, r.limited, r.other)
 	}
 	// The refusals are counted, by reason and caller.
-	want := fmt.Sprintf(`warren_rate_limited_total{caller="addr:127.0.0.1",reason="rate_limited"} %d`, r.limited)
+	want := fmt.Sprintf(`warren_rate_limited_total{caller="key:greedy",reason="rate_limited"} %d`, r.limited)
 	if !strings.Contains(r.metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 
 	t.Run("without limits", func(t *testing.T) {
-		c := runFairness(t)
+		c := runFairness(t, "")
 		if c.limited > 0 {
 			t.Fatalf("429s without limits: %d", c.limited)
 		}
