@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	pmodel "github.com/prometheus/common/model"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
@@ -247,19 +244,27 @@ func jobSessions(w *proc) int {
 	return n
 }
 
-// queueConsumers reads a queue's consumer count over AMQP with a passive declare
-// (private nodes have no management API); -1 if the queue does not exist.
-func queueConsumers(t *testing.T, amqpURL, name string) int {
+// amqpChannel opens a connection to amqpURL and a channel on it, both closed at
+// the test's cleanup.
+func amqpChannel(t *testing.T, amqpURL string) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		t.Fatalf("dial %s: %v", amqpURL, err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ch
+}
+
+// queueConsumers reads a queue's consumer count over AMQP with a passive declare
+// (private nodes have no management API); -1 if the queue does not exist.
+func queueConsumers(t *testing.T, amqpURL, name string) int {
+	t.Helper()
+	ch := amqpChannel(t, amqpURL)
 	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 	if err != nil {
 		return -1
@@ -280,57 +285,10 @@ func awaitJobConsumer(t *testing.T, amqpURL string, r queue.Route, timeout time.
 	}
 }
 
-// scrapeMetrics scrapes a /metrics endpoint and parses the text format.
-func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	parser := expfmt.NewTextParser(pmodel.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
-}
-
-// seriesValue is the value of the series of name whose labels include want (a
-// counter's or gauge's value, a histogram's sample count); found is false when no
-// series matches.
-func seriesValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) (v float64, found bool) {
-next:
-	for _, m := range fams[name].GetMetric() {
-		have := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
 // promValue scrapes url and returns one series, failing t if there is none.
 func promValue(t *testing.T, url, name string, labels map[string]string) float64 {
 	t.Helper()
-	v, ok := seriesValue(scrapeMetrics(t, url), name, labels)
+	v, _, ok := sample(families(t, url), name, labels)
 	if !ok {
 		t.Fatalf("%s: no series %s%v", url, name, labels)
 	}
@@ -427,15 +385,7 @@ ok = rabbit_auth_backend_internal:set_permissions(<<"guest">>, V, <<".*">>, <<".
 // a publisher confirm.
 func publishRaw(t *testing.T, amqpURL, queueName string, p amqp.Publishing) {
 	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := amqpChannel(t, amqpURL)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}

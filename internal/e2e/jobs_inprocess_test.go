@@ -318,7 +318,7 @@ func TestJobsHTTPContract(t *testing.T) {
 		t.Errorf("handed-off job: %s", r.Body)
 	}
 
-	fams := scrapeMetrics(t, f.base+"/metrics")
+	fams := families(t, f.base+"/metrics")
 	jl := map[string]string{"vhost": f.vh.Name}
 	for _, c := range []struct {
 		name   string
@@ -331,7 +331,7 @@ func TestJobsHTTPContract(t *testing.T) {
 		{"warren_jobs_finished_total", with(jl, "status", "cancelled"), 1},
 		{"warren_jobs_finished_total", with(jl, "status", "expired"), 0},
 	} {
-		if got, ok := seriesValue(fams, c.name, c.labels); !ok || got != c.want {
+		if got, _, ok := sample(fams, c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
@@ -360,7 +360,7 @@ func TestLongPollEndsOnDrain(t *testing.T) {
 	// Wait until the poll is in the API: two requests in flight, the poll and the
 	// scrape asking.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if v, _ := seriesValue(scrapeMetrics(t, f.base+"/metrics"), "warren_http_requests_in_flight", nil); v >= 2 {
+		if v, _, _ := sample(families(t, f.base+"/metrics"), "warren_http_requests_in_flight", nil); v >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -867,8 +867,9 @@ func TestJobsRunOnlyOnWorkersWithTheModel(t *testing.T) {
 		}
 	}
 	handled := func(w *proc, r queue.Route) (float64, bool) {
-		return seriesValue(scrapeMetrics(t, w.url("/metrics")), "warren_worker_jobs_handled_total",
+		v, _, ok := sample(families(t, w.url("/metrics")), "warren_worker_jobs_handled_total",
 			map[string]string{"queue": r.JobQueue(), "outcome": "succeeded"})
+		return v, ok
 	}
 	if v, ok := handled(wd, digitsRoute); v != n {
 		t.Errorf("the digits worker ran %v digits jobs (series %v), want %d", v, ok, n)
@@ -942,15 +943,7 @@ func TestJobTopologyBrokenDegradesOnlyJobs(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			integration(t)
 			f := &farm{t: t, vh: testbroker.NewVhost(t), spec: newFarmSpec(t)}
-			conn, err := amqp.Dial(f.vh.AMQPURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			ch, err := conn.Channel()
-			if err != nil {
-				t.Fatal(err)
-			}
+			ch := amqpChannel(t, f.vh.AMQPURL)
 			if _, err := ch.QueueDeclare(seedRoute.JobQueue(), true, false, false, false, c.args); err != nil {
 				t.Fatal(err)
 			}

@@ -73,15 +73,7 @@ func TestInputsNeverLogged(t *testing.T) {
 	// Model calls that fail on the worker: a peer on the broker publishes straight
 	// to the seed model's request queue (no API to validate first) a request whose
 	// data does not fit, and a job whose body is not even JSON.
-	conn, err := amqp.Dial(f.vh.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := amqpChannel(t, f.vh.AMQPURL)
 	replies, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		t.Fatal(err)
