@@ -287,6 +287,27 @@ func doChecked(t *testing.T, spec *apidoctest.Validator, method, url, body strin
 // doWith is doChecked over the HTTP client c.
 func doWith(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) response {
 	t.Helper()
+	x := send(t, c, spec, method, url, body, hdr...)
+	if x.err != nil {
+		t.Fatalf("%s %s: %v", method, url, x.err)
+	}
+	return response{Status: x.status, Header: x.header, Body: x.body}
+}
+
+// exchange is one request's answer and how long it took.
+type exchange struct {
+	status int
+	header http.Header
+	body   []byte
+	took   time.Duration
+	err    error
+}
+
+// send sends a request with c; spec, if not nil, checks the exchange against
+// the OpenAPI document. A transport error is returned, not fatal: send may run
+// on a goroutine of the test.
+func send(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) exchange {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -294,12 +315,14 @@ func doWith(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, ur
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return exchange{err: err, took: time.Since(start)}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	x := exchange{status: resp.StatusCode, header: resp.Header, body: b, took: time.Since(start), err: err}
 	if spec != nil {
 		vreq, _ := http.NewRequest(method, url, strings.NewReader(body))
 		vreq.Header = req.Header.Clone()
@@ -307,7 +330,7 @@ func doWith(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, ur
 			t.Errorf("%s %s → %d does not match openapi.json: %v\nbody: %s", method, url, resp.StatusCode, err, b)
 		}
 	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return x
 }
 
 func newFarmSpec(t *testing.T) *apidoctest.Validator {

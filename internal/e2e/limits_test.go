@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,44 +30,6 @@ func clientFrom(ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 	return &http.Client{Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
-}
-
-// exchange is one request's answer and how long it took.
-type exchange struct {
-	status int
-	header http.Header
-	body   []byte
-	took   time.Duration
-	err    error
-}
-
-// send sends a request with c; spec, if not nil, checks the exchange against
-// the OpenAPI document.
-func send(t *testing.T, c *http.Client, spec *apidoctest.Validator, method, url, body string, hdr ...string) exchange {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return exchange{err: err, took: time.Since(start)}
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	x := exchange{status: resp.StatusCode, header: resp.Header, body: b, took: time.Since(start), err: err}
-	if spec != nil {
-		vreq, _ := http.NewRequest(method, url, strings.NewReader(body))
-		vreq.Header = req.Header.Clone()
-		if err := spec.Validate(vreq, []byte(body), resp, b); err != nil {
-			t.Errorf("%s %s → %d does not match openapi.json: %v\nbody: %s", method, url, resp.StatusCode, err, b)
-		}
-	}
-	return x
 }
 
 func (x exchange) reason() string {
