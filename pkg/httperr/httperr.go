@@ -238,19 +238,23 @@ func Object(body []byte) (map[string]json.RawMessage, error) {
 		ve.Add("json_invalid", fmt.Sprintf("JSON decode error: nested deeper than %d levels", jsonlimit.MaxDepth), map[string]any{}, "body", 0)
 		return nil, ve
 	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
+	// One decode into the object's fields; only a body that is not an object pays
+	// for a second one, to show what it was.
+	var m map[string]json.RawMessage
+	err := json.Unmarshal(body, &m)
+	var te *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &te) {
 		ve := &ValidationError{}
 		ve.Add("json_invalid", "JSON decode error", map[string]any{}, "body", jsonErrorPos(body, err))
 		return nil, ve
 	}
-	if _, ok := v.(map[string]any); !ok {
+	if err != nil || m == nil { // valid JSON, but not an object (null decodes to a nil map)
+		var v any
+		_ = json.Unmarshal(body, &v)
 		ve := &ValidationError{}
 		ve.Add("model_attributes_type", "Input should be a valid dictionary or object to extract fields from", v, "body")
 		return nil, ve
 	}
-	var m map[string]json.RawMessage
-	_ = json.Unmarshal(body, &m)
 	return m, nil
 }
 

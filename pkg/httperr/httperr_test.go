@@ -36,8 +36,18 @@ func TestObjectAndString(t *testing.T) {
 		t.Errorf("malformed: %v", err)
 	}
 	var ve *ValidationError
-	if _, err := Object([]byte(`"str"`)); !errors.As(err, &ve) || ve.Items[0].Type != "model_attributes_type" {
-		t.Errorf("non-object: %v", err)
+	for _, body := range []string{`"str"`, `null`, ` null `, `[{"data":"x"}]`, `1`, `true`} {
+		ve = nil
+		if _, err := Object([]byte(body)); !errors.As(err, &ve) || ve.Items[0].Type != "model_attributes_type" {
+			t.Errorf("non-object %s: %v", body, err)
+		}
+	}
+	// A syntax error anywhere, even after a valid object's start, is json_invalid.
+	for _, body := range []string{`{"data":"x"} x`, `{"data":[1,}`, `nul`} {
+		ve = nil
+		if _, err := Object([]byte(body)); !errors.As(err, &ve) || ve.Items[0].Type != "json_invalid" {
+			t.Errorf("malformed %s: %v", body, err)
+		}
 	}
 	obj, err := Object([]byte(`{"s":"x","n":1,"nul":null}`))
 	if err != nil {
