@@ -117,9 +117,20 @@ func DecodeRequest(body []byte, lim Limits) (req *model.Request, id string, err 
 		return nil, "", bad("JSON nested deeper than %d levels", jsonlimit.MaxDepth)
 	}
 	var w wireRequest
+	if fastRequest(body, &w) {
+		if req, id, err := finishRequest(&w, lim); err == nil {
+			return req, id, nil
+		}
+		w = wireRequest{} // refused: encoding/json's reading gives the error
+	}
 	if err := strictUnmarshal(body, &w); err != nil {
 		return nil, "", bad("%s", err)
 	}
+	return finishRequest(&w, lim)
+}
+
+// finishRequest checks a request's wire form and converts it.
+func finishRequest(w *wireRequest, lim Limits) (req *model.Request, id string, err error) {
 	if len(w.ID) > lim.MaxNameLen {
 		return nil, "", bad("id is longer than %d bytes", lim.MaxNameLen)
 	}
@@ -167,9 +178,20 @@ func DecodeResponse(body []byte, lim Limits) (*Response, error) {
 		return nil, bad("JSON nested deeper than %d levels", jsonlimit.MaxDepth)
 	}
 	var w wireResponse
+	if fastResponse(body, &w) {
+		if r, err := finishResponse(&w, lim); err == nil {
+			return r, nil
+		}
+		w = wireResponse{} // refused: encoding/json's reading gives the error
+	}
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, bad("%s", err)
 	}
+	return finishResponse(&w, lim)
+}
+
+// finishResponse checks a response's wire form and converts it.
+func finishResponse(w *wireResponse, lim Limits) (*Response, error) {
 	if w.Outputs == nil {
 		return nil, bad(`"outputs" is required`)
 	}

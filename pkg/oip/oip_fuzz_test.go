@@ -1,6 +1,7 @@
 package oip
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"runtime"
@@ -45,6 +46,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkFastRequest(t, body)
 		req, id, err := DecodeRequest(body, Limits{})
 		if err != nil {
 			checkRefusal(t, err)
@@ -85,6 +87,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkFastResponse(t, body)
 		r, err := DecodeResponse(body, Limits{})
 		if err != nil {
 			checkRefusal(t, err)
@@ -190,5 +193,33 @@ func TestErrorsDoNotQuoteData(t *testing.T) {
 		if strings.Contains(err.Error(), marker) || strings.Contains(err.Error(), "1234567890123") {
 			t.Errorf("error quotes the data: %v", err)
 		}
+	}
+}
+
+// checkFastRequest: whatever the fast path reads, encoding/json reads the same way.
+func checkFastRequest(t *testing.T, body []byte) {
+	var fast, slow wireRequest
+	if !fastRequest(body, &fast) {
+		return
+	}
+	if err := strictUnmarshal(body, &slow); err != nil {
+		t.Fatalf("the fast path read a body encoding/json refuses (%v):\n%q", err, body)
+	}
+	if !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("the fast path read\n%+v\nencoding/json read\n%+v\nfrom %q", fast, slow, body)
+	}
+}
+
+// checkFastResponse is checkFastRequest for responses.
+func checkFastResponse(t *testing.T, body []byte) {
+	var fast, slow wireResponse
+	if !fastResponse(body, &fast) {
+		return
+	}
+	if err := json.Unmarshal(body, &slow); err != nil {
+		t.Fatalf("the fast path read a body encoding/json refuses (%v):\n%q", err, body)
+	}
+	if !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("the fast path read\n%+v\nencoding/json read\n%+v\nfrom %q", fast, slow, body)
 	}
 }

@@ -108,3 +108,51 @@ func TestRoundHalf(t *testing.T) {
 		}
 	}
 }
+
+// What warren writes itself takes the fast path: a seed request as the API encodes
+// it, and the answers the seed and digits models give. (If this fails, the fast
+// path no longer recognises the common form and every body pays for encoding/json
+// again: correct, but slow.)
+func TestFastPathTakesWhatWarrenWrites(t *testing.T) {
+	req, err := EncodeRequest("", &model.Request{Inputs: []model.Tensor{
+		{Name: "text", Datatype: model.BYTES, Shape: []int64{1}, Data: []string{"hello there"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wr wireRequest
+	if !fastRequest(req, &wr) {
+		t.Errorf("a seed request took the slow path: %s", req)
+	}
+	resp, err := EncodeResponse("seed", "1", "r1", []model.Tensor{
+		{Name: "class", Datatype: model.BYTES, Shape: []int64{1}, Data: []string{"positive"}},
+		{Name: "confidence", Datatype: model.FP64, Shape: []int64{1}, Data: []float64{0.87}},
+		{Name: "input_length", Datatype: model.INT64, Shape: []int64{1}, Data: []int64{11}},
+		{Name: "probabilities", Datatype: model.FP32, Shape: []int64{1, 3}, Data: []float32{0.25, 1e-7, -3.5e+20}},
+		{Name: "ok", Datatype: model.BOOL, Shape: []int64{2}, Data: []bool{true, false}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws wireResponse
+	if !fastResponse(resp, &ws) {
+		t.Errorf("a seed answer took the slow path: %s", resp)
+	}
+	// And each reads the same as through encoding/json.
+	checkFastRequest(t, req)
+	checkFastResponse(t, resp)
+	// Bodies outside the common form are left to encoding/json.
+	for _, body := range []string{
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"inputs":[]}`,
+		`{"Inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`,
+		`{"inputs":[{"name":"x","shape":[1.0],"datatype":"FP32","data":[1]}]}`,
+		`{"inputs":[{"name":"caf\u00e9","shape":[1],"datatype":"FP32","data":[1]}]}`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{}}]}`,
+		`{"inputs":[]} x`,
+	} {
+		var w wireRequest
+		if fastRequest([]byte(body), &w) {
+			t.Errorf("the fast path read %s", body)
+		}
+	}
+}
