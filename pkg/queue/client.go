@@ -129,11 +129,8 @@ type clientSession struct {
 	prefix     string
 	pub        *amqp.Channel
 	replyQueue string
-	// callerQueue is the exclusive queue that exists while this session lives
-	// (HeaderCaller).
-	callerQueue string
-	blocked     atomic.Bool
-	done        chan struct{} // closed when the session ends
+	blocked    atomic.Bool
+	done       chan struct{} // closed when the session ends
 
 	mu      sync.Mutex
 	pending map[string]chan result
@@ -245,7 +242,6 @@ func (c *Client) Call(ctx context.Context, req Request) (_ *Reply, err error) {
 		HeaderModel:       req.Route.Model,
 		HeaderVersion:     req.Route.Version,
 		HeaderPublishedUs: now.UnixMicro(),
-		HeaderCaller:      s.callerQueue,
 	}
 	for k, v := range req.Headers {
 		if _, taken := headers[k]; !taken {
@@ -398,10 +394,19 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	}
 	c.refreshConsumers(monitor, conn) // fresh counts before the first call of this generation
 
-	// Replies come by direct reply-to: the broker hands each reply straight to this
-	// channel's consumer, with no queue in between (a server-named reply queue cost
-	// the broker an enqueue, a delivery and an ack per reply). Direct reply-to needs
-	// the publishes on the channel that consumes it, so the confirm channel does both.
+	replyCh, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open reply channel: %w", err)
+	}
+	rq, err := replyCh.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return fmt.Errorf("declare reply queue: %w", err)
+	}
+	replies, err := replyCh.Consume(rq.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume reply queue: %w", err)
+	}
+
 	pub, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("open publish channel: %w", err)
@@ -409,29 +414,6 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
-	replies, err := pub.Consume(directReplyPrefix, "", true, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume direct reply-to: %w", err)
-	}
-	// A direct reply-to name cannot be looked up, so each request also names an
-	// exclusive queue that lives exactly as long as this session: a worker that is
-	// given a request again after a connection loss asks whether it still exists
-	// (HeaderCaller) and skips the request if its caller is gone. Nothing is ever
-	// published to it; its consumer is how the session learns that an operator
-	// deleted it.
-	replyCh, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open caller channel: %w", err)
-	}
-	rq, err := replyCh.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		return fmt.Errorf("declare caller queue: %w", err)
-	}
-	callerGone, err := replyCh.Consume(rq.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume caller queue: %w", err)
-	}
-
 	returns := pub.NotifyReturn(make(chan amqp.Return, 64))
 	// A channel-level error (someone deleted the reply queue, a publish the broker
 	// refused) closes just that channel; the session is useless without either, so it
@@ -440,27 +422,21 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 
 	s := &clientSession{
-		prefix:      "g" + strconv.FormatUint(gen, 10) + "-",
-		pub:         pub,
-		replyQueue:  directReplyPrefix,
-		callerQueue: rq.Name,
-		done:        make(chan struct{}),
-		pending:     map[string]chan result{},
+		prefix:     "g" + strconv.FormatUint(gen, 10) + "-",
+		pub:        pub,
+		replyQueue: rq.Name,
+		done:       make(chan struct{}),
+		pending:    map[string]chan result{},
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(5)
-	// replyEnded is closed when the caller queue's consumer stops: the broker
-	// cancelled it (queue deleted) or its channel closed.
+	wg.Add(4)
+	// replyEnded is closed when the reply consumer stops: the broker cancelled it
+	// (reply queue deleted) or its channel closed.
 	replyEnded := make(chan struct{})
-	go func() {
-		defer wg.Done()
-		defer close(replyEnded)
-		for range callerGone { // never published to: drop anything that comes
-		}
-	}()
 	go func() { // replies → waiting calls
 		defer wg.Done()
+		defer close(replyEnded)
 		for d := range replies {
 			if !s.deliver(d.CorrelationId, decodeReply(&d, time.Now())) {
 				c.unknown.Add(1)
@@ -503,9 +479,9 @@ func (c *Client) session(ctx context.Context, conn *amqp.Connection, gen uint64)
 	case e := <-closed:
 		cause = closeCause("connection", e)
 	case e := <-replyClosed:
-		cause = closeCause("caller queue channel", e)
+		cause = closeCause("reply channel", e)
 	case <-replyEnded:
-		cause = errors.New("caller queue consumer cancelled by the broker (queue deleted?)")
+		cause = errors.New("reply consumer cancelled by the broker (reply queue deleted?)")
 	case e := <-pubClosed:
 		cause = closeCause("publish channel", e)
 	}

@@ -249,7 +249,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 			c.reply(w, p, log)
 			return
 		}
-		if gone, err := replyQueueGone(w.sess, callerQueue(d)); err == nil && gone {
+		if gone, err := replyQueueGone(w.sess, d.ReplyTo); err == nil && gone {
 			rs.orphaned.Add(1)
 			log().Debug("skipped redelivered request: caller's reply queue is gone")
 			_ = d.Ack(false)
@@ -313,18 +313,8 @@ func (c *Consumer) reply(w work, p amqp.Publishing, log func() *slog.Logger) {
 	_ = d.Ack(false)
 }
 
-// callerQueue is the queue whose existence tells whether d's caller is still there:
-// the request's HeaderCaller queue when it has one (the API's replies go by direct
-// reply-to, which cannot be looked up), else its reply_to.
-func callerQueue(d *amqp.Delivery) string {
-	if q := headerString(d.Headers, HeaderCaller); q != "" {
-		return q
-	}
-	return d.ReplyTo
-}
-
 // replyQueueGone checks, for a redelivered request only, whether its caller's reply
-// (or caller) queue still exists. A passive declare of another connection's exclusive queue
+// queue still exists. A passive declare of another connection's exclusive queue
 // answers 405 RESOURCE_LOCKED (alive) or 404 NOT_FOUND (gone); both close the
 // channel, so each probe uses a channel of its own. Direct reply-to names cannot be
 // probed and count as alive.

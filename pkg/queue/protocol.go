@@ -28,10 +28,6 @@ const (
 	HeaderStatus    = "x-warren-status"      // reply: "ok" or "error"
 	HeaderWorker    = "x-warren-worker"      // reply: worker id
 	HeaderReason    = "x-warren-reason"      // error reply: one of the Reason* values
-	// HeaderCaller names an exclusive queue that exists exactly as long as the
-	// caller's session (replies go by direct reply-to, whose names cannot be looked
-	// up): a worker given the request again asks whether it still exists.
-	HeaderCaller = "x-warren-caller-queue"
 
 	// Timing headers, for the latency split into stages (see [Timing]). Each is
 	// optional: a peer that does not send them just gives no stage data.
