@@ -47,6 +47,8 @@ const asyncPollWait = 30 * time.Second
 // AsyncRun is the outcome of the async phase against one job store.
 type AsyncRun struct {
 	Store       string // StoreBolt or StoreRedis
+	Variant     string // VariantFarm, or VariantFarmBaseline (-baseline-rev)
+	Round       int    // 1… (-async-runs)
 	StoreDetail string // where the store was
 
 	Jobs, Workers, JobConcurrency, Submitters, Pollers int
@@ -172,24 +174,44 @@ func finalStatus(s string) bool {
 	return false
 }
 
-// async runs the async phase against one store.
-func (b *bench) async(ctx context.Context, store string) error {
+// Label names the run in the report: its store, and with a baseline or several
+// runs its variant and round.
+func (a *AsyncRun) Label() string {
+	l := a.Store
+	if a.Variant != "" && a.Variant != VariantFarm {
+		l += " " + a.Variant
+	}
+	if a.Round > 1 || a.Variant == VariantFarmBaseline {
+		l += " r" + strconv.Itoa(a.Round)
+	}
+	return l
+}
+
+// async runs the async phase once against one store with the binaries of variant
+// (VariantFarm, or VariantFarmBaseline with -baseline-rev); round numbers the
+// runs (-async-runs).
+func (b *bench) async(ctx context.Context, store, variant string, round int) error {
 	cfg := b.cfg
-	vurl, err := b.newVhost(ctx, b.vhost+"-async-"+store)
+	name := fmt.Sprintf("async-%s-%s-%d", store, variant, round)
+	vurl, err := b.newVhost(ctx, b.vhost+"-"+name)
 	if err != nil {
 		return err
 	}
+	apiBin, workerBin, models := b.apiBin, b.workerBin, b.modelsDir
+	if variant == VariantFarmBaseline {
+		apiBin, workerBin, models = b.baseAPI, b.baseWorker, b.baseModels
+	}
 	fc := FarmConfig{
-		APIBin: b.apiBin, WorkerBin: b.workerBin, AMQPURL: vurl, ManagementURL: cfg.ManagementURL,
-		LogDir: b.logDir, Name: "async-" + store, ReadyTimeout: 120 * time.Second,
-		ModelRepository: b.modelsDir, Models: seedModel,
+		APIBin: apiBin, WorkerBin: workerBin, AMQPURL: vurl, ManagementURL: cfg.ManagementURL,
+		LogDir: b.logDir, Name: name, ReadyTimeout: 120 * time.Second,
+		ModelRepository: models, Models: seedModel,
 		WorkerEnv: []string{
 			"MODEL_LATENCY=" + cfg.AsyncLatency.String(),
 			"JOB_CONCURRENCY=" + strconv.Itoa(cfg.AsyncJobConcurrency),
 		},
 	}
 	run := &AsyncRun{
-		Store: store, Jobs: cfg.AsyncJobs, Workers: cfg.AsyncWorkers, JobConcurrency: cfg.AsyncJobConcurrency,
+		Store: store, Variant: variant, Round: round, Jobs: cfg.AsyncJobs, Workers: cfg.AsyncWorkers, JobConcurrency: cfg.AsyncJobConcurrency,
 		Submitters: cfg.AsyncSubmitters, Pollers: cfg.AsyncPollers, Latency: cfg.AsyncLatency,
 		SubmitFailures: map[string]int{}, PollFailures: map[string]int{}, Statuses: map[string]int{},
 		Attempts: map[int]int{}, Leftover: map[string]int{}, BacklogAtSubmitEnd: -1, RedisKeys: -1,
@@ -232,8 +254,8 @@ func (b *bench) async(ctx context.Context, store string) error {
 	}
 	b.rep.Async = append(b.rep.Async, run)
 
-	_, _ = fmt.Fprintf(b.log, "bench: async (%s): starting bin/api and %d bin/worker (JOB_CONCURRENCY=%d MODEL_LATENCY=%v)\n",
-		store, cfg.AsyncWorkers, cfg.AsyncJobConcurrency, cfg.AsyncLatency)
+	_, _ = fmt.Fprintf(b.log, "bench: async (%s, %s, round %d): starting the api and %d workers (JOB_CONCURRENCY=%d MODEL_LATENCY=%v)\n",
+		store, variant, round, cfg.AsyncWorkers, cfg.AsyncJobConcurrency, cfg.AsyncLatency)
 	farm, err := StartFarm(ctx, fc, cfg.AsyncWorkers)
 	if err != nil {
 		return fmt.Errorf("start farm: %w", err)
@@ -273,7 +295,7 @@ func (b *bench) async(ctx context.Context, store string) error {
 	run.Submitted = len(ids)
 	b.step++
 	_, _ = fmt.Fprintf(b.log, "[%2d/%d] async %-5s submit: %s jobs in %.2fs = %s jobs/s  p50 %s  p99 %s  failures %s  backlog %d  cpu %.2f cores\n",
-		b.step, b.steps, store, thousands(int64(run.Submitted)), run.SubmitTime.Seconds(), fmtRate(run.SubmitRate()),
+		b.step, b.steps, run.Label(), thousands(int64(run.Submitted)), run.SubmitTime.Seconds(), fmtRate(run.SubmitRate()),
 		fmtDur(Percentile(run.SubmitLat, 50)), fmtDur(Percentile(run.SubmitLat, 99)), fmtFailures(run.SubmitFailures),
 		run.BacklogAtSubmitEnd, cpuMachine(run.CPUSubmit))
 	if err := farm.Check(); err != nil {
@@ -360,7 +382,7 @@ func (b *bench) async(ctx context.Context, store string) error {
 	}
 	b.step++
 	_, _ = fmt.Fprintf(b.log, "[%2d/%d] async %-5s done:   %s succeeded of %s, all final after %.1fs = %s jobs/s (target %s)  e2e p50 %s  p99 %s  cpu %.2f cores\n",
-		b.step, b.steps, store, thousands(int64(run.Succeeded())), thousands(int64(run.Submitted)), run.AllFinal.Seconds(),
+		b.step, b.steps, run.Label(), thousands(int64(run.Succeeded())), thousands(int64(run.Submitted)), run.AllFinal.Seconds(),
 		fmtRate(run.CompletionRate()), fmtRate(run.Target()), fmtLong(Percentile(run.E2E, 50)), fmtLong(Percentile(run.E2E, 99)),
 		cpuMachine(run.CPUDrain))
 	return farm.Check()

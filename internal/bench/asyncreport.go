@@ -33,7 +33,7 @@ func (r *Report) PrintAsync(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintln(tw, "store\taccepted\tsubmit s\tsubmit jobs/s\tp50\tp99\t\tall final s\tcompletion jobs/s\tof ideal\tdrain jobs/s\te2e p50\te2e p99\tnot succeeded\t")
 	for _, a := range r.Async {
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t|\t%s\t%s\t%.3f\t%s\t%s\t%s\t%d\t\n", a.Store,
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t|\t%s\t%s\t%.3f\t%s\t%s\t%s\t%d\t\n", a.Label(),
 			thousands(int64(a.Submitted)), fmtSecs(a.SubmitTime), fmtRate(a.SubmitRate()),
 			fmtDur(Percentile(a.SubmitLat, 50)), fmtDur(Percentile(a.SubmitLat, 99)),
 			fmtSecs(a.AllFinal), fmtRate(a.CompletionRate()), a.CompletionRate()/a.Ideal(), fmtRate(a.DrainRate()),
@@ -50,7 +50,7 @@ func (r *Report) PrintAsync(w io.Writer) {
 		if a.BacklogAtSubmitEnd >= 0 {
 			backlog = thousands(int64(a.BacklogAtSubmitEnd))
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t\n", a.Store,
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t\n", a.Label(),
 			thousands(int64(a.FinalAtSubmitEnd)), backlog,
 			fmtLong(Percentile(a.Wait, 50)), fmtLong(Percentile(a.Wait, 99)),
 			fmtDur(Percentile(a.Run, 50)), fmtDur(Percentile(a.Run, 99)),
@@ -76,7 +76,7 @@ func (r *Report) PrintAsync(w io.Writer) {
 			if u == nil {
 				continue
 			}
-			cols := append([]string{a.Store, st.name}, u.columns("bench", "api", "workers", "broker", "redis")...)
+			cols := append([]string{a.Label(), st.name}, u.columns("bench", "api", "workers", "broker", "redis")...)
 			if st.jobs > 0 && u.Window > 0 {
 				cols = append(cols, strconv.FormatFloat(u.Machine*u.Window.Seconds()/st.jobs*1e6, 'f', 0, 64))
 			} else {
@@ -103,7 +103,7 @@ func (r *Report) PrintAsync(w io.Writer) {
 		for _, k := range sortedKeys(a.Leftover) {
 			left = append(left, fmt.Sprintf("%s %d", k, a.Leftover[k]))
 		}
-		p("%s: submit failures %s; final statuses: %s; attempts: %s; GET failures %s", a.Store, fmtFailures(a.SubmitFailures),
+		p("%s: submit failures %s; final statuses: %s; attempts: %s; GET failures %s", a.Label(), fmtFailures(a.SubmitFailures),
 			strings.Join(st, ", "), strings.Join(att, ", "), fmtFailures(a.PollFailures))
 		p("  ready messages left: %s", strings.Join(left, ", "))
 		if a.RedisKeys >= 0 {
@@ -122,4 +122,38 @@ func fmtLong(d time.Duration) string {
 		return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + "s"
 	}
 	return fmtDur(d)
+}
+
+// asyncBaselineTargets compares, per store, the median submission rate of this
+// build's runs with the baseline's (-baseline-rev): POST /jobs ≥ 2× the baseline.
+func (r *Report) asyncBaselineTargets(verdict func(bool) string) []Target {
+	var ts []Target
+	stores := map[string]bool{}
+	for _, a := range r.Async {
+		if a.Variant != VariantFarmBaseline || stores[a.Store] {
+			continue
+		}
+		stores[a.Store] = true
+		var cur, base []float64
+		for _, b := range r.Async {
+			switch {
+			case b.Store != a.Store:
+			case b.Variant == VariantFarmBaseline:
+				base = append(base, b.SubmitRate())
+			default:
+				cur = append(cur, b.SubmitRate())
+			}
+		}
+		if len(cur) == 0 {
+			continue
+		}
+		ratio := Median(cur) / Median(base)
+		ts = append(ts, Target{
+			Name:   fmt.Sprintf("async (%s): POST /jobs submissions ≥ 2× farm-baseline (%s)", a.Store, shortRev(r.Baseline)),
+			Status: verdict(ratio >= 2),
+			Detail: fmt.Sprintf("%s (medians of %d and %d runs: %s vs %s jobs/s)", fmtRatio(ratio), len(cur), len(base),
+				fmtRate(Median(cur)), fmtRate(Median(base))),
+		})
+	}
+	return ts
 }

@@ -129,6 +129,7 @@ type Config struct {
 	AsyncJobConcurrency int
 	AsyncLatency        time.Duration
 	AsyncStores         []string // StoreBolt, StoreRedis
+	AsyncRuns           int      // runs per store and variant
 	RedisURL            string
 
 	RepoDir  string
@@ -217,9 +218,10 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&cfg.BatchDelay, "batch-delay", 5*time.Millisecond, "batch phase: the batched models' max_batch_delay")
 	fs.DurationVar(&cfg.BatchLatency, "batch-latency", 20*time.Millisecond, "batch phase: the simulated model's latency per batch")
 	fs.DurationVar(&cfg.BatchItemLatency, "batch-item-latency", 200*time.Microsecond, "batch phase: the simulated model's item_latency per request")
-	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm phase: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
+	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm and async phases: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
 	fs.BoolVar(&cfg.OTel, "otel", false, "farm phase: also run the current farm with tracing exported to an OTLP/HTTP sink in the bench (variant farm-otel)")
 	fs.IntVar(&cfg.AsyncJobs, "async-jobs", 10000, "async phase: jobs submitted")
+	fs.IntVar(&cfg.AsyncRuns, "async-runs", 1, "async phase: runs per store and variant, alternating with -baseline-rev (the verdict takes medians)")
 	fs.IntVar(&cfg.AsyncSubmitters, "async-submitters", 64, "async phase: concurrent POST /jobs callers")
 	fs.IntVar(&cfg.AsyncPollers, "async-pollers", 64, "async phase: concurrent GET /jobs/{id}?wait= long-polls")
 	fs.IntVar(&cfg.AsyncWorkers, "async-workers", 2, "async phase: workers")
@@ -306,8 +308,12 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-async-jobs, -async-submitters, -async-pollers, -async-workers and -async-job-concurrency must be at least 1")
 	case cfg.AsyncLatency <= 0:
 		return nil, errors.New("-async-latency must be positive (the completion target divides by it)")
-	case (cfg.BaselineRev != "" || cfg.OTel) && !cfg.Has(PhaseFarm):
-		return nil, errors.New("-baseline-rev and -otel add variants to the farm phase: select it (-phases farm,...)")
+	case cfg.BaselineRev != "" && !cfg.Has(PhaseFarm) && !cfg.Has(PhaseAsync):
+		return nil, errors.New("-baseline-rev adds a variant to the farm and async phases: select one (-phases farm,...)")
+	case cfg.OTel && !cfg.Has(PhaseFarm):
+		return nil, errors.New("-otel adds a variant to the farm phase: select it (-phases farm,...)")
+	case cfg.AsyncRuns < 1:
+		return nil, errors.New("-async-runs must be at least 1")
 	}
 	urls := []string{cfg.AMQPURL, cfg.ManagementURL}
 	if cfg.Has(PhaseAsync) && slices.Contains(cfg.AsyncStores, StoreRedis) {
@@ -527,9 +533,13 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 		b.rep.PrintDigits(stdout)
 	}
 	if cfg.Has(PhaseAsync) {
-		for _, store := range cfg.AsyncStores {
-			if err := b.async(ctx, store); err != nil {
-				return fmt.Errorf("async (%s): %w", store, err)
+		for round := 1; round <= cfg.AsyncRuns; round++ {
+			for _, store := range cfg.AsyncStores {
+				for _, v := range roundOrder(b.asyncVariants(), round) {
+					if err := b.async(ctx, store, v, round); err != nil {
+						return fmt.Errorf("async (%s, %s): %w", store, v, err)
+					}
+				}
 			}
 		}
 		b.rep.PrintAsync(stdout)
@@ -609,6 +619,15 @@ func (b *bench) variants() []string {
 	return vs
 }
 
+// asyncVariants are the builds the async phase runs: the current one, and the
+// baseline's with -baseline-rev.
+func (b *bench) asyncVariants() []string {
+	if b.cfg.BaselineRev != "" {
+		return []string{VariantFarm, VariantFarmBaseline}
+	}
+	return []string{VariantFarm}
+}
+
 func (b *bench) countSteps() {
 	if b.comparing() {
 		b.steps += len(b.cfg.Concurrency) * b.cfg.Runs * len(b.variants())
@@ -623,7 +642,7 @@ func (b *bench) countSteps() {
 		b.steps += b.batchSteps()
 	}
 	if b.cfg.Has(PhaseAsync) {
-		b.steps += 2 * len(b.cfg.AsyncStores) // submit, done
+		b.steps += 2 * len(b.cfg.AsyncStores) * len(b.asyncVariants()) * b.cfg.AsyncRuns // submit, done
 	}
 }
 
