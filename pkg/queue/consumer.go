@@ -224,7 +224,7 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 	// The per-request logger is built only when something is logged: no
 	// per-request allocation on the hot path.
 	log := func() *slog.Logger {
-		return c.cfg.Logger.With("request_id", headerString(d.Headers, HeaderRequestID), "correlation_id", d.CorrelationId, "queue", rs.queue)
+		return c.cfg.Logger.With("request_id", requestID(d), "correlation_id", d.CorrelationId, "queue", rs.queue)
 	}
 
 	taken := time.Now()
@@ -269,8 +269,8 @@ func (c *Consumer) handle(hctx context.Context, w work) {
 			Type:          replyType,
 			Headers: amqp.Table{
 				HeaderSchema: int32(SchemaVersion), HeaderStatus: StatusOK, HeaderWorker: c.cfg.WorkerID,
-				HeaderRequestID: msg.RequestID, HeaderReceivedUs: taken.UnixMicro(),
-				HeaderComputeUs: time.Since(taken).Microseconds(), HeaderSlots: int32(rs.concurrency),
+				HeaderReceivedUs: taken.UnixMicro(),
+				HeaderComputeUs:  time.Since(taken).Microseconds(), HeaderSlots: int32(rs.concurrency),
 			},
 			Body: body,
 		}
@@ -338,6 +338,15 @@ func replyQueueGone(s *consumerSession, replyTo string) (bool, error) {
 	return false, nil
 }
 
+// requestID is a request's id: its message id, which the API sets; an
+// HeaderRequestID header (older APIs, raw clients) wins.
+func requestID(d *amqp.Delivery) string {
+	if id := headerString(d.Headers, HeaderRequestID); id != "" {
+		return id
+	}
+	return d.MessageId
+}
+
 func decodeRequest(d *amqp.Delivery, rs *routeSlots) (*Message, error) {
 	if err := checkSchema(d.Headers); err != nil {
 		return nil, err
@@ -349,7 +358,7 @@ func decodeRequest(d *amqp.Delivery, rs *routeSlots) (*Message, error) {
 	m := &Message{
 		Route:         rs.route,
 		Queue:         rs.queue,
-		RequestID:     headerString(d.Headers, HeaderRequestID),
+		RequestID:     requestID(d),
 		CorrelationID: d.CorrelationId,
 		Deadline:      time.UnixMilli(ms),
 		Redelivered:   d.Redelivered,

@@ -17,14 +17,16 @@ import (
 // queue per model version.
 const SchemaVersion = 2
 
-// Message headers. Every request carries the request headers; replies carry
-// HeaderSchema, HeaderStatus and HeaderWorker, and the timing headers.
+// Message headers. A sync request carries HeaderSchema, HeaderDeadline and
+// HeaderPublishedUs (its request id is the AMQP message id); a job also carries
+// its id, request id, model, version and attempt. Replies carry HeaderSchema,
+// HeaderStatus and HeaderWorker, and the timing headers.
 const (
 	HeaderSchema    = "x-warren-schema"      // int: SchemaVersion
 	HeaderDeadline  = "x-warren-deadline-ms" // int64: absolute deadline, Unix milliseconds
-	HeaderRequestID = "x-request-id"         // string: the HTTP request id
-	HeaderModel     = "x-warren-model"       // string: the route's model (informational)
-	HeaderVersion   = "x-warren-version"     // string: the route's version (informational)
+	HeaderRequestID = "x-request-id"         // string: the HTTP request id, when the message id is not it (jobs, raw clients)
+	HeaderModel     = "x-warren-model"       // string: the route's model (informational; jobs only)
+	HeaderVersion   = "x-warren-version"     // string: the route's version (informational; jobs only)
 	HeaderStatus    = "x-warren-status"      // reply: "ok" or "error"
 	HeaderWorker    = "x-warren-worker"      // reply: worker id
 	HeaderReason    = "x-warren-reason"      // error reply: one of the Reason* values
