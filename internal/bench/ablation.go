@@ -609,18 +609,21 @@ func (r *Report) PrintAblation(w io.Writer) {
 			plain = row.Sum
 		}
 	}
-	_, _ = fmt.Fprintln(w, "| variant | change against raw | req/s | × raw | p50 | p99 | broker µs/req | client+responder µs/req | failures |")
-	_, _ = fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|---|")
+	_, _ = fmt.Fprintln(w, "| variant | change against raw | req/s | × raw | per round × raw (range) | p50 | p99 | broker µs/req | client+responder µs/req | failures |")
+	_, _ = fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
 	cum := false
 	for _, row := range a.Rows {
 		if row.Variant.Cumulative && !cum {
 			cum = true
-			_, _ = fmt.Fprintln(w, "| *cumulative, from +confirms* | | | | | | | | |")
+			_, _ = fmt.Fprintln(w, "| *cumulative, from +confirms* | | | | | | | | | |")
 		}
 		s := row.Sum
-		ratio := "-"
+		ratio, paired := "-", "-"
 		if plain != nil && plain.RPS() > 0 {
 			ratio = fmtRatio(s.RPS() / plain.RPS())
+		}
+		if xs := perRunRatios(s, plain); len(xs) > 0 {
+			paired = fmtRatio(Median(xs)) + " (" + fmtRange(xs) + ")"
 		}
 		fails := "0"
 		if f := s.Failures(); len(f) > 0 {
@@ -629,9 +632,10 @@ func (r *Report) PrintAblation(w io.Writer) {
 		if row.Returned > 0 {
 			fails += fmt.Sprintf(", %d returned", row.Returned)
 		}
-		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Variant.Name, row.Variant.What,
-			fmtRate(s.RPS()), ratio, fmtDur(s.Percentile(50)), fmtDur(s.Percentile(99)),
+		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Variant.Name, row.Variant.What,
+			fmtRate(s.RPS()), ratio, paired, fmtDur(s.Percentile(50)), fmtDur(s.Percentile(99)),
 			fmtMicros(perReqMicros(s, "broker")), fmtMicros(perReqMicros(s, "bench")), fails)
 	}
-	_, _ = fmt.Fprintln(w, "\nbroker µs/req: beam.smp CPU time per successful request; client+responder µs/req: the bench process's (client, responders and loop).")
+	_, _ = fmt.Fprintln(w, "\n× raw: median req/s over raw's; per round: the median of each round's ratio to raw's run of the same round (noise on a shared machine moves both).")
+	_, _ = fmt.Fprintln(w, "broker µs/req: beam.smp CPU time per successful request; client+responder µs/req: the bench process's (client, responders and loop); medians over the runs.")
 }

@@ -164,14 +164,14 @@ func TestPrintAblation(t *testing.T) {
 		"| variant | change against raw | req/s | × raw |",
 		// raw: median 2,000 req/s; 100 µs of broker and 50 µs of bench per request in every run.
 		"| raw | ",
-		"| 2,000 | 1.00× |",
+		"| 2,000 | 1.00× | 1.00× (1.00–1.00×) |",
 		"| 100 | 50 | 0 |",
 		// +confirms: 1,000 req/s = 0.50×, 200 and 100 µs/req.
-		"| 1,000 | 0.50× |",
+		"| 1,000 | 0.50× | 1.00× (1.00–1.00×) |", // its one run beside raw's first (1,000)
 		"| 200 | 100 | 0 |",
 		"| *cumulative, from +confirms* |",
 		// farm-set: 500 req/s = 0.25×, 300 and 400 µs/req, its failures and returns.
-		"| 500 | 0.25× |",
+		"| 500 | 0.25× | 0.50× (0.50–0.50×) |",
 		"| 300 | 400 | nack×2, 3 returned |",
 	} {
 		if !strings.Contains(out, want) {
