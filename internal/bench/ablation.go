@@ -59,6 +59,11 @@ type AblationFeatures struct {
 	// Headers sends the farm's request headers and properties (message id,
 	// timestamp, type) and has the responders send the worker's reply headers.
 	Headers bool
+	// HeadersMin sends the same properties but only the headers that carry
+	// something no property does: the schema and the deadline on the request
+	// (the request id is the message id, the route is the queue's name), the
+	// schema and the status on the reply. Not the farm's; a cheaper candidate.
+	HeadersMin bool
 	// ReplyQueue replaces direct reply-to with an exclusive, auto-delete,
 	// server-named reply queue consumed with auto-ack on a channel of its own,
 	// requests published on another channel (the farm's client).
@@ -111,11 +116,14 @@ func AblationVariants() []AblationVariant {
 		{Name: "+mandatory", What: "mandatory flag (returns listened for)", F: with(func(f *AblationFeatures) { f.Mandatory = true })},
 		{Name: "+ttl", What: "per-message expiration from the deadline", F: with(func(f *AblationFeatures) { f.TTL = true })},
 		{Name: "+headers", What: "the farm's 6 request headers and 3 properties, 7 reply headers", F: with(func(f *AblationFeatures) { f.Headers = true })},
+		{Name: "+headers-min", What: "the same 3 properties, 2 request and 2 reply headers (schema, deadline / status)", F: with(func(f *AblationFeatures) { f.HeadersMin = true })},
 		{Name: "+reply-queue", What: "exclusive server-named reply queue, auto-ack, own channel", F: with(func(f *AblationFeatures) { f.ReplyQueue = true })},
 		{Name: "+queue-policy", What: fmt.Sprintf("durable request queue, max-length %d, reject-publish", ablationMaxLength), F: with(func(f *AblationFeatures) { f.QueuePolicy = true })},
 		{Name: "+one-channel", What: "all callers on one connection's one publishing channel", F: with(func(f *AblationFeatures) { f.OneChannel = true })},
 		{Name: "prefetch-1", What: "responder prefetch 1", F: with(func(f *AblationFeatures) { f.Prefetch = 1 })},
 		{Name: "prefetch-4", What: fmt.Sprintf("responder prefetch %d (the farm's default)", ablationFarmPrefetch), F: with(func(f *AblationFeatures) { f.Prefetch = ablationFarmPrefetch })},
+		{Name: "prefetch-8", What: "responder prefetch 8 (2 × the farm's)", F: with(func(f *AblationFeatures) { f.Prefetch = 2 * ablationFarmPrefetch })},
+		{Name: "prefetch-16", What: "responder prefetch 16 (4 × the farm's)", F: with(func(f *AblationFeatures) { f.Prefetch = 4 * ablationFarmPrefetch })},
 		{Name: "prefetch-64", What: "responder prefetch 64", F: with(func(f *AblationFeatures) { f.Prefetch = 64 })},
 		{Name: "ack-batch", What: fmt.Sprintf("responder acks multiple=true every %d or when idle", ablationAckBatch), F: with(func(f *AblationFeatures) { f.AckEvery = ablationAckBatch })},
 	}
@@ -273,7 +281,11 @@ func respondAblation(ch *amqp.Channel, deliveries <-chan amqp.Delivery, f Ablati
 		taken := time.Now()
 		if d.ReplyTo != "" {
 			p := amqp.Publishing{ContentType: "application/json", CorrelationId: d.CorrelationId, Body: rawReply}
-			if f.Headers {
+			switch {
+			case f.HeadersMin:
+				p.Type = ablationReplyType
+				p.Headers = amqp.Table{queue.HeaderSchema: int32(queue.SchemaVersion), queue.HeaderStatus: queue.StatusOK}
+			case f.Headers:
 				p.Type = ablationReplyType
 				rid, _ := d.Headers[queue.HeaderRequestID].(string)
 				p.Headers = amqp.Table{
@@ -414,6 +426,15 @@ func (c *AblationClient) Caller() func(i int) CallFunc {
 			deadline := now.Add(ablationTimeout)
 			if c.f.TTL {
 				msg.Expiration = strconv.FormatInt(max(deadline.Sub(now).Milliseconds(), 1), 10)
+			}
+			if c.f.HeadersMin {
+				msg.MessageId = ridPrefix + fmt.Sprintf("%016x", seq)
+				msg.Timestamp = now
+				msg.Type = ablationRequestType
+				msg.Headers = amqp.Table{
+					queue.HeaderSchema:   int32(queue.SchemaVersion),
+					queue.HeaderDeadline: deadline.UnixMilli(),
+				}
 			}
 			if c.f.Headers {
 				rid := ridPrefix + fmt.Sprintf("%016x", seq)

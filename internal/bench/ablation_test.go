@@ -69,7 +69,7 @@ func TestAblationVariants(t *testing.T) {
 // featureDiffs counts the fields in which a and b differ.
 func featureDiffs(a, b AblationFeatures) int {
 	n := 0
-	for _, d := range []bool{a.Confirms != b.Confirms, a.Mandatory != b.Mandatory, a.TTL != b.TTL, a.Headers != b.Headers,
+	for _, d := range []bool{a.Confirms != b.Confirms, a.Mandatory != b.Mandatory, a.TTL != b.TTL, a.Headers != b.Headers, a.HeadersMin != b.HeadersMin,
 		a.ReplyQueue != b.ReplyQueue, a.QueuePolicy != b.QueuePolicy, a.OneChannel != b.OneChannel,
 		a.Prefetch != b.Prefetch, a.AckEvery != b.AckEvery} {
 		if d {
@@ -222,7 +222,7 @@ func runAblationLoop(t *testing.T, url string, f AblationFeatures) *Result {
 func TestAblationLoops(t *testing.T) {
 	url := brokerURL(t)
 	for _, v := range AblationVariants() {
-		if v.Name != AblationPlain && v.Name != AblationFarmSet && v.Name != "ack-batch" && v.Name != "prefetch-1" {
+		if v.Name != AblationPlain && v.Name != AblationFarmSet && v.Name != "ack-batch" && v.Name != "prefetch-1" && v.Name != "+headers-min" {
 			continue
 		}
 		t.Run(v.Name, func(t *testing.T) { runAblationLoop(t, url, v.F) })
