@@ -56,7 +56,11 @@ const (
 	PhaseBatch = "batch"
 )
 
-var allPhases = []string{PhaseFarm, PhaseRaw, PhaseV2, PhaseExtra, PhaseScale, PhaseDigits, PhaseAsync, PhaseBatch}
+var allPhases = []string{PhaseFarm, PhaseRaw, PhaseV2, PhaseExtra, PhaseScale, PhaseDigits, PhaseAsync, PhaseBatch, PhaseAblation}
+
+// defaultPhases are the phases of a run without -phases (make bench): all but
+// the ablation, which takes about 6 minutes of its own and is asked for by name.
+var defaultPhases = slices.DeleteFunc(slices.Clone(allPhases), func(p string) bool { return p == PhaseAblation })
 
 // The models the bench calls, from the repository's models/ directory.
 const (
@@ -114,6 +118,13 @@ type Config struct {
 	BatchDelay            time.Duration
 	BatchLatency          time.Duration
 	BatchItemLatency      time.Duration
+
+	// The ablation phase: closed-loop callers, runs per variant, the
+	// measured window, and the variants (comma-separated names, "" for all).
+	AblationConcurrency int
+	AblationRuns        int
+	AblationDuration    time.Duration
+	AblationVariants    string
 
 	// BaselineRev, when set, is a git revision whose bin/api and bin/worker
 	// run as the farm-baseline variant of the /process comparison.
@@ -189,8 +200,9 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		_, _ = fmt.Fprintf(stderr, "Usage: go run ./cmd/bench [flags]\n\n"+
 			"Measures warren's POST /process against a raw amqp091-go RPC loop through the\n"+
 			"same RabbitMQ, POST /v2/models/seed/infer against /process, throughput against\n"+
-			"worker count, the digits ONNX model through the farm and in process, and the\n"+
-			"async job path (POST /jobs, GET /jobs/{id}?wait=). Runs in temporary vhosts.\n\nFlags:\n")
+			"worker count, the digits ONNX model through the farm and in process, the\n"+
+			"async job path (POST /jobs, GET /jobs/{id}?wait=), and (-phases ablation) what\n"+
+			"each broker feature of the farm costs the raw loop. Runs in temporary vhosts.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker `URL` (loopback only; its vhost is replaced by a temporary one) [$AMQP_URL]")
@@ -201,7 +213,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.Var((*intList)(&cfg.Concurrency), "concurrency", "closed-loop concurrencies of the /process comparison")
 	fs.IntVar(&cfg.Workers, "workers", 2, "workers for the /process comparison")
 	farmEnv := fs.String("farm-env", "", "diagnostics: comma-separated KEY=VALUE settings for the comparison farm (e.g. PREFETCH=32,CONCURRENCY=8); default settings when empty")
-	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, from "+strings.Join(allPhases, ","))
+	phases := fs.String("phases", strings.Join(defaultPhases, ","), "phases to run, from "+strings.Join(allPhases, ",")+" (ablation only when named)")
 	fs.IntVar(&cfg.RawResponders, "raw-responders", 2, "raw loop: responders (one connection each)")
 	fs.IntVar(&cfg.RawConns, "raw-conns", 2, "raw loop: client connections")
 	fs.IntVar(&cfg.RawPrefetch, "raw-prefetch", 32, "raw loop: responder prefetch")
@@ -218,6 +230,10 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&cfg.BatchDelay, "batch-delay", 5*time.Millisecond, "batch phase: the batched models' max_batch_delay")
 	fs.DurationVar(&cfg.BatchLatency, "batch-latency", 20*time.Millisecond, "batch phase: the simulated model's latency per batch")
 	fs.DurationVar(&cfg.BatchItemLatency, "batch-item-latency", 200*time.Microsecond, "batch phase: the simulated model's item_latency per request")
+	fs.IntVar(&cfg.AblationConcurrency, "ablation-concurrency", 64, "ablation phase: closed-loop callers")
+	fs.IntVar(&cfg.AblationRuns, "ablation-runs", 3, "ablation phase: alternating runs per variant (the table shows medians)")
+	fs.DurationVar(&cfg.AblationDuration, "ablation-duration", 4*time.Second, "ablation phase: length of each measured window")
+	fs.StringVar(&cfg.AblationVariants, "ablation-variants", "", "ablation phase: comma-separated variants to run besides raw (empty: all)")
 	fs.StringVar(&cfg.BaselineRev, "baseline-rev", "", "farm and async phases: also run the farm built from this git `revision` (variant farm-baseline), alternating with the current one")
 	fs.BoolVar(&cfg.OTel, "otel", false, "farm phase: also run the current farm with tracing exported to an OTLP/HTTP sink in the bench (variant farm-otel)")
 	fs.IntVar(&cfg.AsyncJobs, "async-jobs", 10000, "async phase: jobs submitted")
@@ -232,7 +248,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.BinDir, "bin-dir", "bin", "where bin/api and bin/worker are, relative to the repository root")
 	fs.BoolVar(&cfg.Build, "build", true, "build bin/api and bin/worker with `go build` first")
 	fs.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the child processes' logs (kept anyway on failure)")
-	quick := fs.Bool("quick", false, "smoke run: -warmup 500ms -duration 2s -runs 1 -scale-workers 1,2,4 -async-jobs 2000")
+	quick := fs.Bool("quick", false, "smoke run: -warmup 500ms -duration 2s -runs 1 -scale-workers 1,2,4 -async-jobs 2000 -ablation-runs 1 -ablation-duration 2s")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -257,6 +273,12 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		}
 		if !set["async-jobs"] {
 			cfg.AsyncJobs = 2000
+		}
+		if !set["ablation-runs"] {
+			cfg.AblationRuns = 1
+		}
+		if !set["ablation-duration"] {
+			cfg.AblationDuration = 2 * time.Second
 		}
 	}
 	for kv := range strings.SplitSeq(*farmEnv, ",") {
@@ -306,6 +328,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-workers, -raw-responders, -raw-conns, -raw-prefetch and -scale-factor must be at least 1")
 	case cfg.AsyncJobs < 1 || cfg.AsyncSubmitters < 1 || cfg.AsyncPollers < 1 || cfg.AsyncWorkers < 1 || cfg.AsyncJobConcurrency < 1:
 		return nil, errors.New("-async-jobs, -async-submitters, -async-pollers, -async-workers and -async-job-concurrency must be at least 1")
+	case cfg.AblationConcurrency < 1 || cfg.AblationRuns < 1 || cfg.AblationDuration <= 0:
+		return nil, errors.New("-ablation-concurrency and -ablation-runs must be at least 1, -ablation-duration positive")
 	case cfg.AsyncLatency <= 0:
 		return nil, errors.New("-async-latency must be positive (the completion target divides by it)")
 	case cfg.BaselineRev != "" && !cfg.Has(PhaseFarm) && !cfg.Has(PhaseAsync):
@@ -314,6 +338,9 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("-otel adds a variant to the farm phase: select it (-phases farm,...)")
 	case cfg.AsyncRuns < 1:
 		return nil, errors.New("-async-runs must be at least 1")
+	}
+	if _, err := SelectAblationVariants(cfg.AblationVariants); err != nil {
+		return nil, err
 	}
 	urls := []string{cfg.AMQPURL, cfg.ManagementURL}
 	if cfg.Has(PhaseAsync) && slices.Contains(cfg.AsyncStores, StoreRedis) {
@@ -550,6 +577,12 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error)
 		}
 		b.rep.PrintBatch(stdout)
 	}
+	if cfg.Has(PhaseAblation) {
+		if err := b.ablation(ctx); err != nil {
+			return fmt.Errorf("ablation: %w", err)
+		}
+		b.rep.PrintAblation(stdout)
+	}
 	b.rep.PrintTargets(stdout)
 	return nil
 }
@@ -640,6 +673,9 @@ func (b *bench) countSteps() {
 	}
 	if b.cfg.Has(PhaseBatch) {
 		b.steps += b.batchSteps()
+	}
+	if b.cfg.Has(PhaseAblation) {
+		b.steps += b.ablationSteps()
 	}
 	if b.cfg.Has(PhaseAsync) {
 		b.steps += 2 * len(b.cfg.AsyncStores) * len(b.asyncVariants()) * b.cfg.AsyncRuns // submit, done

@@ -28,6 +28,8 @@ type Report struct {
 	Digits *DigitsRun
 	// Batch is the batch phase (nil when not run).
 	Batch *BatchRun
+	// Ablation is the ablation phase (nil when not run).
+	Ablation *AblationRun
 }
 
 // OTelStats is what the farm-otel variant's processes exported.
