@@ -115,7 +115,7 @@ func AblationVariants() []AblationVariant {
 		{Name: "+confirms", What: "publisher confirms on the request channel", F: with(func(f *AblationFeatures) { f.Confirms = true })},
 		{Name: "+mandatory", What: "mandatory flag (returns listened for)", F: with(func(f *AblationFeatures) { f.Mandatory = true })},
 		{Name: "+ttl", What: "per-message expiration from the deadline", F: with(func(f *AblationFeatures) { f.TTL = true })},
-		{Name: "+headers", What: "the farm's 6 request headers and 3 properties, 7 reply headers", F: with(func(f *AblationFeatures) { f.Headers = true })},
+		{Name: "+headers", What: "the farm's 3 request headers and 3 properties, 6 reply headers", F: with(func(f *AblationFeatures) { f.Headers = true })},
 		{Name: "+headers-min", What: "the same 3 properties, 2 request and 2 reply headers (schema, deadline / status)", F: with(func(f *AblationFeatures) { f.HeadersMin = true })},
 		{Name: "+reply-queue", What: "exclusive server-named reply queue, auto-ack, own channel", F: with(func(f *AblationFeatures) { f.ReplyQueue = true })},
 		{Name: "+queue-policy", What: fmt.Sprintf("durable request queue, max-length %d, reject-publish", ablationMaxLength), F: with(func(f *AblationFeatures) { f.QueuePolicy = true })},
@@ -287,10 +287,9 @@ func respondAblation(ch *amqp.Channel, deliveries <-chan amqp.Delivery, f Ablati
 				p.Headers = amqp.Table{queue.HeaderSchema: int32(queue.SchemaVersion), queue.HeaderStatus: queue.StatusOK}
 			case f.Headers:
 				p.Type = ablationReplyType
-				rid, _ := d.Headers[queue.HeaderRequestID].(string)
 				p.Headers = amqp.Table{
 					queue.HeaderSchema: int32(queue.SchemaVersion), queue.HeaderStatus: queue.StatusOK, queue.HeaderWorker: worker,
-					queue.HeaderRequestID: rid, queue.HeaderReceivedUs: taken.UnixMicro(),
+					queue.HeaderReceivedUs: taken.UnixMicro(),
 					queue.HeaderComputeUs: time.Since(taken).Microseconds(), queue.HeaderSlots: int32(queue.DefaultConcurrency),
 				}
 			}
@@ -444,9 +443,6 @@ func (c *AblationClient) Caller() func(i int) CallFunc {
 				msg.Headers = amqp.Table{
 					queue.HeaderSchema:      int32(queue.SchemaVersion),
 					queue.HeaderDeadline:    deadline.UnixMilli(),
-					queue.HeaderRequestID:   rid,
-					queue.HeaderModel:       seedModel,
-					queue.HeaderVersion:     "1",
 					queue.HeaderPublishedUs: now.UnixMicro(),
 				}
 			}

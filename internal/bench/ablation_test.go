@@ -278,10 +278,13 @@ func TestAblationFarmSetOnTheWire(t *testing.T) {
 	if ms, err := strconv.Atoi(d.Expiration); err != nil || ms < 9000 || ms > 10000 {
 		t.Errorf("expiration %q, want about 10000 ms", d.Expiration)
 	}
-	for _, h := range []string{queue.HeaderSchema, queue.HeaderDeadline, queue.HeaderRequestID, queue.HeaderModel, queue.HeaderVersion, queue.HeaderPublishedUs} {
+	for _, h := range []string{queue.HeaderSchema, queue.HeaderDeadline, queue.HeaderPublishedUs} {
 		if _, ok := d.Headers[h]; !ok {
 			t.Errorf("header %s missing: %v", h, d.Headers)
 		}
+	}
+	if len(d.Headers) != 3 { // as queue.Client sends them
+		t.Errorf("headers %v: want the farm's 3", d.Headers)
 	}
 	if len(d.MessageId) != 32 || d.Type != ablationRequestType || d.Timestamp.IsZero() {
 		t.Errorf("properties: message id %q, type %q, timestamp %v", d.MessageId, d.Type, d.Timestamp)
