@@ -187,6 +187,30 @@ func (c *Cluster) QueueLeader(t testing.TB, vhost, queue string) string {
 	return ""
 }
 
+// QueueHome is the Erlang name of the node a classic queue lives on (the
+// node of its process, rabbitmqctl list_queues name pid), asked of a live
+// node; "" if the queue is not listed.
+func (c *Cluster) QueueHome(t testing.TB, vhost, queue string) string {
+	t.Helper()
+	out := c.Live(t).Ctl(t, "list_queues", "-p", vhost, "--no-table-headers", "name", "pid")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimRight(l, "\r"), "\t")
+		if len(f) == 2 && f[0] == queue {
+			// <warren-test-abcd@localhost.1700.123.0>
+			pid := strings.TrimPrefix(f[1], "<")
+			at := strings.Index(pid, "@")
+			if at < 0 {
+				return ""
+			}
+			if dot := strings.Index(pid[at:], "."); dot >= 0 {
+				return pid[:at+dot]
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
 // Connections lists the client-given connection names
 // (client_properties.connection_name, empty when a client gives none) of
 // the connections open on the node itself, one per connection (rabbitmqctl
