@@ -36,7 +36,9 @@ func TestRotationRoundRobinFromTheStart(t *testing.T) {
 	// A connect resets the round: two more failures are not a full round.
 	r.failed()
 	r.connected()
-	if r.failed() || r.failed() {
+	first := r.failed()
+	second := r.failed()
+	if first || second {
 		t.Error("a full round reported 2 failures after a connect")
 	}
 	if !r.failed() {
