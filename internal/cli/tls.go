@@ -33,7 +33,9 @@ func LoadBroker(l *config.Loader) queue.DialConfig {
 		},
 	}
 	checkPair(l, config.AMQPCertFile, d.TLS.CertFile, config.AMQPKeyFile, d.TLS.KeyFile)
-	if u, err := url.Parse(d.URL); err == nil && u.Scheme == "amqp" && !d.TLS.IsZero() {
+	us, err := queue.ParseURLs(d.URL)
+	l.Check(err != nil, config.AMQPURL, fmt.Sprint(err))
+	if err == nil && us[0].Scheme == "amqp" && !d.TLS.IsZero() {
 		l.Check(true, config.AMQPURL, "is plain amqp:// but AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE or AMQP_SERVER_NAME is set: use amqps:// (or unset them)")
 	}
 	return d

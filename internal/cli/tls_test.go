@@ -60,3 +60,29 @@ func TestManagementClient(t *testing.T) {
 		t.Errorf("missing CA file: %v", err)
 	}
 }
+
+// TestLoadBrokerURLList: AMQP_URL may list a cluster's nodes; a bad one is
+// named at startup.
+func TestLoadBrokerURLList(t *testing.T) {
+	load := func(v string) (string, error) {
+		l, err := config.NewLoader("worker", nil, func(k string) string {
+			if k == "AMQP_URL" {
+				return v
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := cli.LoadBroker(l)
+		return d.URL, l.Err()
+	}
+	good := "amqp://u:p@127.0.0.1:5672/v,amqp://u:p@127.0.0.1:5673/v"
+	if u, err := load(good); err != nil || u != good {
+		t.Errorf("LoadBroker(%q) = %q, %v", good, u, err)
+	}
+	if _, err := load("amqp://u:p@127.0.0.1:5672/v,amqp://u:p@127.0.0.1:5673/w"); err == nil ||
+		!strings.Contains(err.Error(), "AMQP_URL") || !strings.Contains(err.Error(), "URL 2 of 2") {
+		t.Errorf("a list with another vhost: %v, want AMQP_URL and the 2nd URL named", err)
+	}
+}

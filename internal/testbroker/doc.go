@@ -27,7 +27,10 @@
 // Vhost.CloseConnections drops the connections of that vhost only, so
 // connection-loss tests can run while other packages use the same broker.
 // Tests that stop the broker use StartNode, a private node with its own
-// name, port, data and log, never the shared node.
+// name, port, data and log, never the shared node. StartCluster joins such
+// nodes into a cluster (shared cookie, pause_minority, net_ticktime 10 s) whose
+// nodes can be stopped, SIGKILLed (Kill), SIGSTOPped (Pause/Resume) and
+// restarted; QueueLeader and QueueHome say where a queue lives.
 //
 // # Freshness of what the broker reports
 //
@@ -53,6 +56,8 @@
 //     boot at once)
 //   - Node.Stop: ~1.1s until the port refuses (graceful shutdown)
 //   - Node.Start: ~4.5s until the restarted node answers AMQP
+//   - StartCluster(t, 3): 25-33s; Node.Kill ~1.5-2s; restarting a killed
+//     node into the running cluster 10-24s
 //
 // # Goroutines and processes
 //

@@ -48,6 +48,7 @@ type Node struct {
 	out     *os.File
 	done    chan struct{}
 	waitErr error
+	paused  bool // SIGSTOPped by Pause, not yet resumed
 }
 
 const (
@@ -147,6 +148,11 @@ func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 	for _, d := range []string{"home", "log", "mnesia"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatalf("testbroker: StartNode: %v", err)
+		}
+	}
+	if opts.Cookie != "" {
+		if err := os.WriteFile(filepath.Join(dir, "home", ".erlang.cookie"), []byte(opts.Cookie), 0o400); err != nil {
+			t.Fatalf("testbroker: StartNode: cookie: %v", err)
 		}
 	}
 	t.Cleanup(func() {
@@ -280,6 +286,11 @@ func (n *Node) stop() error {
 	cmd, done := n.cmd, n.done
 	pid := cmd.Process.Pid
 	var problems []string
+	if n.paused {
+		// A stopped process cannot handle SIGTERM.
+		_ = killGroup(pid, syscall.SIGCONT)
+		n.paused = false
+	}
 
 	// rabbitmq-server, run in the foreground, is a sh script whose TERM trap
 	// forwards the signal to beam.smp, which then shuts down gracefully.

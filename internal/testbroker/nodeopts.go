@@ -22,6 +22,10 @@ type NodeOptions struct {
 	// TLS, when set, makes the node TLS-only: its one listener (on Port) speaks
 	// amqps, the plain listener is off, and AMQPURL is amqps://.
 	TLS *NodeTLS
+	// Cookie, when set, is written to the node's $HOME/.erlang.cookie (mode
+	// 0400) before it starts: nodes that share a cookie can form a cluster
+	// (see StartCluster). Otherwise Erlang makes a random one.
+	Cookie string
 }
 
 // NodeTLS is the TLS listener of a private node. The files are PEM (see

@@ -38,7 +38,7 @@ var (
 	AMQPURL = &String{
 		Env: "AMQP_URL", ReadBy: Both,
 		Default: "amqp://guest:guest@localhost:5672/",
-		Usage:   "RabbitMQ URL, including the vhost (amqp:// or amqps://).",
+		Usage:   "RabbitMQ URL, including the vhost (amqp:// or amqps://); for a cluster, its nodes' URLs separated by commas (same vhost, credentials and scheme), tried round robin from a random one at each (re)connect.",
 	}
 	// ManagementURL is MANAGEMENT_URL.
 	ManagementURL = &String{

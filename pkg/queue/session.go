@@ -21,7 +21,11 @@ import (
 
 // DialConfig says how to reach the broker. Both the client and the consumer embed it.
 type DialConfig struct {
-	// URL is the AMQP URL, vhost included. Required.
+	// URL is the AMQP URL, vhost included, or several separated by commas: the
+	// nodes of one cluster, with the same vhost, credentials and scheme. Each
+	// (re)connect tries the next URL after a failure (round robin, from a random
+	// one so that replicas spread over the nodes); the backoff applies after a
+	// full round failed. Required.
 	URL string
 	// TLS is the CA, client certificate and server name of an amqps:// URL; the
 	// zero value trusts the system's roots and expects the URL's host. The files
@@ -41,6 +45,10 @@ type DialConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// startAt picks the index of the first URL to dial; nil is rand.IntN
+	// (tests fix it).
+	startAt func(n int) int
 }
 
 func (c *DialConfig) setDefaults(role string) {
@@ -63,9 +71,9 @@ func (c *DialConfig) setDefaults(role string) {
 
 func (c *DialConfig) validate() error {
 	var errs []error
-	if c.URL == "" {
+	if strings.TrimSpace(c.URL) == "" {
 		errs = append(errs, errors.New("queue: URL is required"))
-	} else if _, err := amqp.ParseURI(c.URL); err != nil {
+	} else if _, err := ParseURLs(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("queue: URL: %w", err))
 	}
 	if err := c.checkTLS(); err != nil {
@@ -77,6 +85,65 @@ func (c *DialConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// SplitURLs splits a comma-separated list of AMQP URLs, trimming spaces.
+func SplitURLs(list string) []string {
+	var urls []string
+	for _, u := range strings.Split(list, ",") {
+		urls = append(urls, strings.TrimSpace(u))
+	}
+	return urls
+}
+
+// ParseURLs parses a comma-separated list of AMQP URLs (one URL is a list of
+// one). Every URL must parse, and all must name the same vhost, user and
+// scheme: they are nodes of one cluster. An error names the bad URL by its
+// position and host, never by its password.
+func ParseURLs(list string) ([]amqp.URI, error) {
+	urls := SplitURLs(list)
+	var out []amqp.URI
+	var errs []error
+	for i, s := range urls {
+		which := fmt.Sprintf("URL %d of %d", i+1, len(urls))
+		if len(urls) == 1 {
+			which = "the URL"
+		}
+		if s == "" {
+			errs = append(errs, fmt.Errorf("%s is empty (a stray comma?)", which))
+			continue
+		}
+		u, err := amqp.ParseURI(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", which, redact(s), err))
+			continue
+		}
+		if len(out) > 0 {
+			f := out[0]
+			switch {
+			case u.Vhost != f.Vhost:
+				errs = append(errs, fmt.Errorf("%s (%s) names vhost %q, the first names %q: the URLs must be nodes of one cluster, with one vhost", which, u.Host, u.Vhost, f.Vhost))
+			case u.Username != f.Username || u.Password != f.Password:
+				errs = append(errs, fmt.Errorf("%s (%s) has other credentials than the first: the URLs must share them", which, u.Host))
+			case u.Scheme != f.Scheme:
+				errs = append(errs, fmt.Errorf("%s (%s) is %s://, the first is %s://: use one scheme", which, u.Host, u.Scheme, f.Scheme))
+			}
+		}
+		out = append(out, u)
+	}
+	return out, errors.Join(errs...)
+}
+
+// redact is an unparsable URL for an error message: its user info dropped.
+func redact(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return "no scheme://"
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = "…@" + rest[at+1:]
+	}
+	return scheme + "://" + rest
+}
+
 // ConnectionName returns "warren-<role> <host> pid <pid>", the connection_name every
 // warren connection carries.
 func ConnectionName(role string) string {
@@ -84,13 +151,14 @@ func ConnectionName(role string) string {
 	return fmt.Sprintf("warren-%s %s pid %d", role, host, os.Getpid())
 }
 
-// Vhost returns the vhost named by an AMQP URL.
+// Vhost returns the vhost named by an AMQP URL, or by a comma-separated list
+// of them (which must agree, see ParseURLs).
 func Vhost(url string) (string, error) {
-	u, err := amqp.ParseURI(url)
+	us, err := ParseURLs(url)
 	if err != nil {
 		return "", err
 	}
-	return u.Vhost, nil
+	return us[0].Vhost, nil
 }
 
 // urlTLSParams are the query parameters with which amqp091-go reads TLS files
@@ -99,15 +167,17 @@ var urlTLSParams = []string{"cacertfile", "certfile", "keyfile", "server_name_in
 
 // checkTLS checks that the URL and TLS agree, and that TLS's files load.
 func (c *DialConfig) checkTLS() error {
-	u, err := amqp.ParseURI(c.URL)
+	us, err := ParseURLs(c.URL)
 	if err != nil {
 		return nil // reported by validate
 	}
-	if u.CACertFile != "" || u.CertFile != "" || u.KeyFile != "" || u.ServerName != "" {
-		return fmt.Errorf("queue: URL: TLS query parameters (%s) are not read: set the CA file, client certificate and server name in DialConfig.TLS (AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, AMQP_SERVER_NAME)",
-			strings.Join(urlTLSParams, ", "))
+	for _, u := range us {
+		if u.CACertFile != "" || u.CertFile != "" || u.KeyFile != "" || u.ServerName != "" {
+			return fmt.Errorf("queue: URL: TLS query parameters (%s) are not read: set the CA file, client certificate and server name in DialConfig.TLS (AMQP_CA_FILE, AMQP_CERT_FILE, AMQP_KEY_FILE, AMQP_SERVER_NAME)",
+				strings.Join(urlTLSParams, ", "))
+		}
 	}
-	if u.Scheme != "amqps" {
+	if us[0].Scheme != "amqps" {
 		if !c.TLS.IsZero() {
 			return errors.New("queue: TLS files or a server name are set but the URL is amqp:// (plain): use amqps://")
 		}
@@ -128,9 +198,9 @@ const (
 )
 
 // dial is the one place a broker connection is made (every reconnect of every
-// role comes here).
-func dial(cfg *DialConfig) (*amqp.Connection, error) {
-	u, err := amqp.ParseURI(cfg.URL)
+// role comes here); url is one of cfg.URL's.
+func dial(cfg *DialConfig, url string) (*amqp.Connection, error) {
+	u, err := amqp.ParseURI(url)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +213,7 @@ func dial(cfg *DialConfig) (*amqp.Connection, error) {
 		}
 	}
 	addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{
+	conn, err := amqp.DialConfig(url, amqp.Config{
 		Heartbeat:       cfg.Heartbeat,
 		Properties:      amqp.Table{"connection_name": cfg.Name},
 		TLSClientConfig: tc,
@@ -184,16 +254,27 @@ func runSessions(ctx context.Context, cfg *DialConfig,
 	backoff := cfg.MinBackoff
 	var gen uint64
 	loggedVersion := false
+	pick := cfg.startAt
+	if pick == nil {
+		pick = rand.IntN
+	}
+	addrs := newRotation(SplitURLs(cfg.URL), pick)
 	for ctx.Err() == nil {
-		conn, err := dial(cfg)
+		url, i := addrs.current()
+		conn, err := dial(cfg, url)
 		if err != nil {
-			log.Warn("broker connection failed", "err", err, "retry_in", backoff)
-			if !sleepCtx(ctx, jitter(backoff)) {
-				return
+			if addrs.failed() {
+				log.Warn("broker connection failed", "err", err, "address", i+1, "of", addrs.len(), "retry_in", backoff)
+				if !sleepCtx(ctx, jitter(backoff)) {
+					return
+				}
+				backoff = min(backoff*2, cfg.MaxBackoff)
+			} else {
+				log.Warn("broker connection failed, trying the next address", "err", err, "address", i+1, "of", addrs.len())
 			}
-			backoff = min(backoff*2, cfg.MaxBackoff)
 			continue
 		}
+		addrs.connected()
 		gen++
 		if !loggedVersion {
 			log.Info("connected to broker", "version", conn.Properties["version"], "product", conn.Properties["product"],
@@ -211,6 +292,8 @@ func runSessions(ctx context.Context, cfg *DialConfig,
 		}
 		_ = conn.Close()
 		log.Warn("broker session ended", "err", err, "generation", gen)
+		// The node may be gone: the next connect starts at the next address.
+		addrs.failed()
 		if time.Since(started) > cfg.MaxBackoff {
 			backoff = cfg.MinBackoff
 		}
@@ -220,6 +303,37 @@ func runSessions(ctx context.Context, cfg *DialConfig,
 		backoff = min(backoff*2, cfg.MaxBackoff)
 	}
 }
+
+// rotation walks a list of broker addresses round robin, from a random one.
+type rotation struct {
+	urls  []string
+	next  int // index of the address to dial
+	tries int // failed dials since the last connect or full round
+}
+
+func newRotation(urls []string, intn func(int) int) *rotation {
+	return &rotation{urls: urls, next: intn(len(urls))}
+}
+
+func (r *rotation) len() int { return len(r.urls) }
+
+// current is the address to dial and its index.
+func (r *rotation) current() (string, int) { return r.urls[r.next], r.next }
+
+// failed moves to the next address after a failed dial (or a lost session);
+// it reports whether a full round has failed, after which the caller backs off.
+func (r *rotation) failed() bool {
+	r.next = (r.next + 1) % len(r.urls)
+	r.tries++
+	if r.tries >= len(r.urls) {
+		r.tries = 0
+		return true
+	}
+	return false
+}
+
+// connected resets the round after a successful dial.
+func (r *rotation) connected() { r.tries = 0 }
 
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))

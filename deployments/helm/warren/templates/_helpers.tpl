@@ -403,7 +403,8 @@ warren/pool: {{ .pool.name }}
 {{- if .Values.worker.autoscaling.rabbitmq.vhostName }}
 {{- .Values.worker.autoscaling.rabbitmq.vhostName }}
 {{- else if and .Values.amqp.url (not .Values.existingSecret.name) }}
-{{- $p := trimPrefix "/" (get (urlParse .Values.amqp.url) "path") }}
+{{- /* AMQP_URL may list a cluster's nodes, comma-separated: they share the vhost. */}}
+{{- $p := trimPrefix "/" (get (urlParse (first (splitList "," .Values.amqp.url) | trim)) "path") }}
 {{- default "/" $p }}
 {{- else }}
 {{- "/" }}

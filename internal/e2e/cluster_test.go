@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warren-farm/warren/internal/testbroker"
+)
+
+// syncOutcome is what one sync caller saw.
+type syncOutcome struct {
+	at      time.Time // when the answer came
+	took    time.Duration
+	status  int    // 0: transport error
+	reason  string // the JSON reason of a 503/504
+	failure string // why the answer breaks the contract, "" if it keeps it
+}
+
+// clusterLoad runs sync callers on /process and job submitters on /jobs
+// until stop is closed.
+type clusterLoad struct {
+	mu       sync.Mutex
+	sync     []syncOutcome
+	jobs     []string // accepted job ids
+	refused  map[int]int
+	wg       sync.WaitGroup
+	stop     chan struct{}
+	deadline time.Duration
+}
+
+func (l *clusterLoad) run(t *testing.T, api *proc, callers, submitters int) {
+	spec := newFarmSpec(t)
+	for i := range callers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				began := time.Now()
+				r, err := tryDo(t, spec, "POST", api.url("/process"), fmt.Sprintf(`{"data":"c%d-%d"}`, i, n),
+					"X-Request-Timeout", fmt.Sprint(l.deadline.Seconds()))
+				o := syncOutcome{at: time.Now(), took: time.Since(began), status: r.Status}
+				switch {
+				case err != nil:
+					o.failure = "transport error: " + err.Error()
+				case r.Status == http.StatusOK:
+				case r.Status == http.StatusServiceUnavailable || r.Status == http.StatusGatewayTimeout:
+					var b struct {
+						Reason string `json:"reason"`
+					}
+					if json.Unmarshal(r.Body, &b) != nil || b.Reason == "" {
+						o.failure = fmt.Sprintf("%d without a JSON reason: %s", r.Status, r.Body)
+					}
+					o.reason = b.Reason
+				default:
+					o.failure = fmt.Sprintf("status %d: %s", r.Status, r.Body)
+				}
+				if o.took > l.deadline+time.Second {
+					o.failure += fmt.Sprintf(" answered after %v, deadline %v", o.took, l.deadline)
+				}
+				l.mu.Lock()
+				l.sync = append(l.sync, o)
+				l.mu.Unlock()
+				if o.status != http.StatusOK {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	for i := range submitters {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				r, err := tryDo(t, spec, "POST", api.url("/jobs"), fmt.Sprintf(`{"data":"j%d-%d"}`, i, n))
+				l.mu.Lock()
+				if err == nil && r.Status == http.StatusAccepted {
+					var j jobBody
+					if json.Unmarshal(r.Body, &j) == nil && j.ID != "" {
+						l.jobs = append(l.jobs, j.ID)
+					}
+				} else {
+					l.refused[r.Status]++ // 0: transport error
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+}
+
+// firstOKAfter is the time from t0 to the first 200 answered after t0.
+func (l *clusterLoad) firstOKAfter(t0 time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, o := range l.sync {
+		if o.status == http.StatusOK && o.at.After(t0) && o.at.Add(-o.took).After(t0) {
+			return o.at.Sub(t0), true
+		}
+	}
+	return 0, false
+}
+
+// summary counts the answers in [from, to) by status/reason.
+func (l *clusterLoad) summary(from, to time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	counts := map[string]int{}
+	for _, o := range l.sync {
+		if o.at.Before(from) || !o.at.Before(to) {
+			continue
+		}
+		k := fmt.Sprint(o.status)
+		if o.reason != "" {
+			k += " " + o.reason
+		}
+		counts[k]++
+	}
+	return fmt.Sprint(counts)
+}
+
+func (l *clusterLoad) awaitOK(t *testing.T, t0 time.Time, what string) time.Duration {
+	t.Helper()
+	d, ok := l.waitOK(t0, 45*time.Second)
+	if !ok {
+		t.Fatalf("%s: no 200 within 45s; callers saw %s", what, l.summary(t0, time.Now()))
+	}
+	t.Logf("%s: first 200 after %v", what, d.Round(time.Millisecond))
+	return d
+}
+
+// waitOK waits up to timeout for the first 200 after t0.
+func (l *clusterLoad) waitOK(t0 time.Time, timeout time.Duration) (time.Duration, bool) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if d, ok := l.firstOKAfter(t0); ok {
+			return d, true
+		}
+		if time.Now().After(deadline) {
+			return 0, false
+		}
+	}
+}
+
+// killAndRestart SIGKILLs n, waits up to 5s for a sync 200, restarts n, and
+// returns the time from the kill to the first 200 (which, when the node
+// held the classic request queue, comes only after the restart).
+func (l *clusterLoad) killAndRestart(t *testing.T, c *testbroker.Cluster, n *testbroker.Node, what string) time.Duration {
+	t.Helper()
+	home := c.QueueHome(t, "/", seedRoute.RequestQueue())
+	t0 := time.Now()
+	n.Kill(t)
+	d, ok := l.waitOK(t0, 5*time.Second)
+	n.Start(t)
+	if !ok {
+		d, ok = l.waitOK(t0, 45*time.Second)
+		if !ok {
+			t.Fatalf("%s: no 200 within 45s after the restart; callers saw %s", what, l.summary(t0, time.Now()))
+		}
+		t.Logf("%s (the request queue's home: %v): first 200 only after the restart, %v after the kill",
+			what, home == n.Name, d.Round(time.Millisecond))
+	} else {
+		t.Logf("%s (the request queue's home: %v): first 200 after %v", what, home == n.Name, d.Round(time.Millisecond))
+	}
+	t.Logf("callers from the kill to the restart's end: %s", l.summary(t0, time.Now()))
+	return d
+}
+
+// apiNode is the node holding the API's connection(s).
+func apiNode(t *testing.T, c *testbroker.Cluster) *testbroker.Node {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		for _, n := range c.Nodes {
+			if !n.Running() || n.Paused() {
+				continue
+			}
+			for _, name := range n.Connections(t) {
+				if strings.HasPrefix(name, "warren-api ") {
+					return n
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no node holds the API's connection")
+		}
+	}
+}
+
+// TestClusterNodeLoss runs an API and two workers against a 3-node cluster
+// (AMQP_URL lists all three) under continuous sync and job load, SIGKILLs the
+// node leading the job queue, restarts it, SIGKILLs the node the API is
+// connected to, restarts it, and pauses a minority node for longer than
+// net_ticktime. No accepted job is lost or ends twice; every sync caller gets
+// a 200, or a 503/504 with a JSON reason, within its deadline.
+func TestClusterNodeLoss(t *testing.T) {
+	integration(t)
+	c := testbroker.StartCluster(t, 3)
+	urls := "AMQP_URL=" + strings.Join(c.URLs(), ",")
+	spec := newFarmSpec(t)
+	startProc(t, "worker", urls, "WORKER_ID=cw1")
+	startProc(t, "worker", urls, "WORKER_ID=cw2")
+	api := startProc(t, "api", urls, noManagement(t))
+	awaitModelWorkers(t, spec, api, seedRoute, 2)
+	awaitJobConsumer(t, c.Nodes[0].AMQPURL, seedRoute, 15*time.Second)
+
+	load := &clusterLoad{stop: make(chan struct{}), refused: map[int]int{}, deadline: 2 * time.Second}
+	load.run(t, api, 4, 2)
+	stopped := false
+	stopLoad := func() {
+		if !stopped {
+			stopped = true
+			close(load.stop)
+			load.wg.Wait()
+		}
+	}
+	t.Cleanup(stopLoad)
+	began := time.Now()
+	time.Sleep(3 * time.Second)
+
+	// 1. The job queue's leader dies.
+	leader := c.Node(c.QueueLeader(t, "/", seedRoute.JobQueue()))
+	if leader == nil {
+		t.Fatal("the job queue has no leader")
+	}
+	rec1 := load.killAndRestart(t, c, leader, "job queue leader "+leader.Name+" killed")
+
+	// 2. The API's node dies (the restarted leader is back, so two of three run).
+	an := apiNode(t, c)
+	rec2 := load.killAndRestart(t, c, an, "API's node "+an.Name+" killed")
+
+	// 3. A minority node paused for longer than net_ticktime: one that holds
+	// neither the API's connection nor the classic request queue. (Pausing
+	// the request queue's home node stops sync traffic well beyond the
+	// resume: README "Running in production", not fixed yet.)
+	apiNow := apiNode(t, c)
+	home := c.QueueHome(t, "/", seedRoute.RequestQueue())
+	t.Logf("request queue %s lives on %s; the API is connected to %s", seedRoute.RequestQueue(), home, apiNow.Name)
+	var paused *testbroker.Node
+	for _, n := range c.Nodes {
+		if n != apiNow && n.Name != home {
+			paused = n
+			break
+		}
+	}
+	t2 := time.Now()
+	paused.Pause(t)
+	time.Sleep(time.Duration(testbroker.ClusterNetTicktime)*time.Second + 5*time.Second)
+	paused.Resume(t)
+	t3 := time.Now()
+	pauseSeen := load.summary(t2, t3)
+	t.Logf("callers while %s was paused for %v: %s", paused.Name, t3.Sub(t2).Round(time.Second), pauseSeen)
+	load.awaitOK(t, t3, "after the resume")
+	time.Sleep(2 * time.Second)
+	stopLoad()
+	t.Logf("callers after the resume: %s", load.summary(t3, time.Now()))
+
+	// Every caller kept the contract.
+	load.mu.Lock()
+	var bad []string
+	okCount := 0
+	for _, o := range load.sync {
+		if o.failure != "" {
+			bad = append(bad, o.failure)
+		}
+		if o.status == http.StatusOK {
+			okCount++
+		}
+	}
+	jobs := append([]string(nil), load.jobs...)
+	refused := fmt.Sprint(load.refused)
+	load.mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("%d of %d sync answers break the contract, e.g. %q", len(bad), len(load.sync), bad[:min(5, len(bad))])
+	}
+	if n := okPaused(load, t2, t3); n == 0 {
+		t.Errorf("no 200 while a minority node was paused: %s", pauseSeen)
+	}
+
+	// Every accepted job ends, once.
+	final := map[string]string{}
+	for _, id := range jobs {
+		j := awaitFinal(t, spec, api, id, 60*time.Second)
+		final[id] = j.Status
+	}
+	lost, twice := 0, 0
+	for _, id := range jobs {
+		if j := getJob(t, spec, api, id, ""); j.Status != final[id] {
+			twice++
+			t.Errorf("job %s ended %s, then %s", id, final[id], j.Status)
+		}
+		if final[id] != "succeeded" {
+			lost++
+			t.Errorf("job %s ended %s", id, final[id])
+		}
+	}
+	t.Logf("load for %v: %d sync answers (%d ok), %d jobs accepted (%d not succeeded, %d changed final state), submissions refused %s; recovery to the first 200: leader kill %v, API node kill %v",
+		time.Since(began).Round(time.Second), len(load.sync), okCount, len(jobs), lost, twice, refused,
+		rec1.Round(time.Millisecond), rec2.Round(time.Millisecond))
+}
+
+func okPaused(l *clusterLoad, from, to time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, o := range l.sync {
+		if o.status == http.StatusOK && !o.at.Before(from) && o.at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
