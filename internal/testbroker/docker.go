@@ -1,15 +1,11 @@
 package testbroker
 
 import (
-	"fmt"
 	"net"
-	"net/url"
-	"os"
 	"strings"
-	"time"
+	"testing"
 
-	"github.com/ory/dockertest/v3"
-	dc "github.com/ory/dockertest/v3/docker"
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 // dockerContainerName is the container the Docker fallback runs the broker
@@ -18,79 +14,39 @@ import (
 // `docker rm -f warren-testbroker-rabbitmq`.
 const dockerContainerName = "warren-testbroker-rabbitmq"
 
-const (
-	dockerRepository = "rabbitmq"
-	dockerTag        = "3.10-management"
-)
+var dockerRepository, dockerTag, _ = strings.Cut(testdocker.RabbitMQImage, ":")
+
+// dockerPrometheus is the published address of the container's prometheus
+// plugin (port 15692), set by dockerBroker (under resolveOnce).
+var dockerPrometheus string
 
 // dockerBroker starts (or reuses) the RabbitMQ container and returns its AMQP
-// and management URLs. It fails fast when no Docker engine answers.
+// and management URLs. It fails fast when no Docker engine answers. Its ports
+// are published on 127.0.0.1.
 func dockerBroker() (amqpURL, mgmtURL string, err error) {
-	pool, err := dockertest.NewPool("")
+	addrs, err := testdocker.Service{
+		Name:  dockerContainerName,
+		Image: testdocker.RabbitMQImage,
+		Ports: []string{"5672/tcp", "15672/tcp", "15692/tcp"},
+		Ready: func(addrs map[string]string) error {
+			return probeAMQP("amqp://guest:guest@" + addrs["5672/tcp"] + "/")
+		},
+	}.Start()
 	if err != nil {
-		return "", "", fmt.Errorf("no Docker client: %v", err)
+		return "", "", err
 	}
-	// Never leave an idle connection goroutine behind (goleak).
-	defer pool.Client.HTTPClient.CloseIdleConnections()
-
-	pool.Client.SetTimeout(5 * time.Second)
-	if err := pool.Client.Ping(); err != nil {
-		return "", "", fmt.Errorf("no Docker engine answers: %v", err)
-	}
-	pool.Client.SetTimeout(0) // image pulls take long
-
-	res, found := pool.ContainerByName(dockerContainerName)
-	if found && (!res.Container.State.Running || res.GetPort("5672/tcp") == "" || res.GetPort("15672/tcp") == "") {
-		_ = pool.RemoveContainerByName(dockerContainerName)
-		found = false
-	}
-	if !found {
-		res, err = pool.RunWithOptions(&dockertest.RunOptions{
-			Name:         dockerContainerName,
-			Repository:   dockerRepository,
-			Tag:          dockerTag,
-			ExposedPorts: []string{"5672/tcp", "15672/tcp"},
-			Labels:       map[string]string{"warren-testbroker": "1"},
-		}, func(hc *dc.HostConfig) {
-			hc.AutoRemove = true
-			hc.RestartPolicy = dc.NeverRestart()
-		})
-		if err != nil {
-			// Another test binary may have created it concurrently.
-			var again bool
-			if res, again = pool.ContainerByName(dockerContainerName); !again {
-				return "", "", fmt.Errorf("starting %s:%s: %v", dockerRepository, dockerTag, err)
-			}
-		}
-	}
-
-	host := dockerHost()
-	hostPort := func(id string) string {
-		if host != "" {
-			return net.JoinHostPort(host, res.GetPort(id))
-		}
-		return res.GetHostPort(id)
-	}
-	amqpURL = "amqp://guest:guest@" + hostPort("5672/tcp") + "/"
-	mgmtURL = "http://guest:guest@" + hostPort("15672/tcp")
-
-	pool.MaxWait = 2 * time.Minute
-	if err := pool.Retry(func() error { return probeAMQP(amqpURL) }); err != nil {
-		return "", "", fmt.Errorf("container %s started but AMQP at %s never answered: %v", dockerContainerName, amqpURL, err)
-	}
-	return amqpURL, mgmtURL, nil
+	dockerPrometheus = addrs["15692/tcp"]
+	return "amqp://guest:guest@" + addrs["5672/tcp"] + "/", "http://guest:guest@" + addrs["15672/tcp"], nil
 }
 
-// dockerHost returns the host of a tcp:// DOCKER_HOST (ports are published
-// there, not on localhost), else "".
-func dockerHost() string {
-	h := os.Getenv("DOCKER_HOST")
-	if !strings.HasPrefix(h, "tcp://") {
-		return ""
+// PrometheusAddr returns host:port of the shared broker's prometheus plugin:
+// the published port 15692 of the Docker fallback's container, else port 15692
+// on the management API's host.
+func PrometheusAddr(t testing.TB) string {
+	t.Helper()
+	b := shared(t)
+	if strings.HasPrefix(b.source, "Docker") && dockerPrometheus != "" {
+		return dockerPrometheus
 	}
-	u, err := url.Parse(h)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
+	return net.JoinHostPort(b.mgmtURL.Hostname(), "15692")
 }
