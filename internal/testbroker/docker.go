@@ -2,6 +2,8 @@ package testbroker
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,10 +26,21 @@ var dockerPrometheus string
 // and management URLs. It fails fast when no Docker engine answers. Its ports
 // are published on 127.0.0.1.
 func dockerBroker() (amqpURL, mgmtURL string, err error) {
+	// The broker logs to a file in a host directory mounted at the same path, so
+	// that the log_files the management API names can be read here (WatchLog).
+	logDir := filepath.Join(os.TempDir(), dockerContainerName+"-log")
 	addrs, err := testdocker.Service{
 		Name:  dockerContainerName,
 		Image: testdocker.RabbitMQImage,
 		Ports: []string{"5672/tcp", "15672/tcp", "15692/tcp"},
+		Dirs:  []string{logDir},
+		Env: []string{
+			"RABBITMQ_LOGS=" + filepath.Join(logDir, "rabbit.log"),
+			// The management image turns the metrics collector off; the
+			// management API's connection lists and queue counters
+			// (Vhost without rabbitmqctl) need it.
+			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-rabbitmq_management_agent disable_metrics_collector false",
+		},
 		Ready: func(addrs map[string]string) error {
 			return probeAMQP("amqp://guest:guest@" + addrs["5672/tcp"] + "/")
 		},

@@ -80,6 +80,10 @@ type Service struct {
 	Image string   // repository:tag
 	Ports []string // container ports to publish on 127.0.0.1, e.g. "6379/tcp"
 	Cmd   []string // optional command
+	Env   []string // optional environment, KEY=value
+	// Dirs are host directories bind-mounted at the same path in the
+	// container, created (mode 0777: the image's user writes there) if missing.
+	Dirs []string
 	// Ready is retried (up to 2 minutes) with the published host:port of each
 	// port until it returns nil.
 	Ready func(addrs map[string]string) error
@@ -111,17 +115,30 @@ func (s Service) Start() (map[string]string, error) {
 		for _, p := range s.Ports {
 			bindings[dc.Port(p)] = []dc.PortBinding{{HostIP: "127.0.0.1"}}
 		}
+		var mounts []string
+		for _, d := range s.Dirs {
+			if err := os.MkdirAll(d, 0o777); err != nil {
+				return nil, err
+			}
+			if err := os.Chmod(d, 0o777); err != nil {
+				return nil, err
+			}
+			mounts = append(mounts, d+":"+d)
+		}
 		res, err = pool.RunWithOptions(&dockertest.RunOptions{
 			Name:         s.Name,
 			Repository:   repo,
 			Tag:          tag,
 			Cmd:          s.Cmd,
+			Env:          s.Env,
+			Mounts:       mounts,
 			ExposedPorts: s.Ports,
 			PortBindings: bindings,
 			Labels:       map[string]string{"warren-testbroker": "1"},
 		}, func(hc *dc.HostConfig) {
 			hc.AutoRemove = true
 			hc.RestartPolicy = dc.NeverRestart()
+			hc.PublishAllPorts = false // only Ports, on 127.0.0.1
 		})
 		if err != nil {
 			// Another test binary may have created it concurrently.

@@ -148,7 +148,10 @@ func startServerDocker(t testing.TB, o ServerOptions, localErr error) string {
 		ExposedPorts: []string{"6379/tcp"},
 		PortBindings: map[dc.Port][]dc.PortBinding{"6379/tcp": {{HostIP: "127.0.0.1"}}},
 		Labels:       map[string]string{"warren-testbroker": "1"},
-	}, func(hc *dc.HostConfig) { hc.RestartPolicy = dc.NeverRestart() })
+	}, func(hc *dc.HostConfig) {
+		hc.RestartPolicy = dc.NeverRestart()
+		hc.PublishAllPorts = false // only 6379, on 127.0.0.1
+	})
 	if err != nil {
 		t.Fatalf("redistest: no redis-server here (%v) and starting %s: %v", localErr, testdocker.RedisImage, err)
 	}
