@@ -1,11 +1,14 @@
 package testbroker
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ory/dockertest/v3"
 
 	"github.com/warren-farm/warren/internal/testdocker"
 )
@@ -62,4 +65,24 @@ func PrometheusAddr(t testing.TB) string {
 		return dockerPrometheus
 	}
 	return net.JoinHostPort(b.mgmtURL.Hostname(), "15692")
+}
+
+// dockerCtl runs rabbitmqctl -q in the Docker fallback's container.
+func dockerCtl(t testing.TB, args ...string) string {
+	t.Helper()
+	pool, err := testdocker.Pool()
+	if err != nil {
+		t.Fatalf("testbroker: rabbitmqctl in %s: %v", dockerContainerName, err)
+	}
+	defer pool.Client.HTTPClient.CloseIdleConnections()
+	res, ok := pool.ContainerByName(dockerContainerName)
+	if !ok {
+		t.Fatalf("testbroker: rabbitmqctl: container %s is gone", dockerContainerName)
+	}
+	var out bytes.Buffer
+	code, err := res.Exec(append([]string{"rabbitmqctl", "-q"}, args...), dockertest.ExecOptions{StdOut: &out, StdErr: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("testbroker: rabbitmqctl %s in %s: exit %d %v\n%s", strings.Join(args, " "), dockerContainerName, code, err, out.String())
+	}
+	return out.String()
 }
