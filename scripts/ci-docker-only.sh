@@ -24,12 +24,14 @@ pkgs=${PKGS:-./internal/testbroker ./pkg/jobs/... ./pkg/ratelimit/... ./pkg/queu
 skip=${SKIP:-'^(TestNodeRestart|TestNodeCleanupLeavesNothing|TestOrphanSweep|TestOrphanChild|TestBrokerRestart|TestTLSOnlyBroker|TestJobPublishToADeletedJobQueue|TestJobPublisherHealsABrokenJobQueue)$'}
 e2e=${E2E:-'^(TestPrometheusFiles|TestPrometheusScrapesFarm|TestJobsHTTPContract|TestJobCancel|TestJobLongPollAcrossReplicas|TestLimitsSharedAcrossReplicas)$'}
 
-step() { # name command...
-	local name=$1 t0=$SECONDS
+failed=
+step() { # name command...: a failed step is reported, the next ones still run
+	local name=$1 t0=$SECONDS rc=0
 	shift
 	echo "[ci-docker-only $(date -u +%T)] $name" >&2
-	"$@"
-	echo "[ci-docker-only $(date -u +%T)] $name: $((SECONDS - t0)) s" >&2
+	"$@" || rc=$?
+	echo "[ci-docker-only $(date -u +%T)] $name: $((SECONDS - t0)) s, exit $rc" >&2
+	((rc == 0)) || failed+=" $name"
 }
 
 started_engine=
@@ -56,11 +58,12 @@ finish() {
 trap finish EXIT
 
 t0=$SECONDS
-step "engine" ./scripts/compose-engine.sh
-[[ ${STANDINS:-1} == 0 ]] || step "stand-in images" ./scripts/compose-standins.sh
+./scripts/compose-engine.sh
+[[ ${STANDINS:-1} == 0 ]] || ./scripts/compose-standins.sh
 unset AMQP_URL MANAGEMENT_URL REDIS_URL RABBITMQ_PROMETHEUS
 # shellcheck disable=SC2086
 step "go test services (WARREN_TEST_NO_LOCAL=1)" env WARREN_TEST_NO_LOCAL=1 "${GO:-go}" test -race -count=1 -timeout 30m -skip "$skip" $pkgs
 [[ $e2e == none ]] ||
 	step "go test e2e (WARREN_TEST_NO_LOCAL=1)" env WARREN_TEST_NO_LOCAL=1 "${GO:-go}" test -race -count=1 -timeout 30m -run "$e2e" ./internal/e2e
-echo "[ci-docker-only] total $((SECONDS - t0)) s" >&2
+echo "[ci-docker-only] total $((SECONDS - t0)) s${failed:+; failed:$failed}" >&2
+[[ -z $failed ]]
