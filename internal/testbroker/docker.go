@@ -2,7 +2,11 @@ package testbroker
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +49,31 @@ func dockerBroker() (amqpURL, mgmtURL string, err error) {
 			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-rabbitmq_management_agent disable_metrics_collector false",
 		},
 		Ready: func(addrs map[string]string) error {
-			return probeAMQP("amqp://guest:guest@" + addrs["5672/tcp"] + "/")
+			if err := probeAMQP("amqp://guest:guest@" + addrs["5672/tcp"] + "/"); err != nil {
+				return err
+			}
+			// The node's stats (its log_files, for WatchLog) come with the
+			// collector's first round, a few seconds after boot.
+			req, err := http.NewRequest("GET", "http://"+addrs["15672/tcp"]+"/api/nodes", nil)
+			if err != nil {
+				return err
+			}
+			req.SetBasicAuth("guest", "guest")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var nodes []struct {
+				LogFiles []string `json:"log_files"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&nodes); err != nil {
+				return fmt.Errorf("GET /api/nodes: %s: %v", resp.Status, err)
+			}
+			if len(nodes) == 0 || len(nodes[0].LogFiles) == 0 {
+				return errors.New("the node's stats are not collected yet")
+			}
+			return nil
 		},
 	}.Start()
 	if err != nil {
