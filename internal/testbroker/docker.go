@@ -23,8 +23,6 @@ import (
 // `docker rm -f warren-testbroker-rabbitmq`.
 const dockerContainerName = "warren-testbroker-rabbitmq"
 
-var dockerRepository, dockerTag, _ = strings.Cut(testdocker.RabbitMQImage, ":")
-
 // dockerPrometheus is the published address of the container's prometheus
 // plugin (port 15692), set by dockerBroker (under resolveOnce).
 var dockerPrometheus string
