@@ -6,7 +6,8 @@
 #
 #   golang:1.26.8                               Debian root + this machine's /usr/local/go
 #   gcr.io/distroless/static-debian12:nonroot   passwd/group (65532 nonroot), CA certs, tzdata
-#   rabbitmq:3.10.8-management                  Debian's rabbitmq-server 3.10.8
+#   rabbitmq:3.10.8-management                  Debian's rabbitmq-server 3.10.8 (also tagged
+#                                               rabbitmq:3.10-management, the tests' fallback)
 #   redis:7.4.2-alpine                          Debian's redis-server (7.0)
 #   prom/prometheus:v2.55.1                     Debian's prometheus (2.42)
 #   docker/dockerfile:1.12                      BuildKit's Dockerfile frontend, built from
@@ -15,7 +16,9 @@
 # The Debian root is made once with debootstrap and kept as a tarball in
 # $WARREN_CACHE (~/.cache/warren); an image already present is not built again, so a
 # second run takes seconds. FORCE=1 rebuilds the images (not the tarball).
-# Used by `make test-compose` (internal/composetest); docs/running.md says more.
+# Used by `make test-compose` (internal/composetest) and by the tests' Docker
+# fallback (internal/testdocker: rabbitmq:3.10-management, redis:7.4.2-alpine,
+# prom/prometheus:v2.55.1); docs/running.md and docs/testing.md say more.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +77,9 @@ build() { # tag dir [docker build args...]
 
 build gcr.io/distroless/static-debian12:nonroot "$standins/distroless"
 build rabbitmq:3.10.8-management "$standins/rabbitmq"
+if ! have rabbitmq:3.10-management; then
+	docker tag rabbitmq:3.10.8-management rabbitmq:3.10-management
+fi
 build redis:7.4.2-alpine "$standins/redis"
 build prom/prometheus:v2.55.1 "$standins/prometheus"
 

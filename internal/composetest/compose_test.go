@@ -279,6 +279,12 @@ func TestCompose(t *testing.T) {
 		if out := f.mustCompose(time.Minute, "ps", "--all", "--quiet"); strings.TrimSpace(out) != "" {
 			t.Fatalf("containers left after down:\n%s", out)
 		}
+		// The project's own network (the compose file declares none: compose makes
+		// <project>_default) goes with it; the test uses no other.
+		nets, err := exec.Command("docker", "network", "ls", "--quiet", "--filter", "label=com.docker.compose.project="+project).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(nets)) != "" {
+			t.Fatalf("networks of project %s left after down (%v):\n%s", project, err, nets)
+		}
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/warren-farm/warren/internal/testbroker"
 	"github.com/warren-farm/warren/pkg/apidoc/apidoctest"
+	"github.com/warren-farm/warren/pkg/jobs/redisstore/redistest"
 	"github.com/warren-farm/warren/pkg/model"
 	"github.com/warren-farm/warren/pkg/queue"
 )
@@ -311,30 +312,17 @@ func with(m map[string]string, k, v string) map[string]string {
 	return out
 }
 
-// redisURL is the Redis the job-store tests use: REDIS_URL if set, else the local one.
-func redisURL() string {
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
 // redisStore returns the API environment for a Redis job store under a prefix of
 // this test's own; the prefix's keys are deleted at cleanup. It fails (never
 // skips) when Redis does not answer.
 func redisStore(t *testing.T) []string {
 	t.Helper()
-	opt, err := redis.ParseURL(redisURL())
+	u := redistest.URL(t) // REDIS_URL, the local Redis or Docker's
+	opt, err := redis.ParseURL(u)
 	if err != nil {
 		t.Fatalf("REDIS_URL: %v", err)
 	}
 	rdb := redis.NewClient(opt)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		t.Fatalf("Redis at %s does not answer (%v): start one (apt-get install redis-server; redis-server --daemonize yes) or set REDIS_URL", opt.Addr, err)
-	}
 	prefix := fmt.Sprintf("warren-e2e:%s:%d:", nameUnsafeChars.Replace(t.Name()), time.Now().UnixNano())
 	t.Cleanup(func() {
 		defer rdb.Close()
@@ -358,7 +346,7 @@ func redisStore(t *testing.T) []string {
 			keys = keys[n:]
 		}
 	})
-	return []string{"REDIS_URL=" + redisURL(), "REDIS_PREFIX=" + prefix}
+	return []string{"REDIS_URL=" + u, "REDIS_PREFIX=" + prefix}
 }
 
 var nameUnsafeChars = strings.NewReplacer("/", "_", " ", "_", ":", "_", "*", "_")

@@ -24,11 +24,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -42,38 +40,11 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/warren-farm/warren/internal/testbroker"
 )
 
 const deploymentsDir = "../../deployments"
-
-// requireTools reports whether prometheus and promtool are on PATH. A full run (make
-// test) fails here when one is missing, never skips; under -short, which needs no
-// external tool, it returns false and the caller leaves out what needs them.
-func requireTools(t *testing.T) bool {
-	t.Helper()
-	for _, tool := range []string{"prometheus", "promtool"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if testing.Short() {
-				t.Logf("%s is not on PATH: -short leaves out the checks that run it (make test runs them): %v", tool, err)
-				return false
-			}
-			t.Fatalf("%s is not on PATH: the Prometheus tests need the real prometheus and promtool "+
-				"(Debian/Ubuntu: apt-get install prometheus; elsewhere: https://prometheus.io/download/): %v", tool, err)
-		}
-	}
-	return true
-}
-
-func runPromtool(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("promtool", args...)
-	cmd.Dir = filepath.Join(deploymentsDir, "prometheus")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // TestPrometheusFiles checks the shipped files without a broker: promtool's config and
 // rule checks and the rules' unit tests (these need promtool: under -short without it
@@ -87,10 +58,10 @@ func TestPrometheusFiles(t *testing.T) {
 	for i := range tests {
 		tests[i] = filepath.Join("tests", filepath.Base(tests[i]))
 	}
-	if requireTools(t) {
-		runPromtool(t, "check", "config", "prometheus.yml", "prometheus-local.yml")
-		runPromtool(t, "check", "rules", "rules.yml", "alerts.yml")
-		runPromtool(t, append([]string{"test", "rules"}, tests...)...)
+	if tools := requireTools(t); tools != nil {
+		tools.promtool(t, "check", "config", "prometheus.yml", "prometheus-local.yml")
+		tools.promtool(t, "check", "rules", "rules.yml", "alerts.yml")
+		tools.promtool(t, append([]string{"test", "rules"}, tests...)...)
 	}
 
 	// Every alert is unit-tested, and follows the SIGNAL <cmp> NUMBER convention.
@@ -248,18 +219,18 @@ type modelTraffic struct {
 // not-enough-workers alerts go pending, while digits' stay quiet.
 func TestPrometheusScrapesFarm(t *testing.T) {
 	integration(t)
-	requireTools(t)
+	tools := requireTools(t)
 	f := newFarm(t, 1, nil, []string{"MODELS=seed", "MODEL_LATENCY=30ms"})
 	seedPool := f.workers
 	f.addWorker("MODELS=digits")
 	f.waitModelWorkers("digits", 1)
 	vhost := f.vh.Name
 
-	rabbit := rabbitPrometheus(t, f.vh.ManagementURL)
+	rabbit := rabbitPrometheus(t)
 	dir := t.TempDir()
 	writeTargets(t, filepath.Join(dir, "targets.json"), f, rabbit)
 	cfg := localConfig(t, dir)
-	prom := startPrometheus(t, cfg, dir)
+	prom := tools.startPrometheus(t, cfg, dir)
 
 	// Traffic while prometheus scrapes: a steady stream of answered calls to both
 	// models, and failures: calls whose deadline passes (504 timeout: seed's 20 ms
@@ -1004,16 +975,13 @@ func readYAML(t *testing.T, path string, into any) {
 }
 
 // rabbitPrometheus returns host:port of RabbitMQ's prometheus plugin: RABBITMQ_PROMETHEUS
-// if set, else port 15692 on the management API's host. It fails if that does not answer.
-func rabbitPrometheus(t *testing.T, managementURL string) string {
+// if set, else testbroker's (port 15692 on the management API's host, or the Docker
+// container's published 15692). It fails if that does not answer.
+func rabbitPrometheus(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("RABBITMQ_PROMETHEUS")
 	if addr == "" {
-		u, err := url.Parse(managementURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = net.JoinHostPort(u.Hostname(), "15692")
+		addr = testbroker.PrometheusAddr(t)
 	}
 	resp, err := http.Get("http://" + addr + "/metrics/detailed?family=queue_consumer_count")
 	if err == nil {
@@ -1104,55 +1072,7 @@ func localConfig(t *testing.T, dir string) string {
 // prometheusServer is a running prometheus.
 type prometheusServer struct {
 	base string
-	out  *syncBuffer
-}
-
-func startPrometheus(t *testing.T, config, dir string) *prometheusServer {
-	t.Helper()
-	addr := freeAddr(t)
-	p := &prometheusServer{base: "http://" + addr, out: &syncBuffer{}}
-	cmd := exec.Command("prometheus",
-		"--config.file="+config,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-	)
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("--- prometheus log ---\n%s", p.out.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(p.base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited:\n%s", p.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready within 15s (%v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	logs func() string // its output so far
 }
 
 // api GETs a prometheus API path and decodes its data field.

@@ -1,15 +1,20 @@
 package testbroker
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
-	"net/url"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
-	"time"
+	"testing"
 
 	"github.com/ory/dockertest/v3"
-	dc "github.com/ory/dockertest/v3/docker"
+
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 // dockerContainerName is the container the Docker fallback runs the broker
@@ -18,79 +23,92 @@ import (
 // `docker rm -f warren-testbroker-rabbitmq`.
 const dockerContainerName = "warren-testbroker-rabbitmq"
 
-const (
-	dockerRepository = "rabbitmq"
-	dockerTag        = "3.10-management"
-)
+// dockerPrometheus is the published address of the container's prometheus
+// plugin (port 15692), set by dockerBroker (under resolveOnce).
+var dockerPrometheus string
 
 // dockerBroker starts (or reuses) the RabbitMQ container and returns its AMQP
-// and management URLs. It fails fast when no Docker engine answers.
+// and management URLs. It fails fast when no Docker engine answers. Its ports
+// are published on 127.0.0.1.
 func dockerBroker() (amqpURL, mgmtURL string, err error) {
-	pool, err := dockertest.NewPool("")
-	if err != nil {
-		return "", "", fmt.Errorf("no Docker client: %v", err)
-	}
-	// Never leave an idle connection goroutine behind (goleak).
-	defer pool.Client.HTTPClient.CloseIdleConnections()
-
-	pool.Client.SetTimeout(5 * time.Second)
-	if err := pool.Client.Ping(); err != nil {
-		return "", "", fmt.Errorf("no Docker engine answers: %v", err)
-	}
-	pool.Client.SetTimeout(0) // image pulls take long
-
-	res, found := pool.ContainerByName(dockerContainerName)
-	if found && (!res.Container.State.Running || res.GetPort("5672/tcp") == "" || res.GetPort("15672/tcp") == "") {
-		_ = pool.RemoveContainerByName(dockerContainerName)
-		found = false
-	}
-	if !found {
-		res, err = pool.RunWithOptions(&dockertest.RunOptions{
-			Name:         dockerContainerName,
-			Repository:   dockerRepository,
-			Tag:          dockerTag,
-			ExposedPorts: []string{"5672/tcp", "15672/tcp"},
-			Labels:       map[string]string{"warren-testbroker": "1"},
-		}, func(hc *dc.HostConfig) {
-			hc.AutoRemove = true
-			hc.RestartPolicy = dc.NeverRestart()
-		})
-		if err != nil {
-			// Another test binary may have created it concurrently.
-			var again bool
-			if res, again = pool.ContainerByName(dockerContainerName); !again {
-				return "", "", fmt.Errorf("starting %s:%s: %v", dockerRepository, dockerTag, err)
+	// The broker logs to a file in a host directory mounted at the same path, so
+	// that the log_files the management API names can be read here (WatchLog).
+	logDir := filepath.Join(os.TempDir(), dockerContainerName+"-log")
+	addrs, err := testdocker.Service{
+		Name:  dockerContainerName,
+		Image: testdocker.RabbitMQImage,
+		Ports: []string{"5672/tcp", "15672/tcp", "15692/tcp"},
+		Dirs:  []string{logDir},
+		Env: []string{
+			"RABBITMQ_LOGS=" + filepath.Join(logDir, "rabbit.log"),
+			// The management image turns the metrics collector off; the
+			// management API's connection lists and queue counters
+			// (Vhost without rabbitmqctl) need it.
+			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-rabbitmq_management_agent disable_metrics_collector false",
+		},
+		Ready: func(addrs map[string]string) error {
+			if err := probeAMQP("amqp://guest:guest@" + addrs["5672/tcp"] + "/"); err != nil {
+				return err
 			}
-		}
+			// The node's stats (its log_files, for WatchLog) come with the
+			// collector's first round, a few seconds after boot.
+			req, err := http.NewRequest("GET", "http://"+addrs["15672/tcp"]+"/api/nodes", nil)
+			if err != nil {
+				return err
+			}
+			req.SetBasicAuth("guest", "guest")
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var nodes []struct {
+				LogFiles []string `json:"log_files"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&nodes); err != nil {
+				return fmt.Errorf("GET /api/nodes: %s: %v", resp.Status, err)
+			}
+			if len(nodes) == 0 || len(nodes[0].LogFiles) == 0 {
+				return errors.New("the node's stats are not collected yet")
+			}
+			return nil
+		},
+	}.Start()
+	if err != nil {
+		return "", "", err
 	}
-
-	host := dockerHost()
-	hostPort := func(id string) string {
-		if host != "" {
-			return net.JoinHostPort(host, res.GetPort(id))
-		}
-		return res.GetHostPort(id)
-	}
-	amqpURL = "amqp://guest:guest@" + hostPort("5672/tcp") + "/"
-	mgmtURL = "http://guest:guest@" + hostPort("15672/tcp")
-
-	pool.MaxWait = 2 * time.Minute
-	if err := pool.Retry(func() error { return probeAMQP(amqpURL) }); err != nil {
-		return "", "", fmt.Errorf("container %s started but AMQP at %s never answered: %v", dockerContainerName, amqpURL, err)
-	}
-	return amqpURL, mgmtURL, nil
+	dockerPrometheus = addrs["15692/tcp"]
+	return "amqp://guest:guest@" + addrs["5672/tcp"] + "/", "http://guest:guest@" + addrs["15672/tcp"], nil
 }
 
-// dockerHost returns the host of a tcp:// DOCKER_HOST (ports are published
-// there, not on localhost), else "".
-func dockerHost() string {
-	h := os.Getenv("DOCKER_HOST")
-	if !strings.HasPrefix(h, "tcp://") {
-		return ""
+// PrometheusAddr returns host:port of the shared broker's prometheus plugin:
+// the published port 15692 of the Docker fallback's container, else port 15692
+// on the management API's host.
+func PrometheusAddr(t testing.TB) string {
+	t.Helper()
+	b := shared(t)
+	if strings.HasPrefix(b.source, "Docker") && dockerPrometheus != "" {
+		return dockerPrometheus
 	}
-	u, err := url.Parse(h)
+	return net.JoinHostPort(b.mgmtURL.Hostname(), "15692")
+}
+
+// dockerCtl runs rabbitmqctl -q in the Docker fallback's container.
+func dockerCtl(t testing.TB, args ...string) string {
+	t.Helper()
+	pool, err := testdocker.Pool()
 	if err != nil {
-		return ""
+		t.Fatalf("testbroker: rabbitmqctl in %s: %v", dockerContainerName, err)
 	}
-	return u.Hostname()
+	defer pool.Client.HTTPClient.CloseIdleConnections()
+	res, ok := pool.ContainerByName(dockerContainerName)
+	if !ok {
+		t.Fatalf("testbroker: rabbitmqctl: container %s is gone", dockerContainerName)
+	}
+	var out bytes.Buffer
+	code, err := res.Exec(append([]string{"rabbitmqctl", "-q"}, args...), dockertest.ExecOptions{StdOut: &out, StdErr: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("testbroker: rabbitmqctl %s in %s: exit %d %v\n%s", strings.Join(args, " "), dockerContainerName, code, err, out.String())
+	}
+	return out.String()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -181,15 +182,30 @@ func syncLog(b *broker, path string, timeout time.Duration) error {
 		return err
 	}
 	start := st.Size()
-	c, err := amqp.DialConfig(b.amqpURL.String(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		return fmt.Errorf("log marker connection: %v", err)
+	var marker, what string
+	if strings.HasPrefix(b.source, "Docker") {
+		// Through Docker's port forwarding the broker sees another port: the
+		// marker is a refused login of a user name of this call's own.
+		user := "warren-logmark-" + randHex(6)
+		u := *b.amqpURL
+		u.User = url.UserPassword(user, "x")
+		c, err := amqp.DialConfig(u.String(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			_ = c.Close()
+			return fmt.Errorf("log marker: the broker let unknown user %s in", user)
+		}
+		marker, what = "user '"+user+"'", "refused login of user "+user
+	} else {
+		c, err := amqp.DialConfig(b.amqpURL.String(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err != nil {
+			return fmt.Errorf("log marker connection: %v", err)
+		}
+		_, port, _ := net.SplitHostPort(c.LocalAddr().String())
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("log marker connection: %v", err)
+		}
+		marker, what = ":"+port+" -> ", "closing AMQP connection from local port "+port
 	}
-	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
-	if err := c.Close(); err != nil {
-		return fmt.Errorf("log marker connection: %v", err)
-	}
-	marker := ":" + port + " -> "
 	deadline := time.Now().Add(timeout)
 	for {
 		s, err := readFrom(path, start)
@@ -197,12 +213,12 @@ func syncLog(b *broker, path string, timeout time.Duration) error {
 			return err
 		}
 		for _, l := range strings.Split(s, "\n") {
-			if strings.Contains(l, "closing AMQP connection") && strings.Contains(l, marker) {
+			if (strings.Contains(l, "closing AMQP connection") || strings.Contains(l, "login refused")) && strings.Contains(l, marker) {
 				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the broker's log marker (closing AMQP connection from local port %s) did not appear in %s within %v", port, path, timeout)
+			return fmt.Errorf("the broker's log marker (%s) did not appear in %s within %v", what, path, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 // Node is a private, throwaway RabbitMQ node for tests that stop and restart
@@ -64,6 +66,11 @@ const (
 // rabbitmq user (who cannot write in a test's temporary dir) and redirects the
 // output into the shared node's /var/log/rabbitmq/startup_log: it is bypassed.
 func serverScript() (string, error) {
+	if testdocker.NoLocal() {
+		return "", fmt.Errorf("%s=1 hides the local rabbitmq-server, and private nodes (StartNode) need the local "+
+			"RabbitMQ 3.10 binaries: they are not run in Docker (a node of its own per test, killed and restarted, with "+
+			"files in the test's directory)", testdocker.EnvNoLocal)
+	}
 	const debianReal = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 	if _, err := os.Stat(debianReal); err == nil {
 		return debianReal, nil

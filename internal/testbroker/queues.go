@@ -3,6 +3,7 @@ package testbroker
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -30,8 +31,13 @@ func (v *Vhost) Queues(t testing.TB) []string {
 // open.
 func (v *Vhost) DeleteQueue(t testing.TB, name string) {
 	t.Helper()
-	if v.cli == "" {
+	switch {
+	case v.cli != "":
+		cli(t, v.cli, "delete_queue", "-p", v.Name, name)
+	case strings.HasPrefix(shared(t).source, "Docker"):
+		// The container's own rabbitmqctl (docker exec).
+		dockerCtl(t, "delete_queue", "-p", v.Name, name)
+	default:
 		t.Fatalf("testbroker: DeleteQueue needs rabbitmqctl reaching the broker")
 	}
-	cli(t, v.cli, "delete_queue", "-p", v.Name, name)
 }

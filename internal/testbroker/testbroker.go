@@ -19,6 +19,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 // Environment variables understood by the package.
@@ -92,7 +94,7 @@ const howToGetABroker = `no RabbitMQ broker available for the tests. Get one by 
   - starting a local broker:   rabbitmq-server -detached   (or: systemctl start rabbitmq-server)
                                and enable its management API: rabbitmq-plugins enable rabbitmq_management
   - pointing the tests at one: AMQP_URL=amqp://user:pass@host:5672/ MANAGEMENT_URL=http://user:pass@host:15672
-  - starting a Docker engine:  the tests then run rabbitmq:3.10-management themselves`
+  - starting a Docker engine:  the tests then run ` + testdocker.RabbitMQImage + ` themselves`
 
 func resolve(env resolveEnv) (*broker, error) {
 	b := &broker{}
@@ -102,7 +104,7 @@ func resolve(env resolveEnv) (*broker, error) {
 			return nil, fmt.Errorf("AMQP_URL=%s does not answer: %v\nfix AMQP_URL or unset it to use a local broker (rabbitmq-server -detached) or Docker", redact(s), err)
 		}
 		amqpStr, b.source = s, "AMQP_URL"
-	} else if err := probeAMQP(defaultAMQPURL); err == nil {
+	} else if err := probeLocal(env); err == nil {
 		amqpStr, b.source = defaultAMQPURL, "local broker at "+redact(defaultAMQPURL)
 	} else {
 		localErr := err
@@ -170,6 +172,15 @@ func resolve(env resolveEnv) (*broker, error) {
 	}
 	b.node = overview.Node
 	return b, nil
+}
+
+// probeLocal probes the local broker at defaultAMQPURL, unless
+// WARREN_TEST_NO_LOCAL hides it.
+func probeLocal(env resolveEnv) error {
+	if v := env.getenv(testdocker.EnvNoLocal); v != "" && v != "0" {
+		return fmt.Errorf("%s=1 hides it", testdocker.EnvNoLocal)
+	}
+	return probeAMQP(defaultAMQPURL)
 }
 
 // probeAMQP checks that an AMQP handshake completes within probeTimeout.
@@ -562,7 +573,7 @@ var (
 // just created through the management API (proving it talks to the same
 // broker), else "".
 func probeCLI(b *broker, vhost string) string {
-	if os.Getenv(EnvNoCLI) != "" || b.node == "" {
+	if os.Getenv(EnvNoCLI) != "" || testdocker.NoLocal() || b.node == "" {
 		return ""
 	}
 	if _, err := exec.LookPath("rabbitmqctl"); err != nil {

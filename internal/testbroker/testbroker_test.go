@@ -353,7 +353,8 @@ func TestResolveFailures(t *testing.T) {
 	}
 
 	// The working setup resolves the same way as the shared one.
-	b, err := resolve(resolveEnv{getenv: env(EnvAMQPURL, AMQPURL(t)), docker: noDocker})
+	// (MANAGEMENT_URL too: the Docker broker's is not on port 15672.)
+	b, err := resolve(resolveEnv{getenv: env(EnvAMQPURL, AMQPURL(t), EnvManagementURL, ManagementURL(t)), docker: noDocker})
 	if err != nil || b.node != shared(t).node || b.mgmtURL.String() != ManagementURL(t) {
 		t.Errorf("resolve with AMQP_URL: %+v %v", b, err)
 	}

@@ -12,6 +12,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ory/dockertest/v3"
+	dc "github.com/ory/dockertest/v3/docker"
+
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 // ServerOptions configures a private redis-server started by [StartServer].
@@ -32,16 +37,19 @@ type ServerTLS struct {
 
 // StartServer starts a throwaway redis-server on a free loopback port, with no
 // persistence, and returns its address (127.0.0.1:port) once it accepts
-// connections. It is killed when t ends. It fails t (never skips) when
-// redis-server is missing, or was built without TLS and TLS is asked for.
+// connections. It is killed when t ends. Without redis-server on PATH (or
+// with WARREN_TEST_NO_LOCAL=1) it runs testdocker.RedisImage instead, the port
+// published on 127.0.0.1. It fails t (never skips) when neither redis-server
+// nor a Docker engine is there, or redis-server was built without TLS and TLS
+// is asked for.
 func StartServer(t testing.TB, o ServerOptions) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts a redis-server (runs without -short)")
 	}
-	bin, err := exec.LookPath("redis-server")
+	bin, err := testdocker.LocalTool("redis-server")
 	if err != nil {
-		t.Fatalf("redistest: redis-server not found on PATH (apt-get install redis-server): %v", err)
+		return startServerDocker(t, o, err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -103,6 +111,71 @@ func StartServer(t testing.TB, o ServerOptions) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startServerDocker is StartServer in a container of testdocker.RedisImage.
+func startServerDocker(t testing.TB, o ServerOptions, localErr error) string {
+	t.Helper()
+	pool, err := testdocker.Pool()
+	if err != nil {
+		t.Fatalf("redistest: no redis-server here (%v; apt-get install redis-server) and %v", localErr, err)
+	}
+	t.Cleanup(pool.Client.HTTPClient.CloseIdleConnections)
+	args := []string{"--save", "", "--appendonly", "no", "--protected-mode", "no"}
+	var mounts []string
+	if o.Password != "" {
+		args = append(args, "--requirepass", o.Password)
+	}
+	if o.TLS != nil {
+		auth := o.TLS.AuthClients
+		if auth == "" {
+			auth = "no"
+		}
+		mounts = []string{o.TLS.CAFile + ":/tls/ca.pem", o.TLS.CertFile + ":/tls/cert.pem", o.TLS.KeyFile + ":/tls/key.pem"}
+		args = append(args, "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/cert.pem",
+			"--tls-key-file", "/tls/key.pem", "--tls-ca-cert-file", "/tls/ca.pem", "--tls-auth-clients", auth)
+	} else {
+		args = append(args, "--port", "6379")
+	}
+	repo, tag, _ := strings.Cut(testdocker.RedisImage, ":")
+	res, err := pool.RunWithOptions(&dockertest.RunOptions{
+		Repository:   repo,
+		Tag:          tag,
+		Entrypoint:   []string{"redis-server"},
+		Cmd:          args,
+		Mounts:       mounts,
+		User:         "0", // reads the test's key file, which only its owner may
+		ExposedPorts: []string{"6379/tcp"},
+		PortBindings: map[dc.Port][]dc.PortBinding{"6379/tcp": {{HostIP: "127.0.0.1"}}},
+		Labels:       map[string]string{"warren-testbroker": "1"},
+	}, func(hc *dc.HostConfig) {
+		hc.RestartPolicy = dc.NeverRestart()
+		hc.PublishAllPorts = false // only 6379, on 127.0.0.1
+	})
+	if err != nil {
+		t.Fatalf("redistest: no redis-server here (%v) and starting %s: %v", localErr, testdocker.RedisImage, err)
+	}
+	t.Cleanup(func() {
+		if err := pool.Purge(res); err != nil {
+			t.Errorf("redistest: removing container %s: %v", res.Container.Name, err)
+		}
+	})
+	// The published port accepts connections (docker-proxy) before redis does:
+	// wait for redis' own word.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		logs := testdocker.Logs(pool, res.Container.ID)
+		if strings.Contains(logs, "Ready to accept connections") {
+			break
+		}
+		if testdocker.Exited(pool, res.Container.ID) {
+			t.Fatalf("redistest: %s %s exited while starting:\n%s", testdocker.RedisImage, strings.Join(args, " "), logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s not ready after 30s:\n%s", testdocker.RedisImage, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return testdocker.HostPort(res, "6379/tcp")
 }
 
 // URLFor is a URL of the server at addr: rediss:// when tls, with the password.

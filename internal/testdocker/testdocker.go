@@ -1,0 +1,187 @@
+// Package testdocker runs the third-party services of the integration tests in
+// Docker containers (github.com/ory/dockertest) when they are not on this machine,
+// so that `make test` needs only Go and a Docker engine. It imports no warren
+// package, so any test helper may use it.
+//
+// A service container (RabbitMQ, Redis) is shared by every test binary of a run
+// (go test ./... runs packages in parallel) and kept between runs to save its boot;
+// its name is fixed and it carries the label warren-testbroker=1:
+//
+//	docker rm -f $(docker ps -aq --filter label=warren-testbroker=1)
+//
+// removes them all. Ports are published on 127.0.0.1 only.
+//
+// EnvNoLocal hides the local services from the helpers (testbroker, redistest, the
+// Prometheus tests) for a proof run of the Docker path on a machine that has them:
+// they then neither probe 127.0.0.1:5672 / 127.0.0.1:6379 nor look on PATH for
+// rabbitmq-server, rabbitmqctl, redis-server, prometheus or promtool.
+package testdocker
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/ory/dockertest/v3"
+	dc "github.com/ory/dockertest/v3/docker"
+)
+
+// EnvNoLocal, set to a non-empty value other than "0", hides the local services
+// and tools from the test helpers (see the package documentation). Users never
+// need it; scripts/ci-docker-only.sh sets it.
+const EnvNoLocal = "WARREN_TEST_NO_LOCAL"
+
+// NoLocal reports whether EnvNoLocal is set.
+func NoLocal() bool {
+	v := os.Getenv(EnvNoLocal)
+	return v != "" && v != "0"
+}
+
+// The images the helpers run: the public names, which are also the tags of the
+// stand-ins scripts/compose-standins.sh builds for engines that reach no registry.
+const (
+	RabbitMQImage   = "rabbitmq:3.10-management"
+	RedisImage      = "redis:7.4.2-alpine"
+	PrometheusImage = "prom/prometheus:v2.55.1"
+)
+
+// LocalTool returns the path of tool on PATH, or an error when it is not there
+// or NoLocal hides it.
+func LocalTool(tool string) (string, error) {
+	if NoLocal() {
+		return "", fmt.Errorf("%s=1 hides the local %s", EnvNoLocal, tool)
+	}
+	return exec.LookPath(tool)
+}
+
+// Pool connects to the Docker engine (DOCKER_HOST or the local socket) and checks
+// that it answers within 5 s. Close the returned pool's idle connections when done
+// (pool.Client.HTTPClient.CloseIdleConnections) so no goroutine outlives the test.
+func Pool() (*dockertest.Pool, error) {
+	pool, err := dockertest.NewPool("")
+	if err != nil {
+		return nil, fmt.Errorf("no Docker client: %v", err)
+	}
+	pool.Client.SetTimeout(5 * time.Second)
+	if err := pool.Client.Ping(); err != nil {
+		pool.Client.HTTPClient.CloseIdleConnections()
+		return nil, fmt.Errorf("no Docker engine answers: %v", err)
+	}
+	pool.Client.SetTimeout(0) // image pulls take long
+	return pool, nil
+}
+
+// Service describes a shared service container.
+type Service struct {
+	Name  string   // container name, e.g. warren-testbroker-redis
+	Image string   // repository:tag
+	Ports []string // container ports to publish on 127.0.0.1, e.g. "6379/tcp"
+	Cmd   []string // optional command
+	Env   []string // optional environment, KEY=value
+	// Dirs are host directories bind-mounted at the same path in the
+	// container, created (mode 0777: the image's user writes there) if missing.
+	Dirs []string
+	// Ready is retried (up to 2 minutes) with the published host:port of each
+	// port until it returns nil.
+	Ready func(addrs map[string]string) error
+}
+
+// Start starts the service's container, or reuses the running one of that name,
+// and returns the published host:port of each of its ports once Ready passes.
+func (s Service) Start() (map[string]string, error) {
+	pool, err := Pool()
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Client.HTTPClient.CloseIdleConnections()
+
+	res, found := pool.ContainerByName(s.Name)
+	if found {
+		ok := res.Container.State.Running
+		for _, p := range s.Ports {
+			ok = ok && res.GetPort(p) != ""
+		}
+		if !ok {
+			_ = pool.RemoveContainerByName(s.Name)
+			found = false
+		}
+	}
+	if !found {
+		repo, tag, _ := strings.Cut(s.Image, ":")
+		bindings := map[dc.Port][]dc.PortBinding{}
+		for _, p := range s.Ports {
+			bindings[dc.Port(p)] = []dc.PortBinding{{HostIP: "127.0.0.1"}}
+		}
+		var mounts []string
+		for _, d := range s.Dirs {
+			if err := os.MkdirAll(d, 0o777); err != nil {
+				return nil, err
+			}
+			if err := os.Chmod(d, 0o777); err != nil {
+				return nil, err
+			}
+			mounts = append(mounts, d+":"+d)
+		}
+		res, err = pool.RunWithOptions(&dockertest.RunOptions{
+			Name:         s.Name,
+			Repository:   repo,
+			Tag:          tag,
+			Cmd:          s.Cmd,
+			Env:          s.Env,
+			Mounts:       mounts,
+			ExposedPorts: s.Ports,
+			PortBindings: bindings,
+			Labels:       map[string]string{"warren-testbroker": "1"},
+		}, func(hc *dc.HostConfig) {
+			hc.AutoRemove = true
+			hc.RestartPolicy = dc.NeverRestart()
+			hc.PublishAllPorts = false // only Ports, on 127.0.0.1
+		})
+		if err != nil {
+			// Another test binary may have created it concurrently.
+			var again bool
+			if res, again = pool.ContainerByName(s.Name); !again {
+				return nil, fmt.Errorf("starting %s (container %s): %v", s.Image, s.Name, err)
+			}
+		}
+	}
+	addrs := map[string]string{}
+	for _, p := range s.Ports {
+		addrs[p] = HostPort(res, p)
+	}
+	pool.MaxWait = 2 * time.Minute
+	if s.Ready != nil {
+		if err := pool.Retry(func() error { return s.Ready(addrs) }); err != nil {
+			return nil, fmt.Errorf("container %s (%s) started but never became ready at %v: %v", s.Name, s.Image, addrs, err)
+		}
+	}
+	return addrs, nil
+}
+
+// HostPort is the address a published port of res is reached at from the tests:
+// 127.0.0.1:port, or the host of a tcp:// DOCKER_HOST.
+func HostPort(res *dockertest.Resource, port string) string {
+	host := "127.0.0.1"
+	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "tcp://") {
+		if hh, _, err := net.SplitHostPort(strings.TrimPrefix(h, "tcp://")); err == nil {
+			host = hh
+		}
+	}
+	return net.JoinHostPort(host, res.GetPort(port))
+}
+
+// Logs returns the container's output so far (stdout and stderr).
+func Logs(pool *dockertest.Pool, id string) string {
+	var b strings.Builder
+	_ = pool.Client.Logs(dc.LogsOptions{Container: id, OutputStream: &b, ErrorStream: &b, Stdout: true, Stderr: true})
+	return b.String()
+}
+
+// Exited reports whether the container has stopped (or is gone).
+func Exited(pool *dockertest.Pool, id string) bool {
+	c, err := pool.Client.InspectContainer(id)
+	return err != nil || !c.State.Running
+}
