@@ -1,0 +1,276 @@
+// Package soak holds the parts of the soak run (make soak, TestSoak in this
+// package) that are plain logic: the least-squares slope of a resource series
+// and its verdict, the classification of errors by fault windows, the
+// resource readers (/proc and /metrics) and the Markdown report. The run
+// itself lives in soak_run_test.go; it starts the real binaries against a
+// private broker node and injects faults.
+package soak
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Point is one sample of a metric: at seconds since the run began.
+type Point struct {
+	At    time.Duration
+	Value float64
+}
+
+// Slope is the least-squares slope of points, in units per hour. ok is false
+// with fewer than 3 points or when every point has the same time.
+func Slope(points []Point) (perHour float64, ok bool) {
+	n := float64(len(points))
+	if len(points) < 3 {
+		return 0, false
+	}
+	var sx, sy float64
+	for _, p := range points {
+		sx += p.At.Hours()
+		sy += p.Value
+	}
+	mx, my := sx/n, sy/n
+	var sxx, sxy float64
+	for _, p := range points {
+		dx := p.At.Hours() - mx
+		sxx += dx * dx
+		sxy += dx * (p.Value - my)
+	}
+	if sxx == 0 {
+		return 0, false
+	}
+	return sxy / sxx, true
+}
+
+// Median of the points' values (0 for none).
+func Median(points []Point) float64 {
+	if len(points) == 0 {
+		return 0
+	}
+	vs := make([]float64, len(points))
+	for i, p := range points {
+		vs[i] = p.Value
+	}
+	sort.Float64s(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+}
+
+// Tolerance says how steep a slope may be and still be flat: |slope| per
+// hour at most max(Abs, Rel × the median value).
+type Tolerance struct {
+	Abs float64 // units per hour
+	Rel float64 // fraction of the median per hour
+}
+
+// Limit is the largest flat |slope| per hour for a series with this median.
+func (t Tolerance) Limit(median float64) float64 { return math.Max(t.Abs, t.Rel*math.Abs(median)) }
+
+func (t Tolerance) String() string {
+	return fmt.Sprintf("max(%g, %g%% of the median) per hour", t.Abs, t.Rel*100)
+}
+
+// Metric is one resource the run samples per process.
+type Metric struct {
+	Name string // "RSS", "fds", "goroutines"
+	Unit string // shown after values
+	// Scale divides raw values for display (1<<20 shows bytes as MiB).
+	Scale float64
+	Tol   Tolerance // in raw units
+}
+
+// Metrics are the three sampled resources with the tolerances of the verdict.
+var Metrics = []Metric{
+	{Name: "RSS", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}},
+	{Name: "fds", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.10}},
+	{Name: "goroutines", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.05}},
+}
+
+// Verdict of one metric of one process.
+type Verdict string
+
+const (
+	Flat    Verdict = "flat"
+	Growing Verdict = "GROWING"
+	// Short: too few samples after the warm-up to fit a slope.
+	Short Verdict = "too short"
+)
+
+// MinPoints is the fewest samples after the warm-up that get a verdict.
+const MinPoints = 5
+
+// Judge fits the slope of points taken at or after warmup (since the
+// process's first sample) and says whether it is flat within m's tolerance.
+// It returns the slope per hour, the median, and the points it used.
+func Judge(m Metric, points []Point, warmup time.Duration) (v Verdict, perHour, median float64, used int) {
+	if len(points) == 0 {
+		return Short, 0, 0, 0
+	}
+	from := points[0].At + warmup
+	var kept []Point
+	for _, p := range points {
+		if p.At >= from {
+			kept = append(kept, p)
+		}
+	}
+	median = Median(kept)
+	if len(kept) < MinPoints {
+		return Short, 0, median, len(kept)
+	}
+	perHour, ok := Slope(kept)
+	if !ok {
+		return Short, 0, median, len(kept)
+	}
+	if math.Abs(perHour) <= m.Tol.Limit(median) {
+		return Flat, perHour, median, len(kept)
+	}
+	// Only growth is a leak; a falling series (memory returned) is flat.
+	if perHour < 0 {
+		return Flat, perHour, median, len(kept)
+	}
+	return Growing, perHour, median, len(kept)
+}
+
+// Window is the time a fault may explain errors in: from when it was
+// injected to when the farm was ready again, plus Grace.
+type Window struct {
+	Kind       string // "broker-restart", "worker-kill"
+	From, To   time.Duration
+	Grace      time.Duration
+	Detail     string
+	RecoveryOK bool
+}
+
+// Explains reports whether a call that ran from start to end overlaps the
+// window (with its grace after To).
+func (w Window) Explains(start, end time.Duration) bool {
+	return start <= w.To+w.Grace && end >= w.From
+}
+
+// Explain returns the index of the first window that explains a call from
+// start to end, or -1.
+func Explain(ws []Window, start, end time.Duration) int {
+	for i, w := range ws {
+		if w.Explains(start, end) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Failure is one failed call: what it was, its label and when it ran.
+type Failure struct {
+	Kind       string // "process", "jobs-submit", "jobs-poll", "job-final"
+	Label      string // "503", "timeout", "failed: ..."
+	Start, End time.Duration
+}
+
+// Tally counts failures by kind and label, split into explained (by a fault
+// window) and unexplained.
+type Tally struct {
+	Explained, Unexplained map[string]int // "kind label" -> count
+	// FirstUnexplained holds up to 20 unexplained failures, for the report.
+	FirstUnexplained []Failure
+}
+
+// Classify sorts failures into a Tally by the windows.
+func Classify(fs []Failure, ws []Window) Tally {
+	t := Tally{Explained: map[string]int{}, Unexplained: map[string]int{}}
+	for _, f := range fs {
+		k := f.Kind + " " + f.Label
+		if Explain(ws, f.Start, f.End) >= 0 {
+			t.Explained[k]++
+			continue
+		}
+		t.Unexplained[k]++
+		if len(t.FirstUnexplained) < 20 {
+			t.FirstUnexplained = append(t.FirstUnexplained, f)
+		}
+	}
+	return t
+}
+
+// Total of a count map.
+func Total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// ReadRSS reads VmRSS of pid from /proc, in bytes.
+func ReadRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(b)
+}
+
+// parseVmRSS finds "VmRSS:  1234 kB" in a /proc/<pid>/status.
+func parseVmRSS(status []byte) (float64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("VmRSS line %q: want <n> kB", sc.Text())
+		}
+		kb, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmRSS line %q: %w", sc.Text(), err)
+		}
+		return kb * 1024, nil
+	}
+	return 0, fmt.Errorf("no VmRSS line")
+}
+
+// CountFDs counts the open file descriptors of pid (/proc/<pid>/fd).
+func CountFDs(pid int) (float64, error) {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	return float64(len(es)), nil
+}
+
+// ParseGauge returns the value of the unlabelled sample name in a Prometheus
+// text exposition (go_goroutines).
+func ParseGauge(r io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || !strings.HasPrefix(rest, " ") {
+			continue // a comment, another metric, or name_suffix / name{...}
+		}
+		f := strings.Fields(rest)
+		if len(f) < 1 {
+			break
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q: %w", name, line, err)
+		}
+		return v, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no sample %s", name)
+}
