@@ -125,13 +125,13 @@ func TestWindows(t *testing.T) {
 		start, end time.Duration
 		want       bool
 	}{
-		{50 * s, 59 * s, false},  // ended before the fault
-		{50 * s, 60 * s, true},   // in flight when it began
-		{65 * s, 66 * s, true},   // during it
-		{84 * s, 95 * s, true},   // started within the grace
-		{85 * s, 86 * s, true},   // at the grace's end
-		{86 * s, 87 * s, false},  // after the grace
-		{10 * s, 200 * s, true},  // spanning it
+		{50 * s, 59 * s, false}, // ended before the fault
+		{50 * s, 60 * s, true},  // in flight when it began
+		{65 * s, 66 * s, true},  // during it
+		{84 * s, 95 * s, true},  // started within the grace
+		{85 * s, 86 * s, true},  // at the grace's end
+		{86 * s, 87 * s, false}, // after the grace
+		{10 * s, 200 * s, true}, // spanning it
 		{100 * s, 101 * s, false},
 	} {
 		if got := w.Explains(tc.start, tc.end); got != tc.want {
