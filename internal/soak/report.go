@@ -98,9 +98,10 @@ func (r *Report) Problems() []string {
 	}
 	for _, p := range r.Procs {
 		for _, m := range Metrics {
-			if v, slope, med, _ := Judge(m, p.Series[m.Name], r.Warmup); v == Growing {
-				ps = append(ps, fmt.Sprintf("%s (pid %d) %s grows %+.1f%s/h (median %.1f%s; tolerance %s)",
-					p.Name, p.Pid, m.Name, slope/m.Scale, m.Unit, med/m.Scale, m.Unit, m.Tol.scaled(m.Scale, m.Unit)))
+			if j := Judge(m, p.Series[m.Name], r.Warmup); j.Verdict == Growing {
+				ps = append(ps, fmt.Sprintf("%s (pid %d) %s grows: %+.1f%s over %v (%+.1f%s/h; median %.1f%s; tolerance %s)",
+					p.Name, p.Pid, m.Name, j.Rise/m.Scale, m.Unit, j.Span.Round(time.Second), j.PerHour/m.Scale, m.Unit,
+					j.Median/m.Scale, m.Unit, m.Tol.scaled(m.Scale, m.Unit)))
 			}
 		}
 	}
@@ -111,7 +112,7 @@ func (r *Report) Problems() []string {
 }
 
 func (t Tolerance) scaled(scale float64, unit string) string {
-	return fmt.Sprintf("max(%g%s, %g%% of the median) per hour", t.Abs/scale, unit, t.Rel*100)
+	return fmt.Sprintf("a rise over the fitted span of at most max(%g%s, %g%% of the median)", t.Abs/scale, unit, t.Rel*100)
 }
 
 func head(xs []string) []string {
@@ -156,13 +157,17 @@ func (r *Report) Markdown() string {
 	p("| jobs lost / with two final states | **%d** / **%d** |\n", len(r.Jobs.Lost), len(r.Jobs.Changed))
 	p("\n")
 
-	p("| fault | at | recovered after | detail |\n|---|---|---|---|\n")
-	for _, w := range r.Windows {
+	p("| fault | at | recovered after | failures it explains | detail |\n|---|---|---|---|---|\n")
+	for i, w := range r.Windows {
 		rec := (w.To - w.From).Round(100 * time.Millisecond).String()
 		if !w.RecoveryOK {
 			rec = "NOT RECOVERED"
 		}
-		p("| %s | %v | %s | %s |\n", w.Kind, w.From.Round(time.Second), rec, w.Detail)
+		n := 0
+		if i < len(r.Failures.PerWindow) {
+			n = r.Failures.PerWindow[i]
+		}
+		p("| %s | %v | %s | %d | %s |\n", w.Kind, w.From.Round(time.Second), rec, n, w.Detail)
 	}
 	p("\n")
 
@@ -187,26 +192,27 @@ func (r *Report) Markdown() string {
 		p("\n")
 	}
 
-	p("| process | lifetime | metric | samples | first | last | median | slope /h | tolerance /h | verdict |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| process | lifetime | metric | samples (fitted) | first | last | median | slope /h | rise over fit | tolerance | verdict |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, pr := range r.Procs {
 		from, to := pr.Lifetime()
 		life := fmt.Sprintf("%v–%v, %s", from.Round(time.Second), to.Round(time.Second), pr.Ended)
 		for _, m := range Metrics {
 			pts := pr.Series[m.Name]
-			v, slope, med, used := Judge(m, pts, r.Warmup)
+			j := Judge(m, pts, r.Warmup)
 			first, last := "–", "–"
 			if len(pts) > 0 {
 				first = fmtVal(pts[0].Value/m.Scale, m.Unit)
 				last = fmtVal(pts[len(pts)-1].Value/m.Scale, m.Unit)
 			}
-			sl := "–"
-			if v != Short {
-				sl = fmt.Sprintf("%+.1f", slope/m.Scale)
+			sl, rise := "–", "–"
+			if j.Verdict != Short {
+				sl = fmt.Sprintf("%+.1f", j.PerHour/m.Scale)
+				rise = fmt.Sprintf("%+.1f over %v", j.Rise/m.Scale, j.Span.Round(time.Second))
 			}
-			p("| %s (pid %d) | %s | %s | %d (%d fitted) | %s | %s | %s | %s | %.1f | %s |\n",
-				pr.Name, pr.Pid, life, m.Name, len(pts), used, first, last, fmtVal(med/m.Scale, m.Unit), sl,
-				m.Tol.Limit(med)/m.Scale, v)
+			p("| %s (pid %d) | %s | %s | %d (%d) | %s | %s | %s | %s | %s | %.1f | %s |\n",
+				pr.Name, pr.Pid, life, m.Name, len(pts), j.Used, first, last, fmtVal(j.Median/m.Scale, m.Unit), sl, rise,
+				j.Limit/m.Scale, j.Verdict)
 		}
 	}
 	p("\nTolerances: ")
@@ -216,7 +222,7 @@ func (r *Report) Markdown() string {
 		}
 		p("%s %s", m.Name, m.Tol.scaled(m.Scale, m.Unit))
 	}
-	p(". A falling slope is flat.\n")
+	p(". A falling line is flat.\n")
 	if ps := r.Problems(); len(ps) > 0 {
 		p("\nProblems:\n")
 		for _, x := range ps {

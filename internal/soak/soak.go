@@ -66,19 +66,18 @@ func Median(points []Point) float64 {
 	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 }
 
-// Tolerance says how steep a slope may be and still be flat: |slope| per
-// hour at most max(Abs, Rel × the median value).
+// Tolerance says how far a series' fitted line may rise over the fitted span
+// and still be flat: at most max(Abs, Rel × the median value). It is judged
+// on the rise over the span, not on the slope per hour, because a short run
+// magnifies a step of one goroutine into a steep hourly slope; the report
+// shows both.
 type Tolerance struct {
-	Abs float64 // units per hour
-	Rel float64 // fraction of the median per hour
+	Abs float64 // units
+	Rel float64 // fraction of the median
 }
 
-// Limit is the largest flat |slope| per hour for a series with this median.
+// Limit is the largest flat rise for a series with this median.
 func (t Tolerance) Limit(median float64) float64 { return math.Max(t.Abs, t.Rel*math.Abs(median)) }
-
-func (t Tolerance) String() string {
-	return fmt.Sprintf("max(%g, %g%% of the median) per hour", t.Abs, t.Rel*100)
-}
 
 // Metric is one resource the run samples per process.
 type Metric struct {
@@ -92,8 +91,8 @@ type Metric struct {
 // Metrics are the three sampled resources with the tolerances of the verdict.
 var Metrics = []Metric{
 	{Name: "RSS", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}},
-	{Name: "fds", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.10}},
-	{Name: "goroutines", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.05}},
+	{Name: "fds", Unit: "", Scale: 1, Tol: Tolerance{Abs: 5, Rel: 0.10}},
+	{Name: "goroutines", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.10}},
 }
 
 // Verdict of one metric of one process.
@@ -109,12 +108,24 @@ const (
 // MinPoints is the fewest samples after the warm-up that get a verdict.
 const MinPoints = 5
 
+// Judgement is the verdict on one metric of one process.
+type Judgement struct {
+	Verdict Verdict
+	PerHour float64       // least-squares slope per hour
+	Span    time.Duration // from the first to the last fitted sample
+	Rise    float64       // PerHour over Span: what the fitted line gained
+	Median  float64       // of the fitted samples
+	Limit   float64       // the largest flat Rise for this Median
+	Used    int           // fitted samples
+}
+
 // Judge fits the slope of points taken at or after warmup (since the
-// process's first sample) and says whether it is flat within m's tolerance.
-// It returns the slope per hour, the median, and the points it used.
-func Judge(m Metric, points []Point, warmup time.Duration) (v Verdict, perHour, median float64, used int) {
+// process's first sample) and says whether the fitted line's rise over the
+// fitted span stays within m's tolerance. A falling line is flat (memory
+// given back is no leak).
+func Judge(m Metric, points []Point, warmup time.Duration) Judgement {
 	if len(points) == 0 {
-		return Short, 0, 0, 0
+		return Judgement{Verdict: Short}
 	}
 	from := points[0].At + warmup
 	var kept []Point
@@ -123,22 +134,22 @@ func Judge(m Metric, points []Point, warmup time.Duration) (v Verdict, perHour, 
 			kept = append(kept, p)
 		}
 	}
-	median = Median(kept)
+	j := Judgement{Verdict: Short, Median: Median(kept), Used: len(kept)}
+	j.Limit = m.Tol.Limit(j.Median)
 	if len(kept) < MinPoints {
-		return Short, 0, median, len(kept)
+		return j
 	}
 	perHour, ok := Slope(kept)
 	if !ok {
-		return Short, 0, median, len(kept)
+		return j
 	}
-	if math.Abs(perHour) <= m.Tol.Limit(median) {
-		return Flat, perHour, median, len(kept)
+	j.PerHour, j.Span = perHour, kept[len(kept)-1].At-kept[0].At
+	j.Rise = perHour * j.Span.Hours()
+	j.Verdict = Flat
+	if j.Rise > j.Limit {
+		j.Verdict = Growing
 	}
-	// Only growth is a leak; a falling series (memory returned) is flat.
-	if perHour < 0 {
-		return Flat, perHour, median, len(kept)
-	}
-	return Growing, perHour, median, len(kept)
+	return j
 }
 
 // Window is the time a fault may explain errors in: from when it was
@@ -181,15 +192,19 @@ type Tally struct {
 	Explained, Unexplained map[string]int // "kind label" -> count
 	// FirstUnexplained holds up to 20 unexplained failures, for the report.
 	FirstUnexplained []Failure
+	// PerWindow counts the failures each window explained (the first window
+	// that explains a failure gets it).
+	PerWindow []int
 }
 
 // Classify sorts failures into a Tally by the windows.
 func Classify(fs []Failure, ws []Window) Tally {
-	t := Tally{Explained: map[string]int{}, Unexplained: map[string]int{}}
+	t := Tally{Explained: map[string]int{}, Unexplained: map[string]int{}, PerWindow: make([]int, len(ws))}
 	for _, f := range fs {
 		k := f.Kind + " " + f.Label
-		if Explain(ws, f.Start, f.End) >= 0 {
+		if i := Explain(ws, f.Start, f.End); i >= 0 {
 			t.Explained[k]++
+			t.PerWindow[i]++
 			continue
 		}
 		t.Unexplained[k]++

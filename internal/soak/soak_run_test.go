@@ -124,8 +124,10 @@ func TestSoak(t *testing.T) {
 
 	// Capacity: a short closed loop.
 	const capConc = 32
-	rt := bench.NewHTTPTransport(512)
+	rt := soakTransport(256)
 	defer rt.CloseIdleConnections()
+	jobsRT := soakTransport(64)
+	defer jobsRT.CloseIdleConnections()
 	capRes, err := bench.RunClosedLoop(ctx, bench.LoopConfig{Concurrency: capConc, Warmup: 3 * time.Second, Duration: 20 * time.Second},
 		bench.ProcessCaller(rt, farm.BaseURL+"/process"))
 	if err != nil {
@@ -156,7 +158,7 @@ func TestSoak(t *testing.T) {
 	load.Go(func() {
 		rep.SyncSent, rep.SyncOK, rep.Late = openLoop(loadCtx, rep.SyncRate, 256, bench.ProcessCaller(rt, farm.BaseURL+"/process"), since, rec)
 	})
-	jr := &jobRunner{base: farm.BaseURL, hc: &http.Client{Transport: rt}, since: since, rec: rec}
+	jr := &jobRunner{base: farm.BaseURL, hc: &http.Client{Transport: jobsRT}, since: since, rec: rec}
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer stopDrain()
 	load.Go(func() { jr.run(loadCtx, drainCtx, rep.JobRate) })
@@ -271,4 +273,14 @@ func recovered(ctx context.Context, farm *bench.Farm, n int) error {
 		}
 	}
 	return nil
+}
+
+// soakTransport is bench's keep-alive transport with a short idle timeout: the
+// connections a burst of calls opened (the backlog after a fault) close again
+// within seconds, so that the API's fds and goroutines, which follow its open
+// connections, track the farm and not the high-water mark of the load.
+func soakTransport(c int) *http.Transport {
+	t := bench.NewHTTPTransport(c)
+	t.IdleConnTimeout = 10 * time.Second
+	return t
 }

@@ -62,31 +62,41 @@ func TestMedian(t *testing.T) {
 }
 
 func TestJudge(t *testing.T) {
-	gor := Metrics[2] // goroutines: max(10, 5% of the median) per hour
+	gor := Metrics[2] // goroutines: a rise of at most max(10, 10% of the median)
 	if gor.Name != "goroutines" {
 		t.Fatalf("Metrics[2] = %s", gor.Name)
 	}
 	every := 10 * time.Second
-	// 100 goroutines, one more every minute: 60/h > max(10, 5) -> growing.
-	v, slope, med, used := Judge(gor, line(180, every, func(i int) float64 { return 100 + float64(i/6) }), 0)
-	if v != Growing || math.Abs(slope-60) > 2 || used != 180 {
-		t.Errorf("one goroutine a minute: %s %.1f/h (median %v, %d used); want GROWING ~60/h", v, slope, med, used)
+	// 100 goroutines, one more every minute for 30 minutes: +60/h, a rise of
+	// ~30 over the run > max(10, 10% of ~115) -> growing.
+	j := Judge(gor, line(181, every, func(i int) float64 { return 100 + float64(i/6) }), 0)
+	if j.Verdict != Growing || math.Abs(j.PerHour-60) > 2 || math.Abs(j.Rise-30) > 1 || j.Used != 181 || j.Span != 30*time.Minute || j.Limit != 11.5 {
+		t.Errorf("one goroutine a minute: %+v; want GROWING ~60/h, rise ~30 over 30m, limit 11.5", j)
+	}
+	// The same leak over 5 minutes rises only 5: within the tolerance.
+	if j := Judge(gor, line(31, every, func(i int) float64 { return 100 + float64(i/6) }), 0); j.Verdict != Flat {
+		t.Errorf("one goroutine a minute for 5 minutes: %+v, want flat", j)
+	}
+	// A step of one goroutine in a short series: a steep hourly slope, a rise of
+	// one: flat.
+	if j := Judge(gor, line(12, every, func(i int) float64 { return 31 + float64(i/11) }), 0); j.Verdict != Flat || j.PerHour < 10 {
+		t.Errorf("a step of one: %+v, want flat with a steep slope", j)
 	}
 	// Constant: flat.
-	if v, _, _, _ := Judge(gor, line(30, every, func(int) float64 { return 40 }), 0); v != Flat {
-		t.Errorf("constant: %s", v)
+	if j := Judge(gor, line(30, every, func(int) float64 { return 40 }), 0); j.Verdict != Flat || j.Rise != 0 {
+		t.Errorf("constant: %+v", j)
 	}
 	// Falling (memory given back): flat.
-	if v, _, _, _ := Judge(gor, line(30, every, func(i int) float64 { return 400 - float64(i) }), 0); v != Flat {
-		t.Errorf("falling: %s", v)
+	if j := Judge(gor, line(30, every, func(i int) float64 { return 400 - 10*float64(i) }), 0); j.Verdict != Flat || j.Rise >= 0 {
+		t.Errorf("falling: %+v", j)
 	}
 	// A steep start-up ramp in the warm-up, flat after it: the warm-up is cut.
 	ramp := line(60, every, func(i int) float64 { return math.Min(float64(i)*20, 200) })
-	if v, _, _, _ := Judge(gor, ramp, 0); v != Growing {
-		t.Errorf("ramp without a warm-up cut: %s, want GROWING", v)
+	if j := Judge(gor, ramp, 0); j.Verdict != Growing {
+		t.Errorf("ramp without a warm-up cut: %+v, want GROWING", j)
 	}
-	if v, _, med, used := Judge(gor, ramp, 2*time.Minute); v != Flat || med != 200 || used != 48 {
-		t.Errorf("ramp with a 2m warm-up cut: %s median %v, %d used; want flat 200 with 48", v, med, used)
+	if j := Judge(gor, ramp, 2*time.Minute); j.Verdict != Flat || j.Median != 200 || j.Used != 48 {
+		t.Errorf("ramp with a 2m warm-up cut: %+v; want flat 200 with 48", j)
 	}
 	// The warm-up counts from the process's first sample: a process started
 	// late in the run (a replacement worker) keeps its own.
@@ -94,27 +104,27 @@ func TestJudge(t *testing.T) {
 	for i := range late {
 		late[i].At += 20 * time.Minute
 	}
-	if v, _, _, used := Judge(gor, late, time.Minute); v != Flat || used != 34 {
-		t.Errorf("late process: %s, %d used; want flat with 34", v, used)
+	if j := Judge(gor, late, time.Minute); j.Verdict != Flat || j.Used != 34 {
+		t.Errorf("late process: %+v; want flat with 34", j)
 	}
 	// Too few samples after the warm-up.
-	if v, _, _, _ := Judge(gor, line(10, every, func(i int) float64 { return float64(i) }), 80*time.Second); v != Short {
-		t.Errorf("2 samples after the warm-up: %s, want %s", v, Short)
+	if j := Judge(gor, line(10, every, func(i int) float64 { return float64(i) }), 80*time.Second); j.Verdict != Short {
+		t.Errorf("2 samples after the warm-up: %+v, want %s", j, Short)
 	}
-	if v, _, _, _ := Judge(gor, nil, 0); v != Short {
-		t.Errorf("no samples: %s", v)
+	if j := Judge(gor, nil, 0); j.Verdict != Short {
+		t.Errorf("no samples: %+v", j)
 	}
-	// The relative tolerance: RSS of 100 MiB may grow 10 MiB/h, not 20.
+	// The relative tolerance: RSS of 100 MiB may rise 10 MiB, not 20.
 	rss := Metrics[0]
 	mib := float64(1 << 20)
-	grow := func(perHour float64) []Point {
-		return line(181, every, func(i int) float64 { return 100*mib + perHour*mib*float64(i)/360 })
+	grow := func(total float64) []Point {
+		return line(181, every, func(i int) float64 { return 100*mib + total*mib*float64(i)/180 })
 	}
-	if v, _, _, _ := Judge(rss, grow(9), 0); v != Flat {
-		t.Errorf("RSS 100 MiB +9 MiB/h: %s, want flat", v)
+	if j := Judge(rss, grow(9), 0); j.Verdict != Flat {
+		t.Errorf("RSS 100 MiB +9 MiB: %+v, want flat", j)
 	}
-	if v, _, _, _ := Judge(rss, grow(20), 0); v != Growing {
-		t.Errorf("RSS 100 MiB +20 MiB/h: %s, want GROWING", v)
+	if j := Judge(rss, grow(20), 0); j.Verdict != Growing {
+		t.Errorf("RSS 100 MiB +20 MiB: %+v, want GROWING", j)
 	}
 }
 
@@ -155,6 +165,9 @@ func TestWindows(t *testing.T) {
 	}
 	if tally.Unexplained["process 502"] != 1 || tally.Unexplained["jobs-submit 503 broker_unavailable"] != 1 || Total(tally.Unexplained) != 2 {
 		t.Errorf("unexplained = %v", tally.Unexplained)
+	}
+	if len(tally.PerWindow) != 2 || tally.PerWindow[0] != 2 || tally.PerWindow[1] != 1 {
+		t.Errorf("per window = %v, want [2 1]", tally.PerWindow)
 	}
 	if len(tally.FirstUnexplained) != 2 || tally.FirstUnexplained[0].Label != "502" {
 		t.Errorf("first unexplained = %v", tally.FirstUnexplained)
@@ -243,7 +256,7 @@ func TestReportProblemsAndMarkdown(t *testing.T) {
 	}
 	md := r.Markdown()
 	for _, want := range []string{"| verdict | **PASS** |", "| failures explained by a fault / unexplained | 2 / **0** |",
-		"| jobs final succeeded | 95 |", "| broker-restart | 4m0s | 8s |", "| api (pid 1) |", "| 30.0 MiB |", "flat"} {
+		"| jobs final succeeded | 95 |", "| broker-restart | 4m0s | 8s | 2 |", "| api (pid 1) |", "| 30.0 MiB |", "flat"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
