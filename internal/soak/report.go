@@ -98,7 +98,7 @@ func (r *Report) Problems() []string {
 	}
 	for _, p := range r.Procs {
 		for _, m := range Metrics {
-			if j := Judge(m, p.Series[m.Name], r.Warmup); j.Verdict == Growing {
+			if j := Judge(m, p.Series[m.Name], r.Warmup, r.Windows); j.Verdict == Growing {
 				ps = append(ps, fmt.Sprintf("%s (pid %d) %s grows: %+.1f%s over %v (%+.1f%s/h; median %.1f%s; tolerance %s)",
 					p.Name, p.Pid, m.Name, j.Rise/m.Scale, m.Unit, j.Span.Round(time.Second), j.PerHour/m.Scale, m.Unit,
 					j.Median/m.Scale, m.Unit, m.Tol.scaled(m.Scale, m.Unit)))
@@ -138,7 +138,7 @@ func (r *Report) Markdown() string {
 	p("Offered open loop at half of it: %.1f /process calls/s and %.1f POST /jobs/s for %v. ", r.SyncRate, r.JobRate, r.Duration)
 	p("Faults every %v, alternating a broker restart (Stop, Start) and a worker killed with SIGKILL and replaced; ", r.FaultEvery)
 	p("a failure is explained when the call overlaps a fault, from its injection to the farm's /ready with every worker, plus %v. ", r.Grace)
-	p("Resources sampled every %v; slopes are least squares over each process's samples after its first %v.\n\n", r.SampleEvery, r.Warmup)
+	p("Resources sampled every %v; slopes are least squares over each process's samples after its first %v, leaving out those taken in a fault window.\n\n", r.SampleEvery, r.Warmup)
 
 	verdict := "PASS"
 	if len(r.Problems()) > 0 {
@@ -199,7 +199,7 @@ func (r *Report) Markdown() string {
 		life := fmt.Sprintf("%v–%v, %s", from.Round(time.Second), to.Round(time.Second), pr.Ended)
 		for _, m := range Metrics {
 			pts := pr.Series[m.Name]
-			j := Judge(m, pts, r.Warmup)
+			j := Judge(m, pts, r.Warmup, r.Windows)
 			first, last := "–", "–"
 			if len(pts) > 0 {
 				first = fmtVal(pts[0].Value/m.Scale, m.Unit)

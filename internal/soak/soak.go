@@ -120,17 +120,19 @@ type Judgement struct {
 }
 
 // Judge fits the slope of points taken at or after warmup (since the
-// process's first sample) and says whether the fitted line's rise over the
-// fitted span stays within m's tolerance. A falling line is flat (memory
+// process's first sample) and outside the fault windows (a worker cut off
+// from a restarting broker drops its consumers' goroutines for a while: a
+// dip that would tilt the fit), and says whether the fitted line's rise over
+// the fitted span stays within m's tolerance. A falling line is flat (memory
 // given back is no leak).
-func Judge(m Metric, points []Point, warmup time.Duration) Judgement {
+func Judge(m Metric, points []Point, warmup time.Duration, faults []Window) Judgement {
 	if len(points) == 0 {
 		return Judgement{Verdict: Short}
 	}
 	from := points[0].At + warmup
 	var kept []Point
 	for _, p := range points {
-		if p.At >= from {
+		if p.At >= from && Explain(faults, p.At, p.At) < 0 {
 			kept = append(kept, p)
 		}
 	}

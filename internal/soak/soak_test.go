@@ -69,33 +69,33 @@ func TestJudge(t *testing.T) {
 	every := 10 * time.Second
 	// 100 goroutines, one more every minute for 30 minutes: +60/h, a rise of
 	// ~30 over the run > max(10, 10% of ~115) -> growing.
-	j := Judge(gor, line(181, every, func(i int) float64 { return 100 + float64(i/6) }), 0)
+	j := Judge(gor, line(181, every, func(i int) float64 { return 100 + float64(i/6) }), 0, nil)
 	if j.Verdict != Growing || math.Abs(j.PerHour-60) > 2 || math.Abs(j.Rise-30) > 1 || j.Used != 181 || j.Span != 30*time.Minute || j.Limit != 11.5 {
 		t.Errorf("one goroutine a minute: %+v; want GROWING ~60/h, rise ~30 over 30m, limit 11.5", j)
 	}
 	// The same leak over 5 minutes rises only 5: within the tolerance.
-	if j := Judge(gor, line(31, every, func(i int) float64 { return 100 + float64(i/6) }), 0); j.Verdict != Flat {
+	if j := Judge(gor, line(31, every, func(i int) float64 { return 100 + float64(i/6) }), 0, nil); j.Verdict != Flat {
 		t.Errorf("one goroutine a minute for 5 minutes: %+v, want flat", j)
 	}
 	// A step of one goroutine in a short series: a steep hourly slope, a rise of
 	// one: flat.
-	if j := Judge(gor, line(12, every, func(i int) float64 { return 31 + float64(i/11) }), 0); j.Verdict != Flat || j.PerHour < 10 {
+	if j := Judge(gor, line(12, every, func(i int) float64 { return 31 + float64(i/11) }), 0, nil); j.Verdict != Flat || j.PerHour < 10 {
 		t.Errorf("a step of one: %+v, want flat with a steep slope", j)
 	}
 	// Constant: flat.
-	if j := Judge(gor, line(30, every, func(int) float64 { return 40 }), 0); j.Verdict != Flat || j.Rise != 0 {
+	if j := Judge(gor, line(30, every, func(int) float64 { return 40 }), 0, nil); j.Verdict != Flat || j.Rise != 0 {
 		t.Errorf("constant: %+v", j)
 	}
 	// Falling (memory given back): flat.
-	if j := Judge(gor, line(30, every, func(i int) float64 { return 400 - 10*float64(i) }), 0); j.Verdict != Flat || j.Rise >= 0 {
+	if j := Judge(gor, line(30, every, func(i int) float64 { return 400 - 10*float64(i) }), 0, nil); j.Verdict != Flat || j.Rise >= 0 {
 		t.Errorf("falling: %+v", j)
 	}
 	// A steep start-up ramp in the warm-up, flat after it: the warm-up is cut.
 	ramp := line(60, every, func(i int) float64 { return math.Min(float64(i)*20, 200) })
-	if j := Judge(gor, ramp, 0); j.Verdict != Growing {
+	if j := Judge(gor, ramp, 0, nil); j.Verdict != Growing {
 		t.Errorf("ramp without a warm-up cut: %+v, want GROWING", j)
 	}
-	if j := Judge(gor, ramp, 2*time.Minute); j.Verdict != Flat || j.Median != 200 || j.Used != 48 {
+	if j := Judge(gor, ramp, 2*time.Minute, nil); j.Verdict != Flat || j.Median != 200 || j.Used != 48 {
 		t.Errorf("ramp with a 2m warm-up cut: %+v; want flat 200 with 48", j)
 	}
 	// The warm-up counts from the process's first sample: a process started
@@ -104,14 +104,30 @@ func TestJudge(t *testing.T) {
 	for i := range late {
 		late[i].At += 20 * time.Minute
 	}
-	if j := Judge(gor, late, time.Minute); j.Verdict != Flat || j.Used != 34 {
+	if j := Judge(gor, late, time.Minute, nil); j.Verdict != Flat || j.Used != 34 {
 		t.Errorf("late process: %+v; want flat with 34", j)
 	}
+	// A dip during a fault (a worker's consumers gone while the broker
+	// restarts) early in a short series tilts the fit; the samples in the
+	// fault window are left out.
+	dip := line(19, every, func(i int) float64 {
+		if i >= 2 && i <= 4 {
+			return 10
+		}
+		return 31
+	})
+	fault := []Window{{From: 15 * time.Second, To: 30 * time.Second, Grace: 15 * time.Second}}
+	if j := Judge(gor, dip, 0, nil); j.Verdict != Growing {
+		t.Errorf("dip kept: %+v, want GROWING (the fit tilted by the dip)", j)
+	}
+	if j := Judge(gor, dip, 0, fault); j.Verdict != Flat || j.Used != 16 || j.Rise != 0 {
+		t.Errorf("dip left out: %+v, want flat with 16 samples", j)
+	}
 	// Too few samples after the warm-up.
-	if j := Judge(gor, line(10, every, func(i int) float64 { return float64(i) }), 80*time.Second); j.Verdict != Short {
+	if j := Judge(gor, line(10, every, func(i int) float64 { return float64(i) }), 80*time.Second, nil); j.Verdict != Short {
 		t.Errorf("2 samples after the warm-up: %+v, want %s", j, Short)
 	}
-	if j := Judge(gor, nil, 0); j.Verdict != Short {
+	if j := Judge(gor, nil, 0, nil); j.Verdict != Short {
 		t.Errorf("no samples: %+v", j)
 	}
 	// The relative tolerance: RSS of 100 MiB may rise 10 MiB, not 20.
@@ -120,10 +136,10 @@ func TestJudge(t *testing.T) {
 	grow := func(total float64) []Point {
 		return line(181, every, func(i int) float64 { return 100*mib + total*mib*float64(i)/180 })
 	}
-	if j := Judge(rss, grow(9), 0); j.Verdict != Flat {
+	if j := Judge(rss, grow(9), 0, nil); j.Verdict != Flat {
 		t.Errorf("RSS 100 MiB +9 MiB: %+v, want flat", j)
 	}
-	if j := Judge(rss, grow(20), 0); j.Verdict != Growing {
+	if j := Judge(rss, grow(20), 0, nil); j.Verdict != Growing {
 		t.Errorf("RSS 100 MiB +20 MiB: %+v, want GROWING", j)
 	}
 }
