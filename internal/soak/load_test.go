@@ -420,7 +420,7 @@ func (s *sampler) sample(ctx context.Context) {
 		if ended {
 			continue
 		}
-		rss, errR := ReadRSS(tg.pid)
+		mem, errR := ReadStatus(tg.pid, "VmRSS", "RssAnon", "RssFile")
 		fds, errF := CountFDs(tg.pid)
 		gor, errG := s.goroutines(ctx, tg.metricsURL)
 		s.mu.Lock()
@@ -429,7 +429,8 @@ func (s *sampler) sample(ctx context.Context) {
 				name string
 				v    float64
 				err  error
-			}{{"RSS", rss, errR}, {"fds", fds, errF}, {"goroutines", gor, errG}} {
+			}{{"RSS", mem[0], errR}, {"fds", fds, errF}, {"goroutines", gor, errG},
+				{"RssAnon", mem[1], errR}, {"RssFile", mem[2], errR}} {
 				if m.err != nil {
 					p.SampleErrors++
 					continue

@@ -98,7 +98,7 @@ func (r *Report) Problems() []string {
 	}
 	for _, p := range r.Procs {
 		for _, m := range Metrics {
-			if j := Judge(m, p.Series[m.Name], r.Warmup, r.Windows); j.Verdict == Growing {
+			if j := Judge(m, p.Series[m.Name], r.Warmup, r.Windows); j.Verdict == Growing && !m.Info {
 				ps = append(ps, fmt.Sprintf("%s (pid %d) %s grows: %+.1f%s over %v (%+.1f%s/h; median %.1f%s; tolerance %s)",
 					p.Name, p.Pid, m.Name, j.Rise/m.Scale, m.Unit, j.Span.Round(time.Second), j.PerHour/m.Scale, m.Unit,
 					j.Median/m.Scale, m.Unit, m.Tol.scaled(m.Scale, m.Unit)))
@@ -210,19 +210,26 @@ func (r *Report) Markdown() string {
 				sl = fmt.Sprintf("%+.1f", j.PerHour/m.Scale)
 				rise = fmt.Sprintf("%+.1f over %v", j.Rise/m.Scale, j.Span.Round(time.Second))
 			}
+			verdict := string(j.Verdict)
+			if m.Info {
+				verdict = "(info: " + verdict + ")"
+			}
 			p("| %s (pid %d) | %s | %s | %d (%d) | %s | %s | %s | %s | %s | %.1f | %s |\n",
 				pr.Name, pr.Pid, life, m.Name, len(pts), j.Used, first, last, fmtVal(j.Median/m.Scale, m.Unit), sl, rise,
-				j.Limit/m.Scale, j.Verdict)
+				j.Limit/m.Scale, verdict)
 		}
 	}
 	p("\nTolerances: ")
 	for i, m := range Metrics {
+		if m.Info {
+			continue
+		}
 		if i > 0 {
 			p("; ")
 		}
 		p("%s %s", m.Name, m.Tol.scaled(m.Scale, m.Unit))
 	}
-	p(". A falling line is flat.\n")
+	p(". A falling line is flat. RssAnon and RssFile (RSS split into anonymous memory and mapped file pages, e.g. the job store's) are shown for diagnosis, without a verdict of their own.\n")
 	if ps := r.Problems(); len(ps) > 0 {
 		p("\nProblems:\n")
 		for _, x := range ps {

@@ -86,6 +86,9 @@ type Metric struct {
 	// Scale divides raw values for display (1<<20 shows bytes as MiB).
 	Scale float64
 	Tol   Tolerance // in raw units
+	// Info: shown with its slope, never a problem (RssAnon and RssFile split
+	// RSS into heap-like memory and mapped file pages, such as the job store's).
+	Info bool
 }
 
 // Metrics are the three sampled resources with the tolerances of the verdict.
@@ -93,6 +96,8 @@ var Metrics = []Metric{
 	{Name: "RSS", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}},
 	{Name: "fds", Unit: "", Scale: 1, Tol: Tolerance{Abs: 5, Rel: 0.10}},
 	{Name: "goroutines", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.10}},
+	{Name: "RssAnon", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}, Info: true},
+	{Name: "RssFile", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}, Info: true},
 }
 
 // Verdict of one metric of one process.
@@ -228,32 +233,48 @@ func Total(m map[string]int) int {
 
 // ReadRSS reads VmRSS of pid from /proc, in bytes.
 func ReadRSS(pid int) (float64, error) {
+	v, err := ReadStatus(pid, "VmRSS")
+	return v[0], err
+}
+
+// ReadStatus reads the kB fields of /proc/<pid>/status (VmRSS, RssAnon,
+// RssFile), in bytes, in the order asked.
+func ReadStatus(pid int, fields ...string) ([]float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return make([]float64, len(fields)), err
 	}
-	return parseVmRSS(b)
+	vs := make([]float64, len(fields))
+	for i, f := range fields {
+		if vs[i], err = parseStatusKB(b, f); err != nil {
+			return vs, err
+		}
+	}
+	return vs, nil
 }
 
 // parseVmRSS finds "VmRSS:  1234 kB" in a /proc/<pid>/status.
-func parseVmRSS(status []byte) (float64, error) {
+func parseVmRSS(status []byte) (float64, error) { return parseStatusKB(status, "VmRSS") }
+
+// parseStatusKB finds "<field>:  1234 kB" in a /proc/<pid>/status.
+func parseStatusKB(status []byte, field string) (float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q: want <n> kB", sc.Text())
+			return 0, fmt.Errorf("%s line %q: want <n> kB", field, sc.Text())
 		}
 		kb, err := strconv.ParseFloat(f[0], 64)
 		if err != nil {
-			return 0, fmt.Errorf("VmRSS line %q: %w", sc.Text(), err)
+			return 0, fmt.Errorf("%s line %q: %w", field, sc.Text(), err)
 		}
 		return kb * 1024, nil
 	}
-	return 0, fmt.Errorf("no VmRSS line")
+	return 0, fmt.Errorf("no %s line", field)
 }
 
 // CountFDs counts the open file descriptors of pid (/proc/<pid>/fd).

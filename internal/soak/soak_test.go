@@ -195,6 +195,17 @@ func TestParseVmRSS(t *testing.T) {
 	if got, err := parseVmRSS([]byte(status)); err != nil || got != 20480*1024 {
 		t.Errorf("parseVmRSS = %v, %v; want 20 MiB", got, err)
 	}
+	status += "RssAnon:\t   12288 kB\nRssFile:\t    8192 kB\n"
+	if got, err := parseStatusKB([]byte(status), "RssFile"); err != nil || got != 8192*1024 {
+		t.Errorf("RssFile = %v, %v; want 8 MiB", got, err)
+	}
+	vs, err := ReadStatus(os.Getpid(), "VmRSS", "RssAnon", "RssFile")
+	if err != nil || vs[0] <= 0 || vs[1] <= 0 || vs[0] < vs[1] {
+		t.Errorf("ReadStatus(self) = %v, %v", vs, err)
+	}
+	if _, err := ReadStatus(os.Getpid(), "NoSuchField"); err == nil {
+		t.Error("ReadStatus of a missing field succeeded")
+	}
 	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\n", "VmRSS:\tx kB\n"} {
 		if _, err := parseVmRSS([]byte(bad)); err == nil {
 			t.Errorf("parseVmRSS(%q) succeeded", bad)
@@ -286,6 +297,16 @@ func TestReportProblemsAndMarkdown(t *testing.T) {
 	bad.Procs = []*Proc{{Name: "worker-1", Pid: 2, Series: map[string][]Point{
 		"goroutines": line(60, every, func(i int) float64 { return 50 + float64(i) })}}}
 	bad.Late = 50
+	info := *r
+	info.Procs = []*Proc{{Name: "api", Pid: 3, Series: map[string][]Point{
+		"RSS": flat(30 << 20), "fds": flat(40), "goroutines": flat(50),
+		"RssFile": line(60, every, func(i int) float64 { return float64(i) * (1 << 20) })}}}
+	if ps := info.Problems(); len(ps) != 0 {
+		t.Errorf("a growing RssFile (info only) is a problem: %v", ps)
+	}
+	if md := info.Markdown(); !strings.Contains(md, "(info: GROWING)") {
+		t.Errorf("the report does not show RssFile's growth:\n%s", md)
+	}
 	ps := bad.Problems()
 	for _, want := range []string{"1 failures not explained", "1 jobs lost", "1 jobs with two final states",
 		"no recovery after worker-kill", "worker-1 (pid 2) goroutines grows", "started 50 of 1000 calls late"} {
