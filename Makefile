@@ -7,7 +7,7 @@ BIND     ?= 127.0.0.1
 # The same build line the Dockerfiles use: static, trimmed, no VCS stamping.
 GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-.PHONY: help build run test test-short test-compose fuzz-smoke fuzz bench model clean
+.PHONY: help build run test test-short test-compose fuzz-smoke fuzz bench soak model clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,19 @@ test-compose: ## run docker-compose.yml for real (Docker engine, CLI plugins and
 
 bench: build ## benchmark the farm against a raw amqp091-go RPC loop (see BENCHMARKS.md)
 	$(GO) run ./cmd/bench -build=false $(BENCH_FLAGS)
+
+# The soak run (not part of make test): SOAK of open-loop load at half the measured
+# capacity with a fault every SOAK_FAULT_EVERY; the Markdown report goes to stdout and
+# SOAK_OUT. The test's -timeout is SOAK plus SOAK_SLACK (build, broker, capacity,
+# drain): "30m15m", which time.ParseDuration reads as 45m.
+SOAK             ?= 30m
+SOAK_FAULT_EVERY ?= 4m
+SOAK_OUT         ?= soak-report.md
+SOAK_SLACK       ?= 15m
+
+soak: ## SOAK (30m) of real binaries under load with broker restarts and worker kills; errors and resource slopes to SOAK_OUT (docs/testing.md)
+	WARREN_SOAK=$(SOAK) WARREN_SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) WARREN_SOAK_OUT=$(abspath $(SOAK_OUT)) \
+		$(GO) test -run '^TestSoak$$' -v -count=1 -timeout $(SOAK)$(SOAK_SLACK) ./internal/soak
 
 # Debian's python3 (python3-sklearn, python3-onnx), not a virtualenv's.
 PYTHON ?= /usr/bin/python3

@@ -98,6 +98,7 @@ type Farm struct {
 	mu      sync.Mutex
 	workers []*Proc
 	addrs   []string // the workers' HTTP_ADDR, in the order of workers
+	started int      // workers ever started: names worker-1, worker-2, ... never repeat
 }
 
 // freeAddr returns a free 127.0.0.1 TCP address.
@@ -203,6 +204,14 @@ func (f *Farm) WorkerAddrs() []string {
 	return slices.Clone(f.addrs)
 }
 
+// WorkersAndAddrs returns the running worker processes and their HTTP
+// addresses, index for index (one snapshot, unlike Workers then WorkerAddrs).
+func (f *Farm) WorkersAndAddrs() ([]*Proc, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.workers), slices.Clone(f.addrs)
+}
+
 // Pids returns the API's pid and the workers' pids.
 func (f *Farm) Pids() (api int, workers []int) {
 	for _, w := range f.Workers() {
@@ -222,7 +231,11 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		w, err := StartProc(f.cfg.procName("worker-"+strconv.Itoa(i+1)), f.cfg.WorkerBin, nil, f.cfg.workerEnv(addr), f.cfg.LogDir, nil)
+		f.mu.Lock()
+		f.started++
+		name := f.cfg.procName("worker-" + strconv.Itoa(f.started))
+		f.mu.Unlock()
+		w, err := StartProc(name, f.cfg.WorkerBin, nil, f.cfg.workerEnv(addr), f.cfg.LogDir, nil)
 		if err != nil {
 			return err
 		}
@@ -232,6 +245,26 @@ func (f *Farm) AddWorkers(ctx context.Context, n int) error {
 		f.mu.Unlock()
 	}
 	return f.WaitReady(ctx, n)
+}
+
+// KillWorker sends SIGKILL to the farm's i-th worker (no drain, no goodbye:
+// a crash), waits until it has exited and removes it from the farm, so that
+// AddWorkers can start its replacement and Check no longer reports it.
+func (f *Farm) KillWorker(i int) (*Proc, error) {
+	f.mu.Lock()
+	if i < 0 || i >= len(f.workers) {
+		f.mu.Unlock()
+		return nil, fmt.Errorf("no worker %d (%d running)", i, len(f.workers))
+	}
+	w := f.workers[i]
+	f.workers = slices.Delete(f.workers, i, i+1)
+	f.addrs = slices.Delete(f.addrs, i, i+1)
+	f.mu.Unlock()
+	if err := w.cmd.Process.Kill(); err != nil {
+		return w, fmt.Errorf("kill %s: %w", w.Name, err)
+	}
+	<-w.Done()
+	return w, nil
 }
 
 type readyBody struct {
