@@ -229,7 +229,7 @@ func (r *Report) Markdown() string {
 		}
 		p("%s %s", m.Name, m.Tol.scaled(m.Scale, m.Unit))
 	}
-	p(". A falling line is flat. RssAnon and RssFile (RSS split into anonymous memory and mapped file pages, e.g. the job store's) are shown for diagnosis, without a verdict of their own.\n")
+	p(". A falling line is flat. RSS and RssFile are shown without a verdict of their own: RSS is RssAnon (judged) plus RssFile, the mapped file pages of the API's job store (bbolt keeps every job for JOB_TTL), which the kernel reclaims.\n")
 	if ps := r.Problems(); len(ps) > 0 {
 		p("\nProblems:\n")
 		for _, x := range ps {

@@ -273,7 +273,7 @@ func TestReportProblemsAndMarkdown(t *testing.T) {
 			{Kind: "process", Label: "503", Start: 4 * time.Minute, End: 4 * time.Minute},
 			{Kind: "jobs-submit", Label: "503 broker_unavailable", Start: 4 * time.Minute, End: 4 * time.Minute}}, nil),
 		Procs: []*Proc{{Name: "api", Pid: 1, Ended: "ran to the end",
-			Series: map[string][]Point{"RSS": flat(30 << 20), "fds": flat(40), "goroutines": flat(50)}}},
+			Series: map[string][]Point{"RssAnon": flat(30 << 20), "fds": flat(40), "goroutines": flat(50)}}},
 	}
 	r.Failures = Classify([]Failure{
 		{Kind: "process", Label: "503", Start: 4 * time.Minute, End: 4 * time.Minute},
@@ -295,21 +295,26 @@ func TestReportProblemsAndMarkdown(t *testing.T) {
 	bad.Jobs = Jobs{Final: map[string]int{}, Lost: []string{"j1"}, Changed: []string{"j2: succeeded at a, then failed at b"}}
 	bad.Windows = []Window{{Kind: "worker-kill", From: time.Minute, Detail: "not ready", RecoveryOK: false}}
 	bad.Procs = []*Proc{{Name: "worker-1", Pid: 2, Series: map[string][]Point{
-		"goroutines": line(60, every, func(i int) float64 { return 50 + float64(i) })}}}
+		"goroutines": line(60, every, func(i int) float64 { return 50 + float64(i) })}},
+		{Name: "api", Pid: 4, Series: map[string][]Point{
+			"RssAnon": line(60, every, func(i int) float64 { return float64(30+i) * (1 << 20) })}}}
 	bad.Late = 50
 	info := *r
+	// The job store's mapped pages grow RSS and RssFile; the process's own memory
+	// (RssAnon) is flat: not a leak.
+	grow := func(i int) float64 { return float64(30+i) * (1 << 20) }
 	info.Procs = []*Proc{{Name: "api", Pid: 3, Series: map[string][]Point{
-		"RSS": flat(30 << 20), "fds": flat(40), "goroutines": flat(50),
-		"RssFile": line(60, every, func(i int) float64 { return float64(i) * (1 << 20) })}}}
+		"RssAnon": flat(30 << 20), "fds": flat(40), "goroutines": flat(50),
+		"RSS": line(60, every, grow), "RssFile": line(60, every, grow)}}}
 	if ps := info.Problems(); len(ps) != 0 {
-		t.Errorf("a growing RssFile (info only) is a problem: %v", ps)
+		t.Errorf("a growing RSS and RssFile (info only) is a problem: %v", ps)
 	}
 	if md := info.Markdown(); !strings.Contains(md, "(info: GROWING)") {
 		t.Errorf("the report does not show RssFile's growth:\n%s", md)
 	}
 	ps := bad.Problems()
 	for _, want := range []string{"1 failures not explained", "1 jobs lost", "1 jobs with two final states",
-		"no recovery after worker-kill", "worker-1 (pid 2) goroutines grows", "started 50 of 1000 calls late"} {
+		"no recovery after worker-kill", "worker-1 (pid 2) goroutines grows", "api (pid 4) RssAnon grows", "started 50 of 1000 calls late"} {
 		if !strings.Contains(strings.Join(ps, "\n"), want) {
 			t.Errorf("problems lack %q: %v", want, ps)
 		}
