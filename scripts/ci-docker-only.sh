@@ -16,12 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The packages whose tests use the services, less the tests that start private
-# nodes; and the end-to-end tests (real binaries) that use the services without one.
+# nodes (StartNode, StartCluster); and the end-to-end tests (real binaries) that use the services without one.
 pkgs=${PKGS:-./internal/testbroker ./pkg/jobs/... ./pkg/ratelimit/... ./pkg/queue}
 # TestJobPublishToADeletedJobQueue and TestJobPublisherHealsABrokenJobQueue compare
 # connection lists taken moments apart, which only rabbitmqctl gives fresh (the
 # management API, all a Docker broker has here, lists connections up to 5 s late).
-skip=${SKIP:-'^(TestNodeRestart|TestNodeCleanupLeavesNothing|TestOrphanSweep|TestOrphanChild|TestBrokerRestart|TestTLSOnlyBroker|TestJobPublishToADeletedJobQueue|TestJobPublisherHealsABrokenJobQueue)$'}
+skip=${SKIP:-'^(TestCluster|TestNodeRestart|TestNodeCleanupLeavesNothing|TestOrphanSweep|TestOrphanChild|TestBrokerRestart|TestTLSOnlyBroker|TestJobPublishToADeletedJobQueue|TestJobPublisherHealsABrokenJobQueue)$'}
 e2e=${E2E:-'^(TestPrometheusFiles|TestPrometheusScrapesFarm|TestJobsHTTPContract|TestJobCancel|TestJobLongPollAcrossReplicas|TestLimitsSharedAcrossReplicas)$'}
 
 failed=
