@@ -290,7 +290,7 @@ func respondAblation(ch *amqp.Channel, deliveries <-chan amqp.Delivery, f Ablati
 				p.Headers = amqp.Table{
 					queue.HeaderSchema: int32(queue.SchemaVersion), queue.HeaderStatus: queue.StatusOK, queue.HeaderWorker: worker,
 					queue.HeaderReceivedUs: taken.UnixMicro(),
-					queue.HeaderComputeUs: time.Since(taken).Microseconds(), queue.HeaderSlots: int32(queue.DefaultConcurrency),
+					queue.HeaderComputeUs:  time.Since(taken).Microseconds(), queue.HeaderSlots: int32(queue.DefaultConcurrency),
 				}
 			}
 			if err := ch.PublishWithContext(ctx, "", d.ReplyTo, false, false, p); err != nil {

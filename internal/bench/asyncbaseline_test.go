@@ -14,11 +14,11 @@ func TestAsyncBaselineTargets(t *testing.T) {
 			Workers: 2, JobConcurrency: 4, Latency: 50 * time.Millisecond, Statuses: map[string]int{"succeeded": jobs}}
 	}
 	r := &Report{Cfg: &Config{}, Baseline: "abc1234 \"the commit before\"", Async: []*AsyncRun{
-		run(StoreBolt, VariantFarm, 1, 1000, time.Second),          // 1,000/s
+		run(StoreBolt, VariantFarm, 1, 1000, time.Second),           // 1,000/s
 		run(StoreBolt, VariantFarmBaseline, 1, 1000, 2*time.Second), // 500/s
-		run(StoreBolt, VariantFarm, 2, 1000, 400*time.Millisecond), // 2,500/s
+		run(StoreBolt, VariantFarm, 2, 1000, 400*time.Millisecond),  // 2,500/s
 		run(StoreBolt, VariantFarmBaseline, 2, 1000, time.Second),   // 1,000/s
-		run(StoreBolt, VariantFarm, 3, 1000, 500*time.Millisecond), // 2,000/s
+		run(StoreBolt, VariantFarm, 3, 1000, 500*time.Millisecond),  // 2,000/s
 		run(StoreBolt, VariantFarmBaseline, 3, 1000, 4*time.Second), // 250/s
 	}}
 	var ratio *Target
