@@ -67,7 +67,7 @@ type JobConsumerStats struct {
 	Expired   uint64 `json:"expired"`   // not started before their start-by time
 	Cancelled uint64 `json:"cancelled"` // skipped: cancelled before they were started
 	Rejected  uint64 `json:"rejected"`  // unreadable (no job id): rejected to the dead-letter queue
-	Requeued  uint64 `json:"requeued"`  // nacked with requeue (drain)
+	Requeued  uint64 `json:"requeued"`  // nacked with requeue (drain, or a retry that could not be scheduled)
 }
 
 func (c *counters) jobStats() JobConsumerStats {
@@ -212,6 +212,8 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("confirm mode: %w", err)
 	}
+	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
+	retries := &retryQueues{conn: conn}
 
 	// Cancel notices: an exclusive queue of this connection bound to the fanout.
 	cch, err := conn.Channel()
@@ -230,11 +232,27 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 		return fmt.Errorf("consume cancel queue: %w", err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { // ends when the cancel channel or the connection closes
 		defer wg.Done()
 		for n := range notices {
 			c.cancelled.add(string(n.Body))
+		}
+	}()
+	stopWatch := make(chan struct{})
+	go func() { // ends when the results channel closes or the session ends
+		defer wg.Done()
+		// A results channel the broker closed (a publish to an exchange deleted
+		// under it, say) would leave every final report unconfirmed and every job
+		// unacked: end the session instead, so all of it starts again on a new
+		// connection and the broker redelivers the unacked jobs.
+		select {
+		case e, ok := <-pubClosed:
+			if ok && e != nil {
+				c.cfg.Logger.Warn("the broker closed the job results channel; reconnecting", "err", e)
+				_ = conn.Close()
+			}
+		case <-stopWatch:
 		}
 	}()
 
@@ -243,7 +261,7 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 		func(rs *routeSlots) string { return fmt.Sprintf("%s jobs %s g%d", c.cfg.WorkerID, rs.route, gen) },
 		func(rs *routeSlots, ch *amqp.Channel) error { return declareJobQueue(ch, rs.queue) },
 		func(s *subscription) *consumerSession {
-			return &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost}
+			return &consumerSession{conn: conn, ch: s.ch, pub: pub, lost: lost, retries: retries}
 		})
 	err = c.pool.pumpAll(ctx, conn, closed, sub)
 	if ctx.Err() != nil {
@@ -260,6 +278,7 @@ func (c *JobConsumer) session(ctx context.Context, conn *amqp.Connection, gen ui
 		markLost()
 		_ = conn.Close()
 	}
+	close(stopWatch)
 	wg.Wait()
 	return err
 }
@@ -341,9 +360,15 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 			err = fmt.Errorf("the model ran longer than JOB_RUN_TIMEOUT (%s): %w", c.cfg.RunTimeout, err)
 		}
 		if attempt < c.cfg.MaxAttempts {
-			if c.retry(w, attempt, log, err) {
+			if rerr := c.retry(w, attempt, log, err); rerr != nil {
+				// Attempts are left: never fail the job for want of a retry queue.
+				// Requeued, it runs again at once (without the backoff) as the next
+				// attempt, which the broker's delivery count still bounds.
+				log.Warn("cannot schedule a retry; requeued without the backoff", "err", rerr, "cause", err, "attempt", attempt)
+				rs.requeue(*d)
 				return
 			}
+			return
 		}
 		log.Warn("job failed", "err", err, "reason", r, "attempt", attempt)
 		ev.Status, ev.Error = jobs.Failed, &jobs.Error{Reason: r, Message: err.Error()}
@@ -372,18 +397,17 @@ func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
 }
 
 // retry republishes the job through the delay exchange for its backoff, as
-// attempt+1, and acks the original once the copy is confirmed. It reports whether
-// that worked.
-func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) bool {
+// attempt+1, and acks the original once the copy is confirmed. An error means
+// nothing was acked.
+func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) error {
 	delay := c.cfg.RetryBackoff
 	for i := 1; i < attempt && delay < c.cfg.RetryBackoffMax; i++ {
 		delay *= 2
 	}
 	delay = min(delay, c.cfg.RetryBackoffMax)
-	ex, err := declareRetry(w.sess.pub, delay)
+	ex, err := w.sess.retries.declare(delay)
 	if err != nil {
-		log.Warn("cannot declare the retry queue", "err", err)
-		return false
+		return err
 	}
 	h := amqp.Table{}
 	for k, v := range w.d.Headers {
@@ -399,13 +423,36 @@ func (c *JobConsumer) retry(w work, attempt int, log *slog.Logger, cause error) 
 		CorrelationId: w.d.CorrelationId, Type: w.d.Type, Timestamp: w.d.Timestamp, Headers: h, Body: w.d.Body,
 	}))
 	if err != nil {
-		log.Warn("cannot schedule a retry", "err", err)
-		return false
+		return fmt.Errorf("publish the retry copy: %w", err)
 	}
 	w.rs.retried.Add(1)
 	log.Warn("job failed; retrying", "err", cause, "attempt", attempt, "retry_in", delay)
 	_ = w.d.Ack(false)
-	return true
+	return nil
+}
+
+// retryQueues declares the delay exchanges and retry queues for one connection's
+// handlers, one declaration at a time, on a channel of its own: amqp091 does not
+// match concurrent calls on one channel with their replies (two handlers
+// declaring at once could each take the other's answer), and a refused
+// declaration closes its channel, which must not be the results channel.
+type retryQueues struct {
+	conn *amqp.Connection
+	mu   sync.Mutex
+	ch   *amqp.Channel
+}
+
+func (r *retryQueues) declare(delay time.Duration) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch == nil || r.ch.IsClosed() {
+		ch, err := r.conn.Channel()
+		if err != nil {
+			return "", fmt.Errorf("open a channel for the retry queues: %w", err)
+		}
+		r.ch = ch
+	}
+	return declareRetry(r.ch, delay)
 }
 
 // confirmed waits for a publish's confirm: nil once the broker acked it.

@@ -510,3 +510,94 @@ func TestJobPublisherHealsABrokenJobQueue(t *testing.T) {
 		t.Errorf("connections %q, then %q: the publisher reconnected to heal", conns, now)
 	}
 }
+
+// Model errors in many jobs at once all schedule their retries: the retry
+// declarations of concurrent handlers must not share a channel's replies (two
+// concurrent declares on one amqp091 channel can take each other's answer, and
+// the job then failed at attempt 1 with attempts left).
+func TestJobConcurrentModelErrorsAreAllRetried(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(0)
+	rec.fail = func(m *queue.Message) error {
+		if rec.count(m.RequestID) == 1 {
+			return errors.New("transient")
+		}
+		return nil
+	}
+	f.worker(rec.handle, func(c *queue.JobConsumerConfig) {
+		c.MaxAttempts = 3
+		c.Routes[0].Concurrency = 16
+		// Backoffs of 50 ms, 100 ms and 200 ms: first retries from several
+		// handlers at once, each declaring its retry queue.
+		c.RetryBackoff, c.RetryBackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	})
+	const n = 64
+	for i := range n {
+		f.submit(fmt.Sprintf("c%02d", i))
+	}
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		if u := f.waitFinal(id, 20*time.Second); u.Status != jobs.Succeeded || u.Attempt != 2 {
+			t.Errorf("%s: %+v, want succeeded at attempt 2", id, u)
+		}
+	}
+}
+
+// A retry queue the broker will not declare as warren needs it (here one an
+// operator made with another TTL: 406 PRECONDITION_FAILED) costs the job its
+// backoff, never an attempt: the job is requeued and runs again at once, and the
+// refused declaration does not take the results channel down with it.
+func TestJobRetryQueueRefusedRequeuesTheJob(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	conn, err := amqp.Dial(f.vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue.JobRetryQueue(50*time.Millisecond), true, false, false, false,
+		amqp.Table{"x-message-ttl": int64(999)}); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(0)
+	rec.fail = func(m *queue.Message) error {
+		switch {
+		case m.RequestID == "req-always":
+			return errors.New("weights not loaded")
+		case m.RequestID == "req-flaky" && rec.count("req-flaky") == 1:
+			return errors.New("transient")
+		}
+		return nil
+	}
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
+	f.submit("flaky")
+	if u := f.waitFinal("flaky", 10*time.Second); u.Status != jobs.Succeeded || u.Attempt != 2 {
+		t.Errorf("flaky: %+v, want succeeded at attempt 2", u)
+	}
+	f.submit("always")
+	if u := f.waitFinal("always", 10*time.Second); u.Status != jobs.Failed || u.Error == nil ||
+		u.Error.Reason != jobs.ReasonModelError || u.Attempt != 3 {
+		t.Errorf("always: %+v, want failed model_error at attempt 3", u)
+	}
+	f.submit("fine")
+	if u := f.waitFinal("fine", 10*time.Second); u.Status != jobs.Succeeded || u.Attempt != 1 {
+		t.Errorf("fine after the refused declarations: %+v", u)
+	}
+	// Both first attempts needed the refused 50 ms queue (requeued); always's
+	// second attempt went through the 100 ms one (retried).
+	if st := jc.Stats(); st.Requeued != 2 || st.Retried != 1 {
+		t.Errorf("stats %+v: want 2 requeued and 1 retried", st)
+	}
+	if n := jc.Sessions(); n != 1 {
+		t.Errorf("%d sessions: a refused retry declaration must not cost the connection", n)
+	}
+}

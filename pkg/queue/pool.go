@@ -28,6 +28,8 @@ type consumerSession struct {
 	// lost is done once the session's connection is gone (never on a drain): its
 	// deliveries can no longer be acked and are being redelivered (job path only).
 	lost context.Context
+	// retries declares the retry queues (job path only).
+	retries *retryQueues
 }
 
 // routeSlots is one consumed queue of a pool: its handler goroutines, the channel
