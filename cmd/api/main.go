@@ -39,6 +39,8 @@ func main() {
 				Run:   func(p cli.Process) int { return auth.Keygen(p.Args[1:], p.Stdout, p.Stderr) }},
 			{Name: "deadletters", Args: "list|show|replay|discard",
 				Usage: "the dead-letter admin calls over HTTP (api deadletters help)", Run: cli.DeadLetters},
+			{Name: "queues", Args: "retype [--type=classic|quorum] QUEUE…",
+				Usage: "convert request queues to another type on a live farm (api queues help)", Run: cli.Queues},
 		},
 	}.Main()
 }

@@ -24,6 +24,8 @@ func LoadBroker(l *config.Loader) queue.DialConfig {
 	d := queue.DialConfig{
 		URL:       config.AMQPURL.Load(l),
 		Heartbeat: config.AMQPHeartbeat.Load(l),
+
+		RequestQueueType: config.RequestQueueType.Load(l),
 		TLS: tlsconfig.Client{
 			CAFile:     config.AMQPCAFile.Load(l),
 			CertFile:   config.AMQPCertFile.Load(l),

@@ -17,7 +17,7 @@ import (
 // exported entry is listed once.
 var Table = []Entry{
 	AMQPURL, ManagementURL, HTTPAddr, RequestTimeout, MaxRequestTimeout, BodyLimit,
-	QueueMaxLength, AMQPHeartbeat, Concurrency, Prefetch, DrainTimeout,
+	QueueMaxLength, RequestQueueType, AMQPHeartbeat, Concurrency, Prefetch, DrainTimeout,
 	ModelRepository, Models, DefaultModel, AdminAPI, ModelSeed, ModelLatency,
 	WorkerID, LogLevel, LogFormat, ScaleTargetUtilization, ScaleTargetWait,
 	DataDir, RedisURL, RedisPrefix, JobTTL, JobStartTimeout, MaxWait,
@@ -75,6 +75,12 @@ var (
 		Env: "QUEUE_MAX_LENGTH", ReadBy: APIOnly,
 		Default: 10000, Min: 0, Max: 1 << 30,
 		Usage: "Bound on ready messages in each model version's request queue (one policy, overflow=reject-publish); a full queue → 503 queue_full. 0 disables the bound.",
+	}
+	// RequestQueueType is REQUEST_QUEUE_TYPE.
+	RequestQueueType = &Enum{
+		Env: "REQUEST_QUEUE_TYPE", ReadBy: Both,
+		Default: queue.QueueTypeClassic, Allowed: []string{queue.QueueTypeClassic, queue.QueueTypeQuorum},
+		Usage: "Type the sync request queues are declared with: classic (one node; the fastest), or quorum (replicated: on a cluster, sync calls survive the loss of a node). A queue that exists with the other type is used as it is, with a warning; `api queues retype` converts it.",
 	}
 	// AMQPHeartbeat is AMQP_HEARTBEAT.
 	AMQPHeartbeat = &Duration{

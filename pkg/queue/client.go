@@ -535,10 +535,8 @@ func (c *Client) refreshConsumers(ch *amqp.Channel, conn *amqp.Connection) *amqp
 			n.Store(0)
 			var ae *amqp.Error
 			if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-				if ch, err = conn.Channel(); err == nil {
-					if _, err := declareRequestQueue(ch, q); err != nil {
-						c.cfg.Logger.Warn("declare request queue", "queue", q, "err", err)
-					}
+				if _, err := declareRequestQueue(conn, q, c.cfg.RequestQueueType, c.cfg.Logger); err != nil {
+					c.cfg.Logger.Warn("declare request queue", "queue", q, "err", err)
 				}
 			}
 			continue

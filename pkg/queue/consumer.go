@@ -208,7 +208,10 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, gen uint6
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	sub := subscriberOf(conn,
 		func(rs *routeSlots) string { return fmt.Sprintf("%s %s g%d", c.cfg.WorkerID, rs.route, gen) },
-		func(rs *routeSlots, ch *amqp.Channel) error { _, err := declareRequestQueue(ch, rs.queue); return err },
+		func(rs *routeSlots, _ *amqp.Channel) error {
+			_, err := declareRequestQueue(conn, rs.queue, c.cfg.RequestQueueType, c.cfg.Logger)
+			return err
+		},
 		plainSession(conn))
 	return c.pool.pumpAll(ctx, conn, closed, sub)
 }

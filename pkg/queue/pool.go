@@ -309,7 +309,10 @@ func (p *pool) pump(ctx context.Context, conn *amqp.Connection, closed <-chan *a
 		case d, ok := <-s.deliveries:
 			if !ok {
 				// Channel closed under us (e.g. consumer cancelled by the broker because
-				// the queue was deleted); start a new session.
+				// the queue was deleted: RetypeRequestQueue does that); start a new
+				// session. The route's running handlers answer first, on this
+				// connection, or their callers would wait out their deadlines.
+				settle(ctx, closed, s.rs, cancelSettle)
 				return fmt.Errorf("delivery channel of %q closed", s.rs.queue)
 			}
 			select {
@@ -318,6 +321,33 @@ func (p *pool) pump(ctx context.Context, conn *amqp.Connection, closed <-chan *a
 				return p.drainSubscription(s, &d)
 			case e := <-closed:
 				return closeErr(e)
+			}
+		}
+	}
+}
+
+// cancelSettle bounds how long a cancelled subscription waits for its route's
+// running handlers before its session ends.
+const cancelSettle = 10 * time.Second
+
+// settle waits until rs has no handler running, for at most timeout, or until ctx
+// ends or the connection closes.
+func settle(ctx context.Context, closed <-chan *amqp.Error, rs *routeSlots, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-closed:
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C: // the first tick also lets a handler that just took a delivery count it
+			if rs.inflight.Load() == 0 {
+				return
 			}
 		}
 	}

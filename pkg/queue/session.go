@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -39,6 +40,12 @@ type DialConfig struct {
 	Name string
 	// Heartbeat for the AMQP connection; zero means 10s.
 	Heartbeat time.Duration
+	// RequestQueueType is the type the sync request queues are declared with:
+	// [QueueTypeClassic] (empty means classic) or [QueueTypeQuorum]. A queue that
+	// already exists with the other type is used as it is, with a warning
+	// ([RetypeRequestQueue] converts it): a redeclare with another type fails with
+	// 406, and a config change must never become a crash loop.
+	RequestQueueType string
 	// MinBackoff and MaxBackoff bound the reconnect delay; zero means 100ms and 2s.
 	// The delay doubles after each failed attempt, with ±20% jitter, and resets once a
 	// session was established.
@@ -81,6 +88,11 @@ func (c *DialConfig) validate() error {
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
 		errs = append(errs, errors.New("queue: need 0 <= MinBackoff <= MaxBackoff"))
+	}
+	switch c.RequestQueueType {
+	case "", QueueTypeClassic, QueueTypeQuorum:
+	default:
+		errs = append(errs, fmt.Errorf("queue: RequestQueueType %q: want %q or %q", c.RequestQueueType, QueueTypeClassic, QueueTypeQuorum))
 	}
 	return errors.Join(errs...)
 }
@@ -351,13 +363,52 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// declareRequestQueue declares the sync request queue: durable, classic, with no
-// x-arguments at all, so a changed bound never makes a redeclare fail with 406
-// (the bound is a policy; see the package doc).
-func declareRequestQueue(ch *amqp.Channel, name string) (amqp.Queue, error) {
-	q, err := ch.QueueDeclare(name, true, false, false, false, nil)
+// Request queue types (DialConfig.RequestQueueType).
+const (
+	QueueTypeClassic = amqp.QueueTypeClassic
+	QueueTypeQuorum  = amqp.QueueTypeQuorum
+)
+
+// requestQueueArgs are a request queue's x-arguments: none at all for a classic
+// queue, so a changed bound never makes a redeclare fail with 406 (the bound is a
+// policy; see the package doc), and only x-queue-type for a quorum one.
+func requestQueueArgs(typ string) amqp.Table {
+	if typ == QueueTypeQuorum {
+		return amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	}
+	return nil
+}
+
+// declareRequestQueue declares the sync request queue name as typ, on channels of
+// its own (a refused declare closes its channel). When the queue exists with
+// another type the broker refuses with 406; the queue is then used as it is (a
+// passive declare checks that it exists) and log says so, so that a changed
+// REQUEST_QUEUE_TYPE, or replicas of two configs during a rollout, never turn
+// into a crash loop. [RetypeRequestQueue] converts such a queue.
+func declareRequestQueue(conn *amqp.Connection, name, typ string, log *slog.Logger) (amqp.Queue, error) {
+	ch, err := conn.Channel()
 	if err != nil {
+		return amqp.Queue{}, fmt.Errorf("open channel: %w", err)
+	}
+	q, err := ch.QueueDeclare(name, true, false, false, false, requestQueueArgs(typ))
+	if err == nil {
+		_ = ch.Close()
+		return q, nil
+	}
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
 		return q, fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	if ch, err = conn.Channel(); err != nil {
+		return q, fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if q, err = ch.QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
+		return q, fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	if log != nil {
+		log.Warn("the request queue exists with other arguments (another type?): using it as it is; RetypeRequestQueue (api queues retype) converts it",
+			"queue", name, "want_type", cmp.Or(typ, QueueTypeClassic), "broker_said", ae.Reason)
 	}
 	return q, nil
 }
