@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -361,7 +363,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // target is one process the sampler reads.
 type target struct {
 	name, metricsURL string
-	pid              int
+	pid, httpPort    int // httpPort: its HTTP listener's, whose accepted connections are conns_in
 }
 
 // sampler reads RSS, open fds and goroutines of the farm's processes.
@@ -380,15 +382,28 @@ func newSampler(f *bench.Farm, began time.Time) *sampler {
 		began: began,
 		hc:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}},
 		targets: func() []target {
-			ts := []target{{name: "api", pid: f.API.Pid(), metricsURL: f.BaseURL + "/metrics"}}
+			ts := []target{{name: "api", pid: f.API.Pid(), metricsURL: f.BaseURL + "/metrics", httpPort: portOf(f.BaseURL)}}
 			ws, addrs := f.WorkersAndAddrs()
 			for i, w := range ws {
-				ts = append(ts, target{name: w.Name, pid: w.Pid(), metricsURL: "http://" + addrs[i] + "/metrics"})
+				ts = append(ts, target{name: w.Name, pid: w.Pid(), metricsURL: "http://" + addrs[i] + "/metrics", httpPort: portOf(addrs[i])})
 			}
 			return ts
 		},
 		byName: map[string]*Proc{},
 	}
+}
+
+// portOf is the port of a URL or host:port; 0 if none.
+func portOf(addr string) int {
+	if u, err := url.Parse(addr); err == nil && u.Port() != "" {
+		addr = u.Host
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func (s *sampler) run(ctx context.Context, every time.Duration) {
@@ -421,7 +436,7 @@ func (s *sampler) sample(ctx context.Context) {
 			continue
 		}
 		mem, errR := ReadStatus(tg.pid, "VmRSS", "RssAnon", "RssFile")
-		fds, errF := CountFDs(tg.pid)
+		fds, errF := CountFDsByKind(tg.pid, tg.httpPort)
 		gor, errG := s.goroutines(ctx, tg.metricsURL)
 		s.mu.Lock()
 		if p.Ended == "" { // not killed meanwhile
@@ -429,8 +444,8 @@ func (s *sampler) sample(ctx context.Context) {
 				name string
 				v    float64
 				err  error
-			}{{"RSS", mem[0], errR}, {"fds", fds, errF}, {"goroutines", gor, errG},
-				{"RssAnon", mem[1], errR}, {"RssFile", mem[2], errR}} {
+			}{{"RSS", mem[0], errR}, {"fds", fds.All - fds.Inbound, errF}, {"conns_in", fds.Inbound, errF},
+				{"goroutines", gor, errG}, {"RssAnon", mem[1], errR}, {"RssFile", mem[2], errR}} {
 				if m.err != nil {
 					p.SampleErrors++
 					continue

@@ -97,10 +97,15 @@ type Metric struct {
 // Metrics are the sampled resources with the tolerances of the verdict.
 var Metrics = []Metric{
 	{Name: "RssAnon", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}},
+	// fds is the process's own descriptors: every open one less the established
+	// HTTP connections it accepted (conns_in, which follow the load generator's
+	// connection pool, not the process). An accepted connection left in
+	// CLOSE_WAIT (the peer closed, the process did not) stays in fds: a leak.
 	{Name: "fds", Unit: "", Scale: 1, Tol: Tolerance{Abs: 5, Rel: 0.10}},
 	{Name: "goroutines", Unit: "", Scale: 1, Tol: Tolerance{Abs: 10, Rel: 0.10}},
 	{Name: "RSS", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}, Info: true},
 	{Name: "RssFile", Unit: "MiB", Scale: 1 << 20, Tol: Tolerance{Abs: 4 << 20, Rel: 0.10}, Info: true},
+	{Name: "conns_in", Unit: "", Scale: 1, Tol: Tolerance{Abs: 5, Rel: 0.10}, Info: true},
 }
 
 // Verdict of one metric of one process.
@@ -287,6 +292,66 @@ func CountFDs(pid int) (float64, error) {
 		return 0, err
 	}
 	return float64(len(es)), nil
+}
+
+// FDs is what [CountFDsByKind] found.
+type FDs struct {
+	All float64 // every open descriptor
+	// Inbound is the established TCP connections accepted on one of the ports
+	// asked about (the HTTP listener's).
+	Inbound float64
+}
+
+// CountFDsByKind counts pid's open descriptors and, among its sockets, the
+// established TCP connections whose local port is one of ports. The sockets are
+// matched by inode with /proc/<pid>/net/tcp and tcp6 (the process's own network
+// namespace). A connection in any other state (CLOSE_WAIT: the peer closed and
+// the process did not) is not counted as inbound.
+func CountFDsByKind(pid int, ports ...int) (FDs, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return FDs{}, err
+	}
+	res := FDs{All: float64(len(es))}
+	if len(ports) == 0 {
+		return res, nil
+	}
+	want := map[int]bool{}
+	for _, p := range ports {
+		want[p] = true
+	}
+	inbound := map[string]bool{} // socket inodes
+	for _, f := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			return res, err
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "01" { // 01: ESTABLISHED
+				continue
+			}
+			_, portHex, ok := strings.Cut(fs[1], ":")
+			if !ok {
+				continue
+			}
+			if port, err := strconv.ParseInt(portHex, 16, 32); err == nil && want[int(port)] {
+				inbound[fs[9]] = true
+			}
+		}
+	}
+	for _, e := range es {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(link, "socket:["); ok && inbound[strings.TrimSuffix(ino, "]")] {
+			res.Inbound++
+		}
+	}
+	return res, nil
 }
 
 // ParseGauge returns the value of the unlabelled sample name in a Prometheus

@@ -1,6 +1,7 @@
 package soak
 
 import (
+	"net"
 	"context"
 	"errors"
 	"math"
@@ -238,6 +239,52 @@ func TestReadersOnSelf(t *testing.T) {
 	}
 	if _, err := CountFDs(1 << 30); err == nil {
 		t.Error("CountFDs of no process succeeded")
+	}
+}
+
+// CountFDsByKind on this process: a connection accepted on a listener's port is
+// inbound while established, and no longer once the peer closed it and this end
+// did not (CLOSE_WAIT: what a leak looks like).
+func TestCountFDsByKindOnSelf(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	pid := os.Getpid()
+	before, err := CountFDsByKind(pid, port)
+	if err != nil || before.Inbound != 0 {
+		t.Fatalf("before: %+v, %v", before, err)
+	}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	open, err := CountFDsByKind(pid, port)
+	// The client's end is a socket too, but its local port is another one.
+	if err != nil || open.Inbound != 1 || open.All != before.All+2 {
+		t.Errorf("one accepted connection: %+v (before %+v), %v; want 1 inbound and 2 more fds", open, before, err)
+	}
+	client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		closed, err := CountFDsByKind(pid, port)
+		if err == nil && closed.Inbound == 0 && closed.All == before.All+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the peer closed: %+v, %v; want 0 inbound, the server's end still open", closed, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if other, err := CountFDsByKind(pid); err != nil || other.Inbound != 0 {
+		t.Errorf("no ports: %+v, %v", other, err)
 	}
 }
 
