@@ -229,7 +229,7 @@ func (r *Report) Markdown() string {
 		}
 		p("%s %s", m.Name, m.Tol.scaled(m.Scale, m.Unit))
 	}
-	p(". A falling line is flat. RSS and RssFile are shown without a verdict of their own: RSS is RssAnon (judged) plus RssFile, the mapped file pages of the API's job store (bbolt keeps every job for JOB_TTL), which the kernel reclaims.\n")
+	p(". A falling line is flat. RSS and RssFile are shown without a verdict of their own: RSS is RssAnon (judged) plus RssFile, the mapped file pages of the API's job store (bbolt keeps every job for JOB_TTL), which the kernel reclaims. fds are the process's own descriptors: every open one less conns_in, the established HTTP connections it accepted (they follow the load generator's connection pool; one its peer closed and it did not, CLOSE_WAIT, stays in fds), which is shown without a verdict too.\n")
 	if ps := r.Problems(); len(ps) > 0 {
 		p("\nProblems:\n")
 		for _, x := range ps {

@@ -1,10 +1,10 @@
 package soak
 
 import (
-	"net"
 	"context"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"

@@ -10,7 +10,8 @@
 // # Topology: a route per model version
 //
 // Every model version is a [Route] with queues of its own: the sync request queue
-// warren.req.<model>.v<version> (durable, classic) and the job queue
+// warren.req.<model>.v<version> (durable; classic, or quorum with
+// [DialConfig].RequestQueueType) and the job queue
 // warren.job.<model>.v<version> (durable, quorum). A worker consumes only the routes
 // of the models it loaded, each on a channel with its own prefetch and handler
 // goroutines, so one model's backlog never delays another model's calls, "no
@@ -18,13 +19,15 @@
 // queue, not a routing key, so that its consumers, backlog and bound are the
 // broker's own per-queue facts.
 //
-// Request queues have no x-arguments at all. Their bound is one policy for every
-// warren.req.* queue ([ApplyPolicy], name [PolicyName]): max-length with
+// Request queues have no x-arguments but their type (none at all when classic).
+// Their bound is one policy for every warren.req.* queue ([ApplyPolicy], name
+// [PolicyName]): max-length with
 // overflow=reject-publish, so a full queue nacks the publish and the caller gets
 // [ErrQueueFull] at once. The default overflow (drop-head) would silently drop the
 // oldest callers' requests while confirming new ones. Redeclaring a queue with
 // different x-arguments fails with 406 PRECONDITION_FAILED and turns a config change
-// into a crash loop, which is why the bound is not an x-argument. The bound counts
+// into a crash loop, which is why the bound is not an x-argument (and why a queue
+// found with the other type is used as it is; [RetypeRequestQueue] converts it). The bound counts
 // ready messages only: the real bound is max-length plus the sum of the workers'
 // prefetch. Request queues have no dead-letter exchange: expired requests would
 // flood it, and nobody waits for them.
