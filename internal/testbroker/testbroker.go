@@ -560,6 +560,22 @@ func (v *Vhost) Policies(t testing.TB) []map[string]any {
 	return ps
 }
 
+// SetPolicy sets (creates or replaces) the policy name on this vhost for the
+// queues whose names match pattern, with definition (e.g. {"max-length": 0,
+// "overflow": "reject-publish"} makes the broker nack every publish to them).
+func (v *Vhost) SetPolicy(t testing.TB, name, pattern string, priority int, definition map[string]any) {
+	t.Helper()
+	v.b.mustMgmt(t, "PUT", "/api/policies/"+esc(v.Name)+"/"+esc(name), map[string]any{
+		"pattern": pattern, "apply-to": "queues", "priority": priority, "definition": definition,
+	}, http.StatusCreated, http.StatusNoContent)
+}
+
+// DeletePolicy deletes the policy name of this vhost.
+func (v *Vhost) DeletePolicy(t testing.TB, name string) {
+	t.Helper()
+	v.b.mustMgmt(t, "DELETE", "/api/policies/"+esc(v.Name)+"/"+esc(name), nil, http.StatusNoContent)
+}
+
 // ---- rabbitmqctl ----
 
 var (

@@ -377,13 +377,33 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 }
 
 // finish reports a final state, waits for the broker's confirm, then acks and counts
-// it. If the report cannot be confirmed the delivery is left unacked: the broker
-// redelivers it when this channel closes, and the store ignores a second final state.
+// it. A report the broker nacks (the results queue has no leader for a moment,
+// say: a node of the cluster just died) is published again after 0.1, 0.2, 0.4,
+// 0.8 and 1.6 s; if it is still not confirmed the job is requeued, so that it runs
+// again rather than stay unacked on a live channel, where the broker would never
+// redeliver it. When the connection is gone the broker redelivers it anyway. The
+// store ignores a second final state.
 func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
 	ev.Type, ev.At = jobs.EventFinal, time.Now()
-	if err := confirmed(c.publishEvent(w.sess, ev)); err != nil {
-		log.Warn("final job state not confirmed; leaving the job to be redelivered", "err", err)
-		return
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		err := confirmed(c.publishEvent(w.sess, ev))
+		if err == nil {
+			break
+		}
+		if w.sess.lost.Err() != nil {
+			log.Warn("final job state not confirmed and the connection is gone; the broker redelivers the job", "err", err)
+			return
+		}
+		if wait > finishRetryMax {
+			log.Warn("final job state not confirmed; requeued the job", "err", err)
+			w.rs.requeue(w.d)
+			return
+		}
+		log.Warn("final job state not confirmed; publishing it again", "err", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-w.sess.lost.Done():
+		}
 	}
 	_ = w.d.Ack(false)
 	switch ev.Status {
@@ -395,6 +415,9 @@ func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
 		w.rs.failed.Add(1)
 	}
 }
+
+// finishRetryMax is the longest wait between two publishes of a final report.
+const finishRetryMax = 1600 * time.Millisecond
 
 // retry republishes the job through the delay exchange for its backoff, as
 // attempt+1, and acks the original once the copy is confirmed. An error means

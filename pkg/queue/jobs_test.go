@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -600,4 +601,88 @@ func TestJobRetryQueueRefusedRequeuesTheJob(t *testing.T) {
 	if n := jc.Sessions(); n != 1 {
 		t.Errorf("%d sessions: a refused retry declaration must not cost the connection", n)
 	}
+}
+
+// The broker nacks the final report (the results queue refuses publishes for a
+// while: here a bound with reject-publish while nobody consumes it, in a cluster
+// a results queue without a leader just after a node died). A short refusal is
+// bridged by publishing the report again; a long one requeues the job, which runs
+// again once reports are taken. Before, the job stayed unacked on a live channel,
+// where the broker never redelivers it, and was never final.
+func TestJobFinalReportNackedIsPublishedAgainOrRequeued(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(0)
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
+	f.stops[1]() // the farm's result consumer: the results queue must fill up
+
+	conn, err := amqp.Dial(f.vh.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	// refuse bounds the results queue at one message with reject-publish (a quorum
+	// queue takes one more than its bound) and fills it: from then on the broker
+	// nacks every publish to it.
+	refuse := func() {
+		f.vh.SetPolicy(t, "refuse-results", "^"+regexp.QuoteMeta(queue.JobResults)+"$", 100,
+			map[string]any{"max-length": 1, "overflow": "reject-publish"})
+		waitFor(t, "the results queue to refuse publishes", 10*time.Second, func() bool {
+			body, _ := json.Marshal(jobs.Event{JobID: "probe", Type: jobs.EventRunning, Attempt: 1, At: time.Now()})
+			dc, err := ch.PublishWithDeferredConfirm("", queue.JobResults, false, false,
+				amqp.Publishing{ContentType: "application/json", Type: "warren.job-event.v1", Body: body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok, _ := dc.WaitContext(context.Background())
+			return !ok
+		})
+	}
+	// take starts a result consumer again: the queue drains below its bound, which
+	// unblocks the publishers. (Deleting the policy instead would not: a quorum
+	// queue of 3.10 keeps refusing a channel it refused once until its length
+	// drops below a bound that is still there.)
+	take := func() func() {
+		rc, err := queue.NewResultConsumer(queue.ResultConsumerConfig{DialConfig: queue.DialConfig{URL: f.vh.AMQPURL}},
+			f.col.event, f.col.deadJob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return start(t, rc.Run)
+	}
+
+	// 1. Refused for 1 s: the same run's report gets through on a later publish.
+	refuse()
+	f.submit("short")
+	waitFor(t, "the job to run", 10*time.Second, func() bool { return rec.count("req-short") == 1 })
+	time.Sleep(time.Second)
+	stop := take()
+	if u := f.waitFinal("short", 10*time.Second); u.Status != jobs.Succeeded || u.Attempt != 1 {
+		t.Errorf("short refusal: %+v, want succeeded at attempt 1", u)
+	}
+	if n := rec.count("req-short"); n != 1 {
+		t.Errorf("short refusal: the job ran %d times, want 1", n)
+	}
+	stop()
+
+	// 2. Refused for longer than the report's publishes span (3.1 s): the job is
+	// requeued and runs again, and ends once reports are taken.
+	refuse()
+	f.submit("long")
+	waitFor(t, "the job to be requeued", 15*time.Second, func() bool { return jc.Stats().Requeued >= 1 })
+	defer take()()
+	u := f.waitFinal("long", 20*time.Second)
+	if u.Status != jobs.Succeeded || u.Attempt < 2 {
+		t.Errorf("long refusal: %+v, want succeeded at attempt 2 or later", u)
+	}
+	t.Logf("long refusal: ran %d times, final at attempt %d", rec.count("req-long"), u.Attempt)
 }

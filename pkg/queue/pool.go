@@ -312,7 +312,7 @@ func (p *pool) pump(ctx context.Context, conn *amqp.Connection, closed <-chan *a
 				// the queue was deleted: RetypeRequestQueue does that); start a new
 				// session. The route's running handlers answer first, on this
 				// connection, or their callers would wait out their deadlines.
-				settle(ctx, closed, s.rs, cancelSettle)
+				settle(ctx, closed, s, cancelSettle)
 				return fmt.Errorf("delivery channel of %q closed", s.rs.queue)
 			}
 			select {
@@ -330,9 +330,10 @@ func (p *pool) pump(ctx context.Context, conn *amqp.Connection, closed <-chan *a
 // running handlers before its session ends.
 const cancelSettle = 10 * time.Second
 
-// settle waits until rs has no handler running, for at most timeout, or until ctx
-// ends or the connection closes.
-func settle(ctx context.Context, closed <-chan *amqp.Error, rs *routeSlots, timeout time.Duration) {
+// settle waits until s's route has no handler running, for at most timeout, or
+// until ctx ends, the connection closes or s's channel closes (the broker closes
+// it when a delivery outlives its consumer_timeout: nothing can be acked on it).
+func settle(ctx context.Context, closed <-chan *amqp.Error, s *subscription, timeout time.Duration) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -346,7 +347,7 @@ func settle(ctx context.Context, closed <-chan *amqp.Error, rs *routeSlots, time
 		case <-deadline.C:
 			return
 		case <-tick.C: // the first tick also lets a handler that just took a delivery count it
-			if rs.inflight.Load() == 0 {
+			if s.rs.inflight.Load() == 0 || s.ch.IsClosed() {
 				return
 			}
 		}

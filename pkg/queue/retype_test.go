@@ -136,7 +136,7 @@ func TestRequestQueueOfTheOtherTypeIsUsedAsItIs(t *testing.T) {
 
 // RetypeRequestQueue converts a live queue: under steady calls, the queue ends up
 // quorum, the workers subscribe to it by themselves, and every call during the
-// conversion is answered, refused with no_workers, or (at most the calls in flight
+// conversion is answered, refused with no_workers or queue_full, or (at most the calls in flight
 // at the delete) times out at its deadline; none is computed twice. The gap is
 // measured.
 func TestRetypeRequestQueueUnderLoad(t *testing.T) {
@@ -162,7 +162,7 @@ func TestRetypeRequestQueueUnderLoad(t *testing.T) {
 	waitFor(t, "workers", 10*time.Second, func() bool { return c.Workers(route) == 2 })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var okCalls, noWorkers, lost, other atomic.Int64
+	var okCalls, refused, lost, other atomic.Int64
 	var otherErr atomic.Value
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -174,8 +174,10 @@ func TestRetypeRequestQueueUnderLoad(t *testing.T) {
 				switch {
 				case err == nil:
 					okCalls.Add(1)
-				case errors.Is(err, queue.ErrNoWorkers):
-					noWorkers.Add(1)
+				case errors.Is(err, queue.ErrNoWorkers), errors.Is(err, queue.ErrQueueFull):
+					// The gap (returned unroutable), or the new queue not
+					// taking publishes yet (nacked): refused at once.
+					refused.Add(1)
 					time.Sleep(5 * time.Millisecond)
 				case errors.Is(err, context.DeadlineExceeded):
 					lost.Add(1)
@@ -210,7 +212,7 @@ func TestRetypeRequestQueueUnderLoad(t *testing.T) {
 		t.Fatalf("queue type %q after the conversion", typ)
 	}
 	if other.Load() != 0 {
-		t.Errorf("%d calls failed other than no_workers or a timeout (last: %v)", other.Load(), otherErr.Load())
+		t.Errorf("%d calls failed other than no_workers, queue_full or a timeout (last: %v)", other.Load(), otherErr.Load())
 	}
 	// RabbitMQ confirms a publish routed to a queue that is being deleted and then
 	// drops it: only the calls in flight at the delete (one per caller at most) may
@@ -221,8 +223,8 @@ func TestRetypeRequestQueueUnderLoad(t *testing.T) {
 	if dup := rec.computedTwice(); len(dup) > 0 {
 		t.Errorf("computed twice: %v", dup)
 	}
-	t.Logf("retype under 8 callers: waited %s for an empty queue, gap %s; %d answered before, %d in all; %d no_workers, %d timed out",
-		res.Waited, res.Gap, before, okCalls.Load(), noWorkers.Load(), lost.Load())
+	t.Logf("retype under 8 callers: waited %s for an empty queue, gap %s; %d answered before, %d in all; %d no_workers or queue_full, %d timed out",
+		res.Waited, res.Gap, before, okCalls.Load(), refused.Load(), lost.Load())
 	// Converting again is a no-op.
 	if res, err := queue.RetypeRequestQueue(context.Background(), queue.DialConfig{URL: vh.AMQPURL},
 		route.RequestQueue(), queue.QueueTypeQuorum); err != nil || res.Converted {
