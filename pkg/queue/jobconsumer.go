@@ -22,6 +22,7 @@ const (
 	DefaultRetryBackoffMax = 30 * time.Second
 	DefaultJobRunTimeout   = 15 * time.Minute
 	DefaultCancelMemory    = 1 << 16
+	DefaultReportPatience  = 30 * time.Second
 )
 
 // JobConsumerConfig configures a [JobConsumer].
@@ -56,6 +57,12 @@ type JobConsumerConfig struct {
 	// CancelMemory is how many cancelled job ids a worker remembers; zero means
 	// DefaultCancelMemory.
 	CancelMemory int
+	// ReportPatience is how long a final report the broker nacks is published
+	// again (backoff from 0.1 s, doubling up to 2 s) before the job is requeued to
+	// run again. In a cluster the results queue refuses publishes for several
+	// seconds after its leader's node died (8 s seen); a requeue costs an attempt
+	// and a second run. Zero means DefaultReportPatience.
+	ReportPatience time.Duration
 }
 
 // JobConsumerStats are monotonically increasing counters (of one route, or of all).
@@ -106,6 +113,9 @@ func NewJobConsumer(cfg JobConsumerConfig) (*JobConsumer, error) {
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.ReportPatience == 0 {
+		cfg.ReportPatience = DefaultReportPatience
 	}
 	if cfg.CancelMemory == 0 {
 		cfg.CancelMemory = DefaultCancelMemory
@@ -377,33 +387,40 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 }
 
 // finish reports a final state, waits for the broker's confirm, then acks and counts
-// it. A report the broker nacks (the results queue has no leader for a moment,
-// say: a node of the cluster just died) is published again after 0.1, 0.2, 0.4,
-// 0.8 and 1.6 s; if it is still not confirmed the job is requeued, so that it runs
-// again rather than stay unacked on a live channel, where the broker would never
-// redeliver it. When the connection is gone the broker redelivers it anyway. The
-// store ignores a second final state.
+// it. A report the broker nacks (the results queue has no leader for a moment, say:
+// a node of the cluster just died) is published again, for ReportPatience; if it is
+// still not confirmed the job is requeued, so that it runs again rather than stay
+// unacked on a live channel, where the broker would never redeliver it. When the
+// connection is gone the broker redelivers it anyway. The store ignores a second
+// final state.
 func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
 	ev.Type, ev.At = jobs.EventFinal, time.Now()
-	for wait := 100 * time.Millisecond; ; wait *= 2 {
+	giveUp := time.Now().Add(c.cfg.ReportPatience)
+	for wait, tries := 100*time.Millisecond, 1; ; tries++ {
 		err := confirmed(c.publishEvent(w.sess, ev))
 		if err == nil {
+			if tries > 1 {
+				log.Info("final job state confirmed", "tries", tries)
+			}
 			break
 		}
 		if w.sess.lost.Err() != nil {
 			log.Warn("final job state not confirmed and the connection is gone; the broker redelivers the job", "err", err)
 			return
 		}
-		if wait > finishRetryMax {
-			log.Warn("final job state not confirmed; requeued the job", "err", err)
+		if time.Now().Add(wait).After(giveUp) {
+			log.Warn("final job state not confirmed; requeued the job", "err", err, "tries", tries)
 			w.rs.requeue(w.d)
 			return
 		}
-		log.Warn("final job state not confirmed; publishing it again", "err", err, "in", wait)
+		if tries == 1 {
+			log.Warn("final job state not confirmed; publishing it again", "err", err)
+		}
 		select {
 		case <-time.After(wait):
 		case <-w.sess.lost.Done():
 		}
+		wait = min(2*wait, 2*time.Second)
 	}
 	_ = w.d.Ack(false)
 	switch ev.Status {
@@ -415,9 +432,6 @@ func (c *JobConsumer) finish(w work, ev jobs.Event, log *slog.Logger) {
 		w.rs.failed.Add(1)
 	}
 }
-
-// finishRetryMax is the longest wait between two publishes of a final report.
-const finishRetryMax = 1600 * time.Millisecond
 
 // retry republishes the job through the delay exchange for its backoff, as
 // attempt+1, and acks the original once the copy is confirmed. An error means

@@ -615,7 +615,7 @@ func TestJobFinalReportNackedIsPublishedAgainOrRequeued(t *testing.T) {
 	f := newJobFarm(t)
 	defer f.close()
 	rec := newRecorder(0)
-	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
+	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts, c.ReportPatience = 3, 3*time.Second })
 	f.stops[1]() // the farm's result consumer: the results queue must fill up
 
 	conn, err := amqp.Dial(f.vh.AMQPURL)
@@ -674,8 +674,8 @@ func TestJobFinalReportNackedIsPublishedAgainOrRequeued(t *testing.T) {
 	}
 	stop()
 
-	// 2. Refused for longer than the report's publishes span (3.1 s): the job is
-	// requeued and runs again, and ends once reports are taken.
+	// 2. Refused for longer than ReportPatience (3 s): the job is requeued and runs
+	// again, and ends once reports are taken.
 	refuse()
 	f.submit("long")
 	waitFor(t, "the job to be requeued", 15*time.Second, func() bool { return jc.Stats().Requeued >= 1 })
