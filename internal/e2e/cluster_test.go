@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ type clusterLoad struct {
 	wg       sync.WaitGroup
 	stop     chan struct{}
 	deadline time.Duration
+	began    time.Time
 }
 
 func (l *clusterLoad) run(t *testing.T, api *proc, callers, submitters int) {
@@ -207,28 +209,8 @@ func apiNode(t *testing.T, c *testbroker.Cluster) *testbroker.Node {
 // a 200, or a 503/504 with a JSON reason, within its deadline.
 func TestClusterNodeLoss(t *testing.T) {
 	integration(t)
-	c := testbroker.StartCluster(t, 3)
-	urls := "AMQP_URL=" + strings.Join(c.URLs(), ",")
-	spec := newFarmSpec(t)
-	startProc(t, "worker", urls, "WORKER_ID=cw1")
-	startProc(t, "worker", urls, "WORKER_ID=cw2")
-	api := startProc(t, "api", urls, noManagement(t))
-	awaitModelWorkers(t, spec, api, seedRoute, 2)
-	awaitJobConsumer(t, c.Nodes[0].AMQPURL, seedRoute, 15*time.Second)
-
-	load := &clusterLoad{stop: make(chan struct{}), refused: map[int]int{}, deadline: 2 * time.Second}
-	load.run(t, api, 4, 2)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}
-	t.Cleanup(stopLoad)
-	began := time.Now()
-	time.Sleep(3 * time.Second)
+	c, spec, api, load, stopLoad := startClusterFarm(t, "cw")
+	began := load.began
 
 	// 1. The job queue's leader dies.
 	leader := c.Node(c.QueueLeader(t, "/", seedRoute.JobQueue()))
@@ -274,6 +256,38 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("load for %v: %d sync answers (%d ok), %d jobs accepted (%d not succeeded, %d changed final state), submissions refused %s; recovery to the first 200: leader kill %v, API node kill %v",
 		time.Since(began).Round(time.Second), len(load.sync), okCount, jobs, lost, twice, refused,
 		rec1.Round(time.Millisecond), rec2.Round(time.Millisecond))
+}
+
+// startClusterFarm starts a 3-node cluster, two workers (WORKER_ID prefix1 and
+// prefix2) and an API, with AMQP_URL listing the nodes and env added, then the
+// load (4 sync callers with a 2 s deadline, 2 job submitters), and returns once
+// the load has run for 3 s. stopLoad stops the load (again at cleanup: a no-op).
+func startClusterFarm(t *testing.T, prefix string, env ...string) (c *testbroker.Cluster,
+	spec *apidoctest.Validator, api *proc, load *clusterLoad, stopLoad func()) {
+	t.Helper()
+	c = testbroker.StartCluster(t, 3)
+	env = append([]string{"AMQP_URL=" + strings.Join(c.URLs(), ",")}, env...)
+	spec = newFarmSpec(t)
+	for i := 1; i <= 2; i++ {
+		startProc(t, "worker", append(slices.Clone(env), fmt.Sprintf("WORKER_ID=%s%d", prefix, i))...)
+	}
+	api = startProc(t, "api", append(slices.Clone(env), noManagement(t))...)
+	awaitModelWorkers(t, spec, api, seedRoute, 2)
+	awaitJobConsumer(t, c.Nodes[0].AMQPURL, seedRoute, 15*time.Second)
+
+	load = &clusterLoad{stop: make(chan struct{}), refused: map[int]int{}, deadline: 2 * time.Second, began: time.Now()}
+	load.run(t, api, 4, 2)
+	stopped := false
+	stopLoad = func() {
+		if !stopped {
+			stopped = true
+			close(load.stop)
+			load.wg.Wait()
+		}
+	}
+	t.Cleanup(stopLoad)
+	time.Sleep(3 * time.Second)
+	return c, spec, api, load, stopLoad
 }
 
 // verify checks, once the load has stopped, that every sync answer kept the
@@ -339,28 +353,8 @@ func okPaused(l *clusterLoad, from, to time.Time) int {
 // or ends twice.
 func TestClusterQuorumRequestQueue(t *testing.T) {
 	integration(t)
-	c := testbroker.StartCluster(t, 3)
-	env := []string{"AMQP_URL=" + strings.Join(c.URLs(), ","), "REQUEST_QUEUE_TYPE=quorum"}
-	spec := newFarmSpec(t)
-	startProc(t, "worker", append(env, "WORKER_ID=qw1")...)
-	startProc(t, "worker", append(env, "WORKER_ID=qw2")...)
-	api := startProc(t, "api", append(env, noManagement(t))...)
-	awaitModelWorkers(t, spec, api, seedRoute, 2)
-	awaitJobConsumer(t, c.Nodes[0].AMQPURL, seedRoute, 15*time.Second)
-
-	load := &clusterLoad{stop: make(chan struct{}), refused: map[int]int{}, deadline: 2 * time.Second}
-	load.run(t, api, 4, 2)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(load.stop)
-			load.wg.Wait()
-		}
-	}
-	t.Cleanup(stopLoad)
-	began := time.Now()
-	time.Sleep(3 * time.Second)
+	c, spec, api, load, stopLoad := startClusterFarm(t, "qw", "REQUEST_QUEUE_TYPE=quorum")
+	began := load.began
 
 	// 1. The request queue's leader dies: a follower takes over, sync traffic
 	// returns before the node does.

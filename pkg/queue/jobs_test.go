@@ -190,12 +190,9 @@ func TestJobSubmittedWithNoWorkerRunsLater(t *testing.T) {
 	}
 }
 
-func TestJobModelErrorsAreRetriedThenFail(t *testing.T) {
-	integration(t)
-	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
-	f := newJobFarm(t)
-	defer f.close()
-	rec := newRecorder(0)
+// failAlwaysAndFlakyOnce makes rec fail every run of job "always" and the first
+// run of job "flaky" with a model error.
+func failAlwaysAndFlakyOnce(rec *recorder) {
 	rec.fail = func(m *queue.Message) error {
 		switch {
 		case m.RequestID == "req-always":
@@ -205,6 +202,15 @@ func TestJobModelErrorsAreRetriedThenFail(t *testing.T) {
 		}
 		return nil
 	}
+}
+
+func TestJobModelErrorsAreRetriedThenFail(t *testing.T) {
+	integration(t)
+	defer goleak.VerifyNone(t, testbroker.LeakOptions()...)
+	f := newJobFarm(t)
+	defer f.close()
+	rec := newRecorder(0)
+	failAlwaysAndFlakyOnce(rec)
 	f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
 	begin := time.Now()
 	f.submit("always")
@@ -570,15 +576,7 @@ func TestJobRetryQueueRefusedRequeuesTheJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder(0)
-	rec.fail = func(m *queue.Message) error {
-		switch {
-		case m.RequestID == "req-always":
-			return errors.New("weights not loaded")
-		case m.RequestID == "req-flaky" && rec.count("req-flaky") == 1:
-			return errors.New("transient")
-		}
-		return nil
-	}
+	failAlwaysAndFlakyOnce(rec)
 	jc, _ := f.worker(rec.handle, func(c *queue.JobConsumerConfig) { c.MaxAttempts = 3 })
 	f.submit("flaky")
 	if u := f.waitFinal("flaky", 10*time.Second); u.Status != jobs.Succeeded || u.Attempt != 2 {
