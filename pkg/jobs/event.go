@@ -38,6 +38,12 @@ type Event struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Error says why, for a failed or expired event.
 	Error *Error `json:"error,omitempty"`
+	// StartedAt is when the run that a final event ends began (the worker's
+	// clock); nil when it did not run. It sets the job's StartedAt when the
+	// running event has not been applied: the API applies events concurrently,
+	// so a final event can be applied before the running one, which a final
+	// job then ignores.
+	StartedAt *time.Time `json:"started_at,omitempty"`
 }
 
 // Validate reports an event that can never apply (a poison message), wrapping

@@ -104,6 +104,10 @@ func ApplyEvent(j *Job, ev Event, now time.Time) bool {
 	case EventFinal:
 		j.Status = ev.Status
 		j.FinishedAt = &at
+		if j.StartedAt == nil && ev.StartedAt != nil && !ev.StartedAt.IsZero() {
+			st := ev.StartedAt.UTC()
+			j.StartedAt = &st
+		}
 		if ev.Attempt > j.Attempts {
 			j.Attempts = ev.Attempt
 		}

@@ -338,6 +338,9 @@ func (c *JobConsumer) handle(hctx context.Context, w work) {
 	run := ev
 	run.Type, run.At = jobs.EventRunning, msg.ReceivedAt
 	_, _ = c.publishEvent(w.sess, run)
+	// The final report carries the start too: the API may apply it first.
+	started := msg.ReceivedAt
+	ev.StartedAt = &started
 
 	ctx, cancel := context.WithCancel(hctx)
 	stopLost := context.AfterFunc(w.sess.lost, cancel)

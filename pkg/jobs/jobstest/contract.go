@@ -358,6 +358,27 @@ func testApplyLateAndDuplicate(t *testing.T, s jobs.Store, clk *Clock) {
 	SameJob(t, "duplicate final", j, before)
 	SameJob(t, "Get after duplicates", MustGet(t, s, "a"), before)
 
+	// A final that carries its run's start, applied before the running event (the
+	// API applies events concurrently): the start is kept, and the late running
+	// event changes nothing.
+	MustCreate(t, s, &jobs.Job{ID: "c"})
+	started := T0.Add(500 * time.Millisecond)
+	j = MustApply(t, s, jobs.Event{JobID: "c", Type: jobs.EventFinal, Status: jobs.Succeeded, At: T0.Add(time.Second),
+		Attempt: 1, Worker: "w1", Result: json.RawMessage(`1`), StartedAt: &started}, true)
+	if j.StartedAt == nil || !j.StartedAt.Equal(started) || j.FinishedAt == nil || !j.FinishedAt.Equal(T0.Add(time.Second)) {
+		t.Fatalf("final with its start first: %+v", View(j))
+	}
+	SameJob(t, "Get after the final with its start", MustGet(t, s, "c"), j)
+	MustApply(t, s, jobs.Event{JobID: "c", Type: jobs.EventRunning, At: started, Attempt: 1, Worker: "w1"}, false)
+	// After a running event, the running event's start stays.
+	MustCreate(t, s, &jobs.Job{ID: "d"})
+	MustApply(t, s, jobs.Event{JobID: "d", Type: jobs.EventRunning, At: T0, Attempt: 1, Worker: "w1"}, true)
+	j = MustApply(t, s, jobs.Event{JobID: "d", Type: jobs.EventFinal, Status: jobs.Succeeded, At: T0.Add(time.Second),
+		Attempt: 1, Result: json.RawMessage(`1`), StartedAt: &started}, true)
+	if j.StartedAt == nil || !j.StartedAt.Equal(T0) {
+		t.Fatalf("final after running: StartedAt %v, want the running event's %v", j.StartedAt, T0)
+	}
+
 	// An expired final from a worker (deadline passed in its buffer).
 	MustCreate(t, s, &jobs.Job{ID: "b"})
 	j = MustApply(t, s, jobs.Event{JobID: "b", Type: jobs.EventFinal, Status: jobs.Expired, Attempt: 1, At: T0, Error: &jobs.Error{Reason: "timeout", Message: "deadline passed"}}, true)

@@ -82,7 +82,8 @@ return 1
 // luaApply: KEYS job, unpublished, start_by, channel, dead.
 // ARGV id, cutoff_ns, ttl_ms, idem key prefix, type, status, at_ns, attempt,
 // worker, result ("" none), error JSON ("" none), dead letter ("1"/"0": the
-// final event makes it one, jobs.IsDeadLetter), at_us.
+// final event makes it one, jobs.IsDeadLetter), at_us, started_ns of a final
+// event ("" none).
 // Returns {0} not found, {1, changed (0/1), hash after}.
 var luaApply = redis.NewScript(luaPrelude + `
 local flat = redis.call("HGETALL", KEYS[1])
@@ -111,6 +112,7 @@ if ARGV[5] == "running" then
 end
 put("status", ARGV[6])
 put("finished", ARGV[7])
+if not m.started and ARGV[14] ~= "" then put("started", ARGV[14]) end
 put("published", "1")
 if attempt > cur then put("attempts", tostring(attempt)) end
 if worker ~= "" then put("worker", worker) end

@@ -359,7 +359,7 @@ func (s *RedisStore) Apply(ctx context.Context, ev jobs.Event) (*jobs.Job, bool,
 		[]string{s.jobKey(ev.JobID), s.kUnpublished, s.kStartBy, s.kChannel, s.kDead},
 		ev.JobID, s.cutoff(now), s.ttlMillis(), s.kIdemPrefix, string(ev.Type), string(ev.Status),
 		strconv.FormatInt(at.UnixNano(), 10), ev.Attempt, ev.Worker, string(ev.Result), errJSON,
-		dead, strconv.FormatInt(at.UnixMicro(), 10),
+		dead, strconv.FormatInt(at.UnixMicro(), 10), startedNanos(ev),
 	).Slice()
 	if err != nil {
 		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
@@ -375,6 +375,14 @@ func (s *RedisStore) Apply(ctx context.Context, ev jobs.Event) (*jobs.Job, bool,
 		return nil, false, s.wrapErr("apply event to", ev.JobID, err)
 	}
 	return j, res[1] == int64(1), nil
+}
+
+// startedNanos is a final event's StartedAt for luaApply, "" when it has none.
+func startedNanos(ev jobs.Event) string {
+	if ev.Type != jobs.EventFinal || ev.StartedAt == nil || ev.StartedAt.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(ev.StartedAt.UnixNano(), 10)
 }
 
 // Cancel implements [jobs.Store.Cancel].
