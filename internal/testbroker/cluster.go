@@ -83,7 +83,7 @@ func (c *Cluster) Node(name string) *Node {
 
 // Running reports whether the node's process runs (started and neither
 // stopped nor killed; a paused node runs).
-func (n *Node) Running() bool { return n.cmd != nil }
+func (n *Node) Running() bool { return n.pid != 0 }
 
 // Paused reports whether the node is SIGSTOPped by Pause.
 func (n *Node) Paused() bool { return n.paused }
@@ -122,11 +122,11 @@ func (c *Cluster) RunningNodes(t testing.TB, via *Node) []string {
 // brings it back on its data.
 func (n *Node) Kill(t testing.TB) {
 	t.Helper()
-	if n.cmd == nil {
+	if n.pid == 0 {
 		t.Fatalf("testbroker: Kill: node %s is not running", n.Name)
 	}
 	began := time.Now()
-	_ = killGroup(n.cmd.Process.Pid, syscall.SIGKILL)
+	_ = killGroup(n.pid, syscall.SIGKILL)
 	n.paused = false
 	select {
 	case <-n.done:
@@ -144,10 +144,10 @@ func (n *Node) Kill(t testing.TB) {
 // continues it; Stop, Kill and the cleanup resume or kill a paused node.
 func (n *Node) Pause(t testing.TB) {
 	t.Helper()
-	if n.cmd == nil || n.paused {
+	if n.pid == 0 || n.paused {
 		t.Fatalf("testbroker: Pause: node %s is not running or already paused", n.Name)
 	}
-	if err := killGroup(n.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+	if err := killGroup(n.pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("testbroker: Pause %s: %v", n.Name, err)
 	}
 	n.paused = true
@@ -157,10 +157,10 @@ func (n *Node) Pause(t testing.TB) {
 // Resume SIGCONTs a node paused by Pause.
 func (n *Node) Resume(t testing.TB) {
 	t.Helper()
-	if n.cmd == nil || !n.paused {
+	if n.pid == 0 || !n.paused {
 		t.Fatalf("testbroker: Resume: node %s is not paused", n.Name)
 	}
-	if err := killGroup(n.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+	if err := killGroup(n.pid, syscall.SIGCONT); err != nil {
 		t.Fatalf("testbroker: Resume %s: %v", n.Name, err)
 	}
 	n.paused = false

@@ -28,6 +28,11 @@ import (
 // available: inspect it over AMQP. Its methods are meant for the test's
 // goroutine (not safe for concurrent use).
 //
+// It runs the local RabbitMQ 3.10 (rabbitmq-server), or, where that is not
+// found or testdocker.EnvNoLocal hides it, the same in a container of
+// testdocker.RabbitMQImage that shares the host's network and processes (see
+// nodedocker.go): the tests cannot tell the difference.
+//
 // Measured on the development machine (RabbitMQ 3.10.8, Erlang 25, 2 CPUs,
 // go test -race): StartNode ~5s (fresh node until AMQP answers; 8-9s when two
 // nodes boot at once), Stop ~1.1s (graceful SIGTERM shutdown until the port
@@ -40,17 +45,20 @@ type Node struct {
 	Dir     string // everything the node writes lives here (a t.TempDir)
 
 	distPort int
-	script   string
+	script   string // the local rabbitmq-server; "" for a node in Docker
+	image    string // the image of a node in Docker; "" for a local node
 	opts     NodeOptions
 	probeTLS *tls.Config // the readiness probe's, for a TLS node
 
 	// Set while the node process runs (between Start and Stop).
-	cmd     *exec.Cmd
-	cancel  context.CancelFunc
-	out     *os.File
-	done    chan struct{}
-	waitErr error
-	paused  bool // SIGSTOPped by Pause, not yet resumed
+	pid       int // leads the node's process group: the script (local) or the container's main process
+	container string
+	cmd       *exec.Cmd // local only
+	out       *os.File  // local only
+	cancel    context.CancelFunc
+	done      chan struct{}
+	waitErr   error
+	paused    bool // SIGSTOPped by Pause, not yet resumed
 }
 
 const (
@@ -67,9 +75,7 @@ const (
 // output into the shared node's /var/log/rabbitmq/startup_log: it is bypassed.
 func serverScript() (string, error) {
 	if testdocker.NoLocal() {
-		return "", fmt.Errorf("%s=1 hides the local rabbitmq-server, and private nodes (StartNode) need the local "+
-			"RabbitMQ 3.10 binaries: they are not run in Docker (a node of its own per test, killed and restarted, with "+
-			"files in the test's directory)", testdocker.EnvNoLocal)
+		return "", fmt.Errorf("%s=1 hides the local rabbitmq-server", testdocker.EnvNoLocal)
 	}
 	const debianReal = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 	if _, err := os.Stat(debianReal); err == nil {
@@ -113,8 +119,13 @@ func StartNode(t testing.TB) *Node {
 func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 	t.Helper()
 	script, err := serverScript()
+	var image string
 	if err != nil {
-		t.Fatalf("testbroker: StartNode: %v", err)
+		var derr error
+		if image, derr = dockerNodeImage(); derr != nil {
+			t.Fatalf("testbroker: StartNode: %v; and no Docker fallback: %v", err, derr)
+		}
+		script = ""
 	}
 	if pids := sweepOrphans(); len(pids) > 0 {
 		t.Logf("testbroker: killed processes %v of private nodes left behind by dead test binaries", pids)
@@ -126,6 +137,7 @@ func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 		Dir:      dir,
 		distPort: freePort(t),
 		script:   script,
+		image:    image,
 		opts:     opts,
 	}
 	for n.distPort == n.Port {
@@ -152,7 +164,7 @@ func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 			t.Fatalf("testbroker: StartNode: %v", err)
 		}
 	}
-	for _, d := range []string{"home", "log", "mnesia"} {
+	for _, d := range []string{"home", "log", "mnesia", "conf.d"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatalf("testbroker: StartNode: %v", err)
 		}
@@ -178,8 +190,8 @@ func StartNodeWith(t testing.TB, opts NodeOptions) *Node {
 func (n *Node) home() string    { return filepath.Join(n.Dir, "home") }
 func (n *Node) logFile() string { return filepath.Join(n.Dir, "log", "node.log") }
 
-// env is the node's environment: the test's, minus anything RabbitMQ/Erlang
-// related, plus the node's private settings.
+// env is the local node's environment: the test's, minus anything
+// RabbitMQ/Erlang related, plus the node's private settings (nodeEnv).
 func (n *Node) env() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -188,6 +200,16 @@ func (n *Node) env() []string {
 			continue
 		}
 		env = append(env, kv)
+	}
+	return append(env, n.nodeEnv()...)
+}
+
+// nodeEnv is the node's private settings; all of a Docker node's environment
+// besides its image's.
+func (n *Node) nodeEnv() []string {
+	var env []string
+	if n.image != "" {
+		env = append(env, "ERL_EPMD_PORT="+strconv.Itoa(dockerEpmdPort))
 	}
 	if n.opts.TLS == nil {
 		// A TLS node has no plain listener: these would make one.
@@ -202,6 +224,8 @@ func (n *Node) env() []string {
 		"RABBITMQ_LOGS="+n.logFile(),
 		"RABBITMQ_PID_FILE="+filepath.Join(n.Dir, "node.pid"),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.Dir, "rabbitmq.conf"),
+		// Not /etc/rabbitmq/conf.d (an image's may enable plugins' settings).
+		"RABBITMQ_CONFIG_FILES="+filepath.Join(n.Dir, "conf.d"),
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.Dir, "advanced.config"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.Dir, "enabled_plugins"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(n.Dir, "rabbitmq-env.conf"),
@@ -216,34 +240,20 @@ func (n *Node) env() []string {
 // AMQP. It fails t if the node is already running.
 func (n *Node) Start(t testing.TB) {
 	t.Helper()
-	if n.cmd != nil {
+	if n.pid != 0 {
 		t.Fatalf("testbroker: node %s is already running", n.Name)
 	}
 	began := time.Now()
-	out, err := os.OpenFile(filepath.Join(n.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	var err error
+	if n.image != "" {
+		err = n.startDocker()
+	} else {
+		err = n.startLocal()
+	}
 	if err != nil {
-		t.Fatalf("testbroker: starting node: %v", err)
+		t.Fatalf("testbroker: starting node %s: %v", n.Name, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), nodeMaxLifetime)
-	cmd := exec.CommandContext(ctx, n.script)
-	cmd.Dir = n.Dir
-	cmd.Env = n.env()
-	cmd.Stdout, cmd.Stderr = out, out // files: no copying goroutine
-	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		out.Close()
-		t.Fatalf("testbroker: starting node %s (%s): %v", n.Name, n.script, err)
-	}
-	done := make(chan struct{})
-	n.cmd, n.cancel, n.out, n.done, n.waitErr = cmd, cancel, out, done, nil
-	go func() {
-		err := cmd.Wait()
-		n.waitErr = err // read only after <-done
-		close(done)
-	}()
+	done := n.done
 
 	deadline := time.Now().Add(nodeStartTimeout)
 	for {
@@ -268,13 +278,61 @@ func (n *Node) Start(t testing.TB) {
 	}
 }
 
+// startLocal runs the local rabbitmq-server script as the leader of a new
+// process group.
+func (n *Node) startLocal() error {
+	out, err := os.OpenFile(filepath.Join(n.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodeMaxLifetime)
+	cmd := exec.CommandContext(ctx, n.script)
+	cmd.Dir = n.Dir
+	cmd.Env = n.env()
+	cmd.Stdout, cmd.Stderr = out, out // files: no copying goroutine
+	setProcessGroup(cmd)
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		out.Close()
+		return fmt.Errorf("%s: %v", n.script, err)
+	}
+	done := make(chan struct{})
+	n.pid, n.cmd, n.cancel, n.out, n.done, n.waitErr = cmd.Process.Pid, cmd, cancel, out, done, nil
+	go func() {
+		err := cmd.Wait()
+		n.waitErr = err // read only after <-done
+		close(done)
+	}()
+	return nil
+}
+
+// startDocker runs the node in a container (nodedocker.go); done closes when
+// its main process is gone.
+func (n *Node) startDocker() error {
+	id, pid, err := n.startContainer()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodeMaxLifetime)
+	done := make(chan struct{})
+	n.pid, n.container, n.cancel, n.done, n.waitErr = pid, id, cancel, done, nil
+	go func() {
+		watchPid(ctx, pid)
+		n.waitErr = fmt.Errorf("container %s ended", id[:12]) // read only after <-done
+		close(done)
+	}()
+	return nil
+}
+
 // Stop stops the node completely: client connections are closed by the
 // broker (connection.close 320 CONNECTION_FORCED, shutdown), the node's
 // processes exit, and Stop returns once the AMQP port refuses connections.
 // Stopping a stopped node does nothing.
 func (n *Node) Stop(t testing.TB) {
 	t.Helper()
-	if n.cmd == nil {
+	if n.pid == 0 {
 		return
 	}
 	began := time.Now()
@@ -287,11 +345,10 @@ func (n *Node) Stop(t testing.TB) {
 // stop terminates the node process (gracefully, then by force), reaps every
 // process of its group, and waits until the port refuses.
 func (n *Node) stop() error {
-	if n.cmd == nil {
+	if n.pid == 0 {
 		return nil
 	}
-	cmd, done := n.cmd, n.done
-	pid := cmd.Process.Pid
+	pid, done := n.pid, n.done
 	var problems []string
 	if n.paused {
 		// A stopped process cannot handle SIGTERM.
@@ -326,8 +383,13 @@ func (n *Node) stop() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	n.cancel()
-	n.out.Close()
-	n.cmd, n.cancel, n.out = nil, nil, nil
+	if n.out != nil {
+		n.out.Close()
+	}
+	if n.container != "" {
+		removeContainer(n.container)
+	}
+	n.pid, n.container, n.cmd, n.cancel, n.out = 0, "", nil, nil, nil
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port))
 	for deadline := time.Now().Add(15 * time.Second); ; {
@@ -370,8 +432,14 @@ func (n *Node) logTail() string {
 // n.Ctl(t, "set_vm_memory_high_watermark", "0.000001") to raise a memory alarm.
 func (n *Node) Ctl(t testing.TB, args ...string) string {
 	t.Helper()
-	ctl := filepath.Join(filepath.Dir(n.script), "rabbitmqctl")
-	out, err := runCmd(cliTimeout, n.env(), ctl, append([]string{"-n", n.Name, "-q"}, args...)...)
+	var out string
+	var err error
+	if n.image != "" {
+		out, err = n.dockerCtl(args...)
+	} else {
+		ctl := filepath.Join(filepath.Dir(n.script), "rabbitmqctl")
+		out, err = runCmd(cliTimeout, n.env(), ctl, append([]string{"-n", n.Name, "-q"}, args...)...)
+	}
 	if err != nil {
 		t.Fatalf("testbroker: rabbitmqctl %v on %s: %v\n%s", args, n.Name, err, out)
 	}

@@ -25,6 +25,8 @@ func killGroup(pid int, sig syscall.Signal) error {
 
 func groupAlive(pid int) bool { return false }
 
+func processAlive(pid int) bool { return false }
+
 func signalProcess(pid int, sig syscall.Signal) error {
 	return errors.New("signals are not supported on this OS")
 }

@@ -442,7 +442,7 @@ func TestNodeCleanupLeavesNothing(t *testing.T) {
 	var pid int
 	t.Run("node", func(t *testing.T) {
 		n = StartNode(t)
-		pid = n.cmd.Process.Pid
+		pid = n.pid
 	})
 	if groupAlive(pid) {
 		t.Errorf("processes of node group %d still alive after cleanup", pid)

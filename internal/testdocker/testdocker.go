@@ -18,6 +18,7 @@
 package testdocker
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -79,8 +80,13 @@ type Service struct {
 	Name  string   // container name, e.g. warren-testbroker-redis
 	Image string   // repository:tag
 	Ports []string // container ports to publish on 127.0.0.1, e.g. "6379/tcp"
-	Cmd   []string // optional command
-	Env   []string // optional environment, KEY=value
+	// HostNetwork runs the container in the host's network namespace (Ports
+	// are then not published: the service listens on the host's own ports, and
+	// must be told to bind 127.0.0.1 only).
+	HostNetwork bool
+	Entrypoint  []string // optional, replaces the image's (and its command)
+	Cmd         []string // optional command
+	Env         []string // optional environment, KEY=value
 	// Dirs are host directories bind-mounted at the same path in the
 	// container, created (mode 0777: the image's user writes there) if missing.
 	Dirs []string
@@ -98,54 +104,28 @@ func (s Service) Start() (map[string]string, error) {
 	}
 	defer pool.Client.HTTPClient.CloseIdleConnections()
 
-	res, found := pool.ContainerByName(s.Name)
-	if found {
-		ok := res.Container.State.Running
-		for _, p := range s.Ports {
-			ok = ok && res.GetPort(p) != ""
+	// Another test binary may be starting the same container: one that was
+	// created moments ago is waited for, not replaced.
+	var res *dockertest.Resource
+	var lastErr error
+	for attempt := 0; res == nil; attempt++ {
+		if attempt == 300 { // 60 s
+			return nil, fmt.Errorf("starting %s (container %s): %v", s.Image, s.Name, lastErr)
 		}
-		if !ok {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		r, found := pool.ContainerByName(s.Name)
+		switch {
+		case found && s.usable(r):
+			res = r
+		case found && r.Container.State.Status == "created" && time.Since(r.Container.Created) < 30*time.Second:
+			lastErr = errors.New("created by another test binary, not started")
+		case found:
+			lastErr = fmt.Errorf("found %s, removed", r.Container.State.Status)
 			_ = pool.RemoveContainerByName(s.Name)
-			found = false
-		}
-	}
-	if !found {
-		repo, tag, _ := strings.Cut(s.Image, ":")
-		bindings := map[dc.Port][]dc.PortBinding{}
-		for _, p := range s.Ports {
-			bindings[dc.Port(p)] = []dc.PortBinding{{HostIP: "127.0.0.1"}}
-		}
-		var mounts []string
-		for _, d := range s.Dirs {
-			if err := os.MkdirAll(d, 0o777); err != nil {
-				return nil, err
-			}
-			if err := os.Chmod(d, 0o777); err != nil {
-				return nil, err
-			}
-			mounts = append(mounts, d+":"+d)
-		}
-		res, err = pool.RunWithOptions(&dockertest.RunOptions{
-			Name:         s.Name,
-			Repository:   repo,
-			Tag:          tag,
-			Cmd:          s.Cmd,
-			Env:          s.Env,
-			Mounts:       mounts,
-			ExposedPorts: s.Ports,
-			PortBindings: bindings,
-			Labels:       map[string]string{"warren-testbroker": "1"},
-		}, func(hc *dc.HostConfig) {
-			hc.AutoRemove = true
-			hc.RestartPolicy = dc.NeverRestart()
-			hc.PublishAllPorts = false // only Ports, on 127.0.0.1
-		})
-		if err != nil {
-			// Another test binary may have created it concurrently.
-			var again bool
-			if res, again = pool.ContainerByName(s.Name); !again {
-				return nil, fmt.Errorf("starting %s (container %s): %v", s.Image, s.Name, err)
-			}
+		default:
+			res, lastErr = s.run(pool)
 		}
 	}
 	addrs := map[string]string{}
@@ -159,6 +139,54 @@ func (s Service) Start() (map[string]string, error) {
 		}
 	}
 	return addrs, nil
+}
+
+// usable reports whether r, the container of the service's name, runs with
+// its ports published.
+func (s Service) usable(r *dockertest.Resource) bool {
+	ok := r.Container.State.Running
+	for _, p := range s.Ports {
+		ok = ok && r.GetPort(p) != ""
+	}
+	return ok
+}
+
+// run creates and starts the service's container.
+func (s Service) run(pool *dockertest.Pool) (*dockertest.Resource, error) {
+	repo, tag, _ := strings.Cut(s.Image, ":")
+	bindings := map[dc.Port][]dc.PortBinding{}
+	for _, p := range s.Ports {
+		bindings[dc.Port(p)] = []dc.PortBinding{{HostIP: "127.0.0.1"}}
+	}
+	var mounts []string
+	for _, d := range s.Dirs {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o777); err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, d+":"+d)
+	}
+	return pool.RunWithOptions(&dockertest.RunOptions{
+		Name:         s.Name,
+		Repository:   repo,
+		Tag:          tag,
+		Entrypoint:   s.Entrypoint,
+		Cmd:          s.Cmd,
+		Env:          s.Env,
+		Mounts:       mounts,
+		ExposedPorts: s.Ports,
+		PortBindings: bindings,
+		Labels:       map[string]string{"warren-testbroker": "1"},
+	}, func(hc *dc.HostConfig) {
+		hc.AutoRemove = true
+		hc.RestartPolicy = dc.NeverRestart()
+		hc.PublishAllPorts = false // only Ports, on 127.0.0.1
+		if s.HostNetwork {
+			hc.NetworkMode = "host"
+		}
+	})
 }
 
 // HostPort is the address a published port of res is reached at from the tests:
