@@ -273,7 +273,8 @@ func (b *broker) user() string { return b.amqpURL.User.Username() }
 // collect_statistics_interval (5s by default), so new connections appear there
 // after 0-5s and queue counters lag by as much. Without rabbitmqctl (Docker,
 // remote broker, WARREN_TESTBROKER_NO_CLI=1) the management API is used and
-// callers must poll (WaitConnections, WaitQueue).
+// callers must poll (WaitConnections, WaitQueue); the Docker fallback lists
+// connections with its container's rabbitmqctl (docker exec), fresh too.
 type Vhost struct {
 	Name          string // e.g. "warren-test-TestFoo_bar-1a2b3c4d"
 	AMQPURL       string // amqp URL of this vhost (name path-escaped)
@@ -327,13 +328,20 @@ func NewVhost(t testing.TB) *Vhost {
 // vhost's client connections.
 func (v *Vhost) connNames(t testing.TB) []string {
 	t.Helper()
-	if v.cli != "" {
+	docker := strings.HasPrefix(shared(t).source, "Docker")
+	if v.cli != "" || docker {
 		// list_connections has no vhost filter (-p is accepted and ignored).
 		var rows []struct {
 			Name  string `json:"name"`
 			Vhost string `json:"vhost"`
 		}
-		cliJSON(t, v.cli, &rows, "list_connections", "--formatter", "json", "name", "vhost")
+		args := []string{"list_connections", "--formatter", "json", "name", "vhost"}
+		if v.cli != "" {
+			cliJSON(t, v.cli, &rows, args...)
+		} else {
+			// The container's own rabbitmqctl: fresh, unlike the management API.
+			parseCLIJSON(t, dockerCtl(t, args...), &rows, args...)
+		}
 		names := make([]string, 0, len(rows))
 		for _, r := range rows {
 			if r.Vhost == v.Name {
@@ -621,7 +629,12 @@ func cli(t testing.TB, node string, args ...string) string {
 // output (skipping any warning printed before the JSON) into dst.
 func cliJSON(t testing.TB, node string, dst any, args ...string) {
 	t.Helper()
-	out := cli(t, node, args...)
+	parseCLIJSON(t, cli(t, node, args...), dst, args...)
+}
+
+// parseCLIJSON decodes the JSON list in the output of rabbitmqctl args.
+func parseCLIJSON(t testing.TB, out string, dst any, args ...string) {
+	t.Helper()
 	i := strings.Index(out, "[")
 	if i < 0 {
 		t.Fatalf("testbroker: rabbitmqctl %s: no JSON in output %q", strings.Join(args, " "), out)
