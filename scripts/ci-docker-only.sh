@@ -9,20 +9,21 @@
 # Sets up what is missing first (scripts/compose-engine.sh; scripts/compose-standins.sh
 # for an engine that reaches no registry, STANDINS=0 leaves it out), and at the end
 # removes the tests' containers (label warren-testbroker=1) and stops the dockerd it
-# started. Tests that start private RabbitMQ nodes (testbroker.StartNode) need the
-# local RabbitMQ binaries and are left out (SKIP); PKGS, SKIP and E2E (a -run
-# pattern for ./internal/e2e, or "none") change the selection. Each step's duration goes to stderr.
+# started. Private RabbitMQ nodes (testbroker.StartNode, StartCluster: the broker
+# restart, TLS, alarm and cluster tests) run in containers of the same image then, on
+# the host's network and process namespaces. PKGS, SKIP (a -skip pattern) and E2E (a
+# -run pattern for ./internal/e2e, or "none") change the selection. Each step's
+# duration goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The packages whose tests use the services, less the tests that start private
-# nodes (StartNode, StartCluster); and the end-to-end tests (real binaries) that use the services without one.
+# The packages whose tests use the services, every test of them; and the end-to-end
+# tests (real binaries) that use the services or private nodes (the whole e2e package
+# takes 14 minutes: docs/testing.md has a run of everything this way).
 pkgs=${PKGS:-./internal/testbroker ./pkg/jobs/... ./pkg/ratelimit/... ./pkg/queue}
-# TestJobPublishToADeletedJobQueue and TestJobPublisherHealsABrokenJobQueue compare
-# connection lists taken moments apart, which only rabbitmqctl gives fresh (the
-# management API, all a Docker broker has here, lists connections up to 5 s late).
-skip=${SKIP:-'^(TestCluster|TestNodeRestart|TestNodeCleanupLeavesNothing|TestOrphanSweep|TestOrphanChild|TestBrokerRestart|TestTLSOnlyBroker|TestJobPublishToADeletedJobQueue|TestJobPublisherHealsABrokenJobQueue)$'}
-e2e=${E2E:-'^(TestPrometheusFiles|TestPrometheusScrapesFarm|TestJobsHTTPContract|TestJobCancel|TestJobLongPollAcrossReplicas|TestLimitsSharedAcrossReplicas)$'}
+skip=()
+[[ -z ${SKIP:-} ]] || skip=(-skip "$SKIP")
+e2e=${E2E:-'^(TestPrometheusFiles|TestPrometheusScrapesFarm|TestJobsHTTPContract|TestJobCancel|TestJobLongPollAcrossReplicas|TestLimitsSharedAcrossReplicas|TestBrokerRestartThroughTheBinaries|TestEncryptedLinks|TestJobBrokerRestart|TestJobAPIKilledBeforePublishConfirm|TestJobRunTimeoutBelowConsumerTimeout|TestClusterNodeLoss|TestClusterQuorumRequestQueue)$'}
 
 failed=
 step() { # name command...: a failed step is reported, the next ones still run
@@ -62,7 +63,7 @@ t0=$SECONDS
 [[ ${STANDINS:-1} == 0 ]] || ./scripts/compose-standins.sh
 unset AMQP_URL MANAGEMENT_URL REDIS_URL RABBITMQ_PROMETHEUS
 # shellcheck disable=SC2086
-step "go test services (WARREN_TEST_NO_LOCAL=1)" env WARREN_TEST_NO_LOCAL=1 "${GO:-go}" test -race -count=1 -timeout 30m -skip "$skip" $pkgs
+step "go test services (WARREN_TEST_NO_LOCAL=1)" env WARREN_TEST_NO_LOCAL=1 "${GO:-go}" test -race -count=1 -timeout 30m "${skip[@]}" $pkgs
 [[ $e2e == none ]] ||
 	step "go test e2e (WARREN_TEST_NO_LOCAL=1)" env WARREN_TEST_NO_LOCAL=1 "${GO:-go}" test -race -count=1 -timeout 30m -run "$e2e" ./internal/e2e
 echo "[ci-docker-only] total $((SECONDS - t0)) s${failed:+; failed:$failed}" >&2

@@ -415,8 +415,16 @@ var closeEvalResult = regexp.MustCompile(`\{(\d+),(\d+)\}`)
 // late).
 func (v *Vhost) CloseConnections(t testing.TB) int {
 	t.Helper()
-	if v.cli != "" && !strings.ContainsAny(v.Name, "\"$`\\") {
-		out := cli(t, v.cli, "eval", fmt.Sprintf(closeEval, v.Name))
+	docker := strings.HasPrefix(shared(t).source, "Docker")
+	if (v.cli != "" || docker) && !strings.ContainsAny(v.Name, "\"$`\\") {
+		var out string
+		if v.cli != "" {
+			out = cli(t, v.cli, "eval", fmt.Sprintf(closeEval, v.Name))
+		} else {
+			// The container's own rabbitmqctl: it sees every connection at
+			// once, where the management API may not know one yet.
+			out = dockerCtl(t, "eval", fmt.Sprintf(closeEval, v.Name))
+		}
 		m := closeEvalResult.FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("testbroker: closing the connections of vhost %q: unexpected rabbitmqctl output %q", v.Name, out)
