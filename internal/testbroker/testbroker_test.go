@@ -3,6 +3,7 @@ package testbroker
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	dc "github.com/ory/dockertest/v3/docker"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
+
+	"github.com/warren-farm/warren/internal/testdocker"
 )
 
 func TestMain(m *testing.M) {
@@ -443,6 +447,9 @@ func TestNodeCleanupLeavesNothing(t *testing.T) {
 	t.Run("node", func(t *testing.T) {
 		n = StartNode(t)
 		pid = n.pid
+		if n.image != "" && len(nodeContainers(t, n.Name)) != 1 {
+			t.Errorf("node %s runs in Docker, but its container is not listed by its label", n.Name)
+		}
 	})
 	if groupAlive(pid) {
 		t.Errorf("processes of node group %d still alive after cleanup", pid)
@@ -456,6 +463,68 @@ func TestNodeCleanupLeavesNothing(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", itoa(n.Port)), time.Second); err == nil {
 		c.Close()
 		t.Error("node port still open after cleanup")
+	}
+	if n.image != "" {
+		if left := nodeContainers(t, n.Name); len(left) > 0 {
+			t.Errorf("node %s's containers left after cleanup: %v", n.Name, left)
+		}
+	}
+}
+
+// nodeContainers lists the containers (any state) of the Docker node name.
+func nodeContainers(t *testing.T, name string) []string {
+	t.Helper()
+	pool, err := testdocker.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Client.HTTPClient.CloseIdleConnections()
+	cs, err := pool.Client.ListContainers(dc.ListContainersOptions{All: true,
+		Filters: map[string][]string{"label": {dockerNodeLabel + "=" + name}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range cs {
+		ids = append(ids, c.ID[:12]+" "+c.State)
+	}
+	return ids
+}
+
+// TestEpmdAnswers checks the probe that tells the Docker nodes' epmd from
+// anything else listening on its port.
+func TestEpmdAnswers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	served := make(chan struct{})
+	go func() { // one connection that answers an epmd's way (its port), one that does not
+		defer close(served)
+		for _, answer := range [][]byte{{0, 0, byte(port >> 8), byte(port)}, []byte("HTTP/1.1 400 Bad Request\r\n")} {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			req := make([]byte, 3)
+			if _, err := io.ReadFull(c, req); err == nil && string(req) == "\x00\x01n" {
+				_, _ = c.Write(answer)
+			}
+			c.Close()
+		}
+	}()
+	if err := epmdAnswers(port); err != nil {
+		t.Errorf("an epmd's answer: %v", err)
+	}
+	if err := epmdAnswers(port); err == nil || !strings.Contains(err.Error(), "not an epmd") {
+		t.Errorf("another server's answer: %v, want not an epmd", err)
+	}
+	<-served
+	l.Close()
+	if err := epmdAnswers(port); err == nil {
+		t.Error("nothing listening: no error")
 	}
 }
 
