@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # The packages whose tests use the services, every test of them; and the end-to-end
 # tests (real binaries) that use the services or private nodes (the whole e2e package
 # takes 14 minutes: docs/testing.md has a run of everything this way).
-pkgs=${PKGS:-./internal/testbroker ./pkg/jobs/... ./pkg/ratelimit/... ./pkg/queue}
+pkgs=${PKGS:-./internal/testdocker ./internal/testbroker ./pkg/jobs/... ./pkg/ratelimit/... ./pkg/queue}
 skip=()
 [[ -z ${SKIP:-} ]] || skip=(-skip "$SKIP")
 e2e=${E2E:-'^(TestPrometheusFiles|TestPrometheusScrapesFarm|TestJobsHTTPContract|TestJobCancel|TestJobLongPollAcrossReplicas|TestLimitsSharedAcrossReplicas|TestBrokerRestartThroughTheBinaries|TestEncryptedLinks|TestJobBrokerRestart|TestJobAPIKilledBeforePublishConfirm|TestJobRunTimeoutBelowConsumerTimeout|TestClusterNodeLoss|TestClusterQuorumRequestQueue)$'}

@@ -126,6 +126,10 @@ func (s Service) Start() (map[string]string, error) {
 			_ = pool.RemoveContainerByName(s.Name)
 		default:
 			res, lastErr = s.run(pool)
+			if lastErr != nil && !errors.Is(lastErr, dc.ErrContainerAlreadyExists) {
+				// Not a race with another binary (a failed pull, say).
+				return nil, fmt.Errorf("starting %s (container %s): %v", s.Image, s.Name, lastErr)
+			}
 		}
 	}
 	addrs := map[string]string{}

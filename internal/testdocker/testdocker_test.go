@@ -1,8 +1,11 @@
 package testdocker
 
 import (
+	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,5 +42,51 @@ func TestNoEngine(t *testing.T) {
 	}
 	if d := time.Since(began); d > 10*time.Second {
 		t.Errorf("Start without an engine took %v", d)
+	}
+}
+
+// Two test binaries starting the same service at once share one container: the
+// one that loses the race waits for the other's instead of failing or
+// replacing it. Runs where the Docker path is the one taken (EnvNoLocal, as
+// scripts/ci-docker-only.sh sets it).
+func TestConcurrentStartsShareOneContainer(t *testing.T) {
+	if !NoLocal() {
+		t.Skip("exercises the Docker path: runs with " + EnvNoLocal + "=1 (scripts/ci-docker-only.sh)")
+	}
+	name := fmt.Sprintf("warren-testdocker-race-%d", time.Now().UnixNano())
+	s := Service{Name: name, Image: RedisImage, Ports: []string{"6379/tcp"},
+		Ready: func(addrs map[string]string) error {
+			c, err := net.DialTimeout("tcp", addrs["6379/tcp"], time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}}
+	t.Cleanup(func() {
+		pool, err := Pool()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer pool.Client.HTTPClient.CloseIdleConnections()
+		if err := pool.RemoveContainerByName(name); err != nil {
+			t.Error(err)
+		}
+	})
+	const n = 3
+	addrs := make([]map[string]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { addrs[i], errs[i] = s.Start() })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("start %d: %v", i, errs[i])
+		}
+		if addrs[i]["6379/tcp"] != addrs[0]["6379/tcp"] {
+			t.Errorf("start %d got %v, start 0 %v: two containers", i, addrs[i], addrs[0])
+		}
 	}
 }
