@@ -251,7 +251,7 @@ func (n *Node) Start(t testing.TB) {
 		err = n.startLocal()
 	}
 	if err != nil {
-		t.Fatalf("testbroker: starting node %s: %v", n.Name, err)
+		t.Fatalf("testbroker: starting node %s: %v\n%s", n.Name, err, n.logTail())
 	}
 	done := n.done
 

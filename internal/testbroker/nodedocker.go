@@ -151,7 +151,11 @@ func (n *Node) startContainer() (id string, pid int, err error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !visible() {
+		c, err := pool.Client.InspectContainer(id)
 		_ = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: id, Force: true})
+		if err != nil || !c.State.Running {
+			return "", 0, fmt.Errorf("container %s (%s) exited at once", id[:12], n.image)
+		}
 		return "", 0, fmt.Errorf("container %s's main process (pid %d) is not visible here: the Docker engine must share this "+
 			"machine's process namespace", id[:12], pid)
 	}
