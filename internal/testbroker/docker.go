@@ -1,7 +1,6 @@
 package testbroker
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ory/dockertest/v3"
 
 	"github.com/warren-farm/warren/internal/testdocker"
 )
@@ -96,19 +93,9 @@ func PrometheusAddr(t testing.TB) string {
 // dockerCtl runs rabbitmqctl -q in the Docker fallback's container.
 func dockerCtl(t testing.TB, args ...string) string {
 	t.Helper()
-	pool, err := testdocker.Pool()
+	out, err := testdocker.Exec(dockerContainerName, "", cliTimeout, append([]string{"rabbitmqctl", "-q"}, args...)...)
 	if err != nil {
-		t.Fatalf("testbroker: rabbitmqctl in %s: %v", dockerContainerName, err)
+		t.Fatalf("testbroker: %v", err)
 	}
-	defer pool.Client.HTTPClient.CloseIdleConnections()
-	res, ok := pool.ContainerByName(dockerContainerName)
-	if !ok {
-		t.Fatalf("testbroker: rabbitmqctl: container %s is gone", dockerContainerName)
-	}
-	var out bytes.Buffer
-	code, err := res.Exec(append([]string{"rabbitmqctl", "-q"}, args...), dockertest.ExecOptions{StdOut: &out, StdErr: &out})
-	if err != nil || code != 0 {
-		t.Fatalf("testbroker: rabbitmqctl %s in %s: exit %d %v\n%s", strings.Join(args, " "), dockerContainerName, code, err, out.String())
-	}
-	return out.String()
+	return out
 }

@@ -125,7 +125,7 @@ func (n *Node) startContainer() (id string, pid int, err error) {
 		Entrypoint: []string{"sh", "-c", `exec rabbitmq-server >>"$1" 2>&1`, "sh", filepath.Join(n.Dir, "stdout.log")},
 		Env:        n.nodeEnv(),
 		WorkingDir: n.Dir,
-		User:       fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
+		User:       hostUser(),
 		Labels:     map[string]string{"warren-testbroker": "1", dockerNodeLabel: n.Name},
 	}, func(hc *dc.HostConfig) {
 		hc.NetworkMode = "host"
@@ -192,43 +192,17 @@ func watchPid(ctx context.Context, pid int) {
 	}
 }
 
-// dockerCtl runs rabbitmqctl in the node's container.
+// dockerCtl runs rabbitmqctl in the node's container, as the test's user (the
+// node's Erlang cookie is readable by it only).
 func (n *Node) dockerCtl(args ...string) (string, error) {
 	if n.container == "" {
 		return "", fmt.Errorf("node %s is not running (rabbitmqctl runs in its container)", n.Name)
 	}
-	pool, err := testdocker.Pool()
-	if err != nil {
-		return "", err
-	}
-	defer pool.Client.HTTPClient.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	cmd := append([]string{"rabbitmqctl", "-n", n.Name, "-q"}, args...)
 	// The environment through env(1): CreateExecOptions.Env needs the API
 	// version the client has not negotiated.
-	argv := append(append([]string{"env"}, n.nodeEnv()...), cmd...)
-	ex, err := pool.Client.CreateExec(dc.CreateExecOptions{
-		Container:    n.container,
-		Cmd:          argv,
-		User:         fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
-		AttachStdout: true,
-		AttachStderr: true,
-		Context:      ctx,
-	})
-	if err != nil {
-		return "", err
-	}
-	var out bytes.Buffer
-	if err := pool.Client.StartExec(ex.ID, dc.StartExecOptions{OutputStream: &out, ErrorStream: &out, Context: ctx}); err != nil {
-		return out.String(), fmt.Errorf("%s: %v", strings.Join(cmd, " "), err)
-	}
-	st, err := pool.Client.InspectExec(ex.ID)
-	if err != nil {
-		return out.String(), err
-	}
-	if st.ExitCode != 0 {
-		return out.String(), fmt.Errorf("%s: exit %d: %s", strings.Join(cmd, " "), st.ExitCode, strings.TrimSpace(out.String()))
-	}
-	return out.String(), nil
+	argv := append(append([]string{"env"}, n.nodeEnv()...), "rabbitmqctl", "-n", n.Name, "-q")
+	return testdocker.Exec(n.container, hostUser(), cliTimeout, append(argv, args...)...)
 }
+
+// hostUser is the test's uid:gid, which a node's container runs as.
+func hostUser() string { return fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()) }

@@ -3,7 +3,6 @@ package testbroker
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 )
 
@@ -31,13 +30,7 @@ func (v *Vhost) Queues(t testing.TB) []string {
 // open.
 func (v *Vhost) DeleteQueue(t testing.TB, name string) {
 	t.Helper()
-	switch {
-	case v.cli != "":
-		cli(t, v.cli, "delete_queue", "-p", v.Name, name)
-	case strings.HasPrefix(shared(t).source, "Docker"):
-		// The container's own rabbitmqctl (docker exec).
-		dockerCtl(t, "delete_queue", "-p", v.Name, name)
-	default:
+	if _, ok := v.ctl(t, "delete_queue", "-p", v.Name, name); !ok {
 		t.Fatalf("testbroker: DeleteQueue needs rabbitmqctl reaching the broker")
 	}
 }

@@ -324,24 +324,33 @@ func NewVhost(t testing.TB) *Vhost {
 	return &Vhost{Name: name, AMQPURL: u.String(), ManagementURL: b.mgmtURL.String(), b: b, cli: cliNode}
 }
 
+// ctl runs rabbitmqctl -q args against the shared node: the local one when it
+// reaches the node, else the Docker fallback's own, in its container (docker
+// exec). Either sees connections at once, unlike the management API. ok is
+// false when neither is there.
+func (v *Vhost) ctl(t testing.TB, args ...string) (out string, ok bool) {
+	t.Helper()
+	switch {
+	case v.cli != "":
+		return cli(t, v.cli, args...), true
+	case strings.HasPrefix(shared(t).source, "Docker"):
+		return dockerCtl(t, args...), true
+	}
+	return "", false
+}
+
 // connNames lists the names ("127.0.0.1:40000 -> 127.0.0.1:5672") of this
 // vhost's client connections.
 func (v *Vhost) connNames(t testing.TB) []string {
 	t.Helper()
-	docker := strings.HasPrefix(shared(t).source, "Docker")
-	if v.cli != "" || docker {
-		// list_connections has no vhost filter (-p is accepted and ignored).
+	// list_connections has no vhost filter (-p is accepted and ignored).
+	args := []string{"list_connections", "--formatter", "json", "name", "vhost"}
+	if out, ok := v.ctl(t, args...); ok {
 		var rows []struct {
 			Name  string `json:"name"`
 			Vhost string `json:"vhost"`
 		}
-		args := []string{"list_connections", "--formatter", "json", "name", "vhost"}
-		if v.cli != "" {
-			cliJSON(t, v.cli, &rows, args...)
-		} else {
-			// The container's own rabbitmqctl: fresh, unlike the management API.
-			parseCLIJSON(t, dockerCtl(t, args...), &rows, args...)
-		}
+		parseCLIJSON(t, out, &rows, args...)
 		names := make([]string, 0, len(rows))
 		for _, r := range rows {
 			if r.Vhost == v.Name {
@@ -404,6 +413,21 @@ Left = [R || R <- Refs, receive {'DOWN', R, process, _, _} -> false after 15000 
 
 var closeEvalResult = regexp.MustCompile(`\{(\d+),(\d+)\}`)
 
+// closedCount reads closeEval's answer: the number of connections closed,
+// failing t if any is still open.
+func closedCount(t testing.TB, vhost, out string) int {
+	t.Helper()
+	m := closeEvalResult.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("testbroker: closing the connections of vhost %q: unexpected rabbitmqctl output %q", vhost, out)
+	}
+	if m[2] != "0" {
+		t.Fatalf("testbroker: %s of the %s connection(s) of vhost %q still open 15s after closing them", m[2], m[1], vhost)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
 // CloseConnections force-closes every client connection of this vhost, and
 // only of this vhost, the way a broker-side failure would: clients receive
 // connection.close 320 CONNECTION_FORCED. It returns the number closed, once
@@ -415,25 +439,10 @@ var closeEvalResult = regexp.MustCompile(`\{(\d+),(\d+)\}`)
 // late).
 func (v *Vhost) CloseConnections(t testing.TB) int {
 	t.Helper()
-	docker := strings.HasPrefix(shared(t).source, "Docker")
-	if (v.cli != "" || docker) && !strings.ContainsAny(v.Name, "\"$`\\") {
-		var out string
-		if v.cli != "" {
-			out = cli(t, v.cli, "eval", fmt.Sprintf(closeEval, v.Name))
-		} else {
-			// The container's own rabbitmqctl: it sees every connection at
-			// once, where the management API may not know one yet.
-			out = dockerCtl(t, "eval", fmt.Sprintf(closeEval, v.Name))
+	if !strings.ContainsAny(v.Name, "\"$`\\") {
+		if out, ok := v.ctl(t, "eval", fmt.Sprintf(closeEval, v.Name)); ok {
+			return closedCount(t, v.Name, out)
 		}
-		m := closeEvalResult.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("testbroker: closing the connections of vhost %q: unexpected rabbitmqctl output %q", v.Name, out)
-		}
-		if m[2] != "0" {
-			t.Fatalf("testbroker: %s of the %s connection(s) of vhost %q still open 15s after closing them", m[2], m[1], v.Name)
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
 	}
 
 	before := v.connNames(t)

@@ -18,6 +18,8 @@
 package testdocker
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -191,6 +193,42 @@ func (s Service) run(pool *dockertest.Pool) (*dockertest.Resource, error) {
 			hc.NetworkMode = "host"
 		}
 	})
+}
+
+// Exec runs cmd in the running container (a name or id) as user ("" for the
+// image's), within timeout, and returns its output (stdout and stderr); a
+// non-zero exit is an error that includes the output.
+func Exec(container, user string, timeout time.Duration, cmd ...string) (string, error) {
+	pool, err := Pool()
+	if err != nil {
+		return "", err
+	}
+	defer pool.Client.HTTPClient.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ex, err := pool.Client.CreateExec(dc.CreateExecOptions{
+		Container:    container,
+		Cmd:          cmd,
+		User:         user,
+		AttachStdout: true,
+		AttachStderr: true,
+		Context:      ctx,
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s in %s: %v", strings.Join(cmd, " "), container, err)
+	}
+	var out bytes.Buffer
+	if err := pool.Client.StartExec(ex.ID, dc.StartExecOptions{OutputStream: &out, ErrorStream: &out, Context: ctx}); err != nil {
+		return out.String(), fmt.Errorf("%s in %s: %v", strings.Join(cmd, " "), container, err)
+	}
+	st, err := pool.Client.InspectExec(ex.ID)
+	if err != nil {
+		return out.String(), err
+	}
+	if st.ExitCode != 0 {
+		return out.String(), fmt.Errorf("%s in %s: exit %d: %s", strings.Join(cmd, " "), container, st.ExitCode, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
 }
 
 // HostPort is the address a published port of res is reached at from the tests:
